@@ -1,0 +1,10 @@
+"""Example objectives. Workers import them by module path, so this folder must be on PYTHONPATH."""
+
+import math
+
+
+def branin(params):
+    """The Branin function; its minimum is 0.397887 at three points, e.g. (pi, 2.275)."""
+    x, y = params["x"], params["y"]
+    a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return a * (y - b * x**2 + c * x - r) ** 2 + s * (1 - t) * math.cos(x) + s

@@ -1,0 +1,28 @@
+"""Objectives the tests optimise; importable by worker processes through PYTHONPATH."""
+
+import os
+import time
+
+
+def quadratic(x):
+    return (x - 3.0) ** 2
+
+
+def slow_quadratic(params):
+    """Sleeps ``params['sleep']`` seconds so a test can act while the trial runs."""
+    time.sleep(params["sleep"])
+    return (params["x"] - 3.0) ** 2
+
+
+def flaky(x):
+    if x < 0:
+        raise ValueError(f"negative x={x} is not allowed")
+    return x
+
+
+def report_pid_then_sleep(params):
+    """Writes the worker's pid into the result file so a test can signal the right process."""
+    with open(params["marker"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(params["sleep"])
+    return params["x"]
