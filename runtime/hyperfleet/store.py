@@ -27,7 +27,7 @@ import gridfs
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
 
 from .mongo_url import MongoAddress, parse_mongo_url
 
@@ -213,6 +213,13 @@ class JobStore:
         )
         return res.matched_count == 1
 
+    def delete_trials(self, query: Mapping[str, Any]) -> int:
+        """Delete the trials matching ``query`` and their attachments."""
+        for doc in self.jobs.find(query, projection={"_attachments": 1}):
+            for _name, file_id in attachment_entries(doc):
+                self.gfs.delete(file_id)
+        return self.jobs.delete_many(query).deleted_count
+
     # -- attachments --------------------------------------------------------------------------
 
     def experiment_attachments(self, exp_key: str | None) -> ExperimentAttachments:
@@ -230,6 +237,14 @@ class JobStore:
 
     def read_file(self, file_id: ObjectId) -> bytes:
         return self.gfs.get(file_id).read()
+
+
+def attachment_entries(doc: Mapping | None) -> list[tuple[str, ObjectId]]:
+    """``(name, file_id)`` pairs from a trial's ``_attachments``, in either stored form."""
+    return [
+        (e["name"], e["file_id"]) if isinstance(e, dict) else (e[0], e[1])
+        for e in (doc or {}).get("_attachments", [])
+    ]
 
 
 class ExperimentAttachments:
@@ -270,15 +285,19 @@ class ExperimentAttachments:
 
 
 class TrialAttachments:
-    """``ctrl.attachments`` / ``trials.trial_attachments(doc)``: blobs of one trial."""
+    """``ctrl.attachments`` / ``trials.trial_attachments(doc)``: blobs of one trial.
+
+    The trial lists them in ``_attachments`` as hyperopt does, ``[[name, file_id], ...]``. Servers
+    that refuse nested arrays (FerretDB v1) get ``[{"name": ..., "file_id": ...}, ...]`` instead;
+    both forms are read.
+    """
 
     def __init__(self, store: JobStore, trial: Mapping):
         self._store = store
         self._trial_id = trial["_id"]
 
-    def _entries(self) -> list[list]:
-        doc = self._store.jobs.find_one({"_id": self._trial_id}, projection={"_attachments": 1})
-        return (doc or {}).get("_attachments", [])
+    def _entries(self) -> list[tuple[str, ObjectId]]:
+        return attachment_entries(self._store.jobs.find_one({"_id": self._trial_id}, projection={"_attachments": 1}))
 
     def __contains__(self, name: str) -> bool:
         return any(n == name for n, _ in self._entries())
@@ -301,8 +320,16 @@ class TrialAttachments:
     def __setitem__(self, name: str, value: bytes) -> None:
         file_id = self._store.gfs.put(value, filename=f"{self._trial_id}_{name}")
         entries = self._entries()
-        replaced = [fid for n, fid in entries if n == name]
-        kept = [[n, fid] for n, fid in entries if n != name]
-        self._store.jobs.update_one({"_id": self._trial_id}, {"$set": {"_attachments": kept + [[name, file_id]]}})
-        for fid in replaced:
-            self._store.gfs.delete(fid)
+        kept = [(n, fid) for n, fid in entries if n != name] + [(name, file_id)]
+        try:
+            self._set([[n, fid] for n, fid in kept])
+        except WriteError as err:
+            if "nested arrays" not in str(err):
+                raise
+            self._set([{"name": n, "file_id": fid} for n, fid in kept])
+        for n, fid in entries:
+            if n == name:
+                self._store.gfs.delete(fid)
+
+    def _set(self, entries: list) -> None:
+        self._store.jobs.update_one({"_id": self._trial_id}, {"$set": {"_attachments": entries}})

@@ -172,10 +172,7 @@ class MongoTrials(base.Trials):
 
     def delete_all(self) -> None:
         """Delete this experiment's trials, their attachments and the experiment's attachments."""
-        for doc in self.store.jobs.find(self._query(), {"_attachments": 1}):
-            for _name, file_id in doc.get("_attachments", []):
-                self.store.gfs.delete(file_id)
-        self.store.jobs.delete_many(self._query())
+        self.store.delete_trials(self._query())
         attachments = self.attachments
         for name in attachments.keys():
             del attachments[name]

@@ -22,9 +22,9 @@ import time
 from typing import Any
 
 from hyperopt import base
-from pymongo.errors import ConnectionFailure, InvalidDocument, PyMongoError
+from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
-from .evaluation import CollectingCtrl, Outcome, ObjectiveLoader, ObjectiveUnavailable
+from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .settings import WorkerSettings
 from .store import JobStore
 
@@ -294,7 +294,8 @@ class Worker:
                 for name, blob in outcome.attachments.items():
                     attachments[name] = blob
                 written = self.store.finish(trial_id, self.owner, outcome.result)
-            except (InvalidDocument, TypeError, ValueError) as err:
+            except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
+                # a result the database refuses (not BSON, too large, a value the server rejects)
                 outcome = Outcome.from_exception(err)
             else:
                 if written:
@@ -321,4 +322,3 @@ def run_worker(settings: WorkerSettings) -> int:
         store.close()
 
 
-__all__ = ["CollectingCtrl", "Worker", "TrialOutcome", "run_worker", "worker_identity"]

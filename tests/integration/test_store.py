@@ -1,0 +1,150 @@
+"""The job store against the real server: atomicity, conditional writes, server-clock heartbeats."""
+
+import threading
+import time
+
+import hyperopt
+from hyperopt import base
+
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
+
+
+def new_trials(store, count, exp_key="e1"):
+    tids = store.allocate_tids(count)
+    docs = [
+        {"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
+         "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.quadratic"), "workdir": None,
+                  "idxs": {"x": [tid]}, "vals": {"x": [float(tid)]}},
+         "exp_key": exp_key, "owner": None, "version": 0, "book_time": None, "refresh_time": None}
+        for tid in tids
+    ]
+    store.insert_trials(docs)
+    return tids
+
+
+def test_tids_are_unique_under_concurrency(store):
+    got, lock = [], threading.Lock()
+
+    def allocate():
+        for _ in range(20):
+            tids = store.allocate_tids(3)
+            with lock:
+                got.extend(tids)
+
+    threads = [threading.Thread(target=allocate) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(300))
+
+
+def test_each_trial_is_reserved_exactly_once_under_concurrency(store):
+    new_trials(store, 120)
+    reserved, lock = [], threading.Lock()
+
+    def reserve(n):
+        while (doc := store.reserve(f"w{n}", {"host": "test", "pid": n}, "e1")) is not None:
+            with lock:
+                reserved.append(doc["tid"])
+
+    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(reserved) == 120
+    assert len(set(reserved)) == 120
+    assert store.count("e1", [JOB_STATE_RUNNING]) == 120
+
+
+def test_reserve_takes_the_oldest_trial_of_the_requested_experiment(store):
+    new_trials(store, 2, exp_key="other")
+    mine = new_trials(store, 2, exp_key="mine")
+    doc = store.reserve("w", {"host": "h", "pid": 1}, "mine")
+    assert doc["tid"] == mine[0]
+    assert doc["state"] == JOB_STATE_RUNNING and doc["owner"] == ["w"]
+    assert doc["hyperfleet"]["attempts"] == 1 and doc["hyperfleet"]["worker"] == {"host": "h", "pid": 1}
+    assert doc["book_time"] == doc["refresh_time"]
+
+
+def test_heartbeat_advances_refresh_time_from_the_server_clock(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    time.sleep(0.3)
+    assert store.heartbeat(doc["_id"], "w")
+    after = store.jobs.find_one({"_id": doc["_id"]})["refresh_time"]
+    assert after > doc["refresh_time"]
+    assert abs((store.server_time() - after).total_seconds()) < 2
+    assert not store.heartbeat(doc["_id"], "someone-else")
+
+
+def test_hand_back_requeues_counts_and_records_the_reason(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    assert store.hand_back(doc["_id"], "w", "worker shutdown (SIGTERM)")
+    back = store.jobs.find_one({"_id": doc["_id"]})
+    assert back["state"] == JOB_STATE_NEW and back["owner"] is None and back["book_time"] is None
+    assert back["hyperfleet"]["requeues"] == 1
+    assert back["hyperfleet"]["history"][-1]["reason"] == "worker shutdown (SIGTERM)"
+    again = store.reserve("w2", {}, "e1")
+    assert again["_id"] == doc["_id"] and again["hyperfleet"]["attempts"] == 2
+
+
+def test_a_late_result_cannot_overwrite_a_handed_back_trial(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    assert store.hand_back(doc["_id"], "w", "test")
+    assert not store.finish(doc["_id"], "w", {"loss": 1.0, "status": "ok"})
+    assert not store.fail(doc["_id"], "w", ("E", "late"), "tb")
+    taken = store.reserve("w2", {}, "e1")
+    assert store.finish(taken["_id"], "w2", {"loss": 2.0, "status": "ok"})
+    assert not store.finish(taken["_id"], "w", {"loss": 1.0, "status": "ok"})
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_DONE and final["result"]["loss"] == 2.0
+
+
+def test_fail_records_hyperopts_error_pair_and_the_traceback(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    assert store.fail(doc["_id"], "w", ("<class 'ValueError'>", "bad"), "Traceback ...ValueError: bad")
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_ERROR
+    assert final["error"] == ["<class 'ValueError'>", "bad"]
+    assert "ValueError: bad" in final["hyperfleet"]["traceback"]
+
+
+def test_experiment_attachments_replace_and_delete(store):
+    attachments = store.experiment_attachments("e1")
+    other = store.experiment_attachments("e2")
+    attachments["domain"] = b"v1"
+    attachments["domain"] = b"v2" * 200_000  # several GridFS chunks
+    other["domain"] = b"other"
+    assert attachments["domain"] == b"v2" * 200_000
+    assert other["domain"] == b"other"
+    assert store.db.fs.files.count_documents({"filename": "domain", "exp_key": "e1"}) == 1
+    assert list(attachments) == ["domain"]
+    del attachments["domain"]
+    assert "domain" not in attachments and "domain" in other
+
+
+def test_trial_attachments(store):
+    new_trials(store, 1)
+    doc = store.jobs.find_one()
+    attachments = store.trial_attachments(doc)
+    attachments["weights"] = b"\x00\x01"
+    attachments["weights"] = b"\x02"
+    attachments["log"] = b"text"
+    assert attachments["weights"] == b"\x02" and sorted(attachments) == ["log", "weights"]
+    assert store.db.fs.files.count_documents({}) == 2
+
+
+def test_documents_stay_readable_by_hyperopt(store):
+    new_trials(store, 3)
+    doc = store.reserve("w", {}, "e1")
+    store.finish(doc["_id"], "w", {"loss": 0.5, "status": "ok"})
+    docs = list(store.jobs.find({"state": {"$ne": JOB_STATE_ERROR}}))
+    trials = base.trials_from_docs(docs, exp_key="e1")  # hyperopt validates every key it needs
+    assert len(trials) == 3
+    assert trials.best_trial["result"]["loss"] == 0.5
+    assert hyperopt.__version__

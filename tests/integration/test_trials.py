@@ -1,0 +1,154 @@
+"""MongoTrials against the real server: hyperopt's Trials API, and refresh cost."""
+
+import pickle
+
+import pytest
+from hyperopt import hp, rand
+from pymongo import monitoring
+
+import hyperfleet
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+
+
+class DocsReturned(monitoring.CommandListener):
+    """Counts documents the server returns to find/getMore commands."""
+
+    def __init__(self):
+        self.documents = 0
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        if event.command_name in ("find", "getMore"):
+            cursor = event.reply.get("cursor", {})
+            self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+    def failed(self, event):
+        pass
+
+
+def suggest_and_insert(trials, count, seed=0):
+    """What fmin does to enqueue trials, without evaluating them."""
+    from hyperopt import base
+    import numpy as np
+
+    domain = base.Domain(lambda x: x, hp.uniform("x", 0, 1))
+    tids = trials.new_trial_ids(count)
+    docs = rand.suggest(tids, domain, trials, np.random.default_rng(seed).integers(2**31 - 1))
+    trials.insert_trial_docs(docs)
+    return tids
+
+
+def finish_all(store, exp_key, loss_of=lambda doc: doc["tid"] * 0.1):
+    while (doc := store.reserve("w", {}, exp_key)) is not None:
+        assert store.finish(doc["_id"], "w", {"loss": loss_of(doc), "status": "ok"})
+
+
+def test_tids_are_unique_across_drivers(mongo_url):
+    a = hyperfleet.MongoTrials(mongo_url, exp_key="a")
+    b = hyperfleet.MongoTrials(mongo_url, exp_key="b")
+    tids = a.new_trial_ids(5) + b.new_trial_ids(5) + a.new_trial_ids(5)
+    assert len(set(tids)) == 15
+
+
+def test_trials_api_matches_hyperopt(mongo_url):
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
+    assert len(trials) == 0
+    suggest_and_insert(trials, 4)
+    assert trials.count_by_state_unsynced(JOB_STATE_NEW) == 4
+    finish_all(trials.store, "e1")
+    assert trials.count_by_state_unsynced([JOB_STATE_NEW, JOB_STATE_RUNNING]) == 0
+    trials.refresh()
+    assert len(trials) == 4
+    assert trials.best_trial["tid"] == min(trials.tids)
+    assert trials.losses() == [t * 0.1 for t in trials.tids]
+    assert set(trials.argmin) == {"x"}
+    other = trials.view(exp_key="elsewhere")
+    assert len(other) == 0
+
+
+def test_refresh_reads_only_what_changed(mongo_server, mongo_url):
+    listener = DocsReturned()
+    import pymongo
+
+    client = pymongo.MongoClient(mongo_server.url, event_listeners=[listener])
+    store = JobStore(client, hyperfleet.parse_mongo_url(mongo_url))
+    store.ensure_indexes()
+    trials = hyperfleet.MongoTrials(store, exp_key="e1", resync_seconds=3600)
+    suggest_and_insert(trials, 200)
+    finish_all(store, "e1")
+    trials.refresh()
+    assert len(trials) == 200 and trials.count_by_state_unsynced(JOB_STATE_DONE) == 200
+
+    listener.documents = 0
+    trials.refresh()
+    assert listener.documents == 0  # nothing changed, nothing read
+
+    suggest_and_insert(trials, 1, seed=1)
+    finish_all(store, "e1")
+    listener.documents = 0
+    trials.refresh()
+    # the reserve/finish above returned one document to our client; the refresh read one more
+    assert listener.documents <= 2
+    assert len(trials) == 201
+
+
+def test_resync_catches_what_another_client_inserted_below_the_highest_tid(mongo_url):
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1", resync_seconds=3600)
+    other = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
+    early = other.new_trial_ids(1)  # allocated first, inserted last
+    suggest_and_insert(trials, 2)
+    trials.refresh()
+    from hyperopt import base
+
+    doc = base.Trials(exp_key="e1").new_trial_docs(early, [None], [{"status": "new"}], [
+        {"tid": early[0], "cmd": None, "workdir": None, "idxs": {"x": [early[0]]}, "vals": {"x": [0.5]}}])
+    other.insert_trial_docs(doc)
+    trials.refresh()
+    assert len(trials) == 2  # the incremental refresh only looks above the highest tid it knows
+    trials.resync_seconds = 0
+    trials.refresh()
+    assert sorted(trials.tids) == sorted(early + [t for t in trials.tids if t not in early])
+    assert len(trials) == 3 and trials.tids == sorted(trials.tids)
+
+
+def test_errors_are_counted_but_not_in_trials(mongo_url):
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
+    suggest_and_insert(trials, 3)
+    doc = trials.store.reserve("w", {}, "e1")
+    trials.store.fail(doc["_id"], "w", ("E", "boom"), "tb")
+    assert trials.count_by_state_unsynced(3) == 1
+    assert len(trials) == 2 and doc["tid"] not in trials.tids
+
+
+def test_delete_all_removes_trials_and_attachments(mongo_url):
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
+    keep = hyperfleet.MongoTrials(mongo_url, exp_key="e2")
+    suggest_and_insert(trials, 3)
+    suggest_and_insert(keep, 2)
+    trials.attachments["FMinIter_Domain"] = b"x"
+    trials.refresh()
+    trials.trial_attachments(trials.trials[0])["w"] = b"y"
+    trials.delete_all()
+    assert len(trials) == 0 and "FMinIter_Domain" not in trials.attachments
+    assert trials.store.db.fs.files.count_documents({}) == 0
+    keep.refresh()
+    assert len(keep) == 2
+
+
+def test_pickles_by_address(mongo_url):
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
+    suggest_and_insert(trials, 2)
+    trials.refresh()
+    copy = pickle.loads(pickle.dumps(trials))
+    assert copy.tids == trials.tids and copy is not trials
+
+
+def test_unreachable_server_fails_fast():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(hyperfleet.StoreUnavailable, match="cannot reach MongoDB at mongodb://127.0.0.1:9/db"):
+        hyperfleet.MongoTrials("mongodb://127.0.0.1:9/db", exp_key="e", connect_timeout_seconds=1)
+    assert time.monotonic() - started < 5
