@@ -26,3 +26,8 @@ def report_pid_then_sleep(params):
         f.write(f"{os.getpid()}\n")
     time.sleep(params["sleep"])
     return params["x"]
+
+
+def quadratic_trial(spec, ctrl):
+    """A ``token_load`` objective: hyperopt calls it with the trial's spec and a ctrl."""
+    return {"loss": quadratic(spec.get("x", 0.0)), "status": "ok"}

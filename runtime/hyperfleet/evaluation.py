@@ -7,8 +7,8 @@ A trial's ``misc.cmd`` says how to find the objective, as in hyperopt:
   so it is downloaded and unpickled once per experiment run, not once per trial;
 * ``("token_load", "package.module.function")``: an importable function ``fn(spec, ctrl)``.
 
-Run as ``python -m hyperfleet.evaluation IN OUT``, this module is the child of a worker started
-with ``--subprocesses``: it reads the job from the pickle IN and writes the outcome to the pickle OUT.
+``child_main(IN, OUT)`` is the child process of a worker started with ``--subprocesses``: it reads
+the job from the pickle IN and writes the outcome to the pickle OUT.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import dataclasses
 import importlib
 import os
 import pickle
-import sys
 import traceback
 from typing import Any, Callable
 
@@ -141,7 +140,7 @@ def evaluate_job(job: Job) -> Outcome:
     return Outcome(result=result, attachments=attachments)
 
 
-def _child_main(in_path: str, out_path: str) -> int:
+def child_main(in_path: str, out_path: str) -> int:
     with open(in_path, "rb") as f:
         job = pickle.load(f)
     outcome = evaluate_job(job)
@@ -153,7 +152,3 @@ def _child_main(in_path: str, out_path: str) -> int:
         f.write(payload)
     os.replace(out_path + ".tmp", out_path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1], sys.argv[2]))

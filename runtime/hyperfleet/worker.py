@@ -34,6 +34,8 @@ log = logging.getLogger("hyperfleet.worker")
 # the monitor (the heartbeat stops, so the trial is recovered as orphaned).
 RESULT_WRITE_RETRY_SECONDS = 30.0
 _WAIT_STEP_SECONDS = 0.05
+# imported, not run as __main__, so the Outcome it pickles resolves to hyperfleet.evaluation.Outcome
+_CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main(*sys.argv[1:]))"
 
 
 class TrialOutcome(enum.Enum):
@@ -185,10 +187,14 @@ class Worker:
         heartbeat = Heartbeat(self.store, trial_id, self.owner, self.settings.heartbeat_seconds)
         heartbeat.start()
         try:
-            if self.settings.use_subprocesses:
-                outcome = self._evaluate_in_child(doc, heartbeat)
-            else:
-                outcome = self._evaluate_in_thread(doc, heartbeat)
+            try:
+                if self.settings.use_subprocesses:
+                    outcome = self._evaluate_in_child(doc, heartbeat)
+                else:
+                    outcome = self._evaluate_in_thread(doc, heartbeat)
+            except Exception as err:  # a fault of ours or of the machine: the trial's error, not a crash
+                log.exception("trial %s could not be evaluated", tid)
+                outcome = Outcome.from_exception(err)
             if isinstance(outcome, TrialOutcome):
                 return outcome
             return self._record(doc, outcome)
@@ -250,7 +256,7 @@ class Worker:
             in_path, out_path = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.pkl")
             with open(in_path, "wb") as f:
                 pickle.dump(job, f)
-            child = subprocess.Popen([sys.executable, "-m", "hyperfleet.evaluation", in_path, out_path])
+            child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN, in_path, out_path])
             try:
                 while True:
                     try:

@@ -1,0 +1,148 @@
+"""Worker processes against the real server: fmin end to end, errors, bad objectives, bad input."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from hyperopt import fmin, hp, rand, tpe
+
+import hyperfleet
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
+from tests.conftest import start_worker, worker_env
+from tests.mongo_server import free_port
+from tests.objectives import flaky, quadratic
+
+
+def stop_all(workers, timeout=15):
+    for w in workers:
+        if w.poll() is None:
+            w.terminate()
+    return [w.wait(timeout) for w in workers]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_fmin_of_50_trials_served_by_3_workers(mongo_url):
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(3)]
+    try:
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="fifty")
+        best = fmin(quadratic, hp.uniform("x", -10, 10), algo=tpe.suggest, max_evals=50, trials=trials,
+                    max_queue_len=3, show_progressbar=False)
+        docs = list(trials.store.jobs.find({"exp_key": "fifty"}))
+        assert len(docs) == 50
+        assert all(d["state"] == JOB_STATE_DONE for d in docs)
+        assert len({d["tid"] for d in docs}) == 50
+        assert len({d["owner"][0] for d in docs}) >= 2  # the work was shared
+        assert all(d["result"]["loss"] == pytest.approx((d["misc"]["vals"]["x"][0] - 3) ** 2) for d in docs)
+        assert abs(best["x"] - 3) < 2
+    finally:
+        assert stop_all(workers) == [0, 0, 0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_subprocess_evaluation(mongo_url):
+    workers = [start_worker(mongo_url, "--subprocesses", "--log-level", "warning")]
+    try:
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="sub")
+        fmin(quadratic, hp.uniform("x", -10, 10), algo=rand.suggest, max_evals=4, trials=trials, show_progressbar=False)
+        assert trials.count_by_state_unsynced(JOB_STATE_DONE) == 4
+    finally:
+        assert stop_all(workers) == [0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["--no-subprocesses", "--subprocesses"])
+def test_an_objective_that_raises_is_an_error_with_traceback_and_the_worker_carries_on(mongo_url, mode):
+    workers = [start_worker(mongo_url, mode, "--log-level", "warning")]
+    try:
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="flaky")
+        fmin(flaky, hp.uniform("x", -1, 1), algo=rand.suggest, max_evals=6, trials=trials,
+             rstate=__import__("numpy").random.default_rng(3), show_progressbar=False)
+        errors = list(trials.store.jobs.find({"state": JOB_STATE_ERROR}))
+        # as in hyperopt, a failed trial counts toward max_evals of the run
+        assert trials.count_by_state_unsynced(JOB_STATE_DONE) + len(errors) == 6
+        assert errors and len(errors) < 6, "the seed gives both signs of x"
+        for doc in errors:
+            assert doc["error"][0] == "<class 'ValueError'>"
+            assert "negative x=" in doc["error"][1]
+            assert "Traceback" in doc["hyperfleet"]["traceback"] and "in flaky" in doc["hyperfleet"]["traceback"]
+        assert workers[0].poll() is None
+    finally:
+        stop_all(workers)
+
+
+def insert_trials(store, exp_key, cmd, count):
+    tids = store.allocate_tids(count)
+    store.insert_trials([
+        {"state": JOB_STATE_NEW, "tid": t, "spec": None, "result": {"status": "new"},
+         "misc": {"tid": t, "cmd": cmd, "workdir": None, "idxs": {}, "vals": {}},
+         "exp_key": exp_key, "owner": None, "book_time": None, "refresh_time": None}
+        for t in tids
+    ])
+
+
+# a pickle (protocol 0 GLOBAL) of a function from a module that worker processes cannot import
+PICKLE_FROM_A_MISSING_MODULE = b"cmodule_only_the_driver_has\nobjective\n."
+
+
+@pytest.mark.parametrize(
+    "cmd,blob,message",
+    [
+        (("domain_attachment", "FMinIter_Domain"), b"not a pickle", "cannot unpickle the experiment's domain"),
+        (("domain_attachment", "FMinIter_Domain"), PICKLE_FROM_A_MISSING_MODULE, "module_only_the_driver_has"),
+        (("domain_attachment", "FMinIter_Domain"), None, "attachment 'FMinIter_Domain' of experiment 'bad' not found"),
+        (("token_load", "no_such_package.objective"), None, "cannot import 'no_such_package.objective'"),
+        (("bandit_json evaluate", "x"), None, "unsupported trial command"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["--no-subprocesses", "--subprocesses"])
+def test_an_objective_that_cannot_load_is_an_error_on_the_trial_not_a_crash(store, mongo_url, cmd, blob, message, mode):
+    insert_trials(store, "bad", cmd, 3)
+    if blob is not None:
+        store.experiment_attachments("bad")["FMinIter_Domain"] = blob
+    worker = start_worker(mongo_url, mode, "--max-jobs", "3", "--log-level", "warning")
+    assert worker.wait(60) == 0  # it ran all three trials and exited by --max-jobs
+    docs = list(store.jobs.find())
+    assert [d["state"] for d in docs] == [JOB_STATE_ERROR] * 3
+    assert all(message in d["error"][1] for d in docs), docs[0]["error"]
+
+
+def test_unreachable_mongo_is_one_clear_line_and_a_bounded_exit():
+    url = f"mongodb://127.0.0.1:{free_port()}/db"
+    started = time.monotonic()
+    proc = start_worker(url, "--connect-timeout-seconds", "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert time.monotonic() - started < 10
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach MongoDB at {url} within 1s"), err
+
+
+def test_malformed_url_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "hyperfleet", "worker", "--mongo", "mongodb://host:port/db"],
+                          env=worker_env(), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "Invalid value for '--mongo'" in proc.stderr
+
+
+def test_hyperopt_mongo_worker_entry_point_takes_stock_flags(store, mongo_url):
+    insert_trials(store, "stock", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    bare = mongo_url.removeprefix("mongodb://")  # hyperopt-mongo-worker's host:port/db form
+    proc = subprocess.run(
+        [sys.executable, "-c", "from hyperfleet.cli import mongo_worker_main; mongo_worker_main()",
+         "--mongo", bare, "--exp-key", "stock", "--max-jobs", "2", "--poll-interval", "1",
+         "--reserve-timeout", "10", "--max-consecutive-failures", "5", "--no-subprocesses"],
+        env=worker_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [d["result"]["loss"] for d in store.jobs.find().sort("tid")] == [9.0, 9.0]
+
+
+def test_reserve_timeout_exits_an_idle_worker(mongo_url):
+    started = time.monotonic()
+    proc = start_worker(mongo_url, "--reserve-timeout", "0.5")
+    assert proc.wait(30) == 0
+    assert time.monotonic() - started < 15
