@@ -31,3 +31,9 @@ def report_pid_then_sleep(params):
 def quadratic_trial(spec, ctrl):
     """A ``token_load`` objective: hyperopt calls it with the trial's spec and a ctrl."""
     return {"loss": quadratic(spec.get("x", 0.0)), "status": "ok"}
+
+
+def sleep_trial(spec, ctrl):
+    """A ``token_load`` objective that runs for ``spec['sleep']`` seconds."""
+    time.sleep(spec["sleep"])
+    return {"loss": spec["sleep"], "status": "ok"}
