@@ -20,6 +20,7 @@ import pickle
 import traceback
 from typing import Any, Callable
 
+import gridfs
 from hyperopt import base
 
 from .store import JobStore
@@ -65,28 +66,40 @@ class ObjectiveLoader:
         cmd = tuple(doc["misc"].get("cmd") or ())
         spec = base.spec_from_misc(doc["misc"])
         if cmd and cmd[0] == "domain_attachment":
-            _, blob = self._domain_blob(cmd[1], doc.get("exp_key"))
+            _, blob = self._domain_blob(cmd[1], doc)
             return Job(cmd=cmd, spec=spec, domain_blob=blob, workdir=workdir)
         return Job(cmd=cmd, spec=spec, workdir=workdir)
 
     def function(self, doc: dict) -> Callable[[dict, base.Ctrl], Any]:
         cmd = tuple(doc["misc"].get("cmd") or ())
         if cmd and cmd[0] == "domain_attachment":
-            file_id, blob = self._domain_blob(cmd[1], doc.get("exp_key"))
+            file_id, blob = self._domain_blob(cmd[1], doc)
             if file_id not in self._domains:
                 self._domains.clear()
                 self._domains[file_id] = unpickle_domain(blob)
             return self._domains[file_id].evaluate
         return resolve_function(cmd)
 
-    def _domain_blob(self, name: str, exp_key: str | None) -> tuple[Any, bytes]:
-        file_id = self._store.latest_attachment_id(name, exp_key)
-        if file_id is None:
-            raise ObjectiveUnavailable(f"attachment {name!r} of experiment {exp_key!r} not found")
-        if file_id not in self._blobs:
+    def _domain_blob(self, name: str, doc: dict) -> tuple[Any, bytes]:
+        exp_key = doc.get("exp_key")
+        # trials inserted through hyperfleet name the file; others (from a stock driver) are looked up,
+        # and so are trials whose file was replaced since (a driver that ran fmin again)
+        stamped = (doc.get("hyperfleet") or {}).get("domain_file_id")
+        for file_id in (stamped, "latest") if stamped else ("latest",):
+            if file_id == "latest":
+                file_id = self._store.latest_attachment_id(name, exp_key)
+                if file_id is None:
+                    break
+            if file_id in self._blobs:
+                return file_id, self._blobs[file_id]
+            try:
+                blob = self._store.read_file(file_id)
+            except gridfs.NoFile:
+                continue
             self._blobs.clear()  # one experiment's domain at a time: drivers replace it on each fmin
-            self._blobs[file_id] = self._store.read_file(file_id)
-        return file_id, self._blobs[file_id]
+            self._blobs[file_id] = blob
+            return file_id, blob
+        raise ObjectiveUnavailable(f"attachment {name!r} of experiment {exp_key!r} not found")
 
 
 def unpickle_domain(blob: bytes) -> base.Domain:

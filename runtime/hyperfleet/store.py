@@ -115,11 +115,22 @@ class JobStore:
         raise RuntimeError("could not allocate trial ids: the job_ids counter keeps conflicting")
 
     def insert_trials(self, docs: Iterable[dict]) -> list[ObjectId]:
+        """Insert NEW trials. Each trial that evaluates an experiment attachment (fmin's pickled
+        domain) is stamped with that file's id, so workers need not look it up per trial."""
         prepared = []
+        domain_ids: dict[tuple, ObjectId | None] = {}
         for doc in docs:
             doc = dict(doc)
             doc.setdefault("version", 0)
-            doc.setdefault("hyperfleet", {"attempts": 0, "requeues": 0})
+            extra = {"attempts": 0, "requeues": 0}
+            cmd = (doc.get("misc") or {}).get("cmd") or ()
+            if len(cmd) == 2 and cmd[0] == "domain_attachment":
+                key = (cmd[1], doc.get("exp_key"))
+                if key not in domain_ids:
+                    domain_ids[key] = self.latest_attachment_id(*key)
+                if domain_ids[key] is not None:
+                    extra["domain_file_id"] = domain_ids[key]
+            doc.setdefault("hyperfleet", extra)
             prepared.append(doc)
         if not prepared:
             return []
