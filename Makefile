@@ -32,8 +32,8 @@ $(VENV)/.installed: runtime/pyproject.toml
 	touch $@
 
 .PHONY: mongo-server
-mongo-server: ## Use mongod from PATH, or build the FerretDB test server into $(HYPERFLEET_CACHE)
-	@if command -v mongod >/dev/null; then echo "test server: $$(command -v mongod)"; else scripts/install-ferretdb.sh; fi
+mongo-server: ## Use mongod from PATH, or install the test server: FerretDB (built into $(HYPERFLEET_CACHE)) on PostgreSQL
+	scripts/install-test-server.sh
 
 $(STOCK_VENV)/.installed:
 	$(PYTHON) -m venv $(STOCK_VENV)

@@ -7,8 +7,8 @@ A trial's ``misc.cmd`` says how to find the objective, as in hyperopt:
   so it is downloaded and unpickled once per experiment run, not once per trial;
 * ``("token_load", "package.module.function")``: an importable function ``fn(spec, ctrl)``.
 
-``child_main(IN, OUT)`` is the child process of a worker started with ``--subprocesses``: it reads
-the job from the pickle IN and writes the outcome to the pickle OUT.
+``child_main()`` is the child process of a worker started with ``--subprocesses``: it reads the job
+from a pickle and writes the outcome to another.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import os
 import pickle
+import sys
 import traceback
 from typing import Any, Callable
 
@@ -153,7 +154,15 @@ def evaluate_job(job: Job) -> Outcome:
     return Outcome(result=result, attachments=attachments)
 
 
-def child_main(in_path: str, out_path: str) -> int:
+def child_main() -> int:
+    """Wait for a job (two lines on stdin: IN and OUT paths), evaluate it once, exit.
+
+    The worker starts the next child while the current trial runs, so the child has imported
+    hyperopt by the time a trial arrives and a fresh process costs no pickup latency.
+    """
+    in_path, out_path = sys.stdin.readline().strip(), sys.stdin.readline().strip()
+    if not in_path or not out_path:
+        return 0  # the worker went away or shut down before giving this spare a job
     with open(in_path, "rb") as f:
         job = pickle.load(f)
     outcome = evaluate_job(job)

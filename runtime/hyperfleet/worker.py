@@ -35,7 +35,7 @@ log = logging.getLogger("hyperfleet.worker")
 RESULT_WRITE_RETRY_SECONDS = 30.0
 _WAIT_STEP_SECONDS = 0.05
 # imported, not run as __main__, so the Outcome it pickles resolves to hyperfleet.evaluation.Outcome
-_CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main(*sys.argv[1:]))"
+_CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main())"
 
 
 class TrialOutcome(enum.Enum):
@@ -105,6 +105,7 @@ class Worker:
         self._stop = threading.Event()
         self._stop_reason = ""
         self.jobs_done = 0
+        self._spare_child: subprocess.Popen | None = None
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -134,11 +135,20 @@ class Worker:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
+        log.info("worker %s polling %s (experiment %s)", self.owner, self.store.address.redacted(),
+                 self.settings.exp_key or "any")
+        if self.settings.use_subprocesses:
+            self._spare_child = self._start_child()
+        try:
+            return self._loop()
+        finally:
+            self._discard_spare_child()
+
+    def _loop(self) -> int:
         s = self.settings
         started = idle_since = time.monotonic()
         wait = s.poll_min_seconds
         consecutive_failures = 0
-        log.info("worker %s polling %s (experiment %s)", self.owner, self.store.address.redacted(), s.exp_key or "any")
         while not self._stop.is_set():
             stop_because = self._limit_reached(started, consecutive_failures)
             if stop_because:
@@ -256,7 +266,10 @@ class Worker:
             in_path, out_path = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.pkl")
             with open(in_path, "wb") as f:
                 pickle.dump(job, f)
-            child = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN, in_path, out_path])
+            child = self._take_spare_child()
+            child.stdin.write(f"{in_path}\n{out_path}\n")
+            child.stdin.close()
+            self._spare_child = self._start_child()
             try:
                 while True:
                     try:
@@ -278,6 +291,25 @@ class Worker:
                                          "without writing a result")
             with open(out_path, "rb") as f:
                 return pickle.load(f)
+
+    @staticmethod
+    def _start_child() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE, text=True)
+
+    def _take_spare_child(self) -> subprocess.Popen:
+        child, self._spare_child = self._spare_child, None
+        if child is None or child.poll() is not None:
+            child = self._start_child()
+        return child
+
+    def _discard_spare_child(self) -> None:
+        child, self._spare_child = self._spare_child, None
+        if child is not None and child.poll() is None:
+            child.stdin.close()  # EOF: the child exits without a job
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
     def _record(self, doc: dict, outcome: Outcome) -> TrialOutcome:
         """Write the outcome, retrying while MongoDB is unreachable; a late result is dropped."""

@@ -1,13 +1,23 @@
 """A real MongoDB wire-protocol server for tests and benchmarks, started and stopped by them.
 
-``mongod`` is used when it is on PATH; otherwise the FerretDB test server that
-``scripts/install-ferretdb.sh`` builds into ``$HYPERFLEET_CACHE/bin`` (``make mongo-server``).
+In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod``, ``ferretdb-postgresql``,
+``ferretdb-sqlite``):
+
+* ``mongod`` from PATH;
+* FerretDB on a private PostgreSQL cluster: the FerretDB test server that
+  ``scripts/install-test-server.sh`` builds into ``$HYPERFLEET_CACHE/bin``, and Debian's PostgreSQL.
+  PostgreSQL lets FerretDB run filters in the database (SQLite only looks up ``_id``), so queries on
+  ``state`` cost what they cost on mongod instead of a scan of the whole collection;
+* FerretDB on SQLite, when no PostgreSQL is installed.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,6 +27,7 @@ from pathlib import Path
 import pymongo
 
 CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
+FERRETDB = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
 
 
 class ServerNotFound(RuntimeError):
@@ -29,26 +40,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(port: int, data_dir: str) -> tuple[str, list[str]]:
-    """Which server to start, and how: (kind, argv)."""
-    mongod = shutil.which("mongod")
-    if mongod and os.environ.get("HYPERFLEET_TEST_SERVER", "auto") in ("auto", "mongod"):
-        return "mongod", [mongod, "--dbpath", data_dir, "--port", str(port), "--bind_ip", "127.0.0.1", "--quiet"]
-    ferretdb = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
-    if ferretdb.exists():
-        return "ferretdb", [str(ferretdb), f"--listen-addr=127.0.0.1:{port}", f"--sqlite-url=file:{data_dir}/"]
-    raise ServerNotFound(
-        f"no MongoDB server: neither mongod on PATH nor {ferretdb}; run `make mongo-server` to build one"
-    )
+def postgres_bindir() -> str | None:
+    if shutil.which("postgres") and shutil.which("initdb"):
+        return os.path.dirname(os.path.realpath(shutil.which("postgres")))
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def choose_kind() -> str:
+    wanted = os.environ.get("HYPERFLEET_TEST_SERVER", "auto")
+    if wanted in ("auto", "mongod") and shutil.which("mongod"):
+        return "mongod"
+    if wanted in ("auto", "ferretdb-postgresql", "ferretdb-sqlite") and not FERRETDB.exists():
+        raise ServerNotFound(f"no MongoDB server: neither mongod on PATH nor {FERRETDB}; run `make mongo-server`")
+    if wanted in ("auto", "ferretdb-postgresql") and postgres_bindir():
+        return "ferretdb-postgresql"
+    if wanted in ("auto", "ferretdb-sqlite"):
+        return "ferretdb-sqlite"
+    raise ServerNotFound(f"HYPERFLEET_TEST_SERVER={wanted}: that server is not installed here")
 
 
 class MongoServer:
-    def __init__(self):
+    def __init__(self, kind: str | None = None):
+        self.kind = kind or choose_kind()
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-mongo-")
-        self.kind, self.argv = server_command(self.port, self.data_dir)
-        self.log_path = os.path.join(self.data_dir, "server.log")
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | None = None  # the wire-protocol server
+        self._postgres: subprocess.Popen | None = None
+        self._logs: list = []
 
     @property
     def url(self) -> str:
@@ -57,40 +76,89 @@ class MongoServer:
     def database_url(self, database: str) -> str:
         return f"{self.url}/{database}"
 
-    def start(self, timeout_seconds: float = 30.0) -> MongoServer:
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+    def _spawn(self, argv: list[str], name: str, **kwargs) -> subprocess.Popen:
+        log = open(os.path.join(self.data_dir, f"{name}.log"), "wb")
+        self._logs.append(log)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+
+    def _log_tail(self, name: str) -> str:
+        with open(os.path.join(self.data_dir, f"{name}.log"), "rb") as f:
+            return f.read()[-2000:].decode(errors="replace")
+
+    def start(self, timeout_seconds: float = 60.0) -> MongoServer:
+        if self.kind == "mongod":
+            argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
+                    "--bind_ip", "127.0.0.1", "--quiet"]
+        elif self.kind == "ferretdb-postgresql":
+            argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}",
+                    f"--postgresql-url=postgres://postgres@127.0.0.1:{self._start_postgres()}/postgres"]
+        else:
+            argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--sqlite-url=file:{self.data_dir}/"]
+        self.process = self._spawn(argv, "server")
         deadline = time.monotonic() + timeout_seconds
         client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500)
         try:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.kind} exited with {self.process.returncode}: {self._log_tail()}")
+                    raise RuntimeError(f"{self.kind} exited with {self.process.returncode}: {self._log_tail('server')}")
                 try:
                     client.admin.command("ping")
+                    client.admin.command("listDatabases")  # reaches the storage backend too
                     return self
                 except pymongo.errors.PyMongoError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.kind} did not answer within {timeout_seconds}s: {self._log_tail()}")
+                        raise RuntimeError(f"{self.kind} did not answer in {timeout_seconds}s: {self._log_tail('server')}")
+                    time.sleep(0.05)
         finally:
             client.close()
 
-    def _log_tail(self) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read()[-2000:].decode(errors="replace")
+    def _start_postgres(self) -> int:
+        """A throwaway PostgreSQL cluster, tuned for tests (no fsync), on a free loopback port."""
+        bindir = postgres_bindir()
+        pgdata = os.path.join(self.data_dir, "pg")
+        as_user: dict = {}
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            postgres_user = pwd.getpwnam("postgres")
+            os.chown(self.data_dir, postgres_user.pw_uid, postgres_user.pw_gid)
+            as_user = {"user": postgres_user.pw_uid, "group": postgres_user.pw_gid, "extra_groups": []}
+        subprocess.run([f"{bindir}/initdb", "-D", pgdata, "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+                       check=True, capture_output=True, cwd=self.data_dir, **as_user)
+        port = free_port()
+        self._postgres = self._spawn(
+            [f"{bindir}/postgres", "-D", pgdata, "-p", str(port), "-k", self.data_dir,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off"],
+            "postgres", cwd=self.data_dir, **as_user,
+        )
+        deadline = time.monotonic() + 30
+        while subprocess.run([f"{bindir}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+            if self._postgres.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres did not start: {self._log_tail('postgres')}")
+            time.sleep(0.05)
+        return port
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        for proc, sig in ((self.process, signal.SIGTERM), (self._postgres, signal.SIGINT)):
+            if proc is None or proc.poll() is not None:
+                continue
+            if proc is self.process:
+                os.kill(proc.pid, signal.SIGCONT)  # a test may have frozen it
+            proc.send_signal(sig)
             try:
-                self.process.wait(10)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> MongoServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()

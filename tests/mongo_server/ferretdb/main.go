@@ -39,6 +39,7 @@ const (
 func main() {
 	listen := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite directory URI (must end with /)")
+	postgresqlURL := flag.String("postgresql-url", "", "PostgreSQL URL; when set, the PostgreSQL backend is used instead of SQLite")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
 
@@ -55,12 +56,16 @@ func main() {
 	defer os.RemoveAll(sockDir)
 	backendSock := filepath.Join(sockDir, "ferretdb.sock")
 
-	server, err := ferretdb.New(&ferretdb.Config{
+	config := &ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{Unix: backendSock},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: *sqliteURL,
-	})
+	}
+	if *postgresqlURL != "" {
+		config.Handler, config.PostgreSQLURL = "postgresql", *postgresqlURL
+	}
+	server, err := ferretdb.New(config)
 	if err != nil {
 		fail("%v", err)
 	}

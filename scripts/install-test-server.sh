@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Builds a MongoDB wire-protocol test server (FerretDB v1 on SQLite, wrapped by
-# tests/mongo_server/ferretdb/main.go) from the Go module proxy into a cache outside the repository,
-# for machines where no `mongod` exists. Idempotent: a cached binary is reused.
+# Installs the MongoDB wire-protocol server the tests start, for machines where no `mongod` exists:
+#  1. FerretDB v1 (wrapped by tests/mongo_server/ferretdb/main.go), built from the Go module proxy into
+#     a cache outside the repository (idempotent: a cached binary is reused);
+#  2. PostgreSQL from Debian's packages as FerretDB's backend, when it is missing and apt-get can be
+#     used (root). Without it the tests fall back to FerretDB's SQLite backend, which is slower.
 set -euo pipefail
+
+if command -v mongod >/dev/null; then
+  echo "test server: $(command -v mongod)"
+  exit 0
+fi
+
+if ! command -v postgres >/dev/null && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing PostgreSQL (FerretDB's backend for tests) ..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "note: no PostgreSQL found; tests will use FerretDB's slower SQLite backend" >&2
+  fi
+fi
 
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
 CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
