@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .mongo_url import MongoUrlError, compose_mongo_url
+
 # flag of hyperopt-mongo-worker -> whether it takes a value
 WORKER_FLAGS: dict[str, bool] = {
     "exp-key": True,
@@ -44,12 +46,10 @@ def mongo_url_from_env(environ: Mapping[str, str]) -> str | None:
     names = ("MONGO_DB_ADDRESS", "MONGO_DB_PORT", "TRIALS_DB")
     if not any(environ.get(n) for n in names):
         return None
-    port = environ.get("MONGO_DB_PORT") or "27017"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise EnvMappingError(f"MONGO_DB_PORT must be a port number, got {port!r}")
-    address = environ.get("MONGO_DB_ADDRESS") or "localhost"
-    database = environ.get("TRIALS_DB") or "model_db"
-    return f"mongodb://{address}:{port}/{database}"
+    try:
+        return compose_mongo_url(environ.get("MONGO_DB_ADDRESS"), environ.get("MONGO_DB_PORT"), environ.get("TRIALS_DB"))
+    except MongoUrlError as err:
+        raise EnvMappingError(f"MONGO_DB_PORT: {err}") from None
 
 
 def flag_for_variable(name: str) -> str | None:

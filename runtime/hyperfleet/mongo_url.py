@@ -38,6 +38,14 @@ class MongoAddress:
         return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", self.uri)
 
 
+def compose_mongo_url(address: str | None, port: str | int | None, database: str | None) -> str:
+    """hyperkops' three settings (``mongo_db_address``, ``mongo_db_port``, ``trials_db``) as one URL."""
+    port = str(port or 27017)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise MongoUrlError(f"the MongoDB port must be a number from 1 to 65535, got {port!r}")
+    return f"mongodb://{address or 'localhost'}:{port}/{database or 'model_db'}"
+
+
 def parse_mongo_url(text: str) -> MongoAddress:
     text = (text or "").strip()
     if not text:

@@ -52,3 +52,50 @@ class WorkerSettings:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.poll_min_seconds > self.poll_interval_seconds:
             object.__setattr__(self, "poll_min_seconds", self.poll_interval_seconds)
+
+
+LIVENESS_CHECKS = ("process", "docker", "kubernetes")
+POLICIES = ("requeue", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+    mongo_url: str = DEFAULT_MONGO_URL
+    #: the jobs collection (hyperkops' ``trials_collection``)
+    collection: str | None = None
+    #: only watch this experiment (all when None)
+    exp_key: str | None = None
+    #: a RUNNING trial whose heartbeat is older than this is orphaned (hyperkops' ``timeout_interval``)
+    grace_seconds: float = 15.0
+    #: time between sweeps (hyperkops' ``update_interval``)
+    interval_seconds: float = 1.0
+    #: ``requeue`` orphans until ``max_retries``, then ERROR; or ``error`` at once (hyperkops)
+    policy: str = "requeue"
+    #: how often a trial may be recovered from lost infrastructure before it is marked ERROR
+    max_retries: int = 3
+    #: how often a trial whose objective failed is queued again (0: never)
+    max_objective_retries: int = 0
+    #: owner checks besides the heartbeat: ``process`` (same host), ``docker``, ``kubernetes``
+    liveness: tuple[str, ...] = ("process",)
+    #: Docker engine for the ``docker`` check (DOCKER_HOST / the local socket when None)
+    docker_url: str | None = None
+    #: namespace and label selector of worker pods for the ``kubernetes`` check
+    namespace: str = "default"
+    label_selector: str = ""
+    #: address of /healthz and /metrics (off when port is None)
+    health_host: str = "0.0.0.0"
+    health_port: int | None = 8080
+    connect_timeout_seconds: float = 10.0
+
+    def __post_init__(self):
+        for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_retries", "max_objective_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        unknown = set(self.liveness) - set(LIVENESS_CHECKS)
+        if unknown:
+            raise ValueError(f"unknown liveness check(s) {sorted(unknown)}: use {', '.join(LIVENESS_CHECKS)}")

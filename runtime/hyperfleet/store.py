@@ -88,6 +88,7 @@ class JobStore:
         self.jobs.create_index([("state", 1), ("exp_key", 1), ("tid", 1)])
         # the driver's refresh: trials of one experiment by tid
         self.jobs.create_index([("exp_key", 1), ("tid", 1)])
+        # the monitor's sweep reads RUNNING trials through the state index above
         self.db.job_ids.create_index("a", unique=True)
 
     # -- time ---------------------------------------------------------------------------------
@@ -190,39 +191,81 @@ class JobStore:
         return res.matched_count == 1
 
     def fail(self, trial_id: ObjectId, owner: str, error: tuple[str, str], traceback: str) -> bool:
-        """Record an ERROR with hyperopt's ``error`` pair and the full traceback."""
+        """Record an ERROR of the objective: hyperopt's ``error`` pair and the full traceback."""
         res = self.jobs.update_one(
             self._owned(trial_id, owner),
             {
-                "$set": {
-                    "state": JOB_STATE_ERROR,
-                    "error": list(error),
-                    "hyperfleet.traceback": traceback,
-                },
+                "$set": {"state": JOB_STATE_ERROR, "error": list(error), "hyperfleet.traceback": traceback},
                 "$currentDate": {"refresh_time": True},
-                "$inc": {"version": 1},
+                "$inc": {"version": 1, "hyperfleet.objective_failures": 1},
             },
         )
         return res.matched_count == 1
 
     def hand_back(self, trial_id: ObjectId, owner: str, reason: str) -> bool:
-        """Return a RUNNING trial to the queue (NEW, no owner) and record why."""
+        """A worker returns its RUNNING trial to the queue (NEW, no owner) and records why."""
+        return self._requeue(self._owned(trial_id, owner), "handed back", reason, owner, {})
+
+    # -- monitor side -------------------------------------------------------------------------
+
+    def running_trials(self, exp_key: str | None = None) -> list[dict]:
+        """RUNNING trials with what the monitor needs; the state index makes this O(running)."""
+        query: dict[str, Any] = {"state": JOB_STATE_RUNNING}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        fields = ["tid", "exp_key", "owner", "refresh_time", "book_time", "hyperfleet"]
+        return list(self.jobs.find(query, projection=fields))
+
+    def failed_trials(self, max_objective_failures: int, exp_key: str | None = None) -> list[dict]:
+        """ERROR trials of the objective still within a retry budget of ``max_objective_failures``."""
+        query: dict[str, Any] = {"state": JOB_STATE_ERROR,
+                                 "hyperfleet.objective_failures": {"$gte": 1, "$lte": max_objective_failures}}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return list(self.jobs.find(query, projection=["tid", "exp_key", "version", "error", "hyperfleet"]))
+
+    @staticmethod
+    def _as_seen(trial: Mapping) -> dict:
+        """Matches the trial only while it is exactly as a sweep saw it: same holder, no newer heartbeat."""
+        return {"_id": trial["_id"], "state": JOB_STATE_RUNNING, "owner": trial["owner"],
+                "refresh_time": trial["refresh_time"]}
+
+    def requeue_orphan(self, trial: Mapping, reason: str) -> bool:
+        """NEW again, counted against the infrastructure budget; False if the trial moved meanwhile."""
+        owner = (trial.get("owner") or [None])[0]
+        return self._requeue(self._as_seen(trial), "requeued", reason, owner, {"hyperfleet.orphaned": 1})
+
+    def error_orphan(self, trial: Mapping, reason: str) -> bool:
+        """ERROR (retry budget spent, or the ``error`` policy); False if the trial moved meanwhile."""
         res = self.jobs.update_one(
-            self._owned(trial_id, owner),
+            self._as_seen(trial),
             {
-                "$set": {"state": JOB_STATE_NEW, "owner": None, "book_time": None, "hyperfleet.worker": None},
+                "$set": {"state": JOB_STATE_ERROR, "error": ["hyperfleet.orphaned", reason]},
                 "$currentDate": {"refresh_time": True},
-                "$inc": {"version": 1, "hyperfleet.requeues": 1},
-                "$push": {
-                    "hyperfleet.history": {
-                        "$each": [{"event": "handed back", "reason": reason, "owner": owner,
-                                   "at": _dt.datetime.now(_dt.timezone.utc)}],
-                        "$slice": -HISTORY_LIMIT,
-                    }
-                },
+                "$inc": {"version": 1, "hyperfleet.orphaned": 1},
+                "$push": _history("errored", reason, (trial.get("owner") or [None])[0]),
             },
         )
         return res.matched_count == 1
+
+    def retry_failed(self, trial: Mapping, reason: str) -> bool:
+        """Queue an ERROR trial of the objective again; False if it changed since it was read."""
+        return self._requeue(
+            {"_id": trial["_id"], "state": JOB_STATE_ERROR, "version": trial["version"]},
+            "retried", reason, None, {}, unset_error=True,
+        )
+
+    def _requeue(self, query: dict, event: str, reason: str, owner: str | None, counters: dict,
+                 unset_error: bool = False) -> bool:
+        update: dict[str, Any] = {
+            "$set": {"state": JOB_STATE_NEW, "owner": None, "book_time": None, "hyperfleet.worker": None},
+            "$currentDate": {"refresh_time": True},
+            "$inc": {"version": 1, "hyperfleet.requeues": 1, **counters},
+            "$push": _history(event, reason, owner),
+        }
+        if unset_error:
+            update["$unset"] = {"error": "", "hyperfleet.traceback": ""}
+        return self.jobs.update_one(query, update).matched_count == 1
 
     def delete_trials(self, query: Mapping[str, Any]) -> int:
         """Delete the trials matching ``query`` and their attachments."""
@@ -256,6 +299,11 @@ def attachment_entries(doc: Mapping | None) -> list[tuple[str, ObjectId]]:
         (e["name"], e["file_id"]) if isinstance(e, dict) else (e[0], e[1])
         for e in (doc or {}).get("_attachments", [])
     ]
+
+
+def _history(event: str, reason: str, owner: str | None) -> dict:
+    entry = {"event": event, "reason": reason, "owner": owner, "at": _dt.datetime.now(_dt.timezone.utc)}
+    return {"hyperfleet.history": {"$each": [entry], "$slice": -HISTORY_LIMIT}}
 
 
 class ExperimentAttachments:

@@ -25,6 +25,7 @@ from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
 from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
+from .liveness import container_name, process_start_ticks
 from .settings import WorkerSettings
 from .store import JobStore
 
@@ -47,9 +48,11 @@ class TrialOutcome(enum.Enum):
 
 def worker_identity() -> dict[str, Any]:
     """Who holds a trial; the monitor uses these fields to check the holder is still alive."""
-    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
-    for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE"),
-                     ("container", "HYPERFLEET_CONTAINER_ID")):
+    pid = os.getpid()
+    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid)}
+    if container_name():
+        identity["container"] = container_name()
+    for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
         if os.environ.get(env):
             identity[key] = os.environ[env]
     return identity
