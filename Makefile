@@ -15,6 +15,10 @@ STOCK_HYPEROPT ?= hyperopt==0.3.0
 STOCK_PYMONGO ?= pymongo<4
 
 PY := $(VENV)/bin/python
+IMAGE ?= hyperfleet/runtime:dev
+# tests and the image build use the offline base image made by `make docker-engine`
+BASE_IMAGE ?= hyperfleet/base:bookworm
+export BASE_IMAGE
 
 .PHONY: help
 help: ## Show this help
@@ -35,6 +39,14 @@ $(VENV)/.installed: runtime/pyproject.toml
 mongo-server: ## Use mongod from PATH, or install the test server: FerretDB (built into $(HYPERFLEET_CACHE)) on PostgreSQL
 	scripts/install-test-server.sh
 
+.PHONY: docker-engine
+docker-engine: ## Install and start a Docker engine if needed, and make the offline base image (root)
+	scripts/install-docker-engine.sh
+
+.PHONY: image
+image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made here
+	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
+
 $(STOCK_VENV)/.installed:
 	$(PYTHON) -m venv $(STOCK_VENV)
 	$(STOCK_VENV)/bin/python -m pip install --quiet '$(STOCK_HYPEROPT)' '$(STOCK_PYMONGO)'
@@ -49,12 +61,16 @@ demo: install ## Run an example search here: a MongoDB server, 3 workers and a 6
 ##@ Checks
 
 .PHONY: test
-test: install ## Run the tests against a real MongoDB wire-protocol server
+test: install docker-engine ## Run the tests against a real MongoDB server (and a real Docker engine)
 	PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench-runtime
 bench-runtime: install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
+
+.PHONY: bench-monitor
+bench-monitor: install docker-engine ## Detection latency (heartbeat, container) and sweep time over 10^6 trials
+	PYTHONPATH=. $(PY) bench/bench_monitor.py
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))

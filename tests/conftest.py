@@ -47,3 +47,16 @@ def start_worker(mongo_url: str, *args: str, env: dict | None = None, **popen) -
         env=env or worker_env(),
         **popen,
     )
+
+
+@pytest.fixture(scope="session")
+def docker_worker_image():
+    """The runtime image on the offline base image, built once per session (needs a Docker engine)."""
+    import shutil
+
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine (make docker-engine starts one)")
+    image = "hyperfleet/runtime:test"
+    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image,
+                    os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")], check=True, env=dict(os.environ, PYTHON=sys.executable))
+    return image

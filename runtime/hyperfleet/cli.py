@@ -118,8 +118,8 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
               help="Recoveries from lost infrastructure per trial before it is marked ERROR.")
 @click.option("--max-objective-retries", type=click.IntRange(min=0), default=0, show_default=True,
               help="Times a trial whose objective raised is queued again.")
-@click.option("--liveness", type=click.Choice(LIVENESS_CHECKS), multiple=True, default=("process",),
-              show_default=True, help="Owner checks besides the heartbeat (repeat the option for several).")
+@click.option("--liveness", type=click.Choice(LIVENESS_CHECKS + ("none",)), multiple=True, default=("process",),
+              show_default=True, help="Owner checks besides the heartbeat (repeat for several; none: heartbeat only).")
 @click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
 @click.option("--namespace", default="default", show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
               help="Namespace of worker pods for --liveness kubernetes.")
@@ -143,7 +143,7 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
                 raise click.BadParameter(str(err), param_hint="'--mongo-db-port'") from None
         else:
             mongo_url = DEFAULT_MONGO_URL
-    settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(liveness)),
+    settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
                                health_port=health_port or None, **options)
     if print_settings:
         click.echo(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True))

@@ -155,9 +155,9 @@ class KubernetesLiveness:
 
 
 def container_name() -> str | None:
-    """The container a worker runs in: as the deployer named it, or Docker's hostname default."""
-    if os.environ.get("HYPERFLEET_CONTAINER_NAME"):
-        return os.environ["HYPERFLEET_CONTAINER_NAME"]
-    if os.path.exists("/.dockerenv"):
-        return socket.gethostname()
-    return None
+    """The container a worker runs in, as its deployer named it (``HYPERFLEET_CONTAINER_NAME``).
+
+    Not guessed from ``/.dockerenv`` and the hostname: a worker on a host that is itself a container
+    would then be judged against an engine that never ran it, and reaped while alive.
+    """
+    return os.environ.get("HYPERFLEET_CONTAINER_NAME") or None

@@ -1,0 +1,19 @@
+"""hyperfleet: hyperopt's distributed mode on pymongo 4, with heartbeats and graceful shutdown."""
+
+from .mongo_url import MongoAddress, parse_mongo_url
+from .settings import WorkerSettings
+from .store import JobStore, StoreUnavailable
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # MongoTrials pulls in hyperopt.fmin; import it on first use so the CLI starts fast
+    if name == "MongoTrials":
+        from .trials import MongoTrials
+
+        return MongoTrials
+    raise AttributeError(name)
+
+
+__all__ = ["JobStore", "MongoAddress", "MongoTrials", "StoreUnavailable", "WorkerSettings", "parse_mongo_url"]

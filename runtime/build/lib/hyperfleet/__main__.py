@@ -1,0 +1,3 @@
+from hyperfleet.cli import main
+
+main(prog_name="hyperfleet")

@@ -1,0 +1,168 @@
+"""The ``hyperfleet`` command line. Commands parse options and call plain functions.
+
+Options also come from ``HYPERFLEET_<COMMAND>_<OPTION>`` variables (click's auto_envvar_prefix), and
+the worker additionally understands hyperkops' variables (see ``hyperfleet.envmap``). Precedence:
+command line > hyperkops variables > ``HYPERFLEET_`` variables > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import click
+
+from .envmap import EnvMappingError, worker_args_from_env
+from .logs import configure_logging
+from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url
+from .settings import DEFAULT_MONGO_URL, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
+from .store import StoreUnavailable
+
+
+def _mongo_url(_ctx, param, value):
+    try:
+        parse_mongo_url(value)
+    except MongoUrlError as err:
+        raise click.BadParameter(str(err), param=param) from None
+    return value
+
+
+class _EnvMappedCommand(click.Command):
+    """Prepends the arguments mapped from hyperkops' variables, so the command line wins."""
+
+    def parse_args(self, ctx, args):
+        try:
+            env_args = worker_args_from_env(os.environ)
+        except EnvMappingError as err:
+            raise click.UsageError(str(err), ctx=ctx) from None
+        return super().parse_args(ctx, env_args + list(args))
+
+
+def _worker_options(fn):
+    options = [
+        click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+                     help="MongoDB address: mongodb://…, mongo://host:port/db[/collection] or host:port/db."),
+        click.option("--exp-key", default=None, help="Only run trials of this experiment."),
+        click.option("--heartbeat-seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+                     help="How often the running trial's refresh_time advances."),
+        click.option("--poll-interval", "poll_interval_seconds", type=click.FloatRange(min=0.001), default=0.05,
+                     show_default=True, help="Longest wait between reservation attempts while idle (seconds)."),
+        click.option("--reserve-timeout", "reserve_timeout_seconds", type=click.FloatRange(min=0), default=None,
+                     help="Exit after this many seconds without a trial to run (default: never)."),
+        click.option("--last-job-timeout", "last_job_timeout_seconds", type=click.FloatRange(min=0), default=None,
+                     help="Reserve no trial once this many seconds have passed since start."),
+        click.option("--max-jobs", type=click.IntRange(min=1), default=None, help="Exit after this many trials."),
+        click.option("--max-consecutive-failures", type=click.IntRange(min=1), default=None,
+                     help="Exit after this many trials in a row ended in ERROR (default: never)."),
+        click.option("--max-jobs-in-db", type=click.IntRange(min=1), default=None,
+                     help="Exit once the jobs collection holds this many documents."),
+        click.option("--workdir", type=click.Path(file_okay=False), default=None,
+                     help="Directory the objective runs in."),
+        click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=False, show_default=True,
+                     help="Evaluate each trial in a fresh child process."),
+        click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                     help="After the first SIGTERM/SIGINT, hand the trial back and exit within this time."),
+        click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+                     help="Give up reaching MongoDB after this long."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+                     show_default=True),
+        click.option("--log-json", is_flag=True, help="Write logs as JSON lines."),
+        click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.command(cls=_EnvMappedCommand, context_settings={"auto_envvar_prefix": "HYPERFLEET_WORKER"})
+@_worker_options
+def worker(log_level: str, log_json: bool, print_settings: bool, **options):
+    """Run trials from MongoDB until stopped (SIGTERM once: hand back and exit; twice: exit now)."""
+    settings = WorkerSettings(**options)
+    if print_settings:
+        click.echo(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True))
+        return
+    configure_logging(log_level, log_json)
+    from .worker import run_worker  # imports hyperopt; keep --help and --print-settings fast
+
+    try:
+        sys.exit(run_worker(settings))
+    except StoreUnavailable as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_MONITOR"})
+@click.option("--mongo", "mongo_url", default=None, callback=lambda c, p, v: v if v is None else _mongo_url(c, p, v),
+              envvar=["HYPERFLEET_MONITOR_MONGO", "MONGO_URL"],
+              help=f"MongoDB address (default {DEFAULT_MONGO_URL}, or built from the three options below).")
+@click.option("--mongo-db-address", "--mongo_db_address", "-d", envvar="MONGO_DB_ADDRESS",
+              help="hyperkops: MongoDB host.")
+@click.option("--mongo-db-port", "--mongo_db_port", "-p", envvar="MONGO_DB_PORT", help="hyperkops: MongoDB port.")
+@click.option("--trials-db", "--trials_db", "-t", envvar="TRIALS_DB", help="hyperkops: database of the trials.")
+@click.option("--trials-collection", "--trials_collection", "-c", "collection", envvar="TRIALS_COLLECTION",
+              help="Collection of the trials (default: jobs).")
+@click.option("--exp-key", default=None, help="Only watch this experiment.")
+@click.option("--grace-seconds", "--timeout-interval", "--timeout_interval", "-i", "grace_seconds",
+              type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              envvar=["HYPERFLEET_MONITOR_GRACE_SECONDS", "TIMEOUT_INTERVAL"],
+              help="A RUNNING trial with no heartbeat for this long is orphaned.")
+@click.option("--interval-seconds", "--update-interval", "--update_interval", "-u", "interval_seconds",
+              type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              envvar=["HYPERFLEET_MONITOR_INTERVAL_SECONDS", "UPDATE_INTERVAL"], help="Time between sweeps.")
+@click.option("--policy", type=click.Choice(POLICIES), default="requeue", show_default=True,
+              help="requeue orphans (until --max-retries, then ERROR) or mark them ERROR at once.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Recoveries from lost infrastructure per trial before it is marked ERROR.")
+@click.option("--max-objective-retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Times a trial whose objective raised is queued again.")
+@click.option("--liveness", type=click.Choice(LIVENESS_CHECKS + ("none",)), multiple=True, default=("process",),
+              show_default=True, help="Owner checks besides the heartbeat (repeat for several; none: heartbeat only).")
+@click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
+@click.option("--namespace", default="default", show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
+              help="Namespace of worker pods for --liveness kubernetes.")
+@click.option("--label-selector", default="", envvar=["HYPERFLEET_MONITOR_LABEL_SELECTOR", "LABEL_SELECTOR"],
+              help="Label selector of worker pods.")
+@click.option("--health-host", default="0.0.0.0", show_default=True, help="Address of /healthz and /metrics.")
+@click.option("--health-port", type=click.IntRange(min=0, max=65535), default=8080, show_default=True,
+              help="Port of /healthz and /metrics (0: off).")
+@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-json", is_flag=True, help="Write logs as JSON lines.")
+@click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit.")
+def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, health_port, log_level, log_json,
+            print_settings, **options):
+    """Recover trials of dead workers: requeue RUNNING trials whose heartbeat is stale or whose owner is gone."""
+    if mongo_url is None:
+        if mongo_db_address or mongo_db_port or trials_db:
+            try:
+                mongo_url = compose_mongo_url(mongo_db_address, mongo_db_port, trials_db)
+            except MongoUrlError as err:
+                raise click.BadParameter(str(err), param_hint="'--mongo-db-port'") from None
+        else:
+            mongo_url = DEFAULT_MONGO_URL
+    settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
+                               health_port=health_port or None, **options)
+    if print_settings:
+        click.echo(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True))
+        return
+    configure_logging(log_level, log_json)
+    from .monitor import run_monitor  # needs the monitor extra (prometheus-client)
+
+    sys.exit(run_monitor(settings))
+
+
+@click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
+def main():
+    """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
+
+
+main.add_command(worker)
+main.add_command(monitor)
+
+
+def mongo_worker_main():
+    """``hyperfleet-mongo-worker``: the worker under hyperopt-mongo-worker's name and flags."""
+    worker.main(prog_name="hyperfleet-mongo-worker", auto_envvar_prefix="HYPERFLEET_WORKER")

@@ -1,0 +1,98 @@
+"""Parse the MongoDB addresses users already have into one canonical form.
+
+Accepted spellings:
+
+* ``mongodb://[user:pw@]host[:port][,host2...]/db[?options]`` and ``mongodb+srv://...``
+* hyperopt's ``mongo://[user:pw@]host[:port]/db[/collection]``
+* hyperopt-mongo-worker's bare ``host[:port]/db`` (its ``--mongo`` flag)
+
+The database defaults to ``hyperopt`` and the jobs collection to ``jobs``, as in hyperopt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from pymongo.errors import ConfigurationError, InvalidURI
+from pymongo.uri_parser import parse_uri
+
+DEFAULT_DATABASE = "hyperopt"
+DEFAULT_COLLECTION = "jobs"
+
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class MongoUrlError(ValueError):
+    """The address cannot be understood; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MongoAddress:
+    uri: str  # a mongodb:// URI that pymongo accepts, without the collection part
+    database: str
+    collection: str = DEFAULT_COLLECTION
+
+    def redacted(self) -> str:
+        """The URI with any password replaced, for logs and error messages."""
+        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", self.uri)
+
+
+def compose_mongo_url(address: str | None, port: str | int | None, database: str | None) -> str:
+    """hyperkops' three settings (``mongo_db_address``, ``mongo_db_port``, ``trials_db``) as one URL."""
+    port = str(port or 27017)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise MongoUrlError(f"the MongoDB port must be a number from 1 to 65535, got {port!r}")
+    return f"mongodb://{address or 'localhost'}:{port}/{database or 'model_db'}"
+
+
+def parse_mongo_url(text: str) -> MongoAddress:
+    text = (text or "").strip()
+    if not text:
+        raise MongoUrlError("empty MongoDB address")
+
+    collection = DEFAULT_COLLECTION
+    if text.startswith("mongo://"):
+        text = "mongodb://" + text[len("mongo://"):]
+        text, collection = _split_collection(text)
+    elif "://" not in text:
+        text, collection = _split_collection("mongodb://" + text)
+    elif not text.startswith(("mongodb://", "mongodb+srv://")):
+        scheme = text.split("://", 1)[0]
+        raise MongoUrlError(f"unsupported scheme {scheme!r}: use mongodb:// or mongo://")
+
+    try:
+        parsed = parse_uri(text, validate=True, warn=False, connect_timeout=1)
+    except (InvalidURI, ConfigurationError, ValueError) as err:
+        raise MongoUrlError(f"malformed MongoDB URL: {err}") from None
+
+    database = parsed.get("database") or DEFAULT_DATABASE
+    if not _NAME.match(database):
+        raise MongoUrlError(f"bad database name {database!r}")
+    if parsed.get("collection"):
+        collection = parsed["collection"]
+    if not _NAME.match(collection):
+        raise MongoUrlError(f"bad collection name {collection!r}")
+    if not parsed.get("database"):
+        text = _with_database(text, database)
+    return MongoAddress(uri=text, database=database, collection=collection)
+
+
+def _split_collection(uri: str) -> tuple[str, str]:
+    """Take hyperopt's trailing ``/collection`` off ``mongodb://host/db/collection``."""
+    head, sep, query = uri.partition("?")
+    scheme, rest = head.split("://", 1)
+    parts = rest.split("/")
+    collection = DEFAULT_COLLECTION
+    if len(parts) == 3 and parts[2]:
+        collection = parts.pop()
+    elif len(parts) > 3:
+        raise MongoUrlError(f"malformed MongoDB URL: too many path parts in {uri!r}")
+    return f"{scheme}://{'/'.join(parts)}{sep}{query}", collection
+
+
+def _with_database(uri: str, database: str) -> str:
+    head, sep, query = uri.partition("?")
+    scheme, rest = head.split("://", 1)
+    hosts = rest.split("/", 1)[0]
+    return f"{scheme}://{hosts}/{database}{sep}{query}"

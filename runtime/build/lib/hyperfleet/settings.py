@@ -1,0 +1,101 @@
+"""Typed settings of the long-running processes. Units are in the names."""
+
+from __future__ import annotations
+
+import dataclasses
+
+DEFAULT_MONGO_URL = "mongodb://localhost:27017/hyperopt"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    mongo_url: str = DEFAULT_MONGO_URL
+    #: only reserve trials of this experiment (all experiments when None)
+    exp_key: str | None = None
+    #: how often ``refresh_time`` of the running trial is advanced
+    heartbeat_seconds: float = 2.0
+    #: idle polling starts at ``poll_min_seconds`` and doubles up to ``poll_interval_seconds``
+    poll_min_seconds: float = 0.002
+    poll_interval_seconds: float = 0.05
+    #: exit after this long without finding a trial to reserve (never when None)
+    reserve_timeout_seconds: float | None = None
+    #: do not reserve a new trial once this long has passed since start (never when None)
+    last_job_timeout_seconds: float | None = None
+    #: exit after this many trials (never when None)
+    max_jobs: int | None = None
+    #: exit after this many trials in a row ended in ERROR (never when None)
+    max_consecutive_failures: int | None = None
+    #: exit once the jobs collection holds this many documents (never when None)
+    max_jobs_in_db: int | None = None
+    #: directory the objective runs in (the worker's own when None)
+    workdir: str | None = None
+    #: evaluate each trial in a fresh child process instead of in the worker
+    use_subprocesses: bool = False
+    #: after the first SIGTERM/SIGINT, hand the trial back and exit within this time
+    shutdown_deadline_seconds: float = 10.0
+    #: give up connecting to MongoDB after this long
+    connect_timeout_seconds: float = 10.0
+
+    def __post_init__(self):
+        positive = ("heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds",
+                    "shutdown_deadline_seconds", "connect_timeout_seconds")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("reserve_timeout_seconds", "last_job_timeout_seconds"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        for name in ("max_jobs", "max_consecutive_failures", "max_jobs_in_db"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.poll_min_seconds > self.poll_interval_seconds:
+            object.__setattr__(self, "poll_min_seconds", self.poll_interval_seconds)
+
+
+LIVENESS_CHECKS = ("process", "docker", "kubernetes")
+POLICIES = ("requeue", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorSettings:
+    mongo_url: str = DEFAULT_MONGO_URL
+    #: the jobs collection (hyperkops' ``trials_collection``)
+    collection: str | None = None
+    #: only watch this experiment (all when None)
+    exp_key: str | None = None
+    #: a RUNNING trial whose heartbeat is older than this is orphaned (hyperkops' ``timeout_interval``)
+    grace_seconds: float = 15.0
+    #: time between sweeps (hyperkops' ``update_interval``)
+    interval_seconds: float = 1.0
+    #: ``requeue`` orphans until ``max_retries``, then ERROR; or ``error`` at once (hyperkops)
+    policy: str = "requeue"
+    #: how often a trial may be recovered from lost infrastructure before it is marked ERROR
+    max_retries: int = 3
+    #: how often a trial whose objective failed is queued again (0: never)
+    max_objective_retries: int = 0
+    #: owner checks besides the heartbeat: ``process`` (same host), ``docker``, ``kubernetes``
+    liveness: tuple[str, ...] = ("process",)
+    #: Docker engine for the ``docker`` check (DOCKER_HOST / the local socket when None)
+    docker_url: str | None = None
+    #: namespace and label selector of worker pods for the ``kubernetes`` check
+    namespace: str = "default"
+    label_selector: str = ""
+    #: address of /healthz and /metrics (off when port is None)
+    health_host: str = "0.0.0.0"
+    health_port: int | None = 8080
+    connect_timeout_seconds: float = 10.0
+
+    def __post_init__(self):
+        for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_retries", "max_objective_retries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        unknown = set(self.liveness) - set(LIVENESS_CHECKS)
+        if unknown:
+            raise ValueError(f"unknown liveness check(s) {sorted(unknown)}: use {', '.join(LIVENESS_CHECKS)}")

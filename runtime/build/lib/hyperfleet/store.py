@@ -1,0 +1,394 @@
+"""The job store: hyperopt's trial documents in MongoDB, on pymongo 4.
+
+Documents keep hyperopt's schema so hyperopt's own tools can read them:
+``state`` (0 NEW, 1 RUNNING, 2 DONE, 3 ERROR), ``tid`` from a global counter in the ``job_ids``
+collection, ``exp_key``, ``owner``, ``book_time``, ``refresh_time``, ``spec``, ``result``, ``misc``,
+``version``, ``error`` and GridFS attachments (``_attachments`` on a trial, or files named after the
+attachment with an ``exp_key`` field for experiment-wide ones).
+
+What hyperfleet adds lives under one sub-document, ``hyperfleet``:
+``attempts`` (reservations so far), ``requeues``, ``worker`` (who runs it now), ``history``
+(hand-backs and requeues with their reasons) and ``traceback`` (for ERROR).
+
+Every write that moves a trial out of RUNNING is conditional on the owner still holding it, so a
+worker whose trial was handed back or reaped can never overwrite what happened since.
+``book_time`` and ``refresh_time`` come from the database server's clock (``$currentDate``), so
+heartbeat age does not depend on the clocks of the workers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import gridfs
+import pymongo
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
+
+from .mongo_url import MongoAddress, parse_mongo_url
+
+log = logging.getLogger(__name__)
+
+JOB_STATE_NEW = 0
+JOB_STATE_RUNNING = 1
+JOB_STATE_DONE = 2
+JOB_STATE_ERROR = 3
+JOB_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE, JOB_STATE_ERROR)
+
+# The history of hand-backs kept on a trial is bounded so a flapping trial cannot grow without limit.
+HISTORY_LIMIT = 20
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached; the message names the address and the cause."""
+
+
+class JobStore:
+    """Reads and writes hyperopt trial documents in one database and jobs collection."""
+
+    def __init__(self, client: pymongo.MongoClient, address: MongoAddress):
+        self.client = client
+        self.address = address
+        self.db = client[address.database]
+        self.jobs = self.db[address.collection]
+        self.gfs = gridfs.GridFS(self.db)
+
+    @classmethod
+    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = 10.0) -> JobStore:
+        """Connect and check the server answers within ``timeout_seconds``."""
+        address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)
+        timeout_ms = max(1, int(timeout_seconds * 1000))
+        client = pymongo.MongoClient(
+            address.uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            appname="hyperfleet",
+        )
+        try:
+            client.admin.command("ping")
+        except PyMongoError as err:
+            client.close()
+            reason = str(err).split(",")[0].split(" (configured timeouts")[0]
+            raise StoreUnavailable(
+                f"cannot reach MongoDB at {address.redacted()} within {timeout_seconds:g}s: {reason}"
+            ) from None
+        store = cls(client, address)
+        store.ensure_indexes()
+        return store
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure_indexes(self) -> None:
+        # reserve: the oldest NEW trial of an experiment; counts by state
+        self.jobs.create_index([("state", 1), ("exp_key", 1), ("tid", 1)])
+        # the driver's refresh: trials of one experiment by tid
+        self.jobs.create_index([("exp_key", 1), ("tid", 1)])
+        # the monitor's sweep reads RUNNING trials through the state index above
+        self.db.job_ids.create_index("a", unique=True)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def server_time(self) -> _dt.datetime:
+        """The database server's clock (naive UTC, as pymongo returns dates)."""
+        return self.db.command("hello")["localTime"]
+
+    # -- driver side --------------------------------------------------------------------------
+
+    def allocate_tids(self, count: int) -> list[int]:
+        """Reserve ``count`` consecutive trial ids, unique across the whole database."""
+        if count <= 0:
+            return []
+        for _ in range(5):
+            try:
+                before = self.db.job_ids.find_one_and_update(
+                    {"a": 0}, {"$inc": {"last_id": count}}, upsert=True,
+                    return_document=ReturnDocument.BEFORE,
+                )
+            except DuplicateKeyError:
+                continue  # two first-ever allocations raced on the upsert; the loser retries
+            first = (before or {}).get("last_id", 0)
+            return list(range(first, first + count))
+        raise RuntimeError("could not allocate trial ids: the job_ids counter keeps conflicting")
+
+    def insert_trials(self, docs: Iterable[dict]) -> list[ObjectId]:
+        """Insert NEW trials. Each trial that evaluates an experiment attachment (fmin's pickled
+        domain) is stamped with that file's id, so workers need not look it up per trial."""
+        prepared = []
+        domain_ids: dict[tuple, ObjectId | None] = {}
+        for doc in docs:
+            doc = dict(doc)
+            doc.setdefault("version", 0)
+            extra = {"attempts": 0, "requeues": 0}
+            cmd = (doc.get("misc") or {}).get("cmd") or ()
+            if len(cmd) == 2 and cmd[0] == "domain_attachment":
+                key = (cmd[1], doc.get("exp_key"))
+                if key not in domain_ids:
+                    domain_ids[key] = self.latest_attachment_id(*key)
+                if domain_ids[key] is not None:
+                    extra["domain_file_id"] = domain_ids[key]
+            doc.setdefault("hyperfleet", extra)
+            prepared.append(doc)
+        if not prepared:
+            return []
+        return self.jobs.insert_many(prepared, ordered=True).inserted_ids
+
+    def count(self, exp_key: str | None, states: Iterable[int]) -> int:
+        query: dict[str, Any] = {"state": {"$in": list(states)}}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return self.jobs.count_documents(query)
+
+    def count_all(self) -> int:
+        return self.jobs.estimated_document_count()
+
+    # -- worker side --------------------------------------------------------------------------
+
+    def reserve(self, owner: str, worker: Mapping[str, Any], exp_key: str | None = None) -> dict | None:
+        """Atomically take the oldest NEW trial (of ``exp_key`` if given) for ``owner``."""
+        query: dict[str, Any] = {"state": JOB_STATE_NEW, "owner": None}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return self.jobs.find_one_and_update(
+            query,
+            {
+                "$set": {"state": JOB_STATE_RUNNING, "owner": [owner], "hyperfleet.worker": dict(worker)},
+                "$currentDate": {"book_time": True, "refresh_time": True},
+                "$inc": {"version": 1, "hyperfleet.attempts": 1},
+            },
+            sort=[("tid", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    def _owned(self, trial_id: ObjectId, owner: str) -> dict:
+        return {"_id": trial_id, "state": JOB_STATE_RUNNING, "owner": [owner]}
+
+    def heartbeat(self, trial_id: ObjectId, owner: str) -> bool:
+        """Advance ``refresh_time``; False when ``owner`` no longer holds the trial."""
+        res = self.jobs.update_one(self._owned(trial_id, owner), {"$currentDate": {"refresh_time": True}})
+        return res.matched_count == 1
+
+    def checkpoint(self, trial_id: ObjectId, owner: str, result: Mapping | None) -> bool:
+        update: dict[str, Any] = {"$currentDate": {"refresh_time": True}}
+        if result is not None:
+            update["$set"] = {"result": dict(result)}
+        return self.jobs.update_one(self._owned(trial_id, owner), update).matched_count == 1
+
+    def finish(self, trial_id: ObjectId, owner: str, result: Mapping) -> bool:
+        """Record the result (DONE); False when the trial was taken from ``owner`` meanwhile."""
+        res = self.jobs.update_one(
+            self._owned(trial_id, owner),
+            {
+                "$set": {"state": JOB_STATE_DONE, "result": dict(result)},
+                "$currentDate": {"refresh_time": True},
+                "$inc": {"version": 1},
+            },
+        )
+        return res.matched_count == 1
+
+    def fail(self, trial_id: ObjectId, owner: str, error: tuple[str, str], traceback: str) -> bool:
+        """Record an ERROR of the objective: hyperopt's ``error`` pair and the full traceback."""
+        res = self.jobs.update_one(
+            self._owned(trial_id, owner),
+            {
+                "$set": {"state": JOB_STATE_ERROR, "error": list(error), "hyperfleet.traceback": traceback},
+                "$currentDate": {"refresh_time": True},
+                "$inc": {"version": 1, "hyperfleet.objective_failures": 1},
+            },
+        )
+        return res.matched_count == 1
+
+    def hand_back(self, trial_id: ObjectId, owner: str, reason: str) -> bool:
+        """A worker returns its RUNNING trial to the queue (NEW, no owner) and records why."""
+        return self._requeue(self._owned(trial_id, owner), "handed back", reason, owner, {})
+
+    # -- monitor side -------------------------------------------------------------------------
+
+    def running_trials(self, exp_key: str | None = None) -> list[dict]:
+        """RUNNING trials with what the monitor needs; the state index makes this O(running)."""
+        query: dict[str, Any] = {"state": JOB_STATE_RUNNING}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        fields = ["tid", "exp_key", "owner", "refresh_time", "book_time", "hyperfleet"]
+        return list(self.jobs.find(query, projection=fields))
+
+    def failed_trials(self, max_objective_failures: int, exp_key: str | None = None) -> list[dict]:
+        """ERROR trials of the objective still within a retry budget of ``max_objective_failures``."""
+        query: dict[str, Any] = {"state": JOB_STATE_ERROR,
+                                 "hyperfleet.objective_failures": {"$gte": 1, "$lte": max_objective_failures}}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return list(self.jobs.find(query, projection=["tid", "exp_key", "version", "error", "hyperfleet"]))
+
+    @staticmethod
+    def _as_seen(trial: Mapping) -> dict:
+        """Matches the trial only while it is exactly as a sweep saw it: same holder, no newer heartbeat."""
+        return {"_id": trial["_id"], "state": JOB_STATE_RUNNING, "owner": trial["owner"],
+                "refresh_time": trial["refresh_time"]}
+
+    def requeue_orphan(self, trial: Mapping, reason: str) -> bool:
+        """NEW again, counted against the infrastructure budget; False if the trial moved meanwhile."""
+        owner = (trial.get("owner") or [None])[0]
+        return self._requeue(self._as_seen(trial), "requeued", reason, owner, {"hyperfleet.orphaned": 1})
+
+    def error_orphan(self, trial: Mapping, reason: str) -> bool:
+        """ERROR (retry budget spent, or the ``error`` policy); False if the trial moved meanwhile."""
+        res = self.jobs.update_one(
+            self._as_seen(trial),
+            {
+                "$set": {"state": JOB_STATE_ERROR, "error": ["hyperfleet.orphaned", reason]},
+                "$currentDate": {"refresh_time": True},
+                "$inc": {"version": 1, "hyperfleet.orphaned": 1},
+                "$push": _history("errored", reason, (trial.get("owner") or [None])[0]),
+            },
+        )
+        return res.matched_count == 1
+
+    def retry_failed(self, trial: Mapping, reason: str) -> bool:
+        """Queue an ERROR trial of the objective again; False if it changed since it was read."""
+        return self._requeue(
+            {"_id": trial["_id"], "state": JOB_STATE_ERROR, "version": trial["version"]},
+            "retried", reason, None, {}, unset_error=True,
+        )
+
+    def _requeue(self, query: dict, event: str, reason: str, owner: str | None, counters: dict,
+                 unset_error: bool = False) -> bool:
+        update: dict[str, Any] = {
+            "$set": {"state": JOB_STATE_NEW, "owner": None, "book_time": None, "hyperfleet.worker": None},
+            "$currentDate": {"refresh_time": True},
+            "$inc": {"version": 1, "hyperfleet.requeues": 1, **counters},
+            "$push": _history(event, reason, owner),
+        }
+        if unset_error:
+            update["$unset"] = {"error": "", "hyperfleet.traceback": ""}
+        return self.jobs.update_one(query, update).matched_count == 1
+
+    def delete_trials(self, query: Mapping[str, Any]) -> int:
+        """Delete the trials matching ``query`` and their attachments."""
+        for doc in self.jobs.find(query, projection={"_attachments": 1}):
+            for _name, file_id in attachment_entries(doc):
+                self.gfs.delete(file_id)
+        return self.jobs.delete_many(query).deleted_count
+
+    # -- attachments --------------------------------------------------------------------------
+
+    def experiment_attachments(self, exp_key: str | None) -> ExperimentAttachments:
+        return ExperimentAttachments(self, exp_key)
+
+    def trial_attachments(self, trial: Mapping) -> TrialAttachments:
+        return TrialAttachments(self, trial)
+
+    def latest_attachment_id(self, name: str, exp_key: str | None) -> ObjectId | None:
+        query: dict[str, Any] = {"filename": name}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        doc = self.db.fs.files.find_one(query, projection={"_id": 1}, sort=[("uploadDate", -1)])
+        return doc["_id"] if doc else None
+
+    def read_file(self, file_id: ObjectId) -> bytes:
+        return self.gfs.get(file_id).read()
+
+
+def attachment_entries(doc: Mapping | None) -> list[tuple[str, ObjectId]]:
+    """``(name, file_id)`` pairs from a trial's ``_attachments``, in either stored form."""
+    return [
+        (e["name"], e["file_id"]) if isinstance(e, dict) else (e[0], e[1])
+        for e in (doc or {}).get("_attachments", [])
+    ]
+
+
+def _history(event: str, reason: str, owner: str | None) -> dict:
+    entry = {"event": event, "reason": reason, "owner": owner, "at": _dt.datetime.now(_dt.timezone.utc)}
+    return {"hyperfleet.history": {"$each": [entry], "$slice": -HISTORY_LIMIT}}
+
+
+class ExperimentAttachments:
+    """``trials.attachments``: blobs for a whole experiment, stored as hyperopt stores them."""
+
+    def __init__(self, store: JobStore, exp_key: str | None):
+        self._store = store
+        self._query = {"exp_key": exp_key} if exp_key is not None else {}
+
+    def __contains__(self, name: str) -> bool:
+        return self._store.gfs.exists(filename=name, **self._query)
+
+    def __getitem__(self, name: str) -> bytes:
+        try:
+            return self._store.gfs.get_version(filename=name, **self._query).read()
+        except gridfs.NoFile:
+            raise KeyError(name) from None
+
+    def __setitem__(self, name: str, value: bytes) -> None:
+        old = [f._id for f in self._store.gfs.find({"filename": name, **self._query})]
+        self._store.gfs.put(value, filename=name, **self._query)
+        for file_id in old:
+            self._store.gfs.delete(file_id)
+
+    def __delitem__(self, name: str) -> None:
+        files = [f._id for f in self._store.gfs.find({"filename": name, **self._query})]
+        if not files:
+            raise KeyError(name)
+        for file_id in files:
+            self._store.gfs.delete(file_id)
+
+    def __iter__(self) -> Iterator[str]:
+        names = self._store.db.fs.files.distinct("filename", self._query)
+        return iter(sorted(names))
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+
+class TrialAttachments:
+    """``ctrl.attachments`` / ``trials.trial_attachments(doc)``: blobs of one trial.
+
+    The trial lists them in ``_attachments`` as hyperopt does, ``[[name, file_id], ...]``. Servers
+    that refuse nested arrays (FerretDB v1) get ``[{"name": ..., "file_id": ...}, ...]`` instead;
+    both forms are read.
+    """
+
+    def __init__(self, store: JobStore, trial: Mapping):
+        self._store = store
+        self._trial_id = trial["_id"]
+
+    def _entries(self) -> list[tuple[str, ObjectId]]:
+        return attachment_entries(self._store.jobs.find_one({"_id": self._trial_id}, projection={"_attachments": 1}))
+
+    def __contains__(self, name: str) -> bool:
+        return any(n == name for n, _ in self._entries())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, _ in self._entries()])
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def keys(self) -> list[str]:
+        return list(self)
+
+    def __getitem__(self, name: str) -> bytes:
+        for n, file_id in self._entries():
+            if n == name:
+                return self._store.read_file(file_id)
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, value: bytes) -> None:
+        file_id = self._store.gfs.put(value, filename=f"{self._trial_id}_{name}")
+        entries = self._entries()
+        kept = [(n, fid) for n, fid in entries if n != name] + [(name, file_id)]
+        try:
+            self._set([[n, fid] for n, fid in kept])
+        except WriteError as err:
+            if "nested arrays" not in str(err):
+                raise
+            self._set([{"name": n, "file_id": fid} for n, fid in kept])
+        for n, fid in entries:
+            if n == name:
+                self._store.gfs.delete(fid)
+
+    def _set(self, entries: list) -> None:
+        self._store.jobs.update_one({"_id": self._trial_id}, {"$set": {"_attachments": entries}})

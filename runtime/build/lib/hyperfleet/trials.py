@@ -1,0 +1,218 @@
+"""``MongoTrials``: the driver's view of a distributed experiment, a drop-in for hyperopt's.
+
+    fmin(fn, space, algo=tpe.suggest, max_evals=100,
+         trials=hyperfleet.MongoTrials("mongodb://host:27017/db", exp_key="e1"))
+
+Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
+
+* it runs on pymongo 4;
+* ``refresh()`` is incremental: it reads the trials this driver still sees as NEW or RUNNING and
+  trials with a higher tid than any it has seen, not the whole collection on every fmin iteration.
+  Every ``resync_seconds`` it compares ``(_id, version)`` pairs of the whole experiment to catch
+  trials inserted or deleted by another client;
+* ``fmin`` polls every ``poll_interval_seconds`` (default 20 ms) instead of every second.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from hyperopt import base, tpe
+from hyperopt.fmin import FMinIter, space_eval
+
+from .mongo_url import MongoAddress
+from .store import JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JobStore
+
+_OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
+
+
+class MongoTrials(base.Trials):
+    asynchronous = True
+
+    def __init__(
+        self,
+        url: str | MongoAddress | JobStore,
+        exp_key: str | None = None,
+        refresh: bool = True,
+        *,
+        poll_interval_seconds: float = 0.02,
+        resync_seconds: float = 30.0,
+        connect_timeout_seconds: float = 10.0,
+    ):
+        self.store = url if isinstance(url, JobStore) else JobStore.connect(url, timeout_seconds=connect_timeout_seconds)
+        self._exp_key = exp_key
+        self.poll_interval_seconds = poll_interval_seconds
+        self.resync_seconds = resync_seconds
+        # hyperopt's base class reads these two in places we do not override
+        self._ids: set[int] = set()
+        self._dynamic_trials: list[dict] = []
+        self._reset_cache()
+        if refresh:
+            self.refresh()
+
+    # hyperopt code written for the old MongoTrials reaches the database through ``.handle``
+    @property
+    def handle(self) -> JobStore:
+        return self.store
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "address": self.store.address,
+            "exp_key": self._exp_key,
+            "poll_interval_seconds": self.poll_interval_seconds,
+            "resync_seconds": self.resync_seconds,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(
+            state["address"], state["exp_key"],
+            poll_interval_seconds=state["poll_interval_seconds"], resync_seconds=state["resync_seconds"],
+        )
+
+    def view(self, exp_key: str | None = None, refresh: bool = True) -> MongoTrials:
+        return MongoTrials(
+            self.store, self._exp_key if exp_key is None else exp_key, refresh,
+            poll_interval_seconds=self.poll_interval_seconds, resync_seconds=self.resync_seconds,
+        )
+
+    # -- the local cache ----------------------------------------------------------------------
+
+    def _reset_cache(self) -> None:
+        self._docs: dict[Any, dict] = {}  # _id -> latest document seen, every state
+        self._open: set = set()  # _ids of NEW and RUNNING trials
+        self._max_tid = -1
+        self._state_counts: collections.Counter = collections.Counter()
+        self._trials: list[dict] = []  # hyperopt's view: not ERROR, in tid order
+        self._position: dict[Any, int] = {}
+        self._last_resync = float("-inf")
+
+    def _query(self, extra: dict | None = None) -> dict:
+        query = {} if self._exp_key is None else {"exp_key": self._exp_key}
+        if extra:
+            query.update(extra)
+        return query
+
+    def refresh(self) -> None:
+        jobs = self.store.jobs
+        if time.monotonic() - self._last_resync >= self.resync_seconds:
+            self._resync()
+        else:
+            changed = {"tid": {"$gt": self._max_tid}}
+            if self._open:
+                changed = {"$or": [changed, {"_id": {"$in": list(self._open)}}]}
+            self._apply(jobs.find(self._query(changed)))
+
+    def _resync(self) -> None:
+        """Bring the cache in line with the database, fetching only documents that differ."""
+        versions = {d["_id"]: d.get("version", 0) for d in self.store.jobs.find(self._query(), {"version": 1})}
+        stale = [i for i, v in versions.items() if i not in self._docs or self._docs[i].get("version", 0) != v]
+        gone = [i for i in self._docs if i not in versions]
+        for _id in gone:
+            self._forget(_id)
+        fresh = list(self.store.jobs.find({"_id": {"$in": stale}})) if stale else []
+        self._apply(fresh, rebuild=bool(gone))
+        self._last_resync = time.monotonic()
+
+    def _forget(self, _id: Any) -> None:
+        old = self._docs.pop(_id)
+        self._state_counts[old["state"]] -= 1
+        self._open.discard(_id)
+
+    def _apply(self, docs, rebuild: bool = False) -> None:
+        for doc in docs:
+            _id = doc["_id"]
+            old = self._docs.get(_id)
+            if old is not None:
+                self._state_counts[old["state"]] -= 1
+            self._docs[_id] = doc
+            self._state_counts[doc["state"]] += 1
+            if doc["state"] in _OPEN_STATES:
+                self._open.add(_id)
+            else:
+                self._open.discard(_id)
+            self._max_tid = max(self._max_tid, doc["tid"])
+
+            shown = doc["state"] != JOB_STATE_ERROR
+            index = self._position.get(_id)
+            if index is not None and shown:
+                self._trials[index] = doc
+            elif index is None and shown and (not self._trials or doc["tid"] > self._trials[-1]["tid"]):
+                self._position[_id] = len(self._trials)
+                self._trials.append(doc)
+            else:
+                rebuild = True
+        if rebuild:
+            self._trials = sorted((d for d in self._docs.values() if d["state"] != JOB_STATE_ERROR), key=lambda d: d["tid"])
+            self._position = {d["_id"]: i for i, d in enumerate(self._trials)}
+
+    def count_by_state_unsynced(self, arg) -> int:
+        states = [arg] if isinstance(arg, int) else list(arg)
+        for state in states:
+            if state not in JOB_STATES:
+                raise ValueError("invalid state", state)
+        self.refresh()
+        return sum(self._state_counts[s] for s in states)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def new_trial_ids(self, n: int) -> list[int]:
+        tids = self.store.allocate_tids(n)
+        self._ids.update(tids)
+        return tids
+
+    def _insert_trial_docs(self, docs) -> list[int]:
+        docs = list(docs)
+        self.store.insert_trials(docs)
+        return [d["tid"] for d in docs]
+
+    def delete_all(self) -> None:
+        """Delete this experiment's trials, their attachments and the experiment's attachments."""
+        self.store.delete_trials(self._query())
+        attachments = self.attachments
+        for name in attachments.keys():
+            del attachments[name]
+        self._reset_cache()
+        self.refresh()
+
+    @property
+    def attachments(self):
+        return self.store.experiment_attachments(self._exp_key)
+
+    def trial_attachments(self, trial):
+        return self.store.trial_attachments(trial)
+
+    # -- fmin ---------------------------------------------------------------------------------
+
+    def fmin(
+        self, fn, space, algo=None, max_evals=None, timeout=None, loss_threshold=None, max_queue_len=1,
+        rstate=None, verbose=False, pass_expr_memo_ctrl=None, catch_eval_exceptions=False,
+        return_argmin=True, show_progressbar=True, early_stop_fn=None, trials_save_file="",
+    ):
+        """hyperopt's fmin loop over this store, polling every ``poll_interval_seconds``."""
+        if space == "annotated":
+            raise NotImplementedError("space='annotated' is not supported with hyperfleet.MongoTrials")
+        base.validate_timeout(timeout)
+        base.validate_loss_threshold(loss_threshold)
+        if rstate is None:
+            seed = os.environ.get("HYPEROPT_FMIN_SEED", "")
+            rstate = np.random.default_rng(int(seed) if seed else None)
+        domain = base.Domain(fn, space, pass_expr_memo_ctrl=pass_expr_memo_ctrl)
+        loop = FMinIter(
+            algo or tpe.suggest, domain, self, rstate,
+            max_queue_len=max_queue_len, poll_interval_secs=self.poll_interval_seconds,
+            max_evals=sys.maxsize if max_evals is None else max_evals, timeout=timeout,
+            loss_threshold=loss_threshold, verbose=verbose, show_progressbar=show_progressbar,
+            early_stop_fn=early_stop_fn, trials_save_file=trials_save_file,
+        )
+        loop.catch_eval_exceptions = catch_eval_exceptions
+        loop.exhaust()
+        if return_argmin:
+            if not self.trials:
+                raise Exception("There are no evaluation tasks, cannot return argmin of task losses.")
+            return self.argmin
+        return space_eval(space, self.argmin) if len(self) else None

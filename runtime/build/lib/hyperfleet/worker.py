@@ -1,0 +1,365 @@
+"""The worker: reserve a trial, heartbeat while the objective runs, write the result, repeat.
+
+Shutdown follows one ladder: the first SIGTERM or SIGINT stops reservations and hands the running
+trial back (state NEW, owner cleared, the hand-back counted with its reason) and the worker exits
+within ``shutdown_deadline_seconds``; a second signal exits at once. The objective runs in a
+thread (or a child process with ``use_subprocesses``), so the main thread is always free to react.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from hyperopt import base
+from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
+
+from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
+from .liveness import container_name, process_start_ticks
+from .settings import WorkerSettings
+from .store import JobStore
+
+log = logging.getLogger("hyperfleet.worker")
+
+# How long a result write keeps retrying while MongoDB is unreachable before it leaves the trial to
+# the monitor (the heartbeat stops, so the trial is recovered as orphaned).
+RESULT_WRITE_RETRY_SECONDS = 30.0
+_WAIT_STEP_SECONDS = 0.05
+# imported, not run as __main__, so the Outcome it pickles resolves to hyperfleet.evaluation.Outcome
+_CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main())"
+
+
+class TrialOutcome(enum.Enum):
+    DONE = "done"
+    ERROR = "error"
+    HANDED_BACK = "handed back"
+    LOST = "lost"  # taken from this worker (reaped) or not writable
+
+
+def worker_identity() -> dict[str, Any]:
+    """Who holds a trial; the monitor uses these fields to check the holder is still alive."""
+    pid = os.getpid()
+    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid)}
+    if container_name():
+        identity["container"] = container_name()
+    for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
+        if os.environ.get(env):
+            identity[key] = os.environ[env]
+    return identity
+
+
+class Ctrl(base.Ctrl):
+    """The ``ctrl`` an in-process objective gets: checkpoints and attachments go to the store."""
+
+    def __init__(self, store: JobStore, trial: dict, owner: str):
+        from .trials import MongoTrials  # the trials module imports hyperopt.fmin; keep it lazy
+
+        super().__init__(MongoTrials(store, exp_key=trial.get("exp_key"), refresh=False), current_trial=trial)
+        self._store, self._owner = store, owner
+
+    def checkpoint(self, result=None):
+        self._store.checkpoint(self.current_trial["_id"], self._owner, None if result is None else base.SONify(result))
+
+    @property
+    def attachments(self):
+        return self._store.trial_attachments(self.current_trial)
+
+
+class Heartbeat(threading.Thread):
+    """Advances the trial's ``refresh_time`` until stopped; notices when the trial was taken away."""
+
+    def __init__(self, store: JobStore, trial_id, owner: str, interval_seconds: float):
+        super().__init__(name="hyperfleet-heartbeat", daemon=True)
+        self._store, self._trial_id, self._owner = store, trial_id, owner
+        self._interval = interval_seconds
+        self._stopped = threading.Event()
+        self.lost = threading.Event()
+
+    def run(self):
+        while not self._stopped.wait(self._interval):
+            try:
+                if not self._store.heartbeat(self._trial_id, self._owner):
+                    self.lost.set()
+                    return
+            except PyMongoError as err:
+                log.warning("heartbeat failed, will retry: %s", err)
+
+    def stop(self):
+        self._stopped.set()
+
+
+class Worker:
+    def __init__(self, store: JobStore, settings: WorkerSettings):
+        self.store = store
+        self.settings = settings
+        self.identity = worker_identity()
+        self.owner = f"{self.identity['host']}:{self.identity['pid']}"
+        self.loader = ObjectiveLoader(store)
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self.jobs_done = 0
+        self._spare_child: subprocess.Popen | None = None
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        name = signal.Signals(signum).name
+        if self._stop.is_set():
+            log.warning("second %s: exiting now", name)
+            os._exit(128 + signum)
+        log.info("%s received: handing back the running trial and exiting", name)
+        self.request_stop(f"worker shutdown ({name})")
+        watchdog = threading.Timer(self.settings.shutdown_deadline_seconds, self._deadline_passed)
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _deadline_passed(self):
+        log.error("shutdown took longer than %gs: exiting now", self.settings.shutdown_deadline_seconds)
+        os._exit(1)
+
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        log.info("worker %s polling %s (experiment %s)", self.owner, self.store.address.redacted(),
+                 self.settings.exp_key or "any")
+        if self.settings.use_subprocesses:
+            self._spare_child = self._start_child()
+        try:
+            return self._loop()
+        finally:
+            self._discard_spare_child()
+
+    def _loop(self) -> int:
+        s = self.settings
+        started = idle_since = time.monotonic()
+        wait = s.poll_min_seconds
+        consecutive_failures = 0
+        while not self._stop.is_set():
+            stop_because = self._limit_reached(started, consecutive_failures)
+            if stop_because:
+                log.info("exiting: %s", stop_because)
+                break
+            try:
+                doc = self.store.reserve(self.owner, self.identity, s.exp_key)
+            except PyMongoError as err:
+                log.warning("cannot reserve a trial, will retry: %s", err)
+                self._stop.wait(min(5.0, max(wait, 0.5)))
+                continue
+            if doc is None:
+                if s.reserve_timeout_seconds is not None and time.monotonic() - idle_since > s.reserve_timeout_seconds:
+                    log.info("exiting: no trial to reserve for %gs", s.reserve_timeout_seconds)
+                    break
+                self._stop.wait(wait)
+                wait = min(wait * 2, s.poll_interval_seconds)
+                continue
+            wait = s.poll_min_seconds
+            outcome = self.run_trial(doc)
+            idle_since = time.monotonic()
+            if outcome in (TrialOutcome.DONE, TrialOutcome.ERROR):
+                self.jobs_done += 1
+                consecutive_failures = consecutive_failures + 1 if outcome is TrialOutcome.ERROR else 0
+        return 0
+
+    def _limit_reached(self, started: float, consecutive_failures: int) -> str | None:
+        s = self.settings
+        if s.max_jobs is not None and self.jobs_done >= s.max_jobs:
+            return f"ran {self.jobs_done} trials (max jobs)"
+        if s.last_job_timeout_seconds is not None and time.monotonic() - started > s.last_job_timeout_seconds:
+            return f"last job timeout of {s.last_job_timeout_seconds:g}s passed"
+        if s.max_consecutive_failures is not None and consecutive_failures >= s.max_consecutive_failures:
+            return f"{consecutive_failures} consecutive trials failed"
+        if s.max_jobs_in_db is not None:
+            count = self.store.count_all()
+            if count >= s.max_jobs_in_db:
+                return f"{count} jobs in the database (max jobs in db {s.max_jobs_in_db})"
+        return None
+
+    # -- one trial ----------------------------------------------------------------------------
+
+    def run_trial(self, doc: dict) -> TrialOutcome:
+        trial_id, tid = doc["_id"], doc["tid"]
+        log.info("trial %s (%s) reserved", tid, doc.get("exp_key"))
+        heartbeat = Heartbeat(self.store, trial_id, self.owner, self.settings.heartbeat_seconds)
+        heartbeat.start()
+        try:
+            try:
+                if self.settings.use_subprocesses:
+                    outcome = self._evaluate_in_child(doc, heartbeat)
+                else:
+                    outcome = self._evaluate_in_thread(doc, heartbeat)
+            except Exception as err:  # a fault of ours or of the machine: the trial's error, not a crash
+                log.exception("trial %s could not be evaluated", tid)
+                outcome = Outcome.from_exception(err)
+            if isinstance(outcome, TrialOutcome):
+                return outcome
+            return self._record(doc, outcome)
+        finally:
+            heartbeat.stop()
+
+    def _interrupted(self, doc: dict, heartbeat: Heartbeat) -> TrialOutcome | None:
+        """Hand the trial back on shutdown; give it up if the store says it is no longer ours."""
+        if self._stop.is_set():
+            try:
+                handed = self.store.hand_back(doc["_id"], self.owner, self._stop_reason)
+            except PyMongoError as err:
+                log.error("could not hand trial %s back (the monitor will recover it): %s", doc["tid"], err)
+                return TrialOutcome.LOST
+            log.info("trial %s %s: %s", doc["tid"], "handed back" if handed else "was no longer ours", self._stop_reason)
+            return TrialOutcome.HANDED_BACK if handed else TrialOutcome.LOST
+        if heartbeat.lost.is_set():
+            log.warning("trial %s was taken from this worker (reaped?); abandoning it", doc["tid"])
+            return TrialOutcome.LOST
+        return None
+
+    def _evaluate_in_thread(self, doc: dict, heartbeat: Heartbeat) -> Outcome | TrialOutcome:
+        box: list[Outcome] = []
+        done = threading.Event()
+
+        def evaluate():
+            try:
+                fn = self.loader.function(doc)
+                ctrl = Ctrl(self.store, doc, self.owner)
+                cwd = os.getcwd()
+                if self.settings.workdir:
+                    os.makedirs(self.settings.workdir, exist_ok=True)
+                    os.chdir(self.settings.workdir)
+                try:
+                    result = base.SONify(fn(base.spec_from_misc(doc["misc"]), ctrl))
+                finally:
+                    os.chdir(cwd)
+                attachments = result.pop("attachments", None) or {}
+                box.append(Outcome(result=result, attachments=attachments))
+            except BaseException as err:  # noqa: BLE001 - every failure of the objective is the trial's ERROR
+                box.append(Outcome.from_exception(err))
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=evaluate, name=f"hyperfleet-trial-{doc['tid']}", daemon=True)
+        thread.start()
+        while not done.wait(_WAIT_STEP_SECONDS):
+            interrupted = self._interrupted(doc, heartbeat)
+            if interrupted:
+                return interrupted
+        return box[0]
+
+    def _evaluate_in_child(self, doc: dict, heartbeat: Heartbeat) -> Outcome | TrialOutcome:
+        try:
+            job = self.loader.job(doc, self.settings.workdir)
+        except ObjectiveUnavailable as err:
+            return Outcome.from_exception(err)
+        with tempfile.TemporaryDirectory(prefix="hyperfleet-trial-") as tmp:
+            in_path, out_path = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.pkl")
+            with open(in_path, "wb") as f:
+                pickle.dump(job, f)
+            child = self._take_spare_child()
+            child.stdin.write(f"{in_path}\n{out_path}\n")
+            child.stdin.close()
+            self._spare_child = self._start_child()
+            try:
+                while True:
+                    try:
+                        child.wait(_WAIT_STEP_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    interrupted = self._interrupted(doc, heartbeat)
+                    if interrupted:
+                        return interrupted
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            if not os.path.exists(out_path):
+                return Outcome(error=("<class 'hyperfleet.evaluation.ChildDied'>",
+                                      f"evaluation process exited with code {child.returncode}"),
+                               traceback=f"the child process running the objective exited with code {child.returncode} "
+                                         "without writing a result")
+            with open(out_path, "rb") as f:
+                return pickle.load(f)
+
+    @staticmethod
+    def _start_child() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _CHILD_MAIN], stdin=subprocess.PIPE, text=True)
+
+    def _take_spare_child(self) -> subprocess.Popen:
+        child, self._spare_child = self._spare_child, None
+        if child is None or child.poll() is not None:
+            child = self._start_child()
+        return child
+
+    def _discard_spare_child(self) -> None:
+        child, self._spare_child = self._spare_child, None
+        if child is not None and child.poll() is None:
+            child.stdin.close()  # EOF: the child exits without a job
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    def _record(self, doc: dict, outcome: Outcome) -> TrialOutcome:
+        """Write the outcome, retrying while MongoDB is unreachable; a late result is dropped."""
+        deadline = time.monotonic() + RESULT_WRITE_RETRY_SECONDS
+        while True:
+            try:
+                return self._write(doc, outcome)
+            except ConnectionFailure as err:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    log.error("could not record trial %s (the monitor will recover it): %s", doc["tid"], err)
+                    return TrialOutcome.LOST
+                log.warning("recording trial %s failed, retrying: %s", doc["tid"], err)
+                time.sleep(1.0)
+
+    def _write(self, doc: dict, outcome: Outcome) -> TrialOutcome:
+        trial_id, tid = doc["_id"], doc["tid"]
+        if outcome.error is None:
+            try:
+                attachments = self.store.trial_attachments(doc)
+                for name, blob in outcome.attachments.items():
+                    attachments[name] = blob
+                written = self.store.finish(trial_id, self.owner, outcome.result)
+            except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
+                # a result the database refuses (not BSON, too large, a value the server rejects)
+                outcome = Outcome.from_exception(err)
+            else:
+                if written:
+                    log.info("trial %s done: loss=%s", tid, outcome.result.get("loss"))
+                    return TrialOutcome.DONE
+                log.warning("trial %s result discarded: the trial was taken from this worker", tid)
+                return TrialOutcome.LOST
+        if self.store.fail(trial_id, self.owner, outcome.error, outcome.traceback):
+            log.warning("trial %s failed: %s: %s", tid, *outcome.error)
+            return TrialOutcome.ERROR
+        log.warning("trial %s error discarded: the trial was taken from this worker", tid)
+        return TrialOutcome.LOST
+
+
+def run_worker(settings: WorkerSettings) -> int:
+    """Connect, run the worker loop until a limit or a signal stops it, return the exit code."""
+    store = JobStore.connect(settings.mongo_url, timeout_seconds=settings.connect_timeout_seconds)
+    try:
+        worker = Worker(store, settings)
+        if threading.current_thread() is threading.main_thread():
+            worker.install_signal_handlers()
+        return worker.run()
+    finally:
+        store.close()
+
+

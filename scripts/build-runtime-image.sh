@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the runtime image from a wheelhouse made on this machine for the base image's Python.
+#   scripts/build-runtime-image.sh [IMAGE] [BASE_IMAGE]
+# IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or python:3.12-slim.
+# Extra wheels (e.g. the module of your objective) can be dropped into $EXTRA_WHEELS_DIR.
+set -euo pipefail
+
+IMAGE="${1:-hyperfleet/runtime:dev}"
+BASE_IMAGE="${2:-${BASE_IMAGE:-python:3.12-slim}}"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+PYTHON="${PYTHON:-python3}"
+
+start=$(date +%s)
+pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+mkdir -p "$context/wheelhouse"
+
+# dependencies: binary wheels for the image's Python, cached across builds
+deps="$CACHE_DIR/wheelhouse/py$pyver"
+mkdir -p "$deps"
+requirements=$("$PYTHON" - "$REPO/runtime/pyproject.toml" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["monitor"]))
+PY
+)
+mapfile -t requirements <<<"$requirements"
+"$PYTHON" -m pip download --quiet --dest "$deps" --only-binary=:all: --python-version "$pyver" \
+  --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux_2_28_x86_64 "${requirements[@]}"
+cp "$deps"/*.whl "$context/wheelhouse/"
+# hyperfleet itself (pure Python)
+"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$context/wheelhouse" "$REPO/runtime"
+if [[ -n "${EXTRA_WHEELS_DIR:-}" ]]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$context/wheelhouse/"; fi
+
+cp "$REPO/images/runtime/Dockerfile" "$context/"
+docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" "$context" >/dev/null
+echo "built $IMAGE on $BASE_IMAGE (Python $pyver) in $(( $(date +%s) - start )) s"

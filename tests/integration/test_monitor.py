@@ -1,0 +1,357 @@
+"""The monitor against the real server: recovery of killed workers, races, policies, health."""
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from hyperopt import fmin, hp, rand
+
+import hyperfleet
+from hyperfleet.monitor import Reaper
+from hyperfleet.settings import MonitorSettings
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from tests.conftest import start_worker, worker_env
+from tests.integration.test_shutdown import enqueue_slow_trial, running_trial, wait_for
+from tests.mongo_server import free_port
+from tests.objectives import slow_quadratic
+
+
+def start_monitor(mongo_url, *args, **popen):
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "monitor", "--mongo", mongo_url,
+                             "--log-level", "warning", *args], env=worker_env(), **popen)
+
+
+def stop(*procs):
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.terminate()
+    for p in procs:
+        if p is not None:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def requeue_time(store, trial_id, timeout=30.0):
+    """Seconds until the trial's history shows the monitor's requeue."""
+    started = time.monotonic()
+    wait_for(lambda: any(h["event"] == "requeued"
+                         for h in (store.jobs.find_one({"_id": trial_id})["hyperfleet"].get("history") or [])),
+             timeout=timeout, step=0.01)
+    return time.monotonic() - started
+
+
+# -- recovery of killed workers ----------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("liveness,bound", [((), "grace + interval"), (("--liveness", "process"), "interval")])
+def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(store, mongo_url, liveness, bound):
+    grace, interval = 1.5, 0.2
+    enqueue_slow_trial(store, sleep=1.0)
+    monitor = start_monitor(mongo_url, "--grace-seconds", str(grace), "--interval-seconds", str(interval),
+                            "--health-port", "0", *(liveness or ("--liveness", "none")))
+    victim = start_worker(mongo_url, "--heartbeat-seconds", "0.3", "--log-level", "warning")
+    rescuer = None
+    try:
+        doc = wait_for(lambda: running_trial(store, victim.pid))
+        time.sleep(0.2)
+        victim.kill()
+        victim.wait()
+        detected = requeue_time(store, doc["_id"])
+        limit = grace + interval + 0.5 if bound == "grace + interval" else interval + 0.5
+        assert detected <= limit, f"detected after {detected:.2f}s, limit {limit}s"
+        back = store.jobs.find_one({"_id": doc["_id"]})
+        assert back["hyperfleet"]["orphaned"] == 1
+        reason = back["hyperfleet"]["history"][-1]["reason"]
+        assert ("no heartbeat" in reason) if bound == "grace + interval" else (f"process {victim.pid}" in reason)
+        rescuer = start_worker(mongo_url, "--log-level", "warning")
+        final = wait_for(lambda: (d := store.jobs.find_one({"_id": doc["_id"], "state": JOB_STATE_DONE})) and d)
+        assert final["hyperfleet"]["worker"]["pid"] == rescuer.pid
+        assert final["hyperfleet"]["attempts"] == 2
+    finally:
+        stop(monitor, victim, rescuer)
+
+
+@pytest.mark.timeout(180)
+def test_docker_kill_of_a_worker_container_is_requeued_within_5s(store, mongo_url, docker_worker_image):
+    from tests.conftest import REPO
+
+    enqueue_slow_trial(store, sleep=60)
+    name = f"hyperfleet-test-worker-{os.getpid()}-{random.randrange(10**6)}"
+    monitor = start_monitor(mongo_url, "--liveness", "docker", "--grace-seconds", "60", "--interval-seconds", "0.5",
+                            "--health-port", "0")
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "host", "--label", "hyperfleet.role=worker",
+         "-e", f"HYPERFLEET_CONTAINER_NAME={name}", "-e", "PYTHONPATH=/src", "-v", f"{REPO}:/src:ro",
+         docker_worker_image, "worker", "--mongo", mongo_url, "--log-level", "warning"],
+        check=True, capture_output=True,
+    )
+    try:
+        doc = wait_for(lambda: running_trial(store), timeout=60)
+        assert doc["hyperfleet"]["worker"]["container"] == name
+        subprocess.run(["docker", "kill", name], check=True, capture_output=True)
+        detected = requeue_time(store, doc["_id"], timeout=30)
+        assert detected <= 5.0
+        back = store.jobs.find_one({"_id": doc["_id"]})
+        assert back["state"] == JOB_STATE_NEW
+        assert f"container {name} is exited" in back["hyperfleet"]["history"][-1]["reason"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        stop(monitor)
+
+
+# -- races, proven on the store with a Reaper in this process -----------------------------------
+
+class RaceAfterRead:
+    """A liveness check that reports every holder gone, after running ``action`` between the
+    sweep's read and its write: the worst moment for a worker to act."""
+
+    name = "race"
+
+    def __init__(self, action):
+        self.action = action
+
+    def refresh(self):
+        self.action()
+
+    def gone(self, worker):
+        return "gone (test)"
+
+
+def settings(mongo_url, **kw):
+    return MonitorSettings(mongo_url=mongo_url, grace_seconds=kw.pop("grace_seconds", 3600), health_port=None, **kw)
+
+
+def test_a_result_written_just_before_the_requeue_is_kept(store, mongo_url):
+    enqueue_slow_trial(store)
+    doc = store.reserve("w", {}, None)
+    reaper = Reaper(store, settings(mongo_url),
+                    checks=[RaceAfterRead(lambda: store.finish(doc["_id"], "w", {"loss": 1.0, "status": "ok"}))])
+    report = reaper.sweep()
+    assert report.running == 1 and report.requeued == 0
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_DONE and final["result"]["loss"] == 1.0
+    assert "orphaned" not in final["hyperfleet"]
+
+
+def test_a_heartbeat_just_before_the_requeue_keeps_the_trial_with_its_worker(store, mongo_url):
+    enqueue_slow_trial(store)
+    doc = store.reserve("w", {}, None)
+    time.sleep(0.02)  # the heartbeat must move refresh_time past the value the sweep read
+    reaper = Reaper(store, settings(mongo_url), checks=[RaceAfterRead(lambda: store.heartbeat(doc["_id"], "w"))])
+    assert reaper.sweep().requeued == 0
+    assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_RUNNING
+
+
+def test_a_late_result_from_a_reaped_worker_is_dropped(store, mongo_url):
+    enqueue_slow_trial(store)
+    doc = store.reserve("reaped", {}, None)
+    assert Reaper(store, settings(mongo_url), checks=[RaceAfterRead(lambda: None)]).sweep().requeued == 1
+    assert not store.finish(doc["_id"], "reaped", {"loss": 9.0, "status": "ok"})
+    assert not store.fail(doc["_id"], "reaped", ("E", "late"), "tb")
+    assert not store.heartbeat(doc["_id"], "reaped")
+    assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_NEW  # not brought back to life
+    again = store.reserve("rescuer", {}, None)
+    assert store.finish(again["_id"], "rescuer", {"loss": 1.0, "status": "ok"})
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["result"]["loss"] == 1.0 and final["state"] == JOB_STATE_DONE
+
+
+def test_two_monitors_at_once_recover_each_trial_once(store, mongo_url):
+    for _ in range(40):
+        enqueue_slow_trial(store)
+    while store.reserve("dead", {}, None):
+        pass
+    reports = []
+
+    def sweep():
+        own = JobStore.connect(mongo_url)
+        try:
+            reports.append(Reaper(own, settings(mongo_url), checks=[RaceAfterRead(lambda: None)]).sweep())
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.requeued for r in reports) == 40
+    docs = list(store.jobs.find())
+    assert all(d["state"] == JOB_STATE_NEW and d["hyperfleet"]["orphaned"] == 1 for d in docs)
+    assert all(len([h for h in d["hyperfleet"]["history"] if h["event"] == "requeued"]) == 1 for d in docs)
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+def test_error_policy_marks_orphans_error_like_hyperkops(store, mongo_url):
+    enqueue_slow_trial(store)
+    doc = store.reserve("w", {}, None)
+    report = Reaper(store, settings(mongo_url, policy="error"), checks=[RaceAfterRead(lambda: None)]).sweep()
+    assert report.errored == 1
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_ERROR and final["error"] == ["hyperfleet.orphaned", "gone (test)"]
+
+
+def test_infrastructure_budget_then_error(store, mongo_url):
+    enqueue_slow_trial(store)
+    reaper = Reaper(store, settings(mongo_url, max_retries=2), checks=[RaceAfterRead(lambda: None)])
+    for expected in (JOB_STATE_NEW, JOB_STATE_NEW, JOB_STATE_ERROR):
+        doc = store.reserve("w", {}, None)
+        reaper.sweep()
+        assert store.jobs.find_one({"_id": doc["_id"]})["state"] == expected
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert "retry budget of 2 spent" in final["error"][1]
+    assert final["hyperfleet"]["orphaned"] == 3
+
+
+def test_objective_failures_have_their_own_budget(store, mongo_url):
+    enqueue_slow_trial(store)
+    reaper = Reaper(store, settings(mongo_url, max_objective_retries=1), checks=[])
+    doc = store.reserve("w", {}, None)
+    store.fail(doc["_id"], "w", ("E", "first"), "tb")
+    assert reaper.sweep().retried == 1
+    again = store.jobs.find_one({"_id": doc["_id"]})
+    assert again["state"] == JOB_STATE_NEW and "error" not in again
+    store.reserve("w", {}, None)
+    store.fail(doc["_id"], "w", ("E", "second"), "tb")
+    assert reaper.sweep().retried == 0
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_ERROR and final["error"][1] == "second"
+    assert final["hyperfleet"]["objective_failures"] == 2 and "orphaned" not in final["hyperfleet"]
+
+
+def test_a_sweep_reads_only_running_trials(store, mongo_url, mongo_server):
+    from tests.integration.test_trials import DocsReturned
+    import pymongo
+
+    for _ in range(30):
+        enqueue_slow_trial(store)
+    for _ in range(25):
+        d = store.reserve("w", {}, None)
+        store.finish(d["_id"], "w", {"loss": 0.0, "status": "ok"})
+    store.reserve("w", {}, None)
+    listener = DocsReturned()
+    client = pymongo.MongoClient(mongo_server.url, event_listeners=[listener])
+    counted = JobStore(client, store.address)
+    assert Reaper(counted, settings(mongo_url), checks=[]).sweep().running == 1
+    assert listener.documents == 1
+    client.close()
+
+
+# -- the process: health, metrics, outages -------------------------------------------------------
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.mark.timeout(120)
+def test_health_and_metrics(store, mongo_url):
+    port = free_port()
+    enqueue_slow_trial(store)
+    doc = store.reserve("somewhere-else:1", {"host": "somewhere-else", "pid": 1}, None)
+    store.jobs.update_one({"_id": doc["_id"]}, {"$set": {"refresh_time": doc["refresh_time"].replace(year=2000)}})
+    monitor = start_monitor(mongo_url, "--health-host", "127.0.0.1", "--health-port", str(port),
+                            "--interval-seconds", "0.2")
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200 if _up(port) else False)
+        requeue_time(store, doc["_id"])
+        status, text = wait_for(lambda: (r := http_get(f"http://127.0.0.1:{port}/metrics"))
+                                and 'hyperfleet_monitor_trials_reaped_total{cause="heartbeat"} 1.0' in r[1] and r)
+        assert status == 200
+        assert "hyperfleet_monitor_trials_requeued_total 1.0" in text
+        assert "hyperfleet_monitor_sweep_duration_seconds_count" in text
+        assert "hyperfleet_monitor_detection_latency_seconds_bucket" in text
+        assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
+    finally:
+        stop(monitor)
+    assert monitor.returncode == 0
+
+
+def _up(port):
+    try:
+        http_get(f"http://127.0.0.1:{port}/healthz")
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_mongo_is_unhealthy_not_a_crash():
+    port = free_port()
+    monitor = start_monitor(f"mongodb://127.0.0.1:{free_port()}/db", "--health-host", "127.0.0.1",
+                            "--health-port", str(port), "--connect-timeout-seconds", "0.5", "--interval-seconds", "0.2",
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _up(port), timeout=30)
+        status, text = wait_for(lambda: (r := http_get(f"http://127.0.0.1:{port}/healthz")) and "reach" in r[1] and r)
+        assert status == 503 and "cannot reach MongoDB" in text
+        time.sleep(2)
+        assert monitor.poll() is None
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(15) == 0
+        assert "sweep failed, retrying" in monitor.stderr.read()
+    finally:
+        stop(monitor)
+
+
+def test_bad_options_are_usage_errors_naming_the_option():
+    import sys
+
+    for args, named in ((["--policy", "maybe"], "--policy"), (["--grace-seconds", "-1"], "--grace-seconds"),
+                        (["--liveness", "ssh"], "--liveness"), (["--mongo", "http://x"], "--mongo")):
+        proc = subprocess.run([sys.executable, "-m", "hyperfleet", "monitor", *args], env=worker_env(),
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and named in proc.stderr, (args, proc.stderr)
+
+
+# -- chaos ---------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_chaos_random_sigkills_during_a_100_trial_fmin(mongo_url):
+    monitor = start_monitor(mongo_url, "--liveness", "process", "--grace-seconds", "5", "--interval-seconds", "0.2",
+                            "--health-port", "0", "--max-retries", "50")
+    workers = [start_worker(mongo_url, "--heartbeat-seconds", "0.5", "--log-level", "error") for _ in range(4)]
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="chaos")
+    done = threading.Event()
+    kills = []
+
+    def chaos():
+        rng = random.Random(7)
+        while not done.wait(rng.uniform(1.0, 2.0)):
+            i = rng.randrange(len(workers))
+            workers[i].kill()
+            workers[i].wait()
+            kills.append(workers[i].pid)
+            workers[i] = start_worker(mongo_url, "--heartbeat-seconds", "0.5", "--log-level", "error")
+
+    killer = threading.Thread(target=chaos)
+    killer.start()
+    try:
+        fmin(slow_quadratic, {"x": hp.uniform("x", -5, 5), "sleep": 0.25}, algo=rand.suggest, max_evals=100,
+             trials=trials, max_queue_len=4, show_progressbar=False)
+    finally:
+        done.set()
+        killer.join()
+        stop(monitor, *workers)
+    docs = list(trials.store.jobs.find({"exp_key": "chaos"}))
+    assert len(kills) >= 3
+    assert len(docs) == 100
+    assert all(d["state"] == JOB_STATE_DONE for d in docs)
+    assert len({d["tid"] for d in docs}) == 100
+    recovered = [d for d in docs if d["hyperfleet"].get("orphaned")]
+    assert recovered, "some trials were running when their worker was killed"

@@ -1,0 +1,67 @@
+"""Liveness checks at their clients' boundaries (the real Docker path is in test_monitor.py)."""
+
+import os
+import subprocess
+import sys
+
+from kubernetes.client import V1ObjectMeta, V1Pod, V1PodList, V1PodStatus
+from kubernetes.client.exceptions import ApiException
+
+from hyperfleet.liveness import DockerLiveness, KubernetesLiveness, ProcessLiveness, process_start_ticks
+
+
+class FakeCoreV1:
+    """Stands in for kubernetes.client.CoreV1Api: records the call, answers with real model objects."""
+
+    def __init__(self, pods=None, error=None):
+        self.pods, self.error, self.calls = pods or {}, error, []
+
+    def list_namespaced_pod(self, namespace, label_selector=None):
+        self.calls.append((namespace, label_selector))
+        if self.error:
+            raise self.error
+        return V1PodList(items=[V1Pod(metadata=V1ObjectMeta(name=n), status=V1PodStatus(phase=phase))
+                                for n, phase in self.pods.items()])
+
+
+def test_kubernetes_pod_states():
+    api = FakeCoreV1({"w-running": "Running", "w-pending": "Pending", "w-failed": "Failed", "w-done": "Succeeded"})
+    check = KubernetesLiveness("hf", "app=worker", core_api=api)
+    check.refresh()
+    assert api.calls == [("hf", "app=worker")]
+    assert check.gone({"pod": "w-running", "namespace": "hf"}) is None
+    assert check.gone({"pod": "w-pending", "namespace": "hf"}) is None
+    assert check.gone({"pod": "w-failed", "namespace": "hf"}) == "pod hf/w-failed is Failed"
+    assert check.gone({"pod": "w-done", "namespace": "hf"}) == "pod hf/w-done is Succeeded"
+    assert check.gone({"pod": "w-deleted", "namespace": "hf"}) == "pod hf/w-deleted is gone"
+    assert check.gone({"pod": "elsewhere", "namespace": "other"}) is None  # not ours to judge
+    assert check.gone({"host": "laptop", "pid": 1}) is None
+
+
+def test_kubernetes_api_unreachable_falls_back_to_heartbeats():
+    check = KubernetesLiveness("hf", core_api=FakeCoreV1(error=ApiException(status=503, reason="unavailable")))
+    check.refresh()
+    assert not check.enabled
+    assert check.gone({"pod": "anything", "namespace": "hf"}) is None
+
+
+def test_docker_engine_unreachable_falls_back_to_heartbeats(tmp_path):
+    check = DockerLiveness(f"unix://{tmp_path}/no-such.sock")
+    check.refresh()
+    assert not check.enabled
+    assert check.gone({"container": "w1"}) is None
+
+
+def test_process_liveness_on_this_host():
+    check = ProcessLiveness(hostname="here")
+    me = {"host": "here", "pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}
+    assert check.gone(me) is None
+    assert check.gone({**me, "pid_start": me["pid_start"] + 1}).endswith("(pid reused)")
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child_started = process_start_ticks(child.pid)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    assert check.gone({"host": "here", "pid": child.pid, "pid_start": child_started}) == f"process {child.pid} on here exited"
+    child.wait()
+    assert check.gone({"host": "here", "pid": child.pid}) == f"process {child.pid} on here is gone"
+    assert check.gone({"host": "another-host", "pid": child.pid}) is None
+    assert check.gone({**me, "container": "c1"}) is None  # judged by the docker check
