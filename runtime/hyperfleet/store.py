@@ -6,12 +6,14 @@ collection, ``exp_key``, ``owner``, ``book_time``, ``refresh_time``, ``spec``, `
 ``version``, ``error`` and GridFS attachments (``_attachments`` on a trial, or files named after the
 attachment with an ``exp_key`` field for experiment-wide ones).
 
-What hyperfleet adds lives under one sub-document, ``hyperfleet``:
-``attempts`` (reservations so far), ``requeues``, ``worker`` (who runs it now), ``history``
-(hand-backs and requeues with their reasons) and ``traceback`` (for ERROR).
+What hyperfleet adds lives under one sub-document, ``hyperfleet`` (see runtime/README.md):
+``attempts``, ``requeues``, ``orphaned``, ``objective_failures``, ``worker``, ``history``,
+``traceback`` and ``domain_file_id``.
 
-Every write that moves a trial out of RUNNING is conditional on the owner still holding it, so a
-worker whose trial was handed back or reaped can never overwrite what happened since.
+Every write that moves a trial out of RUNNING is conditional: a worker's on it still owning the
+trial, the monitor's on the trial being exactly as its sweep read it. So a worker whose trial was
+handed back or reaped can never overwrite what happened since, and a recovery never overwrites a
+result or a newer heartbeat.
 ``book_time`` and ``refresh_time`` come from the database server's clock (``$currentDate``), so
 heartbeat age does not depend on the clocks of the workers.
 """

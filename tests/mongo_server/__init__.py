@@ -67,6 +67,7 @@ class MongoServer:
         self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-mongo-")
         self.process: subprocess.Popen | None = None  # the wire-protocol server
         self._postgres: subprocess.Popen | None = None
+        self.postgres_port: int | None = None  # of the PostgreSQL cluster under FerretDB, if any
         self._logs: list = []
 
     @property
@@ -135,6 +136,7 @@ class MongoServer:
             if self._postgres.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"postgres did not start: {self._log_tail('postgres')}")
             time.sleep(0.05)
+        self.postgres_port = port
         return port
 
     def stop(self) -> None:
