@@ -1,3 +1,0 @@
-from hyperfleet.cli import main
-
-main(prog_name="hyperfleet")
