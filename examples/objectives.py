@@ -8,3 +8,8 @@ def branin(params):
     x, y = params["x"], params["y"]
     a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
     return a * (y - b * x**2 + c * x - r) ** 2 + s * (1 - t) * math.cos(x) + s
+
+
+def grid_score(params):
+    """A toy score over a discrete grid (lower is better)."""
+    return {"sgd": 1.0, "adam": 0.5}[params["optimizer"]] * params["depth"]

@@ -154,6 +154,42 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
     sys.exit(run_monitor(settings))
 
 
+@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_RUN"})
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+              envvar=["HYPERFLEET_RUN_MONGO", "MONGO_URL"], help="MongoDB address.")
+@click.option("--check-objective/--no-check-objective", default=True, show_default=True,
+              help="Import the objective here first (turn off when only the workers have its module).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds):
+    """Run (or resume) the experiment described in SPEC (YAML or JSON) and print the best trial.
+
+    Exit code: 0 when a trial succeeded, 1 when none did or MongoDB is unreachable, 2 for a bad spec.
+    """
+    from .driver import ObjectiveImportError, load_spec, run_experiment
+    from .spec import SpecError
+
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as err:
+        click.echo(f"error: {spec_path}: {err}", err=True)
+        sys.exit(2)
+    try:
+        result = run_experiment(spec, mongo_url, check_import=check_objective, show_progressbar=progress)
+    except ObjectiveImportError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except StoreUnavailable as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    summary = f"{result.exp_key}: {result.trials} trials, {result.done} done, {result.errors} failed"
+    if not result.succeeded:
+        click.echo(f"{summary}; no trial succeeded", err=True)
+        sys.exit(1)
+    click.echo(f"{summary}; best loss {result.best_loss:.6g} with {json.dumps(result.best_params, default=str)}")
+
+
 @click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
 def main():
     """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
@@ -161,6 +197,7 @@ def main():
 
 main.add_command(worker)
 main.add_command(monitor)
+main.add_command(run)
 
 
 def mongo_worker_main():

@@ -1,0 +1,109 @@
+"""`hyperfleet run SPEC` end to end against the real server, with real worker processes."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pymongo
+import pytest
+import yaml
+
+from hyperfleet.store import JOB_STATE_DONE
+from tests.conftest import REPO, start_worker, worker_env
+from tests.integration.test_shutdown import wait_for
+from tests.integration.test_worker import stop_all
+
+
+def run_cli(mongo_url, spec_path, *args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec_path), "--mongo", mongo_url,
+                             "--no-progress", *args], env=worker_env(), cwd=REPO, **popen)
+
+
+def jobs(mongo_url):
+    client = pymongo.MongoClient(mongo_url)
+    return client.get_default_database().jobs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_declarative_experiment_with_2_workers(mongo_url):
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    try:
+        driver = run_cli(mongo_url, REPO / "examples/experiments/branin.yaml", stdout=subprocess.PIPE, text=True)
+        out, _ = driver.communicate(timeout=150)
+        assert driver.returncode == 0
+        docs = list(jobs(mongo_url).find({"exp_key": "branin"}))
+        assert 1 <= len(docs) <= 40 and all(d["state"] == JOB_STATE_DONE for d in docs)
+        assert len({d["hyperfleet"]["worker"]["pid"] for d in docs}) == 2
+        best = min(d["result"]["loss"] for d in docs)
+        assert out.startswith(f"branin: {len(docs)} trials, {len(docs)} done, 0 failed; best loss {best:.6g}")
+    finally:
+        stop_all(workers)
+
+
+@pytest.mark.timeout(180)
+def test_a_2x3_grid_yields_exactly_6_trials_even_when_run_twice(mongo_url):
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    try:
+        for _ in range(2):
+            driver = run_cli(mongo_url, REPO / "examples/experiments/grid.yaml", stdout=subprocess.PIPE, text=True)
+            out, _ = driver.communicate(timeout=120)
+            assert driver.returncode == 0, out
+        docs = list(jobs(mongo_url).find({"exp_key": "grid-demo"}))
+        combos = {(d["misc"]["vals"]["optimizer"][0], d["misc"]["vals"]["depth"][0]) for d in docs}
+        assert len(docs) == 6 and combos == {(o, d) for o in (0, 1) for d in (1, 2, 3)}
+        assert "best loss 0.5 with" in out and '"optimizer": "adam"' in out and '"depth": 1' in out
+    finally:
+        stop_all(workers)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_killed_driver_resumes_to_exactly_max_evals(mongo_url, tmp_path):
+    spec = {"name": "resume", "objective": "tests.objectives:slow_quadratic", "algo": "rand", "max_evals": 12,
+            "parallelism": 2, "space": {"x": {"uniform": [-5, 5]}, "sleep": {"choice": [0.3]}}}
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    coll = jobs(mongo_url)
+    try:
+        first = run_cli(mongo_url, path)
+        wait_for(lambda: coll.count_documents({"state": JOB_STATE_DONE}) >= 4, timeout=60)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert coll.count_documents({}) < 12
+        second = run_cli(mongo_url, path, stdout=subprocess.PIPE, text=True)
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 0
+        assert coll.count_documents({"exp_key": "resume"}) == 12
+        assert coll.count_documents({"exp_key": "resume", "state": JOB_STATE_DONE}) == 12
+        assert out.startswith("resume: 12 trials, 12 done")
+    finally:
+        stop_all(workers)
+
+
+@pytest.mark.parametrize(
+    "spec,code,message",
+    [
+        ({"name": "bad", "objective": "x.y", "max_evals": 3, "space": {"lr": {"loguniform": [1, 0.1]}}}, 2,
+         "space.lr.loguniform: needs [low, high] with 0 < low < high"),
+        ({"name": "noimport", "objective": "no_such_module:fn", "max_evals": 3, "space": {"x": {"uniform": [0, 1]}}},
+         2, "objective 'no_such_module:fn' does not import here"),
+    ],
+)
+def test_bad_specs_write_nothing(mongo_url, tmp_path, spec, code, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = run_cli(mongo_url, path, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and message in err
+    assert jobs(mongo_url).count_documents({}) == 0
+
+
+def test_unreadable_yaml_is_a_spec_error(mongo_url, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    proc = run_cli(mongo_url, path, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "not valid YAML" in err
