@@ -22,6 +22,8 @@ from .store import StoreUnavailable
 
 
 def _mongo_url(_ctx, param, value):
+    if value is None:  # the monitor builds its address from hyperkops' options instead
+        return None
     try:
         parse_mongo_url(value)
     except MongoUrlError as err:
@@ -95,7 +97,7 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_MONITOR"})
-@click.option("--mongo", "mongo_url", default=None, callback=lambda c, p, v: v if v is None else _mongo_url(c, p, v),
+@click.option("--mongo", "mongo_url", default=None, callback=_mongo_url,
               envvar=["HYPERFLEET_MONITOR_MONGO", "MONGO_URL"],
               help=f"MongoDB address (default {DEFAULT_MONGO_URL}, or built from the three options below).")
 @click.option("--mongo-db-address", "--mongo_db_address", "-d", envvar="MONGO_DB_ADDRESS",
@@ -176,7 +178,8 @@ def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds
         click.echo(f"error: {spec_path}: {err}", err=True)
         sys.exit(2)
     try:
-        result = run_experiment(spec, mongo_url, check_import=check_objective, show_progressbar=progress)
+        result = run_experiment(spec, mongo_url, check_import=check_objective, show_progressbar=progress,
+                                connect_timeout_seconds=connect_timeout_seconds)
     except ObjectiveImportError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -96,7 +96,7 @@ class RunResult:
 
 
 def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool = True,
-                   show_progressbar: bool = False) -> RunResult:
+                   show_progressbar: bool = False, connect_timeout_seconds: float = 10.0) -> RunResult:
     from hyperopt import anneal, atpe, fmin, rand, space_eval, tpe
     from hyperopt.early_stop import no_progress_loss
 
@@ -119,7 +119,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
     else:
         algo = {"tpe": tpe.suggest, "rand": rand.suggest, "anneal": anneal.suggest, "atpe": atpe.suggest}[spec.algo]
     early = spec.early_stop
-    trials = MongoTrials(mongo_url, exp_key=spec.key)
+    trials = MongoTrials(mongo_url, exp_key=spec.key, connect_timeout_seconds=connect_timeout_seconds)
     fmin(objective, space, algo=algo, max_evals=max_evals, trials=trials, max_queue_len=spec.parallelism,
          timeout=spec.timeout_seconds, loss_threshold=early.loss_threshold if early else None,
          early_stop_fn=no_progress_loss(early.no_improvement) if early and early.no_improvement else None,

@@ -82,25 +82,28 @@ class ObjectiveLoader:
         return resolve_function(cmd)
 
     def _domain_blob(self, name: str, doc: dict) -> tuple[Any, bytes]:
-        exp_key = doc.get("exp_key")
         # trials inserted through hyperfleet name the file; others (from a stock driver) are looked up,
         # and so are trials whose file was replaced since (a driver that ran fmin again)
         stamped = (doc.get("hyperfleet") or {}).get("domain_file_id")
-        for file_id in (stamped, "latest") if stamped else ("latest",):
-            if file_id == "latest":
-                file_id = self._store.latest_attachment_id(name, exp_key)
-                if file_id is None:
-                    break
-            if file_id in self._blobs:
-                return file_id, self._blobs[file_id]
+        blob = self._blob(stamped) if stamped else None
+        if blob is not None:
+            return stamped, blob
+        latest = self._store.latest_attachment_id(name, doc.get("exp_key"))
+        blob = self._blob(latest) if latest else None
+        if blob is None:
+            raise ObjectiveUnavailable(f"attachment {name!r} of experiment {doc.get('exp_key')!r} not found")
+        return latest, blob
+
+    def _blob(self, file_id: Any) -> bytes | None:
+        """The stored file, cached; None when it no longer exists."""
+        if file_id not in self._blobs:
             try:
                 blob = self._store.read_file(file_id)
             except gridfs.NoFile:
-                continue
+                return None
             self._blobs.clear()  # one experiment's domain at a time: drivers replace it on each fmin
             self._blobs[file_id] = blob
-            return file_id, blob
-        raise ObjectiveUnavailable(f"attachment {name!r} of experiment {exp_key!r} not found")
+        return self._blobs[file_id]
 
 
 def unpickle_domain(blob: bytes) -> base.Domain:

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pymongo.errors import PyMongoError
 
 from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, ProcessLiveness
+from .mongo_url import parse_mongo_url
 from .settings import MonitorSettings
 from .store import JobStore
 
@@ -193,8 +194,6 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
             signal.signal(signum, lambda *_: stop.set())
     metrics, health = Metrics(), Health(settings.interval_seconds)
     server = serve_health(settings.health_host, settings.health_port, health, metrics) if settings.health_port else None
-    from .mongo_url import parse_mongo_url
-
     address = parse_mongo_url(settings.mongo_url)
     if settings.collection:
         address = dataclasses.replace(address, collection=settings.collection)

@@ -50,8 +50,9 @@ def worker_identity() -> dict[str, Any]:
     """Who holds a trial; the monitor uses these fields to check the holder is still alive."""
     pid = os.getpid()
     identity: dict[str, Any] = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid)}
-    if container_name():
-        identity["container"] = container_name()
+    container = container_name()
+    if container:
+        identity["container"] = container
     for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
         if os.environ.get(env):
             identity[key] = os.environ[env]
