@@ -32,7 +32,7 @@ install: $(VENV)/.installed mongo-server ## Install the runtime (editable) with 
 $(VENV)/.installed: runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'runtime[test,monitor,driver]'
+	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]'
 	touch $@
 
 .PHONY: mongo-server

@@ -23,7 +23,8 @@ mkdir -p "$deps"
 requirements=$("$PYTHON" - "$REPO/runtime/pyproject.toml" <<'PY'
 import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"]["monitor"]))
+extras = project["optional-dependencies"]
+print("\n".join(project["dependencies"] + extras["monitor"] + extras["containers"] + extras["driver"]))
 PY
 )
 mapfile -t requirements <<<"$requirements"

@@ -37,3 +37,20 @@ def sleep_trial(spec, ctrl):
     """A ``token_load`` objective that runs for ``spec['sleep']`` seconds."""
     time.sleep(spec["sleep"])
     return {"loss": spec["sleep"], "status": "ok"}
+
+
+def mixed(params):
+    """A loss over a uniform, a log-scaled and a categorical parameter; x > 4 fails."""
+    import math
+
+    if params["x"] > 4:
+        raise ValueError(f"x={params['x']:.3f} is out of range")
+    return (params["x"] - 1.0) ** 2 + abs(math.log10(params["lr"]) + 3) + {"sgd": 1.0, "adam": 0.0}[params["opt"]]
+
+
+def fail_first_time(params):
+    """Raises on its first call for a marker path, succeeds after: a trial that a retry rescues."""
+    if not os.path.exists(params["marker"]):
+        open(params["marker"], "w").close()
+        raise RuntimeError("first attempt fails")
+    return 1.0

@@ -193,6 +193,71 @@ def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds
     click.echo(f"{summary}; best loss {result.best_loss:.6g} with {json.dumps(result.best_params, default=str)}")
 
 
+def _connect(mongo_url: str, timeout_seconds: float):
+    from .store import JobStore
+
+    try:
+        return JobStore.connect(mongo_url, timeout_seconds=timeout_seconds)
+    except StoreUnavailable as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_STATUS"})
+@click.argument("exp_key", metavar="[EXP]", required=False)
+@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+              envvar=["HYPERFLEET_STATUS_MONGO", "MONGO_URL"], help="MongoDB address.")
+@click.option("--watch", is_flag=True, help="Show a live progress bar until the experiments are complete.")
+@click.option("--interval-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Time between refreshes with --watch.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout_seconds):
+    """Experiments (or EXP) with counts per state, best loss, trials per minute and ETA."""
+    from .status import all_statuses, status_table, watch as watch_statuses
+
+    store = _connect(mongo_url, connect_timeout_seconds)
+    try:
+        if exp_key and exp_key not in store.experiment_keys():
+            click.echo(f"error: no experiment {exp_key!r} in {store.address.redacted()}", err=True)
+            sys.exit(1)
+        statuses = watch_statuses(store, exp_key, interval_seconds) if watch else all_statuses(store, exp_key)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+    elif not watch:
+        from rich.console import Console
+
+        if statuses:
+            Console().print(status_table(statuses))
+        else:
+            click.echo("no experiments yet")
+
+
+@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_REPORT"})
+@click.argument("exp_key", metavar="EXP")
+@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+              envvar=["HYPERFLEET_REPORT_MONGO", "MONGO_URL"], help="MongoDB address.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory to write into (default: report-EXP).")
+@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
+    """Plots (PNG and one self-contained HTML page) and a CSV/JSON export of every trial of EXP."""
+    from .report import ReportError, write_report
+
+    store = _connect(mongo_url, connect_timeout_seconds)
+    try:
+        files = write_report(store, exp_key, out_dir or f"report-{exp_key}")
+    except ReportError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    for kind, path in files.items():
+        click.echo(f"{kind:>15}: {path}")
+
+
 @click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
 def main():
     """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
@@ -201,6 +266,8 @@ def main():
 main.add_command(worker)
 main.add_command(monitor)
 main.add_command(run)
+main.add_command(status)
+main.add_command(report)
 
 
 def mongo_worker_main():

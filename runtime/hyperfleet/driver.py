@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import containers
 from .spec import ExperimentSpec, SpecError, build_space, grid_points, parse_spec
 
 
@@ -108,7 +109,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
             check_objective(spec)
         objective = ImportedObjective(*spec.objective_path())
     else:
-        raise NotImplementedError("container objectives are not supported by `hyperfleet run` yet")
+        objective = containers.from_spec(spec.objective.model_dump())
 
     space = build_space(spec.space)
     max_evals = spec.max_evals
@@ -119,7 +120,9 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
     else:
         algo = {"tpe": tpe.suggest, "rand": rand.suggest, "anneal": anneal.suggest, "atpe": atpe.suggest}[spec.algo]
     early = spec.early_stop
-    trials = MongoTrials(mongo_url, exp_key=spec.key, connect_timeout_seconds=connect_timeout_seconds)
+    trials = MongoTrials(mongo_url, exp_key=spec.key, connect_timeout_seconds=connect_timeout_seconds,
+                         retries=spec.retries)
+    trials.store.save_experiment(spec.key, spec.model_dump(mode="json"), max_evals)
     fmin(objective, space, algo=algo, max_evals=max_evals, trials=trials, max_queue_len=spec.parallelism,
          timeout=spec.timeout_seconds, loss_threshold=early.loss_threshold if early else None,
          early_stop_fn=no_progress_loss(early.no_improvement) if early and early.no_improvement else None,

@@ -41,8 +41,9 @@ class Outcome:
     traceback: str = ""
 
     @classmethod
-    def from_exception(cls, err: BaseException) -> Outcome:
-        return cls(error=(str(type(err)), str(err)), traceback="".join(traceback.format_exception(err)))
+    def from_exception(cls, err: BaseException, attachments: dict[str, bytes] | None = None) -> Outcome:
+        return cls(error=(str(type(err)), str(err)), traceback="".join(traceback.format_exception(err)),
+                   attachments=dict(attachments or {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Job:
     spec: dict
     domain_blob: bytes | None = None
     workdir: str | None = None
+    #: the trial as the objective's ``ctrl.current_trial`` sees it (tid, exp_key)
+    trial: dict = dataclasses.field(default_factory=dict)
 
 
 class ObjectiveLoader:
@@ -66,10 +69,11 @@ class ObjectiveLoader:
     def job(self, doc: dict, workdir: str | None) -> Job:
         cmd = tuple(doc["misc"].get("cmd") or ())
         spec = base.spec_from_misc(doc["misc"])
+        trial = {"tid": doc.get("tid"), "exp_key": doc.get("exp_key")}
         if cmd and cmd[0] == "domain_attachment":
             _, blob = self._domain_blob(cmd[1], doc)
-            return Job(cmd=cmd, spec=spec, domain_blob=blob, workdir=workdir)
-        return Job(cmd=cmd, spec=spec, workdir=workdir)
+            return Job(cmd=cmd, spec=spec, domain_blob=blob, workdir=workdir, trial=trial)
+        return Job(cmd=cmd, spec=spec, workdir=workdir, trial=trial)
 
     def function(self, doc: dict) -> Callable[[dict, base.Ctrl], Any]:
         cmd = tuple(doc["misc"].get("cmd") or ())
@@ -126,8 +130,8 @@ def resolve_function(cmd: tuple) -> Callable:
 class CollectingCtrl(base.Ctrl):
     """The ``ctrl`` of a child process: attachments are collected and sent back to the worker."""
 
-    def __init__(self):
-        super().__init__(trials=None)
+    def __init__(self, trial: dict | None = None):
+        super().__init__(trials=None, current_trial=trial)
         self._attachments: dict[str, bytes] = {}
 
     def checkpoint(self, r=None):  # the parent worker heartbeats for the child
@@ -140,7 +144,7 @@ class CollectingCtrl(base.Ctrl):
 
 def evaluate_job(job: Job) -> Outcome:
     """Evaluate a job in this process with a ``CollectingCtrl`` (the child side)."""
-    ctrl = CollectingCtrl()
+    ctrl = CollectingCtrl(job.trial)
     try:
         if job.domain_blob is not None:
             fn = unpickle_domain(job.domain_blob).evaluate
@@ -151,7 +155,7 @@ def evaluate_job(job: Job) -> Outcome:
             os.chdir(job.workdir)
         result = base.SONify(fn(job.spec, ctrl))
     except BaseException as err:  # noqa: BLE001 - every failure of the objective is the trial's ERROR
-        return Outcome.from_exception(err)
+        return Outcome.from_exception(err, ctrl.attachments)
     attachments = dict(ctrl.attachments)
     attachments.update(result.pop("attachments", None) or {})
     return Outcome(result=result, attachments=attachments)

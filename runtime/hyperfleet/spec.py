@@ -2,6 +2,8 @@
 
     name: branin
     objective: examples.objectives.branin      # module:function or module.function, importable by workers
+    # or a container per trial:  objective: {image: my/trainer:1, command: [python, train.py], env: {...},
+    #                                         timeout_seconds: 600, pull: missing}
     algo: tpe                                  # tpe, rand, anneal, atpe, grid
     max_evals: 60
     space:
@@ -161,6 +163,25 @@ def build_space(space: Mapping) -> Any:
     return options(space)
 
 
+def space_labels(space: Mapping) -> dict[str, tuple[str, list]]:
+    """Every parameter of a declarative space, nested options included: label -> (kind, args)."""
+    labels: dict[str, tuple[str, list]] = {}
+
+    def walk(params: Mapping) -> None:
+        for name, value in params.items():
+            if not _is_distribution(value):
+                continue
+            kind, args = next(iter(value.items()))
+            labels[name] = (kind, args)
+            if kind == "choice":
+                for option in args:
+                    if isinstance(option, Mapping):
+                        walk(option)
+
+    walk(space)
+    return labels
+
+
 def grid_points(space: Mapping, path: str = "space") -> list[dict[str, Any]]:
     """Every combination of a discrete space, as hyperopt ``vals`` (choice -> option index)."""
     axes: list[tuple[str, list]] = []
@@ -187,10 +208,25 @@ def grid_points(space: Mapping, path: str = "space") -> list[dict[str, Any]]:
 # -- the experiment ------------------------------------------------------------------------------
 
 class ContainerObjective(BaseModel):
+    """Each trial in its own container: /hyperfleet/params.json in, /hyperfleet/loss.json out."""
+
     model_config = ConfigDict(extra="forbid")
     image: str = Field(min_length=1)
+    #: the container's command (default: the image's own)
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    #: a trial's container running longer than this is killed and the trial is ERROR
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    #: when the worker pulls the image: missing (default), always or never
+    pull: Literal["missing", "always", "never"] = "missing"
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value):
+        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"not a variable name: {', '.join(bad)}")
+        return value
 
 
 class EarlyStop(BaseModel):
@@ -211,7 +247,9 @@ class ExperimentSpec(BaseModel):
     max_evals: int | None = Field(default=None, ge=1)
     space: dict[str, Any]
     early_stop: EarlyStop | None = None
+    #: the whole experiment stops queuing trials after this long
     timeout_seconds: float | None = Field(default=None, gt=0)
+    #: times a trial whose objective failed (ERROR) is run again before it stays ERROR
     retries: int = Field(default=0, ge=0)
     #: trials queued ahead of the workers (hyperopt's max_queue_len)
     parallelism: int = Field(default=4, ge=1)

@@ -21,6 +21,7 @@ heartbeat age does not depend on the clocks of the workers.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -43,6 +44,8 @@ JOB_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE, JOB_STATE_ERROR)
 
 # The history of hand-backs kept on a trial is bounded so a flapping trial cannot grow without limit.
 HISTORY_LIMIT = 20
+# what `hyperfleet run` ran, by exp_key (its spec and max_evals), for status and reports
+EXPERIMENTS = "hyperfleet_experiments"
 
 
 class StoreUnavailable(RuntimeError):
@@ -117,15 +120,16 @@ class JobStore:
             return list(range(first, first + count))
         raise RuntimeError("could not allocate trial ids: the job_ids counter keeps conflicting")
 
-    def insert_trials(self, docs: Iterable[dict]) -> list[ObjectId]:
+    def insert_trials(self, docs: Iterable[dict], retries: int = 0) -> list[ObjectId]:
         """Insert NEW trials. Each trial that evaluates an experiment attachment (fmin's pickled
-        domain) is stamped with that file's id, so workers need not look it up per trial."""
+        domain) is stamped with that file's id, so workers need not look it up per trial; ``retries``
+        is how often a worker runs a trial again whose objective failed."""
         prepared = []
         domain_ids: dict[tuple, ObjectId | None] = {}
         for doc in docs:
             doc = dict(doc)
             doc.setdefault("version", 0)
-            extra = {"attempts": 0, "requeues": 0}
+            extra = {"attempts": 0, "requeues": 0, "retries": retries}
             cmd = (doc.get("misc") or {}).get("cmd") or ()
             if len(cmd) == 2 and cmd[0] == "domain_attachment":
                 key = (cmd[1], doc.get("exp_key"))
@@ -192,8 +196,14 @@ class JobStore:
         )
         return res.matched_count == 1
 
-    def fail(self, trial_id: ObjectId, owner: str, error: tuple[str, str], traceback: str) -> bool:
-        """Record an ERROR of the objective: hyperopt's ``error`` pair and the full traceback."""
+    def fail(self, trial_id: ObjectId, owner: str, error: tuple[str, str], traceback: str,
+             retry: bool = False) -> bool:
+        """Record an ERROR of the objective: hyperopt's ``error`` pair and the full traceback; with
+        ``retry`` the trial is queued again instead, the error kept in its history."""
+        if retry:
+            reason = f"objective failed, run again: {error[1]}"[:2000]
+            return self._requeue(self._owned(trial_id, owner), "retried", reason, owner,
+                                 {"hyperfleet.objective_failures": 1}, unset_error=True)
         res = self.jobs.update_one(
             self._owned(trial_id, owner),
             {
@@ -268,6 +278,51 @@ class JobStore:
         if unset_error:
             update["$unset"] = {"error": "", "hyperfleet.traceback": ""}
         return self.jobs.update_one(query, update).matched_count == 1
+
+    # -- experiments ----------------------------------------------------------------------------
+
+    def save_experiment(self, exp_key: str, spec: Mapping[str, Any], max_evals: int | None) -> None:
+        """Record what the driver runs (the spec as JSON text: spaces may hold nested lists)."""
+        self.db[EXPERIMENTS].update_one(
+            {"_id": exp_key},
+            {"$set": {"spec_json": json.dumps(spec, sort_keys=True), "max_evals": max_evals},
+             "$currentDate": {"updated": True}},
+            upsert=True,
+        )
+
+    def experiment(self, exp_key: str) -> dict | None:
+        doc = self.db[EXPERIMENTS].find_one({"_id": exp_key})
+        if doc and doc.get("spec_json"):
+            doc["spec"] = json.loads(doc["spec_json"])
+        return doc
+
+    def experiment_keys(self) -> list[str]:
+        """Every exp_key with trials or a record, sorted."""
+        keys = {d["_id"]["exp_key"] for d in self.jobs.aggregate([{"$group": {"_id": {"exp_key": "$exp_key"}}}])}
+        keys.update(d["_id"] for d in self.db[EXPERIMENTS].find({}, projection=["_id"]))
+        return sorted(k for k in keys if k is not None)
+
+    def state_counts(self, exp_key: str) -> dict[int, int]:
+        rows = self.jobs.aggregate([{"$match": {"exp_key": exp_key}},
+                                    {"$group": {"_id": {"state": "$state"}, "n": {"$sum": 1}}}])
+        return {row["_id"]["state"]: row["n"] for row in rows}
+
+    def best_trial(self, exp_key: str) -> dict | None:
+        return self.jobs.find_one({"exp_key": exp_key, "state": JOB_STATE_DONE, "result.status": "ok"},
+                                  sort=[("result.loss", 1)])
+
+    def finished_since(self, exp_key: str, since: _dt.datetime) -> int:
+        return self.jobs.count_documents({"exp_key": exp_key, "state": {"$in": [JOB_STATE_DONE, JOB_STATE_ERROR]},
+                                          "refresh_time": {"$gte": since}})
+
+    def first_booked(self, exp_key: str) -> _dt.datetime | None:
+        doc = self.jobs.find_one({"exp_key": exp_key, "book_time": {"$ne": None}}, sort=[("book_time", 1)],
+                                 projection=["book_time"])
+        return doc["book_time"] if doc else None
+
+    def experiment_trials(self, exp_key: str) -> list[dict]:
+        """Every trial of an experiment by tid, for reports."""
+        return list(self.jobs.find({"exp_key": exp_key}, sort=[("tid", 1)]))
 
     def delete_trials(self, query: Mapping[str, Any]) -> int:
         """Delete the trials matching ``query`` and their attachments."""

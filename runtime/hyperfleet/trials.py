@@ -43,11 +43,13 @@ class MongoTrials(base.Trials):
         poll_interval_seconds: float = 0.02,
         resync_seconds: float = 30.0,
         connect_timeout_seconds: float = 10.0,
+        retries: int = 0,
     ):
         self.store = url if isinstance(url, JobStore) else JobStore.connect(url, timeout_seconds=connect_timeout_seconds)
         self._exp_key = exp_key
         self.poll_interval_seconds = poll_interval_seconds
         self.resync_seconds = resync_seconds
+        self.retries = retries  # objective retries stamped on the trials this object inserts
         # hyperopt's base class reads these two in places we do not override
         self._ids: set[int] = set()
         self._dynamic_trials: list[dict] = []
@@ -66,18 +68,21 @@ class MongoTrials(base.Trials):
             "exp_key": self._exp_key,
             "poll_interval_seconds": self.poll_interval_seconds,
             "resync_seconds": self.resync_seconds,
+            "retries": self.retries,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(
             state["address"], state["exp_key"],
             poll_interval_seconds=state["poll_interval_seconds"], resync_seconds=state["resync_seconds"],
+            retries=state.get("retries", 0),
         )
 
     def view(self, exp_key: str | None = None, refresh: bool = True) -> MongoTrials:
         return MongoTrials(
             self.store, self._exp_key if exp_key is None else exp_key, refresh,
             poll_interval_seconds=self.poll_interval_seconds, resync_seconds=self.resync_seconds,
+            retries=self.retries,
         )
 
     # -- the local cache ----------------------------------------------------------------------
@@ -167,7 +172,7 @@ class MongoTrials(base.Trials):
 
     def _insert_trial_docs(self, docs) -> list[int]:
         docs = list(docs)
-        self.store.insert_trials(docs)
+        self.store.insert_trials(docs, retries=self.retries)
         return [d["tid"] for d in docs]
 
     def delete_all(self) -> None:

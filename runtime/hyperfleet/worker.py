@@ -24,6 +24,7 @@ from typing import Any
 from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
+from .containers import OWNER_ENV, remove_owned_containers
 from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, process_start_ticks
 from .settings import WorkerSettings
@@ -105,6 +106,7 @@ class Worker:
         self.settings = settings
         self.identity = worker_identity()
         self.owner = f"{self.identity['host']}:{self.identity['pid']}"
+        os.environ[OWNER_ENV] = self.owner  # trial containers are labelled with it (and inherit it in a child)
         self.loader = ObjectiveLoader(store)
         self._stop = threading.Event()
         self._stop_reason = ""
@@ -210,6 +212,9 @@ class Worker:
                 log.exception("trial %s could not be evaluated", tid)
                 outcome = Outcome.from_exception(err)
             if isinstance(outcome, TrialOutcome):
+                removed = remove_owned_containers(self.owner)  # a container objective's trial container
+                if removed:
+                    log.info("removed %d trial container(s) of the abandoned trial %s", removed, tid)
                 return outcome
             return self._record(doc, outcome)
         finally:
@@ -330,11 +335,15 @@ class Worker:
 
     def _write(self, doc: dict, outcome: Outcome) -> TrialOutcome:
         trial_id, tid = doc["_id"], doc["tid"]
-        if outcome.error is None:
+        if outcome.attachments:  # kept whatever the outcome: a failed container's log explains it
             try:
                 attachments = self.store.trial_attachments(doc)
                 for name, blob in outcome.attachments.items():
                     attachments[name] = blob
+            except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
+                outcome = Outcome.from_exception(err)
+        if outcome.error is None:
+            try:
                 written = self.store.finish(trial_id, self.owner, outcome.result)
             except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
                 # a result the database refuses (not BSON, too large, a value the server rejects)
@@ -345,8 +354,10 @@ class Worker:
                     return TrialOutcome.DONE
                 log.warning("trial %s result discarded: the trial was taken from this worker", tid)
                 return TrialOutcome.LOST
-        if self.store.fail(trial_id, self.owner, outcome.error, outcome.traceback):
-            log.warning("trial %s failed: %s: %s", tid, *outcome.error)
+        extra = doc.get("hyperfleet") or {}
+        retry = extra.get("objective_failures", 0) < extra.get("retries", 0)
+        if self.store.fail(trial_id, self.owner, outcome.error, outcome.traceback, retry=retry):
+            log.warning("trial %s failed%s: %s: %s", tid, " (queued again)" if retry else "", *outcome.error)
             return TrialOutcome.ERROR
         log.warning("trial %s error discarded: the trial was taken from this worker", tid)
         return TrialOutcome.LOST

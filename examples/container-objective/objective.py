@@ -1,0 +1,37 @@
+"""A container objective in plain Python with no hyperfleet inside: the contract is two files.
+
+Reads the trial's parameters from $HYPERFLEET_PARAMS (/hyperfleet/params.json), writes
+{"loss": ..., "status": "ok"} to $HYPERFLEET_LOSS (/hyperfleet/loss.json) and a small artefact into
+$HYPERFLEET_OUT (/hyperfleet/out/). Any language can do the same.
+
+MODE (environment) lets the tests play a broken trainer: "no-loss" exits 0 without loss.json,
+"crash" exits 3, "hang" sleeps past any timeout.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+params = json.load(open(os.environ.get("HYPERFLEET_PARAMS", "/hyperfleet/params.json")))
+print(f"trial {os.environ.get('HYPERFLEET_TRIAL_ID')}: params {json.dumps(params, sort_keys=True)}", flush=True)
+mode = os.environ.get("MODE", "ok")
+if mode == "hang":
+    time.sleep(3600)
+if mode == "crash":
+    print("training diverged: loss is nan", file=sys.stderr, flush=True)
+    sys.exit(3)
+if mode == "no-loss":
+    print("finished without writing a loss (a bug in the trainer)", flush=True)
+    sys.exit(0)
+
+x, y = params["x"], params["y"]
+b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+loss = (y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10
+out = os.environ.get("HYPERFLEET_OUT", "/hyperfleet/out")
+with open(os.path.join(out, "curve.txt"), "w") as f:
+    f.write(f"{x} {y} {loss}\n")
+with open(os.environ.get("HYPERFLEET_LOSS", "/hyperfleet/loss.json"), "w") as f:
+    json.dump({"loss": loss, "status": "ok", "branin_x": x}, f)
+print(f"loss {loss:.6f}", flush=True)

@@ -1,0 +1,133 @@
+"""`hyperfleet status`: experiments with counts per state, best loss, trials per minute and ETA.
+
+The rate is measured over the last ``window_seconds`` of finished trials (DONE or ERROR), by the
+database server's clock, so it follows the current number of workers rather than the whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import time
+from typing import Any
+
+from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+
+RATE_WINDOW_SECONDS = 600.0
+
+
+@dataclasses.dataclass
+class ExperimentStatus:
+    exp_key: str
+    new: int
+    running: int
+    done: int
+    error: int
+    max_evals: int | None
+    best_loss: float | None
+    best_tid: int | None
+    trials_per_minute: float | None
+    eta_seconds: float | None
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.error
+
+    @property
+    def total(self) -> int:
+        return self.new + self.running + self.done + self.error
+
+    @property
+    def complete(self) -> bool:
+        return self.max_evals is not None and self.finished >= self.max_evals and not (self.new or self.running)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "finished": self.finished, "total": self.total}
+
+
+def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RATE_WINDOW_SECONDS) -> ExperimentStatus:
+    counts = store.state_counts(exp_key)
+    record = store.experiment(exp_key) or {}
+    best = store.best_trial(exp_key)
+    done, error = counts.get(JOB_STATE_DONE, 0), counts.get(JOB_STATE_ERROR, 0)
+    rate = None
+    first = store.first_booked(exp_key)
+    if first is not None:
+        now = store.server_time()
+        elapsed = min(window_seconds, (now - first).total_seconds())
+        if elapsed > 0:
+            recent = store.finished_since(exp_key, now - _dt.timedelta(seconds=window_seconds))
+            rate = recent / elapsed * 60.0
+    max_evals = record.get("max_evals")
+    eta = None
+    if max_evals is not None and rate:
+        eta = max(0, max_evals - done - error) / rate * 60.0
+    return ExperimentStatus(
+        exp_key=exp_key, new=counts.get(JOB_STATE_NEW, 0), running=counts.get(JOB_STATE_RUNNING, 0),
+        done=done, error=error, max_evals=max_evals,
+        best_loss=best["result"]["loss"] if best else None, best_tid=best["tid"] if best else None,
+        trials_per_minute=rate, eta_seconds=eta,
+    )
+
+
+def all_statuses(store: JobStore, exp_key: str | None = None) -> list[ExperimentStatus]:
+    keys = [exp_key] if exp_key else store.experiment_keys()
+    return [experiment_status(store, key) for key in keys]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def status_table(statuses: list[ExperimentStatus]):
+    from rich.table import Table
+
+    table = Table(title="hyperfleet experiments")
+    for column in ("experiment", "new", "running", "done", "error", "max_evals", "best loss", "best tid",
+                   "trials/min", "ETA"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for s in statuses:
+        table.add_row(
+            s.exp_key, str(s.new), str(s.running), str(s.done), str(s.error),
+            "-" if s.max_evals is None else str(s.max_evals),
+            "-" if s.best_loss is None else f"{s.best_loss:.6g}", "-" if s.best_tid is None else str(s.best_tid),
+            "-" if s.trials_per_minute is None else f"{s.trials_per_minute:.1f}",
+            "done" if s.complete else format_duration(s.eta_seconds),
+        )
+    return table
+
+
+def watch(store: JobStore, exp_key: str | None, interval_seconds: float, console=None,
+          until_complete: bool = True) -> list[ExperimentStatus]:
+    """Redraw a progress bar per experiment until every one is complete (or Ctrl-C)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = console or Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeRemainingColumn())
+    tasks: dict[str, Any] = {}
+    statuses: list[ExperimentStatus] = []
+    with Progress(*columns, console=console, transient=False) as progress:
+        try:
+            while True:
+                statuses = all_statuses(store, exp_key)
+                for s in statuses:
+                    detail = (f"{s.running} running, {s.error} error, best "
+                              + ("-" if s.best_loss is None else f"{s.best_loss:.4g}")
+                              + ("" if s.trials_per_minute is None else f", {s.trials_per_minute:.1f}/min"))
+                    total = s.max_evals or max(s.total, 1)
+                    if s.exp_key not in tasks:
+                        tasks[s.exp_key] = progress.add_task(s.exp_key, total=total, detail=detail)
+                    progress.update(tasks[s.exp_key], completed=s.finished, total=total, detail=detail)
+                if until_complete and statuses and all(s.complete for s in statuses):
+                    break
+                time.sleep(interval_seconds)
+        except KeyboardInterrupt:
+            pass
+    return statuses

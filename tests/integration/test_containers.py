@@ -1,0 +1,132 @@
+"""Container objectives on the real dockerd: params.json in, loss.json out, logs and out/ kept."""
+
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+import yaml
+
+from hyperfleet.containers import ContainerObjective, ContainerTrialError, parse_loss, run_container_trial
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
+from tests.conftest import REPO
+from tests.integration.test_run import jobs, run_cli
+from tests.integration.test_worker import stop_all
+from tests.conftest import start_worker
+
+IMAGE = "hyperfleet/example-objective:test"
+
+
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def objective_image():
+    if not docker_ok():
+        pytest.skip("no Docker engine (make docker-engine starts one)")
+    base = os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
+    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE,
+                    str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
+    return IMAGE
+
+
+def trial_containers() -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hyperfleet.role=trial"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_loss_json_rules():
+    assert parse_loss(b'{"loss": 1.5}', "c", "") == {"loss": 1.5, "status": "ok"}
+    assert parse_loss(b"2", "c", "") == {"loss": 2, "status": "ok"}
+    assert parse_loss(b'{"status": "fail"}', "c", "")["status"] == "fail"
+    for raw, message in ((b"not json", "not JSON"), (b'{"loss": "x"}', "finite number"),
+                         (b'{"loss": 1, "status": "meh"}', "status"), (b"[1]", "must hold an object")):
+        with pytest.raises(ContainerTrialError, match="(?s)" + message):
+            parse_loss(raw, "c", "")
+
+
+@pytest.mark.timeout(120)
+def test_one_trial_through_params_and_loss_files(objective_image):
+    attachments = {}
+    result = run_container_trial(ContainerObjective(image=objective_image, pull="never"), {"x": 3.14159, "y": 2.275},
+                                 "unit", 7, attachments)
+    assert result["status"] == "ok" and abs(result["loss"] - 0.397887) < 1e-3 and result["branin_x"] == 3.14159
+    assert b"trial 7: params" in attachments["container.log"] and b"loss 0.39" in attachments["container.log"]
+    with tarfile.open(fileobj=io.BytesIO(attachments["out.tar"])) as tar:
+        assert [m.name for m in tar if m.isfile()] == ["out/curve.txt"]
+    assert trial_containers() == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode, message", [
+    ("no-loss", "exited without writing /hyperfleet/loss.json; last lines of its log:\n.*without writing a loss"),
+    ("crash", "exited with code 3; last lines of its log:\n.*training diverged"),
+    ("hang", "ran longer than the trial timeout of 2s and was killed"),
+])
+def test_a_broken_container_is_an_error_with_its_log_tail(objective_image, mode, message):
+    attachments = {}
+    objective = ContainerObjective(image=objective_image, env=(("MODE", mode),), timeout_seconds=2, pull="never")
+    with pytest.raises(ContainerTrialError, match="(?s)" + message):
+        run_container_trial(objective, {"x": 1.0, "y": 1.0}, "unit", 1, attachments)
+    assert b"trial 1: params" in attachments["container.log"]
+    assert trial_containers() == []
+
+
+@pytest.mark.timeout(60)
+def test_an_image_that_does_not_exist_is_an_error_with_the_engines_message(objective_image):
+    objective = ContainerObjective(image="hyperfleet/no-such-image:1", pull="never")
+    with pytest.raises(ContainerTrialError, match="No such image: hyperfleet/no-such-image:1"):
+        run_container_trial(objective, {"x": 1.0}, "unit", 1, {})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_container_experiment_end_to_end_with_2_workers(objective_image, mongo_url, tmp_path):
+    spec = yaml.safe_load((REPO / "examples/experiments/branin-container.yaml").read_text())
+    spec["objective"]["image"] = objective_image
+    spec["max_evals"] = 8
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    try:
+        driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, text=True)
+        out, _ = driver.communicate(timeout=240)
+        assert driver.returncode == 0, out
+    finally:
+        stop_all(workers)
+    docs = list(jobs(mongo_url).find({"exp_key": "branin-container"}))
+    assert len(docs) == 8 and all(d["state"] == JOB_STATE_DONE for d in docs)
+    assert out.startswith("branin-container: 8 trials, 8 done, 0 failed; best loss")
+    store = JobStore.connect(mongo_url)
+    for doc in docs:
+        attachments = store.trial_attachments(doc)
+        assert f"trial {doc['tid']}: params".encode() in attachments["container.log"]
+        assert "out.tar" in attachments
+        assert doc["result"]["branin_x"] == doc["misc"]["vals"]["x"][0]
+    store.close()
+    assert trial_containers() == []
+
+
+@pytest.mark.timeout(180)
+def test_a_container_without_loss_json_is_retried_then_error_with_its_log_kept(objective_image, mongo_url, tmp_path):
+    spec = {"name": "broken", "algo": "rand", "max_evals": 1, "retries": 1, "space": {"x": {"uniform": [0, 1]}},
+            "objective": {"image": objective_image, "env": {"MODE": "no-loss"}, "pull": "never"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "warning")]
+    try:
+        driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        stop_all(workers)
+    assert driver.returncode == 1 and "1 trials, 0 done, 1 failed; no trial succeeded" in err
+    doc = jobs(mongo_url).find_one({"exp_key": "broken"})
+    assert doc["state"] == JOB_STATE_ERROR and doc["hyperfleet"]["objective_failures"] == 2
+    assert "without writing /hyperfleet/loss.json" in doc["error"][1] and "without writing a loss" in doc["error"][1]
+    assert [h["event"] for h in doc["hyperfleet"]["history"]] == ["retried"]
+    store = JobStore.connect(mongo_url)
+    assert b"finished without writing a loss" in store.trial_attachments(doc)["container.log"]
+    store.close()
