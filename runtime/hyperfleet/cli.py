@@ -123,6 +123,8 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--liveness", type=click.Choice(LIVENESS_CHECKS + ("none",)), multiple=True, default=("process",),
               show_default=True, help="Owner checks besides the heartbeat (repeat for several; none: heartbeat only).")
 @click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
+@click.option("--docker-engine-id", default=None,
+              help="With several Docker hosts: judge only workers whose HYPERFLEET_DOCKER_ENGINE is this.")
 @click.option("--namespace", default="default", show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
               help="Namespace of worker pods for --liveness kubernetes.")
 @click.option("--label-selector", default="", envvar=["HYPERFLEET_MONITOR_LABEL_SELECTOR", "LABEL_SELECTOR"],

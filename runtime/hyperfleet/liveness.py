@@ -65,12 +65,17 @@ class ProcessLiveness:
 
 
 class DockerLiveness:
-    """Workers in Docker containers (``hyperfleet.worker.container``): the container is gone or stopped."""
+    """Workers in Docker containers (``hyperfleet.worker.container``): the container is gone or stopped.
+
+    With several Docker hosts, each worker records its engine (``HYPERFLEET_DOCKER_ENGINE``) and the
+    check judges only workers of the engine it lists (``engine_id``); the others keep heartbeats.
+    """
 
     name = "docker"
 
-    def __init__(self, base_url: str | None = None, client: Any = None):
+    def __init__(self, base_url: str | None = None, client: Any = None, engine_id: str | None = None):
         self._base_url = base_url
+        self.engine_id = engine_id
         self._client = client
         self._states: dict[str, str] = {}
         self.enabled = True
@@ -98,6 +103,8 @@ class DockerLiveness:
         container = worker.get("container")
         if not self.enabled or not container:
             return None
+        if worker.get("engine") and self.engine_id and worker["engine"] != self.engine_id:
+            return None  # a container on another Docker host: not listed by this engine
         state = self._states.get(container)
         if state is None:
             return f"container {container} is gone"
@@ -161,3 +168,8 @@ def container_name() -> str | None:
     would then be judged against an engine that never ran it, and reaped while alive.
     """
     return os.environ.get("HYPERFLEET_CONTAINER_NAME") or None
+
+
+def docker_engine() -> str | None:
+    """Which Docker host the worker's container runs on, as its deployer named it."""
+    return os.environ.get("HYPERFLEET_DOCKER_ENGINE") or None

@@ -137,7 +137,7 @@ def build_checks(settings: MonitorSettings) -> list[LivenessCheck]:
     if "process" in settings.liveness:
         checks.append(ProcessLiveness())
     if "docker" in settings.liveness:
-        checks.append(DockerLiveness(settings.docker_url))
+        checks.append(DockerLiveness(settings.docker_url, engine_id=settings.docker_engine_id))
     if "kubernetes" in settings.liveness:
         checks.append(KubernetesLiveness(settings.namespace, settings.label_selector))
     return checks

@@ -79,6 +79,8 @@ class MonitorSettings:
     liveness: tuple[str, ...] = ("process",)
     #: Docker engine for the ``docker`` check (DOCKER_HOST / the local socket when None)
     docker_url: str | None = None
+    #: the engine this monitor lists, as workers record it (several Docker hosts)
+    docker_engine_id: str | None = None
     #: namespace and label selector of worker pods for the ``kubernetes`` check
     namespace: str = "default"
     label_selector: str = ""

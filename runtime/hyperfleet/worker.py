@@ -26,7 +26,7 @@ from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure,
 
 from .containers import OWNER_ENV, remove_owned_containers
 from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
-from .liveness import container_name, process_start_ticks
+from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
 from .store import JobStore
 
@@ -54,6 +54,8 @@ def worker_identity() -> dict[str, Any]:
     container = container_name()
     if container:
         identity["container"] = container
+        if docker_engine():
+            identity["engine"] = docker_engine()
     for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
         if os.environ.get(env):
             identity[key] = os.environ[env]

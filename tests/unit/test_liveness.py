@@ -65,3 +65,23 @@ def test_process_liveness_on_this_host():
     assert check.gone({"host": "here", "pid": child.pid}) == f"process {child.pid} on here is gone"
     assert check.gone({"host": "another-host", "pid": child.pid}) is None
     assert check.gone({**me, "container": "c1"}) is None  # judged by the docker check
+
+
+class FakeDockerApi:
+    """The one call DockerLiveness makes, answered like the engine answers it."""
+
+    def containers(self, all, filters):
+        return [{"Id": "a" * 64, "Names": ["/hyperfleet-worker-0"], "State": "running"}]
+
+
+class FakeDockerClient:
+    api = FakeDockerApi()
+
+
+def test_docker_liveness_judges_only_workers_on_its_own_engine():
+    check = DockerLiveness(client=FakeDockerClient(), engine_id="unix:///var/run/docker.sock")
+    check.refresh()
+    assert check.gone({"container": "hyperfleet-worker-0", "engine": "unix:///var/run/docker.sock"}) is None
+    assert check.gone({"container": "hyperfleet-worker-1", "engine": "unix:///var/run/docker.sock"}) == \
+        "container hyperfleet-worker-1 is gone"
+    assert check.gone({"container": "hyperfleet-worker-1", "engine": "ssh://gpu-2"}) is None  # another host
