@@ -1,0 +1,38 @@
+"""What every Docker resource of a stack shares: labels, names and the provider it is created with."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pulumi_docker as docker
+
+PROJECT_LABEL = "hyperfleet.stack"
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerPlacement:
+    """A Docker host a component's containers go to: its provider and its network there."""
+
+    host: str
+    provider: docker.Provider
+    network: docker.Network
+
+
+def labels(stack: str, role: str, **extra: str) -> list[docker.ContainerLabelArgs]:
+    values = {PROJECT_LABEL: stack, "hyperfleet.role": role, **extra}
+    return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
+
+
+def child_opts(parent: pulumi.Resource, placement: DockerPlacement, **extra) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, provider=placement.provider, **extra)
+
+
+def limits(resources) -> dict:
+    """Docker's CPU and memory limits from a Resources model (nothing when unset)."""
+    out = {}
+    if resources.docker_cpus() is not None:
+        out["cpus"] = str(resources.docker_cpus())
+    if resources.docker_memory_mb() is not None:
+        out["memory"] = resources.docker_memory_mb()
+    return out

@@ -1,0 +1,53 @@
+"""Experiment: one driver container per experiment, `hyperfleet run` on the spec from the stack config.
+
+The driver runs to completion and stays exited (restarted only on failure); as `hyperfleet run` resumes
+by exp_key, a replaced or restarted driver continues the same experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pulumi
+import pulumi_docker as docker
+
+from .common import DockerPlacement, child_opts, labels
+
+SPEC_PATH = "/hyperfleet/experiment.json"
+
+
+@dataclasses.dataclass
+class ExperimentArgs:
+    stack: str
+    spec: dict  # the experiment spec as written in the stack config (already validated)
+    exp_key: str
+    image: pulumi.Input[str]
+    placement: DockerPlacement
+    mongo_url: pulumi.Input[str]
+
+
+class Experiment(pulumi.ComponentResource):
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ExperimentArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hyperfleet:index:Experiment", name, None, opts)
+        envs = pulumi.Output.secret(pulumi.Output.from_input(args.mongo_url).apply(
+            lambda url: [f"HYPERFLEET_RUN_MONGO={url}"]))
+        container = docker.Container(
+            f"{name}-driver",
+            name=f"hyperfleet-{args.stack}-driver-{args.exp_key}",
+            image=args.image,
+            command=["run", SPEC_PATH, "--no-progress"],
+            envs=envs,
+            uploads=[docker.ContainerUploadArgs(file=SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True))],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],
+            restart="on-failure",
+            max_retry_count=20,
+            must_run=False,  # it finishes; an exited driver is a finished experiment, not drift
+            wait=False,
+            labels=labels(args.stack, "driver", **{"hyperfleet.exp_key": args.exp_key}),
+            opts=child_opts(self, args.placement),
+        )
+        self.container_name = container.name
+        self.register_outputs({"container_name": self.container_name})

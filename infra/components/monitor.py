@@ -1,0 +1,57 @@
+"""Monitor: one `hyperfleet monitor` that recovers the trials of dead workers, with container liveness."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pulumi_docker as docker
+
+from .common import DockerPlacement, child_opts, labels, limits
+from .worker_pool import DOCKER_SOCKET
+
+HEALTH_PORT = 8080
+
+
+@dataclasses.dataclass
+class MonitorArgs:
+    stack: str
+    config: object  # config.Monitor
+    image: pulumi.Input[str]
+    placement: DockerPlacement
+    mongo_url: pulumi.Input[str]
+
+
+class Monitor(pulumi.ComponentResource):
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MonitorArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hyperfleet:index:Monitor", name, None, opts)
+        cfg = args.config
+        command = ["monitor", "--liveness", "docker", "--docker-engine-id", args.placement.host,
+                   "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
+                   "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
+                   "--health-port", str(HEALTH_PORT)]
+        envs = pulumi.Output.secret(pulumi.Output.from_input(args.mongo_url).apply(
+            lambda url: [f"MONGO_URL={url}"]))  # also what `hyperfleet status` reads
+        container = docker.Container(
+            f"{name}-container",
+            name=f"hyperfleet-{args.stack}-monitor",
+            image=args.image,
+            command=command,
+            envs=envs,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],
+            # lists worker containers through the engine; the socket is root's (read-only mount)
+            volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)],
+            user="0",
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "python3", "-c",
+                       f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz')"],
+                interval="10s", timeout="3s", retries=3),
+            restart="unless-stopped",
+            labels=labels(args.stack, "monitor"),
+            **limits(cfg.resources),
+            opts=child_opts(self, args.placement),
+        )
+        self.container_name = container.name
+        self.register_outputs({"container_name": self.container_name})

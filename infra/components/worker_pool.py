@@ -1,0 +1,69 @@
+"""WorkerPool: `hyperfleet worker` containers spread round-robin over the stack's Docker hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pulumi_docker as docker
+
+from .common import DockerPlacement, child_opts, labels, limits
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@dataclasses.dataclass
+class WorkerPoolArgs:
+    stack: str
+    config: object  # config.Workers
+    image: pulumi.Input[str]
+    placements: list[DockerPlacement]
+    #: the Mongo address per placement (the first host's network address, or the advertised one)
+    mongo_urls: list[pulumi.Input[str]]
+    #: mount the engine's socket so container objectives can start their trial containers
+    docker_socket: bool = False
+
+
+class WorkerPool(pulumi.ComponentResource):
+    container_names: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("hyperfleet:index:WorkerPool", name, None, opts)
+        cfg = args.config
+        names = []
+        for index in range(cfg.replicas):
+            slot = index % len(args.placements)
+            placement, mongo_url = args.placements[slot], args.mongo_urls[slot]
+            container_name = f"hyperfleet-{args.stack}-worker-{index}"
+            settings = {
+                "HYPERFLEET_WORKER_HEARTBEAT_SECONDS": str(cfg.heartbeat_seconds),
+                "HYPERFLEET_WORKER_POLL_INTERVAL": str(cfg.poll_interval_seconds),
+                "HYPERFLEET_WORKER_SUBPROCESSES": "true" if cfg.subprocesses else "false",
+                "HYPERFLEET_CONTAINER_NAME": container_name,
+                "HYPERFLEET_DOCKER_ENGINE": placement.host,
+                **cfg.env,
+            }
+            envs = pulumi.Output.secret(pulumi.Output.from_input(mongo_url).apply(
+                lambda url, s=settings: [f"HYPERFLEET_WORKER_MONGO={url}"] + [f"{k}={v}" for k, v in sorted(s.items())]))
+            volumes, user = [], None
+            if args.docker_socket:
+                volumes.append(docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET))
+                user = "0"  # the engine's socket is root's; a worker that starts containers is root-equivalent anyway
+            container = docker.Container(
+                f"{name}-{index}",
+                name=container_name,
+                image=args.image,
+                command=["worker"],
+                envs=envs,
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=placement.network.name)],
+                volumes=volumes,
+                user=user,
+                restart="unless-stopped",
+                stop_timeout=15,  # the worker hands its trial back within its shutdown deadline (10 s)
+                labels=labels(args.stack, "worker", **{"hyperfleet.docker_host": placement.host}),
+                **limits(cfg.resources),
+                opts=child_opts(self, placement),
+            )
+            names.append(container.name)
+        self.container_names = pulumi.Output.all(*names) if names else pulumi.Output.from_input([])
+        self.register_outputs({"container_names": self.container_names})

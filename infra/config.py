@@ -1,0 +1,269 @@
+"""The stack configuration: every ``hyperfleet:*`` key of ``Pulumi.<stack>.yaml``, typed and checked.
+
+All config reads happen here, before any resource is registered; a bad value fails the preview with
+a message that names the key (``hyperfleet:workers.replicas: Input should be greater than or equal to
+1``). Keys are camelCase as Pulumi config keys usually are, except inside ``experiments``, which use
+the experiment spec's own schema (``runtime/hyperfleet/spec.py``) so a spec file can be pasted in.
+Every key is documented in ``Pulumi.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from hyperfleet.spec import ExperimentSpec, SpecError, parse_spec
+
+NAMESPACE = "hyperfleet"
+KEYS = ("target", "mongo", "workers", "monitor", "experiments", "images", "docker", "kubernetes", "gke")
+_QUANTITY_CPU = re.compile(r"^\d+(\.\d+)?m?$")
+_QUANTITY_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
+
+
+class ConfigError(ValueError):
+    """Invalid stack config; ``problems`` holds one ``hyperfleet:key.path: rule`` line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack config:\n  " + "\n  ".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class Resources(_Model):
+    #: CPU as Kubernetes writes it: "500m", "2"; on Docker it becomes a CPU limit
+    cpu: str | None = None
+    #: memory as Kubernetes writes it: "512Mi", "2Gi"; on Docker a memory limit
+    memory: str | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value):
+        if value is not None and not _QUANTITY_CPU.match(value):
+            raise ValueError('a CPU quantity like "500m" or "2"')
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value):
+        if value is not None and not _QUANTITY_MEMORY.match(value):
+            raise ValueError('a memory quantity like "512Mi" or "2Gi"')
+        return value
+
+    def docker_cpus(self) -> float | None:
+        if self.cpu is None:
+            return None
+        return float(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu)
+
+    def docker_memory_mb(self) -> int | None:
+        if self.memory is None:
+            return None
+        number, unit = re.match(r"^([\d.]+)(\D*)$", self.memory).groups()
+        factor = {"": 1 / 2**20, "k": 1e3 / 2**20, "Ki": 1 / 1024, "M": 1e6 / 2**20, "Mi": 1, "G": 1e9 / 2**20,
+                  "Gi": 1024, "T": 1e12 / 2**20, "Ti": 2**20}[unit]
+        return max(6, int(float(number) * factor))  # the engine refuses less than 6 MB
+
+
+class Mongo(_Model):
+    #: the MongoDB image (the official one by default; any wire-compatible image works)
+    image: str = "mongo:7.0"
+    #: Docker: the named volume of the data; Kubernetes: the PVC size
+    storage: str = "10Gi"
+    #: root user created by the image (MONGO_INITDB_ROOT_USERNAME); its password is generated and secret
+    username: str = "hyperfleet"
+    #: the database of the trials
+    database: str = "hyperfleet"
+    #: the driver's authentication mechanism (default: the driver's choice, SCRAM); PLAIN for FerretDB
+    auth_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"] | None = None
+    #: publish Mongo's port on the first Docker host (127.0.0.1 only unless publishHost says otherwise)
+    publish_port: int | None = Field(default=None, ge=1, le=65535)
+    publish_host: str = "127.0.0.1"
+    #: how workers on other Docker hosts reach Mongo (an address of the first host); needed with several hosts
+    advertise_host: str | None = None
+    resources: Resources = Resources()
+
+
+class Workers(_Model):
+    replicas: int = Field(default=2, ge=0, le=1000)
+    #: the worker image (default: images.runtime)
+    image: str | None = None
+    resources: Resources = Resources()
+    env: dict[str, str] = Field(default_factory=dict)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.05, gt=0)
+    #: evaluate each trial in a fresh child process
+    subprocesses: bool = False
+    #: Docker target: the engines workers are spread over, round-robin (unix://, ssh://user@host, tcp://)
+    hosts: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
+    #: Kubernetes: node selector and tolerations (spot or GPU pools)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value):
+        bad = [h for h in value if not _DOCKER_HOST.match(h)]
+        if bad:
+            raise ValueError(f"Docker hosts are unix://, ssh:// or tcp:// addresses, not {', '.join(bad)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a Docker host is listed twice")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value):
+        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"not a variable name: {', '.join(bad)}")
+        return value
+
+
+class Monitor(_Model):
+    enabled: bool = True
+    #: a RUNNING trial whose heartbeat is older than this is orphaned
+    grace_seconds: float = Field(default=15.0, gt=0)
+    interval_seconds: float = Field(default=1.0, gt=0)
+    policy: Literal["requeue", "error"] = "requeue"
+    max_retries: int = Field(default=3, ge=0)
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _grace_above_interval(self):
+        if self.grace_seconds <= self.interval_seconds:
+            raise ValueError("graceSeconds must be longer than intervalSeconds")
+        return self
+
+
+class Images(_Model):
+    #: the one image of worker, monitor and driver
+    runtime: str = "hyperfleet/runtime:0.1.0"
+    #: build it from images/runtime (true) or use the name as it is (false)
+    build: bool = True
+    #: the base the runtime image is built on
+    base_image: str = "python:3.12-slim"
+
+
+class Docker(_Model):
+    #: the network of the stack's containers (default: hyperfleet-<stack>)
+    network: str | None = None
+
+
+class Kubernetes(_Model):
+    #: kubeconfig file (default: ~/.kube/config) and context (default: its current context)
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = "hyperfleet"
+    #: where the Helm chart is (default: charts/hyperfleet of this repository)
+    chart: str | None = None
+    #: no kubelet (API-server-only test clusters): do not wait for workloads to become ready
+    skip_await: bool = False
+
+
+class Gke(_Model):
+    project: str
+    region: str
+    #: use this existing cluster instead of creating one
+    cluster: str | None = None
+    machine_type: str = "e2-standard-4"
+    node_count: int = Field(default=2, ge=1)
+    spot: bool = False
+
+
+class StackConfig(_Model):
+    target: Literal["docker", "kind", "gke"] = "docker"
+    mongo: Mongo = Mongo()
+    workers: Workers = Workers()
+    monitor: Monitor = Monitor()
+    experiments: list[dict[str, Any]] = Field(default_factory=list)
+    images: Images = Images()
+    docker: Docker = Docker()
+    kubernetes: Kubernetes = Kubernetes()
+    gke: Gke | None = None
+
+    @model_validator(mode="after")
+    def _target_needs(self):
+        if self.target == "gke" and self.gke is None:
+            raise ValueError("gke: needed when target is gke (project and region at least)")
+        if self.target == "docker" and len(self.workers.hosts) > 1 and not self.mongo.advertise_host:
+            raise ValueError("mongo.advertiseHost: needed when workers.hosts lists several Docker hosts "
+                             "(workers on the other hosts reach Mongo there)")
+        return self
+
+    @property
+    def worker_image(self) -> str:
+        return self.workers.image or self.images.runtime
+
+    def experiment_specs(self) -> list[ExperimentSpec]:
+        return [parse_spec(e) for e in self.experiments]
+
+
+def parse_config(raw: dict[str, Any]) -> StackConfig:
+    """Validate the ``hyperfleet:*`` values (keys without the namespace); ConfigError names each problem."""
+    unknown = sorted(set(raw) - set(KEYS))
+    problems = [f"{NAMESPACE}:{k}: unknown key (known: {', '.join(KEYS)})" for k in unknown]
+    try:
+        config = StackConfig.model_validate({k: v for k, v in raw.items() if k in KEYS})
+    except ValidationError as err:
+        problems += [_problem(e) for e in err.errors()]
+        raise ConfigError(problems) from None
+    keys: set[str] = set()
+    for index, experiment in enumerate(config.experiments):
+        try:
+            spec = parse_spec(experiment)
+        except SpecError as err:
+            problems += [f"{NAMESPACE}:experiments[{index}].{p}" for p in err.problems]
+            continue
+        if spec.key in keys:
+            problems.append(f"{NAMESPACE}:experiments[{index}].name: the exp_key {spec.key} is used twice")
+        keys.add(spec.key)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _problem(error: dict) -> str:
+    parts = []
+    for part in error["loc"]:
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]"
+        else:
+            parts.append(str(part))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required"
+    if not parts:  # a rule across keys names its own key
+        return f"{NAMESPACE}:{message}"
+    return f"{NAMESPACE}:{'.'.join(parts)}: {message}"
+
+
+def load() -> StackConfig:
+    """Read every ``hyperfleet:*`` key of the current stack (the only place config is read)."""
+    import pulumi
+
+    config = pulumi.Config(NAMESPACE)
+    raw = {}
+    for key in KEYS:
+        value = config.get_object(key) if key != "target" else config.get(key)
+        if value is not None:
+            raw[key] = value
+    stray = _stray_keys()
+    if stray:
+        raise ConfigError([f"{NAMESPACE}:{k}: unknown key (known: {', '.join(KEYS)})" for k in stray])
+    return parse_config(raw)
+
+
+def _stray_keys() -> list[str]:
+    """``hyperfleet:*`` keys set in the stack that this program does not know (typos)."""
+    import pulumi.runtime
+
+    prefix = f"{NAMESPACE}:"
+    return sorted(k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix)
+                  and k[len(prefix):] not in KEYS)

@@ -1,0 +1,63 @@
+"""The stack config model: defaults, and bad config rejected with a message naming the key."""
+
+import pytest
+import yaml
+
+from config import ConfigError, parse_config
+from tests.conftest import REPO
+
+EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
+              "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
+
+INVALID = [
+    ({"target": "nomad"}, "hyperfleet:target: Input should be 'docker', 'kind' or 'gke'"),
+    ({"tagret": "docker"}, "hyperfleet:tagret: unknown key"),
+    ({"workers": {"replicas": -1}}, "hyperfleet:workers.replicas: Input should be greater than or equal to 0"),
+    ({"workers": {"replica": 2}}, "hyperfleet:workers.replica: unknown key"),
+    ({"workers": {"hosts": ["myhost:2375"]}}, "hyperfleet:workers.hosts: Docker hosts are unix://"),
+    ({"workers": {"hosts": []}}, "hyperfleet:workers.hosts: List should have at least 1 item"),
+    ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}}, "hyperfleet:mongo.advertiseHost: needed when"),
+    ({"workers": {"resources": {"memory": "lots"}}}, "hyperfleet:workers.resources.memory: a memory"),
+    ({"workers": {"resources": {"cpu": "2 cores"}}}, "hyperfleet:workers.resources.cpu: a CPU"),
+    ({"workers": {"env": {"1BAD": "x"}}}, "hyperfleet:workers.env: not a variable name: 1BAD"),
+    ({"workers": {"heartbeatSeconds": 0}}, "hyperfleet:workers.heartbeatSeconds: Input should be greater than 0"),
+    ({"mongo": {"publishPort": 70000}}, "hyperfleet:mongo.publishPort: Input should be less than or equal to 65535"),
+    ({"mongo": {"authMechanism": "MAGIC"}}, "hyperfleet:mongo.authMechanism: Input should be"),
+    ({"monitor": {"graceSeconds": 1, "intervalSeconds": 2}}, "hyperfleet:monitor: graceSeconds must be longer"),
+    ({"monitor": {"policy": "ignore"}}, "hyperfleet:monitor.policy: Input should be 'requeue' or 'error'"),
+    ({"target": "gke"}, "hyperfleet:gke: needed when target is gke"),
+    ({"target": "gke", "gke": {"project": "p"}}, "hyperfleet:gke.region: required"),
+    ({"images": {"build": "sometimes"}}, "hyperfleet:images.build: Input should be a valid boolean"),
+    ({"experiments": [{**EXPERIMENT, "max_evals": 0}]},
+     "hyperfleet:experiments[0].max_evals: Input should be greater than or equal to 1"),
+    ({"experiments": [{**EXPERIMENT, "space": {"lr": {"loguniform": [0, 1]}}}]},
+     "hyperfleet:experiments[0].space.lr.loguniform: needs [low, high] with 0 < low < high"),
+    ({"experiments": [EXPERIMENT, EXPERIMENT]}, "hyperfleet:experiments[1].name: the exp_key demo is used twice"),
+    ({"experiments": {"name": "x"}}, "hyperfleet:experiments: Input should be a valid list"),
+]
+
+
+@pytest.mark.parametrize("raw,message", INVALID, ids=[m.split(":")[1].split(" ")[0] for _, m in INVALID])
+def test_invalid_config_is_rejected_naming_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+def test_defaults_are_a_local_docker_stack():
+    config = parse_config({})
+    assert config.target == "docker" and config.workers.hosts == ["unix:///var/run/docker.sock"]
+    assert config.mongo.image == "mongo:7.0" and config.mongo.publish_port is None
+    assert config.worker_image == "hyperfleet/runtime:0.1.0" and config.images.base_image == "python:3.12-slim"
+
+
+def test_resources_convert_to_docker_limits():
+    config = parse_config({"workers": {"resources": {"cpu": "500m", "memory": "1Gi"}}})
+    assert config.workers.resources.docker_cpus() == 0.5 and config.workers.resources.docker_memory_mb() == 1024
+
+
+@pytest.mark.parametrize("stack", ["dev", "ci"])
+def test_committed_stack_configs_are_valid(stack):
+    raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = parse_config({k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("hyperfleet:")})
+    assert config.target == "docker" and config.experiment_specs()

@@ -1,0 +1,148 @@
+"""The Docker target's wiring, with Pulumi's mocks (no engine): what each component creates and how."""
+
+import pulumi
+import pytest
+
+from config import parse_config
+
+EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
+              "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.created = []
+
+    def new_resource(self, args):
+        self.created.append(args)
+        outputs = dict(args.inputs)
+        if args.typ == "pulumi-python:dynamic:Resource":
+            outputs["result"] = "s3cr3t/pw"
+        outputs.setdefault("name", args.name)
+        return [f"{args.name}-id", outputs]
+
+    def call(self, args):
+        return {}
+
+
+def deploy(raw: dict, stack: str = "t"):
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="hyperfleet", stack=stack, preview=False)
+    from targets import docker as target
+
+    outputs = target.deploy(parse_config(raw), stack)
+    resolved(pulumi.Output.all(*outputs.values()))  # lets every registration reach the mocks
+    return mocks, outputs
+
+
+def resolved(output):
+    """The value of an Output under mocks (the mock engine resolves them on its loop)."""
+    box = {}
+
+    @pulumi.runtime.test
+    def grab():
+        return pulumi.Output.from_input(output).apply(lambda v: box.setdefault("v", v))
+
+    grab()
+    return box["v"]
+
+
+def by_type(mocks, typ):
+    return [r for r in mocks.created if r.typ == typ]
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how the engine protocol marks a secret value
+
+
+def env_of(resource) -> dict:
+    """The container's environment, which must reach the engine as a secret (it holds the password)."""
+    envs = resource.inputs["envs"]
+    assert isinstance(envs, dict) and SECRET_SIG in envs, f"{resource.name}: envs are not secret"
+    return dict(e.split("=", 1) for e in envs["value"])
+
+
+def label_map(resource) -> dict:
+    return {l["label"]: l["value"] for l in resource.inputs["labels"]}
+
+
+def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experiment():
+    mocks, outputs = deploy({"images": {"build": False}, "experiments": [EXPERIMENT]})
+    url = resolved(outputs["mongo_url"])
+    containers = {r.inputs["name"]: r for r in by_type(mocks, "docker:index/container:Container")}
+    assert sorted(containers) == ["hyperfleet-t-driver-demo", "hyperfleet-t-mongo", "hyperfleet-t-monitor",
+                                  "hyperfleet-t-worker-0", "hyperfleet-t-worker-1"]
+    assert url == "mongodb://hyperfleet:s3cr3t%2Fpw@hyperfleet-t-mongo:27017/hyperfleet?authSource=admin"
+    mongo = containers["hyperfleet-t-mongo"]
+    assert env_of(mongo) == {"MONGO_INITDB_ROOT_USERNAME": "hyperfleet", "MONGO_INITDB_ROOT_PASSWORD": "s3cr3t/pw"}
+    assert mongo.inputs.get("ports", []) == []  # no host port unless asked
+    assert mongo.inputs["volumes"][0]["containerPath"] == "/data/db"
+    [volume] = by_type(mocks, "docker:index/volume:Volume")
+    assert volume.inputs["name"] == "hyperfleet-t-mongo-data"
+    for name in ("hyperfleet-t-worker-0", "hyperfleet-t-worker-1"):
+        worker = containers[name]
+        env = env_of(worker)
+        assert env["HYPERFLEET_WORKER_MONGO"] == url and env["HYPERFLEET_CONTAINER_NAME"] == name
+        assert worker.inputs["command"] == ["worker"] and worker.inputs["restart"] == "unless-stopped"
+        assert label_map(worker)["hyperfleet.role"] == "worker" and not worker.inputs.get("volumes")
+    monitor = containers["hyperfleet-t-monitor"]
+    assert monitor.inputs["command"][:3] == ["monitor", "--liveness", "docker"]
+    assert env_of(monitor) == {"MONGO_URL": url} and monitor.inputs["volumes"][0]["readOnly"] is True
+    driver = containers["hyperfleet-t-driver-demo"]
+    assert driver.inputs["command"] == ["run", "/hyperfleet/experiment.json", "--no-progress"]
+    assert driver.inputs["mustRun"] is False and driver.inputs["restart"] == "on-failure"
+    assert '"max_evals": 5' in driver.inputs["uploads"][0]["content"]
+    for resource in containers.values():
+        assert label_map(resource)["hyperfleet.stack"] == "t"
+        assert resource.inputs["networksAdvanced"][0]["name"] == "hyperfleet-t"
+    assert resolved(outputs["experiments"]) == ["demo"]
+
+
+def test_mongo_url_is_a_secret_output():
+    _, outputs = deploy({"images": {"build": False}})
+    from pulumi.runtime.sync_await import _sync_await
+
+    assert _sync_await(outputs["mongo_url"].is_secret()) is True
+    assert outputs["status_command"] == "docker exec hyperfleet-t-monitor hyperfleet status"
+
+
+def test_workers_round_robin_over_docker_hosts_with_the_advertised_mongo_address():
+    raw = {"images": {"build": False}, "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0",
+                                                 "advertiseHost": "10.0.0.5"},
+           "workers": {"replicas": 5, "hosts": ["unix:///var/run/docker.sock", "ssh://ops@gpu-1"]}}
+    mocks, _ = deploy(raw)
+    providers = {r.name: r.inputs["host"] for r in by_type(mocks, "pulumi:providers:docker")}
+    assert providers == {"docker-0": "unix:///var/run/docker.sock", "docker-1": "ssh://ops@gpu-1"}
+    workers = sorted((r for r in by_type(mocks, "docker:index/container:Container")
+                      if label_map(r)["hyperfleet.role"] == "worker"), key=lambda r: r.inputs["name"])
+    engines = [env_of(w)["HYPERFLEET_DOCKER_ENGINE"] for w in workers]
+    assert engines == ["unix:///var/run/docker.sock", "ssh://ops@gpu-1"] * 2 + ["unix:///var/run/docker.sock"]
+    assert [w.provider.split("::")[3] for w in workers] == \
+        ["docker-0", "docker-1", "docker-0", "docker-1", "docker-0"]
+    assert "@10.0.0.5:27017/" in env_of(workers[1])["HYPERFLEET_WORKER_MONGO"]
+    assert "@hyperfleet-t-mongo:27017/" in env_of(workers[0])["HYPERFLEET_WORKER_MONGO"]
+    mongo = next(r for r in by_type(mocks, "docker:index/container:Container") if r.inputs["name"].endswith("mongo"))
+    assert mongo.inputs["ports"] == [{"internal": 27017, "external": 27017, "ip": "0.0.0.0", "protocol": "tcp"}] \
+        or mongo.inputs["ports"][0]["ip"] == "0.0.0.0"
+    assert len(by_type(mocks, "docker:index/network:Network")) == 2
+
+
+def test_container_objectives_give_workers_the_engine_socket():
+    experiment = {**EXPERIMENT, "objective": {"image": "my/trainer:1"}}
+    mocks, _ = deploy({"images": {"build": False}, "experiments": [experiment]})
+    worker = next(r for r in by_type(mocks, "docker:index/container:Container")
+                  if r.inputs["name"] == "hyperfleet-t-worker-0")
+    assert worker.inputs["volumes"] == [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}]
+
+
+def test_building_the_runtime_image_from_images_runtime():
+    mocks, _ = deploy({"images": {"build": True, "baseImage": "hyperfleet/base:bookworm"}})
+    [image] = by_type(mocks, "docker:index/image:Image")
+    assert image.inputs["imageName"] == "hyperfleet/runtime:0.1.0" and image.inputs["skipPush"] is True
+    assert image.inputs["build"]["dockerfile"].endswith("images/runtime/Dockerfile")
+    assert image.inputs["build"]["args"] == {"BASE_IMAGE": "hyperfleet/base:bookworm"}
+
+
+def test_monitor_can_be_turned_off():
+    mocks, _ = deploy({"images": {"build": False}, "monitor": {"enabled": False}})
+    names = [r.inputs["name"] for r in by_type(mocks, "docker:index/container:Container")]
+    assert "hyperfleet-t-monitor" not in names and len(names) == 3
