@@ -13,29 +13,28 @@ PYTHON="${PYTHON:-python3}"
 
 start=$(date +%s)
 pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-context=$(mktemp -d)
-trap 'rm -rf "$context"' EXIT
-mkdir -p "$context/wheelhouse"
+wheelhouse="$REPO/images/runtime/wheelhouse"
+rm -f "$wheelhouse"/*.whl
 
-# dependencies: binary wheels for the image's Python, cached across builds
+# dependencies (and the build backend, to build hyperfleet itself offline): binary wheels for the
+# image's Python, cached across builds
 deps="$CACHE_DIR/wheelhouse/py$pyver"
 mkdir -p "$deps"
 requirements=$("$PYTHON" - "$REPO/runtime/pyproject.toml" <<'PY'
 import sys, tomllib
-project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-extras = project["optional-dependencies"]
-print("\n".join(project["dependencies"] + extras["monitor"] + extras["containers"] + extras["driver"]))
+pyproject = tomllib.load(open(sys.argv[1], "rb"))
+project, extras = pyproject["project"], pyproject["project"]["optional-dependencies"]
+print("\n".join(pyproject["build-system"]["requires"] + ["wheel"] + project["dependencies"]
+                + extras["monitor"] + extras["containers"] + extras["driver"]))
 PY
 )
 mapfile -t requirements <<<"$requirements"
 "$PYTHON" -m pip download --quiet --dest "$deps" --only-binary=:all: --python-version "$pyver" \
   --implementation cp --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux_2_28_x86_64 "${requirements[@]}"
-cp "$deps"/*.whl "$context/wheelhouse/"
-# hyperfleet itself (pure Python)
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$context/wheelhouse" "$REPO/runtime"
-if [[ -n "${EXTRA_WHEELS_DIR:-}" ]]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$context/wheelhouse/"; fi
+cp "$deps"/*.whl "$wheelhouse/"
+if [[ -n "${EXTRA_WHEELS_DIR:-}" ]]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$wheelhouse/"; fi
+trap 'rm -f "$wheelhouse"/*.whl' EXIT
 
-cp "$REPO/images/runtime/Dockerfile" "$context/"
-docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" "$context" >/dev/null
+docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -f "$REPO/images/runtime/Dockerfile" -t "$IMAGE" "$REPO" >/dev/null
 echo "built $IMAGE on $BASE_IMAGE (Python $pyver) in $(( $(date +%s) - start )) s"
