@@ -13,6 +13,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .common import DockerPlacement, child_opts, labels
+from .worker_pool import CONNECT_TIMEOUT_SECONDS
 
 SPEC_PATH = "/hyperfleet/experiment.json"
 
@@ -38,7 +39,7 @@ class Experiment(pulumi.ComponentResource):
             f"{name}-driver",
             name=f"hyperfleet-{args.stack}-driver-{args.exp_key}",
             image=args.image,
-            command=["run", SPEC_PATH, "--no-progress"],
+            command=["run", SPEC_PATH, "--no-progress", "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS)],
             envs=envs,
             uploads=[docker.ContainerUploadArgs(file=SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True))],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],

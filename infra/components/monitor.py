@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .common import DockerPlacement, child_opts, labels, limits
-from .worker_pool import DOCKER_SOCKET
+from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
 
 HEALTH_PORT = 8080
 
@@ -29,6 +29,7 @@ class Monitor(pulumi.ComponentResource):
         super().__init__("hyperfleet:index:Monitor", name, None, opts)
         cfg = args.config
         command = ["monitor", "--liveness", "docker", "--docker-engine-id", args.placement.host,
+                   "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
                    "--health-port", str(HEALTH_PORT)]

@@ -15,7 +15,7 @@ from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 class _PasswordProvider(ResourceProvider):
     def create(self, props):
         return CreateResult(id_=secrets.token_hex(8), outs={"length": props["length"],
-                                                            "result": secrets.token_urlsafe(props["length"])})
+                                                            "result": secrets.token_urlsafe(int(props["length"]))})
 
 
 class GeneratedPassword(Resource):

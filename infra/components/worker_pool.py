@@ -10,6 +10,8 @@ import pulumi_docker as docker
 from .common import DockerPlacement, child_opts, labels, limits
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+#: containers start together with Mongo: wait for it rather than exit and be restarted with backoff
+CONNECT_TIMEOUT_SECONDS = 120
 
 
 @dataclasses.dataclass
@@ -35,16 +37,14 @@ class WorkerPool(pulumi.ComponentResource):
             slot = index % len(args.placements)
             placement, mongo_url = args.placements[slot], args.mongo_urls[slot]
             container_name = f"hyperfleet-{args.stack}-worker-{index}"
-            settings = {
-                "HYPERFLEET_WORKER_HEARTBEAT_SECONDS": str(cfg.heartbeat_seconds),
-                "HYPERFLEET_WORKER_POLL_INTERVAL": str(cfg.poll_interval_seconds),
-                "HYPERFLEET_WORKER_SUBPROCESSES": "true" if cfg.subprocesses else "false",
-                "HYPERFLEET_CONTAINER_NAME": container_name,
-                "HYPERFLEET_DOCKER_ENGINE": placement.host,
-                **cfg.env,
-            }
+            command = ["worker", "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
+                       "--heartbeat-seconds", str(cfg.heartbeat_seconds),
+                       "--poll-interval", str(cfg.poll_interval_seconds),
+                       "--subprocesses" if cfg.subprocesses else "--no-subprocesses"]
+            settings = {"HYPERFLEET_CONTAINER_NAME": container_name, "HYPERFLEET_DOCKER_ENGINE": placement.host,
+                        **cfg.env}
             envs = pulumi.Output.secret(pulumi.Output.from_input(mongo_url).apply(
-                lambda url, s=settings: [f"HYPERFLEET_WORKER_MONGO={url}"] + [f"{k}={v}" for k, v in sorted(s.items())]))
+                lambda url, s=settings: [f"MONGO_URL={url}"] + [f"{k}={v}" for k, v in sorted(s.items())]))
             volumes, user = [], None
             if args.docker_socket:
                 volumes.append(docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET))
@@ -53,7 +53,7 @@ class WorkerPool(pulumi.ComponentResource):
                 f"{name}-{index}",
                 name=container_name,
                 image=args.image,
-                command=["worker"],
+                command=command,
                 envs=envs,
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=placement.network.name)],
                 volumes=volumes,

@@ -45,6 +45,7 @@ class _EnvMappedCommand(click.Command):
 def _worker_options(fn):
     options = [
         click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+                     envvar="HYPERFLEET_WORKER_MONGO",
                      help="MongoDB address: mongodb://…, mongo://host:port/db[/collection] or host:port/db."),
         click.option("--exp-key", default=None, help="Only run trials of this experiment."),
         click.option("--heartbeat-seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,

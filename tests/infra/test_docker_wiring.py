@@ -81,14 +81,16 @@ def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experime
     for name in ("hyperfleet-t-worker-0", "hyperfleet-t-worker-1"):
         worker = containers[name]
         env = env_of(worker)
-        assert env["HYPERFLEET_WORKER_MONGO"] == url and env["HYPERFLEET_CONTAINER_NAME"] == name
-        assert worker.inputs["command"] == ["worker"] and worker.inputs["restart"] == "unless-stopped"
+        assert env["MONGO_URL"] == url and env["HYPERFLEET_CONTAINER_NAME"] == name
+        assert worker.inputs["command"] == ["worker", "--connect-timeout-seconds", "120", "--heartbeat-seconds", "2.0",
+                                            "--poll-interval", "0.05", "--no-subprocesses"]
+        assert worker.inputs["restart"] == "unless-stopped"
         assert label_map(worker)["hyperfleet.role"] == "worker" and not worker.inputs.get("volumes")
     monitor = containers["hyperfleet-t-monitor"]
     assert monitor.inputs["command"][:3] == ["monitor", "--liveness", "docker"]
     assert env_of(monitor) == {"MONGO_URL": url} and monitor.inputs["volumes"][0]["readOnly"] is True
     driver = containers["hyperfleet-t-driver-demo"]
-    assert driver.inputs["command"] == ["run", "/hyperfleet/experiment.json", "--no-progress"]
+    assert driver.inputs["command"][:3] == ["run", "/hyperfleet/experiment.json", "--no-progress"]
     assert driver.inputs["mustRun"] is False and driver.inputs["restart"] == "on-failure"
     assert '"max_evals": 5' in driver.inputs["uploads"][0]["content"]
     for resource in containers.values():
@@ -118,8 +120,8 @@ def test_workers_round_robin_over_docker_hosts_with_the_advertised_mongo_address
     assert engines == ["unix:///var/run/docker.sock", "ssh://ops@gpu-1"] * 2 + ["unix:///var/run/docker.sock"]
     assert [w.provider.split("::")[3] for w in workers] == \
         ["docker-0", "docker-1", "docker-0", "docker-1", "docker-0"]
-    assert "@10.0.0.5:27017/" in env_of(workers[1])["HYPERFLEET_WORKER_MONGO"]
-    assert "@hyperfleet-t-mongo:27017/" in env_of(workers[0])["HYPERFLEET_WORKER_MONGO"]
+    assert "@10.0.0.5:27017/" in env_of(workers[1])["MONGO_URL"]
+    assert "@hyperfleet-t-mongo:27017/" in env_of(workers[0])["MONGO_URL"]
     mongo = next(r for r in by_type(mocks, "docker:index/container:Container") if r.inputs["name"].endswith("mongo"))
     assert mongo.inputs["ports"] == [{"internal": 27017, "external": 27017, "ip": "0.0.0.0", "protocol": "tcp"}] \
         or mongo.inputs["ports"][0]["ip"] == "0.0.0.0"

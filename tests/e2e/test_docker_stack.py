@@ -1,0 +1,113 @@
+"""`pulumi up` of the CI stack on the real dockerd through the real engine (make toolchain).
+
+The example experiment reaches max_evals; a worker killed mid-trial has its trial recovered by the
+monitor; a second `pulumi up` changes nothing; `pulumi destroy` leaves no container, volume or network.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.test_shutdown import wait_for
+
+STACK = "ci"
+MAX_EVALS = 12
+PASSPHRASE = "hyperfleet-ci"  # the CI stack's secrets protect nothing of value; documented in the README
+
+
+def pulumi_env(state_dir) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPERFLEET_", "MONGO_"))}
+    cache = os.environ.get("HYPERFLEET_CACHE", os.path.expanduser("~/.cache/hyperfleet"))
+    env["PATH"] = os.pathsep.join([os.path.join(cache, "toolchain", "bin"), env["PATH"]])
+    env["PULUMI_HOME"] = os.path.join(cache, "pulumi", "home")  # where make toolchain installed the plugins
+    env.update(PULUMI_BACKEND_URL=f"file://{state_dir}", PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
+               PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
+    return env
+
+
+def docker(*args) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    assert result.returncode == 0, f"docker {' '.join(args[:3])}…: {result.stderr}"
+    return result.stdout.strip()
+
+
+def leftovers() -> list[str]:
+    label = f"label=hyperfleet.stack={STACK}"
+    return (docker("ps", "-aq", "--filter", label).split() + docker("volume", "ls", "-q", "--filter", label).split()
+            + docker("network", "ls", "-q", "--filter", label).split())
+
+
+def in_monitor(code: str) -> str:
+    """Python run inside the monitor container, which holds the Mongo address (MONGO_URL) and pymongo."""
+    return docker("exec", f"hyperfleet-{STACK}-monitor", "python3", "-c",
+                  "import os, json, pymongo; from hyperfleet.mongo_url import parse_mongo_url; "
+                  "a = parse_mongo_url(os.environ['MONGO_URL']); "
+                  "jobs = pymongo.MongoClient(a.uri)[a.database][a.collection]; " + code)
+
+
+@pytest.fixture
+def stack(tmp_path, docker_worker_image):
+    if shutil.which("pulumi", path=pulumi_env(tmp_path)["PATH"]) is None:
+        pytest.skip("no pulumi engine: run make toolchain")
+    subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)
+    env = pulumi_env(tmp_path / "state")
+    (tmp_path / "state").mkdir()
+
+    def pulumi(*args, check=True, timeout=600):
+        return subprocess.run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    subprocess.run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=REPO, env=env, check=True,
+                   capture_output=True, text=True)
+    yield pulumi
+    pulumi("destroy", "--yes", "--skip-preview", check=False)
+    pulumi("stack", "rm", "--yes", "--force", "--preserve-config", check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leaves_nothing(stack):
+    started = time.monotonic()
+    up = stack("up", "--yes", "--skip-preview")
+    up_seconds = time.monotonic() - started
+    assert "Resources:" in up.stdout, up.stdout + up.stderr
+
+    # kill the worker that holds a RUNNING trial, mid-trial (each trial sleeps 3 s)
+    def just_booked_on_worker_0():
+        """tids RUNNING on worker 0 booked under a second ago (server clock): the kill lands mid-trial."""
+        return json.loads(in_monitor(
+            "import datetime; now = jobs.database.command('hello')['localTime']; "
+            "print(json.dumps([d['tid'] for d in jobs.find({'state': 1, "
+            f"'hyperfleet.worker.container': 'hyperfleet-{STACK}-worker-0'}}) "
+            "if now - d['book_time'] < datetime.timedelta(seconds=1)]))"))
+
+    first_done = wait_for(lambda: json.loads(in_monitor("print(jobs.count_documents({'state': 2}))")) >= 1,
+                          timeout=300, step=0.5) and time.monotonic() - started
+    tids = wait_for(just_booked_on_worker_0, timeout=120, step=0.05)
+    docker("kill", f"hyperfleet-{STACK}-worker-0")
+
+    def finished():
+        status = json.loads(docker("exec", f"hyperfleet-{STACK}-monitor", "hyperfleet", "status", "--json"))
+        return status and status[0]["finished"] >= MAX_EVALS and status[0]
+
+    status = wait_for(finished, timeout=300, step=1.0)
+    assert status["done"] == MAX_EVALS and status["total"] == MAX_EVALS and status["error"] == 0
+    killed = json.loads(in_monitor(f"print(json.dumps(jobs.find_one({{'tid': {tids[0]}}}), default=str))"))
+    assert killed["state"] == 2 and "history" in killed["hyperfleet"], killed
+    assert killed["hyperfleet"]["history"][0]["event"] == "requeued"
+    assert "container hyperfleet-ci-worker-0 is exited" in killed["hyperfleet"]["history"][0]["reason"]
+
+    started = time.monotonic()
+    again = stack("up", "--yes", "--skip-preview", "--expect-no-changes", check=False)
+    noop_seconds = time.monotonic() - started
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    stack("destroy", "--yes", "--skip-preview")
+    assert leftovers() == []
+    print(f"\ncold pulumi up {up_seconds:.1f} s; up to first finished trial {first_done:.1f} s; "
+          f"no-op pulumi up {noop_seconds:.1f} s")
