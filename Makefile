@@ -19,6 +19,14 @@ IMAGE ?= hyperfleet/runtime:dev
 # tests and the image build use the offline base image made by `make docker-engine`
 BASE_IMAGE ?= hyperfleet/base:bookworm
 export BASE_IMAGE
+# Pulumi: the engine from `make toolchain`, state in a local directory, nothing fetched at run time
+STACK ?= dev
+PULUMI_STATE_DIR ?= $(CURDIR)/.pulumi-state
+PULUMI_CONFIG_PASSPHRASE ?= hyperfleet-$(STACK)
+PULUMI := env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
+	PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE="$(PULUMI_CONFIG_PASSPHRASE)" \
+	PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true pulumi
+TOOLCHAIN_PARTS ?= cli python docker
 
 .PHONY: help
 help: ## Show this help
@@ -29,10 +37,10 @@ help: ## Show this help
 .PHONY: install
 install: $(VENV)/.installed mongo-server ## Install the runtime (editable) with test tools, and a test MongoDB server
 
-$(VENV)/.installed: runtime/pyproject.toml
+$(VENV)/.installed: runtime/pyproject.toml infra/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]'
+	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]' -r infra/requirements.txt
 	touch $@
 
 .PHONY: mongo-server
@@ -47,6 +55,10 @@ docker-engine: ## Install and start a Docker engine if needed, and make the offl
 image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made here
 	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
 
+.PHONY: toolchain
+toolchain: ## Install the pulumi CLI, Python host and provider plugins (on PATH, installer, or built from the Go proxy)
+	scripts/install-toolchain.sh $(TOOLCHAIN_PARTS)
+
 $(STOCK_VENV)/.installed:
 	$(PYTHON) -m venv $(STOCK_VENV)
 	$(STOCK_VENV)/bin/python -m pip install --quiet '$(STOCK_HYPEROPT)' '$(STOCK_PYMONGO)'
@@ -58,10 +70,27 @@ $(STOCK_VENV)/.installed:
 demo: install ## Run an example search here: a MongoDB server, 3 workers and a 60-trial fmin
 	PYTHONPATH=. $(PY) examples/local_search.py
 
+.PHONY: up
+up: install toolchain docker-engine ## pulumi up of STACK (default dev: local Docker); builds the runtime image first
+	scripts/build-runtime-image.sh hyperfleet/runtime:0.1.0 $(BASE_IMAGE)
+	mkdir -p $(PULUMI_STATE_DIR)
+	$(PULUMI) stack select --create $(STACK) --non-interactive
+	$(PULUMI) up --yes --stack $(STACK) --non-interactive
+
+.PHONY: down
+down: ## pulumi destroy of STACK: removes every container, volume and network it made
+	$(PULUMI) destroy --yes --stack $(STACK) --non-interactive
+
+.PHONY: preview
+preview: install toolchain ## pulumi preview of STACK through the real engine and plugins
+	mkdir -p $(PULUMI_STATE_DIR)
+	$(PULUMI) stack select --create $(STACK) --non-interactive
+	$(PULUMI) preview --stack $(STACK) --non-interactive
+
 ##@ Checks
 
 .PHONY: test
-test: install docker-engine ## Run the tests against a real MongoDB server (and a real Docker engine)
+test: install docker-engine toolchain ## Run the tests: real MongoDB server, Docker engine and Pulumi engine
 	PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench-runtime

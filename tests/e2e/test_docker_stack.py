@@ -111,3 +111,32 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     assert leftovers() == []
     print(f"\ncold pulumi up {up_seconds:.1f} s; up to first finished trial {first_done:.1f} s; "
           f"no-op pulumi up {noop_seconds:.1f} s")
+
+
+@pytest.fixture
+def dev_stack(tmp_path):
+    env = pulumi_env(tmp_path / "state")
+    if shutil.which("pulumi", path=env["PATH"]) is None:
+        pytest.skip("no pulumi engine: run make toolchain")
+    (tmp_path / "state").mkdir()
+    env["PULUMI_CONFIG_PASSPHRASE"] = "hyperfleet-dev"
+    subprocess.run(["pulumi", "stack", "init", "dev", "--non-interactive"], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+
+    def pulumi(*args):
+        return subprocess.run(["pulumi", *args, "--stack", "dev", "--non-interactive"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    return pulumi
+
+
+@pytest.mark.timeout(600)
+def test_preview_of_the_committed_dev_stack_and_of_a_bad_config(dev_stack, tmp_path):
+    preview = dev_stack("preview")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert "+ 14 to create" in preview.stdout and "hyperfleet-dev-worker-1" in preview.stdout
+    bad = tmp_path / "Pulumi.dev.yaml"
+    bad.write_text((REPO / "Pulumi.dev.yaml").read_text().replace("replicas: 2", "replicas: -3"))
+    failed = dev_stack("preview", "--config-file", str(bad))
+    assert failed.returncode != 0
+    assert "hyperfleet:workers.replicas: Input should be greater than or equal to 0" in failed.stdout + failed.stderr
