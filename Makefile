@@ -55,6 +55,11 @@ docker-engine: ## Install and start a Docker engine if needed, and make the offl
 image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made here
 	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
 
+.PHONY: kube-server
+kube-server: ## Install a real Kubernetes API server for tests (etcd from apt; kube-apiserver, controller-manager, helm built from the Go proxy)
+	scripts/install-kube-apiserver.sh
+	scripts/install-helm.sh
+
 .PHONY: toolchain
 toolchain: ## Install the pulumi CLI, Python host and provider plugins (on PATH, installer, or built from the Go proxy)
 	scripts/install-toolchain.sh $(TOOLCHAIN_PARTS)
@@ -90,7 +95,7 @@ preview: install toolchain ## pulumi preview of STACK through the real engine an
 ##@ Checks
 
 .PHONY: test
-test: install docker-engine toolchain ## Run the tests: real MongoDB server, Docker engine and Pulumi engine
+test: install docker-engine toolchain kube-server ## Run the tests: real MongoDB server, Docker engine and Pulumi engine
 	PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench-runtime

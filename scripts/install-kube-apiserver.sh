@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Installs a real Kubernetes control plane for tests (tests/kube_server), for machines where no
+# cluster can be had (no kind node image, no release downloads):
+#  1. etcd from Debian's `etcd-server` package, when `etcd` is missing (root, apt-get);
+#  2. kube-apiserver and kube-controller-manager, built from the Go module proxy into a cache outside
+#     the repository: ${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}/kubernetes/$KUBE_VERSION/bin/.
+# Idempotent: binaries that are there and report the wanted version are reused.
+#
+# k8s.io/kubernetes cannot be built with `go install …@version`: its go.mod points every k8s.io
+# staging module (k8s.io/api, k8s.io/apiserver, …) at ./staging/src/…, and requires them as v0.0.0.
+# A wrapper module of ours requires k8s.io/kubernetes and replaces each staging module with its
+# published twin, v0.<minor>.<patch> for v1.<minor>.<patch>. The list of staging modules is read from
+# kubernetes' own go.mod, so a new patch version needs no edit here.
+#
+# Without the k8s.io/component-base/version ldflags a binary reports v0.0.0-master+$Format…$, and
+# clients that check the server version (pulumi-kubernetes among them) refuse it; they are set below.
+set -euo pipefail
+
+# v1.30.14, not 1.31: the module proxy reachable here serves no v0.31.x of several staging modules
+# that these commands import (k8s.io/kube-scheduler, endpointslice, csi-translation-lib,
+# kube-controller-manager, cri-client), while every one at v0.30.14 is there.
+KUBE_VERSION="${KUBE_VERSION:-v1.30.14}"
+CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+BIN_DIR="$CACHE_DIR/kubernetes/$KUBE_VERSION/bin"
+COMMANDS=(kube-apiserver kube-controller-manager)
+t0=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
+
+# --- etcd -----------------------------------------------------------------------------------------
+if command -v etcd >/dev/null; then
+  echo "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -1))"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  t=$(date +%s)
+  echo "installing etcd (Debian's etcd-server) ..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  # the package starts a system etcd on the default ports; the tests start their own
+  if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+  echo "etcd installed in $(elapsed "$t"): $(etcd --version 2>/dev/null | head -1)"
+else
+  echo "error: etcd is missing and cannot be installed here (needs root and apt-get: etcd-server)" >&2
+  exit 1
+fi
+
+# --- kube-apiserver, kube-controller-manager ------------------------------------------------------
+built_ok() {
+  local cmd
+  for cmd in "${COMMANDS[@]}"; do
+    [[ -x "$BIN_DIR/$cmd" ]] || return 1
+    "$BIN_DIR/$cmd" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION" || return 1
+  done
+}
+if built_ok; then
+  echo "kubernetes $KUBE_VERSION already built: $BIN_DIR (${COMMANDS[*]})"
+  exit 0
+fi
+command -v go >/dev/null || { echo "error: Go (>= 1.22) is needed to build kube-apiserver" >&2; exit 1; }
+
+if [[ ! "$KUBE_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]]; then
+  echo "error: KUBE_VERSION must look like v1.31.14, not $KUBE_VERSION" >&2
+  exit 1
+fi
+KUBE_MINOR="${BASH_REMATCH[1]}"
+STAGING_VERSION="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
+
+work="$CACHE_DIR/build/kubernetes-$KUBE_VERSION"
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+
+t=$(date +%s)
+echo "reading the staging modules of k8s.io/kubernetes $KUBE_VERSION ..."
+kube_gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+[[ -f "$kube_gomod" ]] || { echo "error: could not download k8s.io/kubernetes@$KUBE_VERSION" >&2; exit 1; }
+mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => \./staging/.*#\1#p' "$kube_gomod")
+(( ${#staging[@]} > 0 )) || { echo "error: no staging replacements found in $kube_gomod" >&2; exit 1; }
+go_directive=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube_gomod")
+
+{
+  echo "module hyperfleet.local/kubernetes"
+  echo
+  echo "go ${go_directive:-1.22.0}"
+  echo
+  echo "require k8s.io/kubernetes $KUBE_VERSION"
+  echo
+  echo "replace ("
+  for m in "${staging[@]}"; do echo "	$m => $m $STAGING_VERSION"; done
+  echo ")"
+} > go.mod
+{
+  echo "//go:build tools"
+  echo
+  echo "// Package tools only pins the commands this module builds."
+  echo "package tools"
+  echo
+  echo "import ("
+  for cmd in "${COMMANDS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$cmd\""; done
+  echo ")"
+} > tools.go
+echo "resolving modules (${#staging[@]} staging modules at $STAGING_VERSION; ~500 MB cold) ..."
+if ! go mod tidy; then
+  echo "error: resolving k8s.io/kubernetes $KUBE_VERSION failed; if the messages above say a k8s.io staging" >&2
+  echo "module at $STAGING_VERSION is not available, the module proxy lacks it: pick another KUBE_VERSION" >&2
+  exit 1
+fi
+echo "modules resolved in $(elapsed "$t")"
+
+t=$(date +%s)
+pkg=k8s.io/component-base/version
+ldflags="-s -w"
+ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$KUBE_MINOR"
+ldflags+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
+ldflags+=" -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+# client-go keeps a copy of the same variables (its user agent and `version` lookups use them)
+ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$KUBE_MINOR"
+pkgs=()
+for cmd in "${COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+echo "building ${COMMANDS[*]} $KUBE_VERSION (15-30 min cold on 2 cores) ..."
+rm -rf out && mkdir out
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}"
+mkdir -p "$BIN_DIR"
+for cmd in "${COMMANDS[@]}"; do
+  mv "out/$cmd" "$BIN_DIR/$cmd"
+done
+echo "built in $(elapsed "$t")"
+built_ok || { echo "error: the built binaries do not report Kubernetes $KUBE_VERSION" >&2; exit 1; }
+for cmd in "${COMMANDS[@]}"; do
+  echo "  $BIN_DIR/$cmd: $("$BIN_DIR/$cmd" --version) ($(du -h "$BIN_DIR/$cmd" | cut -f1))"
+done
+echo "kubernetes $KUBE_VERSION installed in $(elapsed "$t0")"

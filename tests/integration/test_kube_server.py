@@ -1,0 +1,182 @@
+"""The test Kubernetes API server (tests/kube_server) against the official Python client: what later
+tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part by patching Pod status."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from tests.kube_server import CACHE_DIR, KUBE_VERSION, KubeServer
+
+
+# session-scoped, so that it can move into tests/conftest.py as it is
+@pytest.fixture(scope="session")
+def kube_server():
+    with KubeServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_server):
+    api_client = config.new_client_from_config(config_file=kube_server.kubeconfig, context=kube_server.context)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def namespace(kube_server, kube_api):
+    """A fresh namespace whose `default` ServiceAccount exists (so Pods are admitted); deleted after."""
+    core = client.CoreV1Api(kube_api)
+    name = "t-" + uuid.uuid4().hex[:10]
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    kube_server.wait_for_service_account(name)
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def wait_until(predicate, timeout_seconds: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout_seconds}s")
+        time.sleep(0.2)
+
+
+def gone(read) -> bool:
+    try:
+        read()
+        return False
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+
+
+def test_server_reports_its_version(kube_api):
+    info = client.VersionApi(kube_api).get_code()
+    assert info.git_version == KUBE_VERSION
+    assert info.major == "1" and info.minor == KUBE_VERSION.split(".")[1]
+
+
+def test_kubeconfig_has_named_context(kube_server):
+    contexts, current = config.list_kube_config_contexts(config_file=kube_server.kubeconfig)
+    assert current["name"] == kube_server.context == "hyperfleet-test"
+    assert [c["name"] for c in contexts] == ["hyperfleet-test"]
+
+
+def test_pod_lifecycle_with_status_patched_as_a_kubelet_would(kube_api, namespace):
+    core = client.CoreV1Api(kube_api)
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="worker-0", labels={"app": "hyperfleet-worker"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="worker", image="hyperfleet/runtime:test")]),
+    )
+    created = core.create_namespaced_pod(namespace, pod)
+    assert created.status.phase == "Pending"
+    # ServiceAccount admission ran, as in a real cluster
+    assert created.spec.service_account_name == "default"
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    patched = core.patch_namespaced_pod_status("worker-0", namespace, {"status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+        "containerStatuses": [{"name": "worker", "image": "hyperfleet/runtime:test", "imageID": "",
+                               "ready": True, "restartCount": 0, "state": {"running": {"startedAt": now}}}],
+    }})
+    assert patched.status.phase == "Running"
+    read = core.read_namespaced_pod("worker-0", namespace)
+    assert read.status.phase == "Running"
+    assert read.status.container_statuses[0].ready is True
+    assert [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=hyperfleet-worker").items] == ["worker-0"]
+
+    core.delete_namespaced_pod("worker-0", namespace)
+    # a Pod never bound to a node is removed at once (no kubelet to confirm termination)
+    wait_until(lambda: gone(lambda: core.read_namespaced_pod("worker-0", namespace)), 30, "pod deletion")
+
+
+def test_namespace_deletion_completes(kube_api):
+    """Needs kube-controller-manager's namespace controller: it empties the namespace, then finalizes it."""
+    core = client.CoreV1Api(kube_api)
+    name = "t-" + uuid.uuid4().hex[:10]
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespaced_config_map(name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"), data={"k": "v"}))
+    core.delete_namespace(name)
+    try:  # the API server only marks it; the controller empties and removes it (maybe already has)
+        assert core.read_namespace(name).status.phase == "Terminating"
+    except ApiException as e:
+        assert e.status == 404
+    wait_until(lambda: gone(lambda: core.read_namespace(name)), 60, f"deletion of namespace {name}")
+
+
+def test_garbage_collector_deletes_dependents(kube_api, namespace):
+    core = client.CoreV1Api(kube_api)
+    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="dependent", owner_references=[ref])))
+    core.delete_namespaced_config_map("owner", namespace)
+    wait_until(lambda: gone(lambda: core.read_namespaced_config_map("dependent", namespace)), 60, "garbage collection")
+
+
+def test_deployment_makes_pending_pods(kube_api, namespace):
+    """The deployment and replicaset controllers run; pods stay Pending (no scheduler, no kubelet)."""
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    labels = {"app": "w"}
+    apps.create_namespaced_deployment(namespace, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="w"),
+        spec=client.V1DeploymentSpec(
+            replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="w", image="hyperfleet/runtime:test")])))))
+    pods = wait_until(lambda: (lambda items: items if len(items) == 2 else None)(
+        core.list_namespaced_pod(namespace, label_selector="app=w").items), 60, "two pods of the deployment")
+    assert {p.status.phase for p in pods} == {"Pending"}
+
+
+def find_helm() -> str | None:
+    built = sorted(glob.glob(str(CACHE_DIR / "helm" / "*" / "bin" / "helm")), reverse=True)
+    return built[0] if built else shutil.which("helm")
+
+
+def test_helm_installs_a_chart(kube_server, kube_api, namespace, tmp_path):
+    helm = find_helm()
+    if helm is None:
+        pytest.skip("no helm: run scripts/install-helm.sh")
+    chart = tmp_path / "cm-chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: cm-chart\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n")
+    env = {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+           "HELM_CONFIG_HOME": str(tmp_path / "helm-config"), "HELM_DATA_HOME": str(tmp_path / "helm-data")}
+    common = ["--kubeconfig", kube_server.kubeconfig, "--kube-context", kube_server.context, "-n", namespace]
+
+    rendered = subprocess.run([helm, "template", "r1", str(chart), "--set", "greeting=hi"],
+                              env=env, capture_output=True, text=True, check=True).stdout
+    assert "name: r1-cm" in rendered and 'greeting: "hi"' in rendered
+
+    subprocess.run([helm, "install", "r1", str(chart), "--wait", "--timeout", "60s", *common],
+                   env=env, capture_output=True, text=True, check=True)
+    cm = client.CoreV1Api(kube_api).read_namespaced_config_map("r1-cm", namespace)
+    assert cm.data == {"greeting": "hello"}
+    listed = subprocess.run([helm, "list", "-q", *common], env=env, capture_output=True, text=True, check=True).stdout
+    assert listed.split() == ["r1"]
+    subprocess.run([helm, "uninstall", "r1", "--wait", *common], env=env, capture_output=True, text=True, check=True)
+    assert gone(lambda: client.CoreV1Api(kube_api).read_namespaced_config_map("r1-cm", namespace))
