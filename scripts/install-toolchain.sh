@@ -57,7 +57,8 @@ BIN_DIR="$VERSION_DIR/bin"
 TOOLCHAIN_BIN="$CACHE_DIR/toolchain/bin"
 PLUGIN_BUILDS="$CACHE_DIR/pulumi/plugin-builds"
 BUILD_DIR="$CACHE_DIR/build"
-export PULUMI_HOME="${PULUMI_HOME:-$CACHE_DIR/pulumi/home}"
+# Always this one, whatever PULUMI_HOME the caller has: the Makefile and the tests look here.
+export PULUMI_HOME="$CACHE_DIR/pulumi/home"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export GOFLAGS="-mod=mod -buildvcs=false"
 
