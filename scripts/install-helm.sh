@@ -41,7 +41,7 @@ fi
 tmp="$BIN_DIR.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
-echo "building helm $HELM_VERSION (a few minutes cold on 2 cores) ..."
+echo "building helm $HELM_VERSION (about 3 min cold on 2 cores) ..."
 CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 mkdir -p "$BIN_DIR"
 mv "$tmp/helm" "$TARGET"

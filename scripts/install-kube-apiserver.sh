@@ -99,7 +99,7 @@ go_directive=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube_gomod")
   for cmd in "${COMMANDS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$cmd\""; done
   echo ")"
 } > tools.go
-echo "resolving modules (${#staging[@]} staging modules at $STAGING_VERSION; ~500 MB cold) ..."
+echo "resolving modules (${#staging[@]} staging modules at $STAGING_VERSION; ~1 GB of modules cold) ..."
 if ! go mod tidy; then
   echo "error: resolving k8s.io/kubernetes $KUBE_VERSION failed; if the messages above say a k8s.io staging" >&2
   echo "module at $STAGING_VERSION is not available, the module proxy lacks it: pick another KUBE_VERSION" >&2
@@ -118,7 +118,7 @@ ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$KUBE_MINOR"
 pkgs=()
 for cmd in "${COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
-echo "building ${COMMANDS[*]} $KUBE_VERSION (15-30 min cold on 2 cores) ..."
+echo "building ${COMMANDS[*]} $KUBE_VERSION (about 10 min cold on 2 cores) ..."
 rm -rf out && mkdir out
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}"
 mkdir -p "$BIN_DIR"
