@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from hyperfleet.spec import ExperimentSpec, SpecError, parse_spec
+from hyperfleet.spec import ExperimentSpec, SpecError, check_env_names, parse_spec
 
 NAMESPACE = "hyperfleet"
 KEYS = ("target", "mongo", "workers", "monitor", "experiments", "images", "docker", "kubernetes", "gke")
@@ -118,10 +118,7 @@ class Workers(_Model):
     @field_validator("env")
     @classmethod
     def _env(cls, value):
-        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
-        if bad:
-            raise ValueError(f"not a variable name: {', '.join(bad)}")
-        return value
+        return check_env_names(value)
 
 
 class Monitor(_Model):

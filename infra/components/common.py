@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import pulumi
 import pulumi_docker as docker
@@ -36,3 +37,8 @@ def limits(resources) -> dict:
     if resources.docker_memory_mb() is not None:
         out["memory"] = resources.docker_memory_mb()
     return out
+
+
+def secret_env(value: pulumi.Input[str], render: Callable[[str], list[str]]) -> pulumi.Output[list[str]]:
+    """A container's environment built from a secret (a password, a URL holding one), kept secret."""
+    return pulumi.Output.secret(pulumi.Output.from_input(value).apply(render))

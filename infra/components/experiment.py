@@ -12,7 +12,7 @@ import json
 import pulumi
 import pulumi_docker as docker
 
-from .common import DockerPlacement, child_opts, labels
+from .common import DockerPlacement, child_opts, labels, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS
 
 SPEC_PATH = "/hyperfleet/experiment.json"
@@ -33,8 +33,7 @@ class Experiment(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ExperimentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hyperfleet:index:Experiment", name, None, opts)
-        envs = pulumi.Output.secret(pulumi.Output.from_input(args.mongo_url).apply(
-            lambda url: [f"HYPERFLEET_RUN_MONGO={url}"]))
+        envs = secret_env(args.mongo_url, lambda url: [f"HYPERFLEET_RUN_MONGO={url}"])
         container = docker.Container(
             f"{name}-driver",
             name=f"hyperfleet-{args.stack}-driver-{args.exp_key}",

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_docker as docker
 
-from .common import DockerPlacement, child_opts, labels, limits
+from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
 MONGO_PORT = 27017
 
@@ -38,8 +38,8 @@ class Mongo(pulumi.ComponentResource):
         ports = []
         if cfg.publish_port:
             ports.append(docker.ContainerPortArgs(internal=MONGO_PORT, external=cfg.publish_port, ip=cfg.publish_host))
-        env = pulumi.Output.secret(pulumi.Output.from_input(args.password).apply(
-            lambda pw: [f"MONGO_INITDB_ROOT_USERNAME={cfg.username}", f"MONGO_INITDB_ROOT_PASSWORD={pw}"]))
+        env = secret_env(args.password,
+                         lambda pw: [f"MONGO_INITDB_ROOT_USERNAME={cfg.username}", f"MONGO_INITDB_ROOT_PASSWORD={pw}"])
         container = docker.Container(
             f"{name}-container",
             name=container_name,

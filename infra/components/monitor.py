@@ -7,7 +7,7 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
-from .common import DockerPlacement, child_opts, labels, limits
+from .common import DockerPlacement, child_opts, labels, limits, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
 
 HEALTH_PORT = 8080
@@ -33,8 +33,7 @@ class Monitor(pulumi.ComponentResource):
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
                    "--health-port", str(HEALTH_PORT)]
-        envs = pulumi.Output.secret(pulumi.Output.from_input(args.mongo_url).apply(
-            lambda url: [f"MONGO_URL={url}"]))  # also what `hyperfleet status` reads
+        envs = secret_env(args.mongo_url, lambda url: [f"MONGO_URL={url}"])  # also what `hyperfleet status` reads
         container = docker.Container(
             f"{name}-container",
             name=f"hyperfleet-{args.stack}-monitor",

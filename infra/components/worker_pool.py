@@ -7,7 +7,7 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
-from .common import DockerPlacement, child_opts, labels, limits
+from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 #: containers start together with Mongo: wait for it rather than exit and be restarted with backoff
@@ -43,8 +43,8 @@ class WorkerPool(pulumi.ComponentResource):
                        "--subprocesses" if cfg.subprocesses else "--no-subprocesses"]
             settings = {"HYPERFLEET_CONTAINER_NAME": container_name, "HYPERFLEET_DOCKER_ENGINE": placement.host,
                         **cfg.env}
-            envs = pulumi.Output.secret(pulumi.Output.from_input(mongo_url).apply(
-                lambda url, s=settings: [f"MONGO_URL={url}"] + [f"{k}={v}" for k, v in sorted(s.items())]))
+            envs = secret_env(mongo_url,
+                              lambda url, s=settings: [f"MONGO_URL={url}"] + [f"{k}={v}" for k, v in sorted(s.items())])
             volumes, user = [], None
             if args.docker_socket:
                 volumes.append(docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET))

@@ -33,9 +33,9 @@ class ReportError(ValueError):
     pass
 
 
-def trial_rows(trials: list[dict], space: Mapping | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """One flat row per trial and the parameter names, choice indices turned into option values."""
-    labels = space_labels(space) if space else {}
+def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One flat row per trial and the parameter names, choice indices turned into option values
+    (``labels``: the space's parameters, from ``space_labels``; empty when the spec is unknown)."""
     params: list[str] = []
     rows = []
     for trial in trials:
@@ -87,7 +87,8 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
         raise ReportError(f"experiment {exp_key!r} has no trials (experiments: {known})")
     record = store.experiment(exp_key) or {}
     space = (record.get("spec") or {}).get("space")
-    rows, params = trial_rows(trials, space)
+    labels = space_labels(space) if space else {}
+    rows, params = trial_rows(trials, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -104,7 +105,6 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
         writer.writerows(rows)
     files["json"].write_text(json.dumps({"exp_key": exp_key, "max_evals": record.get("max_evals"),
                                          "spec": record.get("spec"), "trials": rows}, indent=1, default=str))
-    labels = space_labels(space) if space else {}
     plot_loss_by_trial(rows, exp_key, files["loss_by_trial"])
     plot_loss_vs_params(rows, params, labels, exp_key, files["loss_vs_params"])
     files["html"].write_text(render_html(exp_key, rows, params, record, files))

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ALGOS = ("tpe", "rand", "anneal", "atpe", "grid")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # no "." (FerretDB and hyperopt's misc keys)
 
 
@@ -207,6 +208,14 @@ def grid_points(space: Mapping, path: str = "space") -> list[dict[str, Any]]:
 
 # -- the experiment ------------------------------------------------------------------------------
 
+def check_env_names(env: dict[str, str]) -> dict[str, str]:
+    """A pydantic validator body: every key of ``env`` is a valid environment variable name."""
+    bad = [k for k in env if not _ENV_NAME.match(k)]
+    if bad:
+        raise ValueError(f"not a variable name: {', '.join(bad)}")
+    return env
+
+
 class ContainerObjective(BaseModel):
     """Each trial in its own container: /hyperfleet/params.json in, /hyperfleet/loss.json out."""
 
@@ -223,10 +232,7 @@ class ContainerObjective(BaseModel):
     @field_validator("env")
     @classmethod
     def _env(cls, value):
-        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
-        if bad:
-            raise ValueError(f"not a variable name: {', '.join(bad)}")
-        return value
+        return check_env_names(value)
 
 
 class EarlyStop(BaseModel):

@@ -54,8 +54,9 @@ def worker_identity() -> dict[str, Any]:
     container = container_name()
     if container:
         identity["container"] = container
-        if docker_engine():
-            identity["engine"] = docker_engine()
+        engine = docker_engine()
+        if engine:
+            identity["engine"] = engine
     for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
         if os.environ.get(env):
             identity[key] = os.environ[env]

@@ -26,8 +26,6 @@ import base64
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -36,21 +34,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.processes import ServerNotFound, free_port, stop_process
+
 CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 KUBE_VERSION = os.environ.get("HYPERFLEET_KUBE_VERSION", "v1.30.14")
 INSTALL_SCRIPT = "scripts/install-kube-apiserver.sh"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of the range: the `kubernetes` Service
-
-
-class ServerNotFound(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_binary(name: str) -> str:
@@ -291,14 +281,7 @@ class KubeServer:
 
     def stop(self) -> None:
         for proc in (self.kcm, self.apiserver, self.etcd):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         for log in self._logs:
             log.close()
         self._logs.clear()

@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,18 +25,10 @@ from pathlib import Path
 
 import pymongo
 
+from tests.processes import ServerNotFound, free_port, stop_process
+
 CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 FERRETDB = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
-
-
-class ServerNotFound(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def postgres_bindir() -> str | None:
@@ -140,17 +131,10 @@ class MongoServer:
         return port
 
     def stop(self) -> None:
-        for proc, sig in ((self.process, signal.SIGTERM), (self._postgres, signal.SIGINT)):
-            if proc is None or proc.poll() is not None:
-                continue
-            if proc is self.process:
-                os.kill(proc.pid, signal.SIGCONT)  # a test may have frozen it
-            proc.send_signal(sig)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a test may have frozen it
+        stop_process(self.process, signal.SIGTERM)
+        stop_process(self._postgres, signal.SIGINT)
         for log in self._logs:
             log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
