@@ -60,3 +60,40 @@ def docker_worker_image():
     subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image,
                     os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")], check=True, env=dict(os.environ, PYTHON=sys.executable))
     return image
+
+
+# -- the test Kubernetes API server (tests/kube_server), shared by every test that needs one --------
+
+@pytest.fixture(scope="session")
+def kube_server():
+    from tests.kube_server import KubeServer
+
+    with KubeServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_server):
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=kube_server.kubeconfig, context=kube_server.context)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def namespace(kube_server, kube_api):
+    """A fresh namespace whose `default` ServiceAccount exists (so Pods are admitted); deleted after."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(kube_api)
+    name = "t-" + uuid.uuid4().hex[:10]
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    kube_server.wait_for_service_account(name)
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as e:
+        if e.status != 404:
+            raise

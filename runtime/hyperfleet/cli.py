@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 import click
 
@@ -63,6 +64,8 @@ def _worker_options(fn):
                      help="Exit once the jobs collection holds this many documents."),
         click.option("--workdir", type=click.Path(file_okay=False), default=None,
                      help="Directory the objective runs in."),
+        click.option("--alive-file", type=click.Path(dir_okay=False), default=None,
+                     help="Touch this file while the worker loop runs (for `hyperfleet alive`, a liveness probe)."),
         click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=False, show_default=True,
                      help="Evaluate each trial in a fresh child process."),
         click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
@@ -261,6 +264,24 @@ def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
         click.echo(f"{kind:>15}: {path}")
 
 
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--max-age-seconds", type=click.FloatRange(min=0), default=120.0, show_default=True)
+def alive(path, max_age_seconds):
+    """Exit 0 if the worker touched PATH (its --alive-file) within --max-age-seconds, else 1.
+
+    A liveness probe: a worker whose loop is stuck (not an objective that runs long) stops touching it.
+    """
+    try:
+        age = time.time() - os.path.getmtime(path)
+    except OSError as err:
+        click.echo(f"not alive: {err.strerror}: {path}", err=True)
+        sys.exit(1)
+    if age > max_age_seconds:
+        click.echo(f"not alive: {path} last touched {age:.0f}s ago (more than {max_age_seconds:g}s)", err=True)
+        sys.exit(1)
+
+
 @click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
 def main():
     """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
@@ -271,6 +292,7 @@ main.add_command(monitor)
 main.add_command(run)
 main.add_command(status)
 main.add_command(report)
+main.add_command(alive)
 
 
 def mongo_worker_main():

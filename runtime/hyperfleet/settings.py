@@ -35,6 +35,8 @@ class WorkerSettings:
     shutdown_deadline_seconds: float = 10.0
     #: give up connecting to MongoDB after this long
     connect_timeout_seconds: float = 10.0
+    #: a file whose modification time the worker's loop advances (a liveness probe reads it)
+    alive_file: str | None = None
 
     def __post_init__(self):
         positive = ("heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds",

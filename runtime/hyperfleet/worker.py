@@ -115,6 +115,7 @@ class Worker:
         self._stop_reason = ""
         self.jobs_done = 0
         self._spare_child: subprocess.Popen | None = None
+        self._touched = 0.0
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -143,6 +144,18 @@ class Worker:
 
     # -- the loop -----------------------------------------------------------------------------
 
+    def _still_alive(self) -> None:
+        """Advance ``alive_file`` (at most once a second): the loop is turning, idle or in a trial."""
+        path, now = self.settings.alive_file, time.monotonic()
+        if not path or now - self._touched < 1.0:
+            return
+        self._touched = now
+        try:
+            with open(path, "a"):
+                os.utime(path)
+        except OSError as err:
+            log.warning("cannot touch the alive file %s: %s", path, err)
+
     def run(self) -> int:
         log.info("worker %s polling %s (experiment %s)", self.owner, self.store.address.redacted(),
                  self.settings.exp_key or "any")
@@ -159,6 +172,7 @@ class Worker:
         wait = s.poll_min_seconds
         consecutive_failures = 0
         while not self._stop.is_set():
+            self._still_alive()
             stop_because = self._limit_reached(started, consecutive_failures)
             if stop_because:
                 log.info("exiting: %s", stop_because)
@@ -225,6 +239,7 @@ class Worker:
 
     def _interrupted(self, doc: dict, heartbeat: Heartbeat) -> TrialOutcome | None:
         """Hand the trial back on shutdown; give it up if the store says it is no longer ours."""
+        self._still_alive()
         if self._stop.is_set():
             try:
                 handed = self.store.hand_back(doc["_id"], self.owner, self._stop_reason)

@@ -3,9 +3,7 @@ tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -14,57 +12,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.kube_server import CACHE_DIR, KUBE_VERSION, KubeServer
-
-
-# session-scoped, so that it can move into tests/conftest.py as it is
-@pytest.fixture(scope="session")
-def kube_server():
-    with KubeServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def kube_api(kube_server):
-    api_client = config.new_client_from_config(config_file=kube_server.kubeconfig, context=kube_server.context)
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def namespace(kube_server, kube_api):
-    """A fresh namespace whose `default` ServiceAccount exists (so Pods are admitted); deleted after."""
-    core = client.CoreV1Api(kube_api)
-    name = "t-" + uuid.uuid4().hex[:10]
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    kube_server.wait_for_service_account(name)
-    yield name
-    try:
-        core.delete_namespace(name)
-    except ApiException as e:
-        if e.status != 404:
-            raise
-
-
-def wait_until(predicate, timeout_seconds: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached in {timeout_seconds}s")
-        time.sleep(0.2)
-
-
-def gone(read) -> bool:
-    try:
-        read()
-        return False
-    except ApiException as e:
-        if e.status == 404:
-            return True
-        raise
+from tests.kube_server import CACHE_DIR, KUBE_VERSION, find_helm, gone, wait_until
 
 
 def test_server_reports_its_version(kube_api):
@@ -146,11 +94,6 @@ def test_deployment_makes_pending_pods(kube_api, namespace):
     pods = wait_until(lambda: (lambda items: items if len(items) == 2 else None)(
         core.list_namespaced_pod(namespace, label_selector="app=w").items), 60, "two pods of the deployment")
     assert {p.status.phase for p in pods} == {"Pending"}
-
-
-def find_helm() -> str | None:
-    built = sorted(glob.glob(str(CACHE_DIR / "helm" / "*" / "bin" / "helm")), reverse=True)
-    return built[0] if built else shutil.which("helm")
 
 
 def test_helm_installs_a_chart(kube_server, kube_api, namespace, tmp_path):

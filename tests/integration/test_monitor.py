@@ -22,11 +22,11 @@ from tests.mongo_server import free_port
 from tests.objectives import slow_quadratic
 
 
-def start_monitor(mongo_url, *args, **popen):
+def start_monitor(mongo_url, *args, env: dict | None = None, **popen):
     import sys
 
     return subprocess.Popen([sys.executable, "-m", "hyperfleet", "monitor", "--mongo", mongo_url,
-                             "--log-level", "warning", *args], env=worker_env(), **popen)
+                             "--log-level", "warning", *args], env=env or worker_env(), **popen)
 
 
 def stop(*procs):

@@ -146,3 +146,25 @@ def test_reserve_timeout_exits_an_idle_worker(mongo_url):
     proc = start_worker(mongo_url, "--reserve-timeout", "0.5")
     assert proc.wait(30) == 0
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.timeout(60)
+def test_alive_file_is_touched_while_idle_and_the_probe_judges_its_age(mongo_url, tmp_path):
+    alive = tmp_path / "alive"
+    probe = [sys.executable, "-m", "hyperfleet", "alive", str(alive), "--max-age-seconds", "5"]
+    missing = subprocess.run(probe, capture_output=True, text=True, env=worker_env())
+    assert missing.returncode == 1 and "not alive" in missing.stderr
+    worker = start_worker(mongo_url, "--alive-file", str(alive), "--log-level", "warning")
+    try:
+        deadline = time.monotonic() + 30
+        while not alive.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = alive.stat().st_mtime
+        time.sleep(2.5)
+        assert alive.stat().st_mtime > first  # an idle worker's loop keeps turning
+        assert subprocess.run(probe, env=worker_env()).returncode == 0
+    finally:
+        assert stop_all([worker]) == [0]
+    stale = [sys.executable, "-m", "hyperfleet", "alive", str(alive), "--max-age-seconds", "0"]
+    result = subprocess.run(stale, capture_output=True, text=True, env=worker_env())
+    assert result.returncode == 1 and "last touched" in result.stderr

@@ -296,3 +296,35 @@ class KubeServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def find_helm() -> str | None:
+    """helm as scripts/install-helm.sh built it (newest first), else from PATH."""
+    import glob
+
+    built = sorted(glob.glob(str(CACHE_DIR / "helm" / "*" / "bin" / "helm")), reverse=True)
+    return built[0] if built else shutil.which("helm")
+
+
+def wait_until(predicate, timeout_seconds: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout_seconds}s")
+        time.sleep(0.2)
+
+
+def gone(read) -> bool:
+    """True once ``read()`` (a kubernetes client read call) answers 404."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        read()
+        return False
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise

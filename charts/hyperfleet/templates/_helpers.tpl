@@ -1,0 +1,85 @@
+{{/* Names: every object is "<fullname>-<part>", fullname being "<release>-hyperfleet" unless overridden. */}}
+{{- define "hyperfleet.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hyperfleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of every object; call with (dict "root" $ "component" "worker"). */}}
+{{- define "hyperfleet.labels" -}}
+{{ include "hyperfleet.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: hyperfleet
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "hyperfleet.componentSelector" -}}
+{{ include "hyperfleet.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "hyperfleet.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "hyperfleet.mongoSecretName" -}}
+{{- .Values.mongo.auth.existingSecret | default (printf "%s-mongo" (include "hyperfleet.fullname" .)) -}}
+{{- end -}}
+
+{{- define "hyperfleet.mongoHost" -}}
+{{- printf "%s-mongo.%s.svc" (include "hyperfleet.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* The MongoDB address with the credentials expanded by the kubelet from MONGO_USERNAME/MONGO_PASSWORD. */}}
+{{- define "hyperfleet.mongoEnv" -}}
+- name: MONGO_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "hyperfleet.mongoSecretName" . }}
+      key: {{ .Values.mongo.auth.usernameKey }}
+- name: MONGO_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "hyperfleet.mongoSecretName" . }}
+      key: {{ .Values.mongo.auth.passwordKey }}
+- name: MONGO_URL
+  value: {{ printf "mongodb://$(MONGO_USERNAME):$(MONGO_PASSWORD)@%s:%d/%s?authSource=admin%s" (include "hyperfleet.mongoHost" .) (int .Values.mongo.port) .Values.mongo.database (ternary (printf "&authMechanism=%s" .Values.mongo.auth.mechanism) "" (ne .Values.mongo.auth.mechanism "")) | quote }}
+{{- end -}}
+
+{{/* Non-root, no privilege escalation, read-only root filesystem: the container part of every pod. */}}
+{{- define "hyperfleet.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "hyperfleet.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "hyperfleet.workloadAnnotations" -}}
+{{- with .Values.workloadAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

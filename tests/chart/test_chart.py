@@ -1,0 +1,245 @@
+"""charts/hyperfleet: helm lint, what helm template renders, values the schema rejects (by key), the
+rendered objects accepted by a real API server's schemas (server-side apply, dry run), and a real
+helm install/upgrade on the test API server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.kube_server import find_helm
+
+CHART = REPO / "charts" / "hyperfleet"
+EXPERIMENT = {"name": "branin_1", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 20,
+              "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
+#: every optional part switched on, so that the schema check below covers it
+FULL = {
+    "experiments": [EXPERIMENT, {**EXPERIMENT, "name": "second", "exp_key": "second-key"}],
+    "workers": {"replicas": 3, "nodeSelector": {"cloud.google.com/gke-spot": "true"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "extraEnv": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": 1}}},
+    "mongo": {"persistence": {"storageClass": "standard", "size": "20Gi"}, "auth": {"mechanism": "PLAIN"}},
+    "networkPolicy": {"extraIngressFrom": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
+    "imagePullSecrets": ["registry-credentials"],
+    "workloadAnnotations": {"pulumi.com/skipAwait": "true"},
+    "commonLabels": {"team": "ml"},
+}
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory):
+    path = find_helm()
+    assert path, "helm not found: scripts/install-helm.sh builds it (make kube-server)"
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+           "HELM_DATA_HOME": str(home / "data")}
+
+    def run(*args, check=True):
+        result = subprocess.run([path, *args], env=env, capture_output=True, text=True)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+    return run
+
+
+def values_file(tmp_path, values: dict) -> str:
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+def render(helm, tmp_path, values: dict | None = None, namespace="ml") -> list[dict]:
+    out = helm("template", "exp", str(CHART), "--namespace", namespace, "-f", values_file(tmp_path, values or {})).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(objects, kind):
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def pod_specs(objects):
+    for o in objects:
+        if o["kind"] in ("Deployment", "StatefulSet", "Job"):
+            yield o["metadata"]["name"], o["spec"]["template"]["spec"]
+
+
+def test_lint_is_clean(helm, tmp_path):
+    helm("lint", "--strict", str(CHART))
+    helm("lint", "--strict", str(CHART), "-f", values_file(tmp_path, FULL))
+
+
+def test_defaults_render_every_part(helm, tmp_path):
+    objects = render(helm, tmp_path)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == ["Deployment", "Deployment", "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service",
+                     "ServiceAccount", "StatefulSet"]
+    assert all(o["metadata"]["namespace"] == "ml" for o in objects)
+    mongo = by_kind(objects, "StatefulSet")["exp-hyperfleet-mongo"]
+    assert mongo["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert by_kind(objects, "Service")["exp-hyperfleet-mongo"]["spec"]["clusterIP"] == "None"
+    secret = by_kind(objects, "Secret")["exp-hyperfleet-mongo"]
+    assert len(base64.b64decode(secret["data"]["password"])) == 24  # generated
+
+
+def test_every_pod_runs_as_non_root_with_probes(helm, tmp_path):
+    objects = render(helm, tmp_path, FULL)
+    specs = dict(pod_specs(objects))
+    assert len(specs) == 5  # mongo, workers, monitor, two drivers
+    for name, spec in specs.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] > 0, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert c["resources"]["requests"], name
+            if not name.startswith("exp-hyperfleet-driver-"):  # a Job runs to its end; nothing to probe
+                assert "livenessProbe" in c, name
+        mounts = {m["mountPath"] for c in spec["containers"] for m in c["volumeMounts"]}
+        assert "/tmp" in mounts, name  # the root filesystem is read-only
+
+
+def test_monitor_may_only_read_pods_of_its_namespace(helm, tmp_path):
+    objects = render(helm, tmp_path)
+    role = by_kind(objects, "Role")["exp-hyperfleet-monitor"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    monitor = by_kind(objects, "Deployment")["exp-hyperfleet-monitor"]["spec"]["template"]["spec"]
+    assert monitor["serviceAccountName"] == "exp-hyperfleet-monitor"
+    args = monitor["containers"][0]["args"]
+    assert "--liveness=kubernetes" in args
+    assert "--label-selector=app.kubernetes.io/instance=exp,app.kubernetes.io/component=worker" in args
+    for name, spec in pod_specs(objects):
+        if name != "exp-hyperfleet-monitor":
+            assert spec["automountServiceAccountToken"] is False, name
+
+
+def test_workers_get_the_mongo_url_from_the_secret_and_their_pod_name(helm, tmp_path):
+    objects = render(helm, tmp_path, FULL)
+    worker = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]
+    spec = worker["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "exp-hyperfleet-mongo", "key": "password"}
+    assert env["MONGO_URL"]["value"] == ("mongodb://$(MONGO_USERNAME):$(MONGO_PASSWORD)@exp-hyperfleet-mongo.ml.svc:"
+                                         "27017/hyperfleet?authSource=admin&authMechanism=PLAIN")
+    assert env["HYPERFLEET_WORKER_MONGO"]["value"] == "$(MONGO_URL)"
+    assert env["HYPERFLEET_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["OMP_NUM_THREADS"]["value"] == "1"
+    assert worker["spec"]["replicas"] == 3
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert worker["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+
+
+def test_existing_secret_replaces_the_chart_made_one(helm, tmp_path):
+    objects = render(helm, tmp_path, {"mongo": {"auth": {"existingSecret": "my-mongo", "passwordKey": "pw"}}})
+    assert not by_kind(objects, "Secret")
+    env = {e["name"]: e for e in by_kind(objects, "StatefulSet")["exp-hyperfleet-mongo"]
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MONGO_INITDB_ROOT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-mongo", "key": "pw"}
+
+
+def test_one_driver_job_per_experiment_with_its_spec(helm, tmp_path):
+    objects = render(helm, tmp_path, FULL)
+    jobs, maps = by_kind(objects, "Job"), by_kind(objects, "ConfigMap")
+    assert len(jobs) == 2 and set(jobs) == set(maps)
+    first = next(n for n in jobs if n.startswith("exp-hyperfleet-driver-branin-1-"))
+    assert json.loads(maps[first]["data"]["experiment.json"]) == EXPERIMENT
+    assert jobs[first]["spec"]["template"]["metadata"]["labels"]["hyperfleet.io/exp-key"] == "branin_1"
+    second = next(n for n in jobs if n != first)
+    assert jobs[second]["metadata"]["labels"]["hyperfleet.io/exp-key"] == "second-key"
+    # a changed spec is a new Job (Jobs are immutable); `hyperfleet run` resumes the exp_key
+    changed = render(helm, tmp_path, {"experiments": [{**EXPERIMENT, "max_evals": 40}]})
+    assert first not in by_kind(changed, "Job")
+
+
+def test_network_policy_admits_only_this_release_and_labelled_clients(helm, tmp_path):
+    policy = by_kind(render(helm, tmp_path, FULL), "NetworkPolicy")["exp-hyperfleet-mongo"]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "mongo"
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert peers[0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "hyperfleet",
+                                                      "app.kubernetes.io/instance": "exp"}
+    assert peers[1]["podSelector"]["matchLabels"] == {"hyperfleet.io/mongo-client": "true"}
+    assert peers[2] == {"namespaceSelector": {"matchLabels": {"team": "ml"}}}
+    assert not by_kind(render(helm, tmp_path, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+
+
+@pytest.mark.parametrize("values,key", [
+    ({"workers": {"replicas": -1}}, "/workers/replicas"),
+    ({"workers": {"replicas": "three"}}, "/workers/replicas"),
+    ({"workers": {"heartbeatSeconds": 0}}, "/workers/heartbeatSeconds"),
+    ({"workers": {"tolerations": [{"key": "gpu", "effect": "Sometimes"}]}}, "/workers/tolerations/0/effect"),
+    ({"workers": {"extraEnv": [{"name": "1BAD", "value": "x"}]}}, "/workers/extraEnv/0/name"),
+    ({"workers": {"resources": {"requests": {"memory": "lots"}}}}, "/workers/resources/requests/memory"),
+    ({"monitor": {"policy": "ignore"}}, "/monitor/policy"),
+    ({"mongo": {"auth": {"password": "p@ss/word"}}}, "/mongo/auth/password"),
+    ({"mongo": {"auth": {"mechanism": "MONGODB-X509"}}}, "/mongo/auth/mechanism"),
+    ({"mongo": {"persistence": {"size": "ten gigs"}}}, "/mongo/persistence/size"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"experiments": [{"name": "no spaces", "objective": "m:f", "space": {"x": 1}}]}, "/experiments/0/name"),
+    ({"experiments": [{"name": "e", "objective": "m:f"}]}, "/experiments/0"),
+    ({"wrokers": {"replicas": 2}}, "'wrokers' not allowed"),
+])
+def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
+    for command in ("lint", "template"):
+        result = helm(command, str(CHART), "-f", values_file(tmp_path, values), check=False)
+        assert result.returncode != 0, command
+        assert key in result.stdout + result.stderr, (command, result.stdout + result.stderr)
+
+
+def test_a_container_objective_is_refused_on_kubernetes(helm, tmp_path):
+    values = {"experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1"}}]}
+    result = helm("template", str(CHART), "-f", values_file(tmp_path, values), check=False)
+    assert result.returncode != 0
+    assert "experiments[0].objective: container objectives" in result.stderr
+
+
+# -- against the real API server ---------------------------------------------------------------------
+
+def test_rendered_objects_pass_the_api_servers_schemas(helm, tmp_path, kube_api, namespace):
+    """Server-side apply, dry run: the API server checks every field against its OpenAPI schema
+    (an unknown or misplaced field is an error) and runs admission, without storing anything."""
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import DynamicApiError
+
+    dynamic = DynamicClient(kube_api)
+
+    def dry_apply(obj):
+        api = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        return api.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=namespace,
+                                     field_manager="hyperfleet-test", dry_run="All")
+
+    objects = render(helm, tmp_path, FULL, namespace=namespace)
+    assert len(objects) == 13
+    for obj in objects:
+        applied = dry_apply(obj)
+        assert applied.metadata.name == obj["metadata"]["name"]
+    # the check can fail: a field in the wrong place is refused
+    worker = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]
+    worker["spec"]["template"]["spec"]["containers"][0]["probes"] = {}
+    with pytest.raises(DynamicApiError, match="probes: field not declared in schema"):
+        dry_apply(worker)
+
+
+def test_helm_install_then_upgrade_keeps_the_generated_password(helm, kube_server, kube_api, namespace, tmp_path):
+    from kubernetes import client
+
+    common = ["--kubeconfig", kube_server.kubeconfig, "--kube-context", kube_server.context, "-n", namespace]
+    values = values_file(tmp_path, {"workloadAnnotations": {"note": "no kubelet here"}, "experiments": [EXPERIMENT]})
+    install = helm("install", "exp", str(CHART), "-f", values, *common)
+    assert "port-forward svc/exp-hyperfleet-mongo 27017:27017" in install.stdout  # NOTES.txt
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+    first = core.read_namespaced_secret("exp-hyperfleet-mongo", namespace).data["password"]
+    assert apps.read_namespaced_deployment("exp-hyperfleet-worker", namespace).spec.replicas == 2
+    helm("upgrade", "exp", str(CHART), "-f", values, "--set", "workers.replicas=4", *common)
+    assert core.read_namespaced_secret("exp-hyperfleet-mongo", namespace).data["password"] == first
+    assert apps.read_namespaced_deployment("exp-hyperfleet-worker", namespace).spec.replicas == 4
+    helm("uninstall", "exp", "--wait", *common)
+    assert not core.list_namespaced_secret(namespace, label_selector="app.kubernetes.io/instance=exp").items
