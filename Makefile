@@ -37,10 +37,10 @@ help: ## Show this help
 .PHONY: install
 install: $(VENV)/.installed mongo-server ## Install the runtime (editable) with test tools, and a test MongoDB server
 
-$(VENV)/.installed: runtime/pyproject.toml infra/requirements.txt
+$(VENV)/.installed: runtime/pyproject.toml infra/requirements.txt infra/requirements-gke.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]' -r infra/requirements.txt
+	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]' -r infra/requirements.txt -r infra/requirements-gke.txt
 	touch $@
 
 .PHONY: mongo-server
@@ -81,6 +81,13 @@ up: install toolchain docker-engine ## pulumi up of STACK (default dev: local Do
 	mkdir -p $(PULUMI_STATE_DIR)
 	$(PULUMI) stack select --create $(STACK) --non-interactive
 	$(PULUMI) up --yes --stack $(STACK) --non-interactive
+
+.PHONY: kind-test
+kind-test: install toolchain ## End to end on a new kind cluster (needs kind and internet): up, delete a worker pod, destroy
+	mkdir -p $(PULUMI_STATE_DIR)
+	env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
+	  PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE=hyperfleet-kind \
+	  PULUMI_SKIP_UPDATE_CHECK=true scripts/kind-test.sh
 
 .PHONY: down
 down: ## pulumi destroy of STACK: removes every container, volume and network it made

@@ -140,7 +140,8 @@ class Monitor(_Model):
 class Images(_Model):
     #: the one image of worker, monitor and driver
     runtime: str = "hyperfleet/runtime:0.1.0"
-    #: build it from images/runtime (true) or use the name as it is (false)
+    #: Docker target: build it from images/runtime (true) or use the name as it is (false);
+    #: the kind and gke targets always use the name as it is
     build: bool = True
     #: the base the runtime image is built on
     base_image: str = "python:3.12-slim"
@@ -187,6 +188,9 @@ class StackConfig(_Model):
     def _target_needs(self):
         if self.target == "gke" and self.gke is None:
             raise ValueError("gke: needed when target is gke (project and region at least)")
+        if self.target != "docker" and self.images.build and "build" in self.images.model_fields_set:
+            raise ValueError(f"images.build: the {self.target} target runs a runtime image that is already in "
+                             "the cluster's reach (`kind load`, or pushed to a registry); set build: false")
         if self.target == "docker" and len(self.workers.hosts) > 1 and not self.mongo.advertise_host:
             raise ValueError("mongo.advertiseHost: needed when workers.hosts lists several Docker hosts "
                              "(workers on the other hosts reach Mongo there)")
@@ -216,6 +220,9 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
         except SpecError as err:
             problems += [f"{NAMESPACE}:experiments[{index}].{p}" for p in err.problems]
             continue
+        if config.target != "docker" and not isinstance(spec.objective, str):
+            problems.append(f"{NAMESPACE}:experiments[{index}].objective: container objectives need the docker "
+                            f"target (on {config.target}, use module:function from the runtime image)")
         if spec.key in keys:
             problems.append(f"{NAMESPACE}:experiments[{index}].name: the exp_key {spec.key} is used twice")
         keys.add(spec.key)

@@ -27,6 +27,10 @@ INVALID = [
     ({"monitor": {"policy": "ignore"}}, "hyperfleet:monitor.policy: Input should be 'requeue' or 'error'"),
     ({"target": "gke"}, "hyperfleet:gke: needed when target is gke"),
     ({"target": "gke", "gke": {"project": "p"}}, "hyperfleet:gke.region: required"),
+    ({"target": "gke", "gke": {"region": "europe-west1"}}, "hyperfleet:gke.project: required"),
+    ({"target": "kind", "images": {"build": True}}, "hyperfleet:images.build: the kind target runs"),
+    ({"target": "kind", "experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1"}}]},
+     "hyperfleet:experiments[0].objective: container objectives need the docker target"),
     ({"images": {"build": "sometimes"}}, "hyperfleet:images.build: Input should be a valid boolean"),
     ({"experiments": [{**EXPERIMENT, "max_evals": 0}]},
      "hyperfleet:experiments[0].max_evals: Input should be greater than or equal to 1"),
@@ -56,8 +60,8 @@ def test_resources_convert_to_docker_limits():
     assert config.workers.resources.docker_cpus() == 0.5 and config.workers.resources.docker_memory_mb() == 1024
 
 
-@pytest.mark.parametrize("stack", ["dev", "ci"])
-def test_committed_stack_configs_are_valid(stack):
+@pytest.mark.parametrize("stack,target", [("dev", "docker"), ("ci", "docker"), ("kind", "kind"), ("kube-ci", "kind")])
+def test_committed_stack_configs_are_valid(stack, target):
     raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
     config = parse_config({k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("hyperfleet:")})
-    assert config.target == "docker" and config.experiment_specs()
+    assert config.target == target and config.experiment_specs()

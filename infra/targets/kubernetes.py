@@ -1,0 +1,153 @@
+"""The Kubernetes targets: the Helm chart (charts/hyperfleet) on a cluster, through an explicit provider.
+
+``kind`` means any existing cluster reached by a kubeconfig context (kind, minikube, a test API
+server, ...); ``gke`` gets its cluster from ``targets/gke.py`` (created, or an existing one). Both
+then do the same: a Namespace, the Mongo credentials as a Secret (the password generated once and kept
+secret in the state), and the chart with values mapped from the stack config. The chart stays the one
+definition of the Kubernetes objects; this module only translates config into its values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.password import GeneratedPassword
+from config import NAMESPACE, ConfigError, Resources, StackConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "hyperfleet"
+
+
+def deploy(config: StackConfig, stack: str) -> dict:
+    if config.target == "gke":
+        from targets import gke
+
+        provider, outputs = gke.cluster_provider(config, stack)
+    else:
+        provider, outputs = context_provider(config), {}
+    namespace_name = config.kubernetes.namespace
+    on_cluster = pulumi.ResourceOptions(provider=provider)
+    namespace = k8s.core.v1.Namespace(
+        "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace_name, labels={"hyperfleet.io/stack": stack}),
+        opts=on_cluster)
+    release = f"hyperfleet-{stack}"
+    password = GeneratedPassword("mongo-password")
+    secret = k8s.core.v1.Secret(
+        "mongo-auth",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{release}-mongo-auth", namespace=namespace.metadata.name,
+                                            labels={"hyperfleet.io/stack": stack}),
+        string_data={"username": config.mongo.username, "password": password.result},
+        opts=pulumi.ResourceOptions(provider=provider, additional_secret_outputs=["data", "stringData"]))
+    chart = k8s.helm.v3.Chart(
+        release,
+        k8s.helm.v3.LocalChartOpts(
+            path=str(Path(config.kubernetes.chart) if config.kubernetes.chart else CHART),
+            namespace=namespace_name,
+            values=chart_values(config, stack, secret_name=f"{release}-mongo-auth"),
+            skip_await=config.kubernetes.skip_await,
+        ),
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespace, secret]))
+    specs = config.experiment_specs()
+    monitor = f"deploy/{release}-monitor"
+    return {
+        **outputs,
+        "namespace": namespace.metadata.name,
+        "release": release,
+        "chart_resources": chart.resources.apply(lambda r: len(r)),
+        "experiments": [s.key for s in specs],
+        "status_command": f'kubectl -n {namespace_name} exec {monitor} -- sh -c \'hyperfleet status --mongo "$MONGO_URL"\'',
+    }
+
+
+def context_provider(config: StackConfig) -> k8s.Provider:
+    """The provider of an existing cluster, by kubeconfig context; a missing context fails the preview."""
+    kube = config.kubernetes
+    context = check_context(kube.kubeconfig, kube.context)
+    return k8s.Provider("kubernetes", kubeconfig=kube.kubeconfig, context=context, namespace=kube.namespace)
+
+
+def check_context(kubeconfig: str | None, context: str | None) -> str:
+    """The context to use (the given one, else the kubeconfig's current one); ConfigError when absent.
+
+    Without this, a wrong context surfaces late and far from its cause (as an unreachable cluster).
+    """
+    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION, KubeConfigMerger
+
+    where = kubeconfig or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+    try:  # the merge of KUBECONFIG's files, as kubectl and the kubernetes provider do it
+        merged = KubeConfigMerger(kubeconfig or KUBE_CONFIG_DEFAULT_LOCATION).config
+    except Exception as err:  # unreadable or not a kubeconfig: say which file
+        raise ConfigError([f"{NAMESPACE}:kubernetes.kubeconfig: cannot read {where}: {err}"]) from None
+    if merged is None:
+        raise ConfigError([f"{NAMESPACE}:kubernetes.kubeconfig: cannot read {where}: no such file"])
+    names = sorted(c["name"] for c in merged.safe_get("contexts") or [])
+    current = merged.safe_get("current-context")
+    if context is None:
+        if not current:
+            raise ConfigError([f"{NAMESPACE}:kubernetes.context: {where} has no current context; name one "
+                               f"(it has: {', '.join(names) or 'none'})"])
+        return current
+    if context not in names:
+        raise ConfigError([f"{NAMESPACE}:kubernetes.context: no context {context!r} in {where} "
+                           f"(it has: {', '.join(names) or 'none'})"])
+    return context
+
+
+def split_image(image: str) -> dict:
+    """``repo/name:tag`` → the chart's ``{repository, tag}`` (a registry port is not a tag)."""
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return {"repository": image, "tag": "latest"}
+    return {"repository": name, "tag": tag}
+
+
+def resources(res: Resources) -> dict:
+    """Stack-config CPU/memory as requests, and memory also as the limit (CPU is not capped: throttling
+    an objective slows it without protecting anyone). Unset values keep the chart's defaults."""
+    out: dict = {}
+    if res.cpu:
+        out.setdefault("requests", {})["cpu"] = res.cpu
+    if res.memory:
+        out.setdefault("requests", {})["memory"] = res.memory
+        out["limits"] = {"memory": res.memory}
+    return out
+
+
+def chart_values(config: StackConfig, stack: str, secret_name: str) -> dict:
+    """The chart's values from the stack config (a plain function: the tests call it directly)."""
+    workers, monitor, mongo = config.workers, config.monitor, config.mongo
+    return {
+        "fullnameOverride": f"hyperfleet-{stack}",
+        "commonLabels": {"hyperfleet.io/stack": stack},
+        "image": {**split_image(config.worker_image), "pullPolicy": "IfNotPresent"},
+        "mongo": {
+            "image": split_image(mongo.image),
+            "auth": {"existingSecret": secret_name, "username": mongo.username,
+                     "mechanism": mongo.auth_mechanism or ""},
+            "database": mongo.database,
+            "persistence": {"size": mongo.storage},
+            "resources": resources(mongo.resources),
+        },
+        "workers": {
+            "replicas": workers.replicas,
+            "resources": resources(workers.resources),
+            "nodeSelector": dict(workers.node_selector),
+            "tolerations": list(workers.tolerations),
+            "heartbeatSeconds": workers.heartbeat_seconds,
+            "pollIntervalSeconds": workers.poll_interval_seconds,
+            "subprocesses": workers.subprocesses,
+            "extraEnv": [{"name": k, "value": v} for k, v in sorted(workers.env.items())],
+        },
+        "monitor": {
+            "enabled": monitor.enabled,
+            "graceSeconds": monitor.grace_seconds,
+            "intervalSeconds": monitor.interval_seconds,
+            "policy": monitor.policy,
+            "maxRetries": monitor.max_retries,
+            "resources": resources(monitor.resources),
+        },
+        "experiments": list(config.experiments),
+    }
