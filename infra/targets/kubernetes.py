@@ -38,7 +38,8 @@ def deploy(config: StackConfig, stack: str) -> dict:
     secret = k8s.core.v1.Secret(
         "mongo-auth",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{release}-mongo-auth", namespace=namespace.metadata.name,
-                                            labels={"hyperfleet.io/stack": stack}),
+                                            labels={"hyperfleet.io/stack": stack, "app.kubernetes.io/part-of": "hyperfleet",
+                                                    "app.kubernetes.io/instance": release}),
         string_data={"username": config.mongo.username, "password": password.result},
         opts=pulumi.ResourceOptions(provider=provider, additional_secret_outputs=["data", "stringData"]))
     chart = k8s.helm.v3.Chart(

@@ -1,0 +1,180 @@
+"""The stand-in Kubernetes provider plugin (tests/kube_server/standin_plugin) under the real Pulumi
+engine, against the test API server: `pulumi up` of a small pulumi_kubernetes program with an explicit
+Provider (Namespace, ConfigMaps, a Secret from a Pulumi secret, a Deployment, a helm.v3.Chart of a local
+chart), an update that reaches the live object, a preview with no changes, `pulumi destroy` leaving
+nothing, and a provider naming a context the kubeconfig lacks failing the preview. The API server is
+the session's (tests/conftest.py: kube_server, kube_api); each run has its own namespace and state."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import textwrap
+import uuid
+
+import pytest
+from kubernetes import client
+
+from tests.conftest import REPO
+from tests.kube_server import find_helm, gone
+from tests.kube_server.pulumi import pulumi_engine_env
+
+PASSPHRASE = "hyperfleet-test"  # protects nothing: a throwaway stack in tmp_path
+PASSWORD = "standin-s3cret-value"
+
+PROGRAM = '''\
+import os
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.helm.v3 import Chart, LocalChartOpts
+
+cfg = pulumi.Config()
+provider = k8s.Provider("k8s", kubeconfig=cfg.require("kubeconfig"), context=cfg.require("context"),
+                        namespace=cfg.require("namespace"))
+ns = k8s.core.v1.Namespace("ns", metadata={"name": cfg.require("namespace")},
+                           opts=pulumi.ResourceOptions(provider=provider))
+inside = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
+
+# no metadata.namespace: the provider's namespace
+settings = k8s.core.v1.ConfigMap("settings", metadata={"name": "settings"},
+                                 data={"greeting": cfg.require("greeting")}, opts=inside)
+# values known only after the namespace exists: unknown in the first preview
+derived = k8s.core.v1.ConfigMap("derived", metadata={"name": "derived", "namespace": ns.metadata.name},
+                                data={"namespaceUid": ns.metadata.uid}, opts=inside)
+creds = k8s.core.v1.Secret("creds", metadata={"name": "creds"},
+                           string_data={"password": cfg.require_secret("password")}, opts=inside)
+labels = {"app": "web"}
+web = k8s.apps.v1.Deployment("web", metadata={"name": "web"}, spec={
+    "replicas": 2,
+    "selector": {"matchLabels": labels},
+    "template": {"metadata": {"labels": labels},
+                 "spec": {"containers": [{"name": "web", "image": "hyperfleet/runtime:test"}]}},
+}, opts=inside)
+chart = Chart("tiny", LocalChartOpts(path=os.path.join(os.path.dirname(__file__), "chart"),
+                                     namespace=cfg.require("namespace"),
+                                     values={"greeting": cfg.require("greeting") + " from helm"}),
+              opts=inside)
+
+pulumi.export("greeting", settings.data["greeting"])
+pulumi.export("secretData", creds.data)
+'''
+
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
+    "values.yaml": "greeting: hello\n",
+    "templates/cm.yaml": textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: {{ .Release.Name }}-cm
+        data:
+          greeting: {{ .Values.greeting | quote }}
+        """),
+    "templates/sa.yaml": textwrap.dedent("""\
+        apiVersion: v1
+        kind: ServiceAccount
+        metadata:
+          name: {{ .Release.Name }}-sa
+        """),
+}
+
+
+def write_project(directory, stack: str, settings: dict[str, str], secrets: dict[str, str], state_dir):
+    """A Pulumi project in ``directory`` (PROGRAM, the chart), a stack with its config; its `pulumi` runner."""
+    env = pulumi_engine_env(state_dir, PASSPHRASE)
+    if shutil.which("pulumi", path=env["PATH"]) is None:
+        pytest.skip("no pulumi engine: run make toolchain")
+    if find_helm() is None:
+        pytest.skip("no helm: run scripts/install-helm.sh")
+    state_dir.mkdir(exist_ok=True)
+    (directory / "Pulumi.yaml").write_text(
+        f"name: standin-test\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n")
+    (directory / "__main__.py").write_text(PROGRAM)
+    for name, text in CHART.items():
+        path = directory / "chart" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def pulumi(*args, check=True, timeout=300):
+        result = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=directory, env=env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert result.returncode == 0, f"pulumi {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    pulumi("stack", "init")
+    for key, value in settings.items():
+        pulumi("config", "set", key, value)
+    for key, value in secrets.items():
+        pulumi("config", "set", "--secret", key, value)
+    return pulumi
+
+
+def test_up_update_preview_destroy(kube_server, kube_api, tmp_path):
+    namespace = "standin-" + uuid.uuid4().hex[:8]
+    project = tmp_path / "project"
+    project.mkdir()
+    pulumi = write_project(project, "test", {
+        "kubeconfig": kube_server.kubeconfig, "context": kube_server.context, "namespace": namespace,
+        "greeting": "hello"}, {"password": PASSWORD}, tmp_path / "state")
+    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+
+    preview = pulumi("preview")  # unknowns (the namespace's uid, the derived ConfigMap's namespace) pass
+    assert "using pulumi-resource-kubernetes from $PATH" in preview.stdout + preview.stderr  # the stand-in ran
+    assert gone(lambda: core.read_namespace(namespace))  # a preview touches nothing
+
+    pulumi("up", "--yes")
+    ns = core.read_namespace(namespace)
+    assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hello"}
+    assert core.read_namespaced_config_map("derived", namespace).data == {"namespaceUid": ns.metadata.uid}
+    assert base64.b64decode(core.read_namespaced_secret("creds", namespace).data["password"]).decode() == PASSWORD
+    deployment = apps.read_namespaced_deployment("web", namespace)
+    assert deployment.spec.replicas == 2
+    assert core.read_namespaced_config_map("tiny-cm", namespace).data == {"greeting": "hello from helm"}
+    core.read_namespaced_service_account("tiny-sa", namespace)
+
+    # the secret stays secret in the state: encrypted, neither plain nor base64-encoded
+    exported = pulumi("stack", "export").stdout
+    assert PASSWORD not in exported and base64.b64encode(PASSWORD.encode()).decode() not in exported
+    resources = {r["urn"].split("::")[-1]: r for r in json.loads(exported)["deployment"]["resources"]}
+    secret_outputs = resources["creds"]["outputs"]
+    assert "ciphertext" in secret_outputs["data"], secret_outputs.get("data")
+    # the id and outputs are those of the live object
+    assert resources["web"]["id"] == f"{namespace}/web"
+    assert resources["web"]["outputs"]["metadata"]["uid"] == deployment.metadata.uid
+
+    pulumi("config", "set", "greeting", "bonjour")
+    pulumi("up", "--yes")
+    assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "bonjour"}
+    assert core.read_namespaced_config_map("tiny-cm", namespace).data == {"greeting": "bonjour from helm"}
+    assert core.read_namespace(namespace).metadata.uid == ns.metadata.uid  # updated in place, not replaced
+    assert apps.read_namespaced_deployment("web", namespace).metadata.uid == deployment.metadata.uid
+
+    pulumi("preview", "--expect-no-changes")
+
+    pulumi("destroy", "--yes")
+    assert gone(lambda: core.read_namespace(namespace))  # Delete waited for the namespace to go
+    for read in (lambda: core.read_namespaced_config_map("settings", namespace),
+                 lambda: core.read_namespaced_secret("creds", namespace),
+                 lambda: apps.read_namespaced_deployment("web", namespace),
+                 lambda: core.read_namespaced_config_map("tiny-cm", namespace)):
+        assert gone(read)
+    state = json.loads(pulumi("stack", "export").stdout)["deployment"]
+    assert not state.get("resources")
+
+
+def test_unknown_context_fails_the_preview(kube_server, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    with open(kube_server.kubeconfig) as f:
+        kubeconfig_text = f.read()  # the kubeconfig's content, not its path, this time
+    pulumi = write_project(project, "bad", {
+        "kubeconfig": kubeconfig_text, "context": "no-such-context", "namespace": "standin-bad",
+        "greeting": "hello"}, {"password": PASSWORD}, tmp_path / "state")
+    result = pulumi("preview", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert 'context "no-such-context" does not exist' in output, output
