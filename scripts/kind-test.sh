@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end test on a real kind cluster, for machines with kind and internet access:
 #   create the cluster → build the runtime image → kind load it (and mongo) → pulumi up -s kind →
-#   delete a worker pod mid-trial → the monitor recovers its trial → the experiment completes →
+#   delete a worker pod mid-trial → its trial is recovered → the experiment completes →
 #   pulumi destroy → delete the cluster (also when a step fails; KEEP_CLUSTER=1 keeps it).
 # Run through `make kind-test`, which puts the engine of `make toolchain` on PATH and sets its state
 # directory and passphrase. It cannot run where no image can be pulled (kind's node image, mongo,
@@ -90,18 +90,40 @@ running() { [[ "$(status_json | field running)" -ge 1 ]]; }
 wait_until 300 "a RUNNING trial" running
 echo "first trial running $((SECONDS - started)) s after pulumi up started"
 
-victim=$("${KUBECTL[@]}" get pods -l "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=worker" \
-  -o jsonpath='{.items[0].metadata.name}')
-log "deleting worker pod $victim at once (no grace: it cannot hand its trial back)"
-"${KUBECTL[@]}" delete pod "$victim" --grace-period=0 --force
-recovered() { "${KUBECTL[@]}" logs "deploy/$RELEASE-monitor" | grep -q "requeued: pod $NS/$victim is gone"; }
-wait_until 60 "the monitor to requeue the trial of $victim" recovered
-"${KUBECTL[@]}" logs "deploy/$RELEASE-monitor" | grep "requeued: pod $NS/$victim"
+# the pod of a worker that holds a RUNNING trial, as the worker recorded it
+victim=$("${KUBECTL[@]}" exec -i "deploy/$RELEASE-monitor" -- python3 - <<'PY'
+import os
+from hyperfleet.store import JOB_STATE_RUNNING, JobStore
 
+store = JobStore.connect(os.environ["MONGO_URL"], timeout_seconds=10)
+print(store.jobs.find_one({"state": JOB_STATE_RUNNING, "hyperfleet.worker.pod": {"$ne": None}})["hyperfleet"]["worker"]["pod"])
+PY
+)
+log "deleting worker pod $victim mid-trial"
+"${KUBECTL[@]}" delete pod "$victim" --grace-period=0 --force
+# Recovered either by the worker (the kubelet's SIGTERM: it hands its trial back at once) or, when it
+# died before it could, by the monitor (its pod is gone). The trial's history says which.
+recovery() {
+  "${KUBECTL[@]}" exec -i "deploy/$RELEASE-monitor" -- python3 - "$victim" <<'PY'
+import os, sys
+from hyperfleet.store import JobStore
+
+pod = sys.argv[1]
+store = JobStore.connect(os.environ["MONGO_URL"], timeout_seconds=10)
+for doc in store.jobs.find({"hyperfleet.history.owner": {"$regex": f"^{pod}:"}}):
+    for entry in doc["hyperfleet"]["history"]:
+        if (entry.get("owner") or "").startswith(pod + ":") and entry["event"] in ("requeued", "handed back"):
+            print(f"trial {doc['tid']}: {entry['event']}: {entry['reason']}")
+            sys.exit(0)
+sys.exit(1)
+PY
+}
+wait_until 60 "the trial of $victim to be recovered" recovery
+recovery
 log "waiting for the experiment to complete ($MAX_EVALS trials)"
 "${KUBECTL[@]}" wait --for=condition=complete job -l "hyperfleet.io/exp-key=$EXP" --timeout="${TIMEOUT_SECONDS}s"
 final=$(status_json)
 echo "$final"
 done_trials=$(field "done" <<<"$final")
 [[ "$done_trials" -ge "$MAX_EVALS" ]] || die "only $done_trials of $MAX_EVALS trials are done"
-echo "kind-test passed: $done_trials trials done, a deleted worker pod's trial recovered, in $((SECONDS - started)) s"
+echo "kind-test passed: $done_trials trials done, the trial of the deleted pod $victim recovered, in $((SECONDS - started)) s"
