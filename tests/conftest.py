@@ -97,3 +97,22 @@ def namespace(kube_server, kube_api):
     except ApiException as e:
         if e.status != 404:
             raise
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory):
+    """``helm(*args, check=True)``: the built helm with its own throwaway cache/config/data homes."""
+    from tests.kube_server import find_helm
+
+    path = find_helm()
+    assert path, "helm not found: scripts/install-helm.sh builds it (make kube-server)"
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+           "HELM_DATA_HOME": str(home / "data")}
+
+    def run(*args, check=True):
+        result = subprocess.run([path, *args], env=env, capture_output=True, text=True)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+    return run

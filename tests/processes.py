@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+from pathlib import Path
+
+#: where the install scripts put what they build (binaries, the Pulumi toolchain, helm)
+CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 
 
 class ServerNotFound(RuntimeError):
@@ -27,3 +32,24 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class ManagedServer:
+    """``with Server() as server:`` for a test server with ``start()`` (returns self) and ``stop()``;
+    a failed start still stops whatever it had started."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

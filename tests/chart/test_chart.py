@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.kube_server import find_helm
 
 CHART = REPO / "charts" / "hyperfleet"
 EXPERIMENT = {"name": "branin_1", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 20,
@@ -31,22 +28,6 @@ FULL = {
     "workloadAnnotations": {"pulumi.com/skipAwait": "true"},
     "commonLabels": {"team": "ml"},
 }
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory):
-    path = find_helm()
-    assert path, "helm not found: scripts/install-helm.sh builds it (make kube-server)"
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-           "HELM_DATA_HOME": str(home / "data")}
-
-    def run(*args, check=True):
-        result = subprocess.run([path, *args], env=env, capture_output=True, text=True)
-        if check:
-            assert result.returncode == 0, result.stderr
-        return result
-    return run
 
 
 def values_file(tmp_path, values: dict) -> str:

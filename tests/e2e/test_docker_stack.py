@@ -5,8 +5,6 @@ monitor; a second `pulumi up` changes nothing; `pulumi destroy` leaves no contai
 """
 
 import json
-import os
-import shutil
 import subprocess
 import time
 
@@ -14,20 +12,11 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.test_shutdown import wait_for
+from tests.pulumi_engine import engine_env, pulumi_runner
 
 STACK = "ci"
 MAX_EVALS = 12
 PASSPHRASE = "hyperfleet-ci"  # the CI stack's secrets protect nothing of value; documented in the README
-
-
-def pulumi_env(state_dir) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPERFLEET_", "MONGO_"))}
-    cache = os.environ.get("HYPERFLEET_CACHE", os.path.expanduser("~/.cache/hyperfleet"))
-    env["PATH"] = os.pathsep.join([os.path.join(cache, "toolchain", "bin"), env["PATH"]])
-    env["PULUMI_HOME"] = os.path.join(cache, "pulumi", "home")  # where make toolchain installed the plugins
-    env.update(PULUMI_BACKEND_URL=f"file://{state_dir}", PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
-               PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
-    return env
 
 
 def docker(*args) -> str:
@@ -52,18 +41,9 @@ def in_monitor(code: str) -> str:
 
 @pytest.fixture
 def stack(tmp_path, docker_worker_image):
-    if shutil.which("pulumi", path=pulumi_env(tmp_path)["PATH"]) is None:
-        pytest.skip("no pulumi engine: run make toolchain")
+    pulumi = pulumi_runner(REPO, STACK, engine_env(tmp_path / "state", PASSPHRASE))
     subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)
-    env = pulumi_env(tmp_path / "state")
-    (tmp_path / "state").mkdir()
-
-    def pulumi(*args, check=True, timeout=600):
-        return subprocess.run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=REPO, env=env,
-                              capture_output=True, text=True, check=check, timeout=timeout)
-
-    subprocess.run(["pulumi", "stack", "init", STACK, "--non-interactive"], cwd=REPO, env=env, check=True,
-                   capture_output=True, text=True)
+    pulumi("stack", "init")
     yield pulumi
     pulumi("destroy", "--yes", "--skip-preview", check=False)
     pulumi("stack", "rm", "--yes", "--force", "--preserve-config", check=False)
@@ -115,28 +95,18 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
 
 @pytest.fixture
 def dev_stack(tmp_path):
-    env = pulumi_env(tmp_path / "state")
-    if shutil.which("pulumi", path=env["PATH"]) is None:
-        pytest.skip("no pulumi engine: run make toolchain")
-    (tmp_path / "state").mkdir()
-    env["PULUMI_CONFIG_PASSPHRASE"] = "hyperfleet-dev"
-    subprocess.run(["pulumi", "stack", "init", "dev", "--non-interactive"], cwd=REPO, env=env, check=True,
-                   capture_output=True)
-
-    def pulumi(*args):
-        return subprocess.run(["pulumi", *args, "--stack", "dev", "--non-interactive"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
-
+    pulumi = pulumi_runner(REPO, "dev", engine_env(tmp_path / "state", "hyperfleet-dev"), timeout_seconds=300)
+    pulumi("stack", "init")
     return pulumi
 
 
 @pytest.mark.timeout(600)
 def test_preview_of_the_committed_dev_stack_and_of_a_bad_config(dev_stack, tmp_path):
-    preview = dev_stack("preview")
+    preview = dev_stack("preview", check=False)
     assert preview.returncode == 0, preview.stdout + preview.stderr
     assert "+ 14 to create" in preview.stdout and "hyperfleet-dev-worker-1" in preview.stdout
     bad = tmp_path / "Pulumi.dev.yaml"
     bad.write_text((REPO / "Pulumi.dev.yaml").read_text().replace("replicas: 2", "replicas: -3"))
-    failed = dev_stack("preview", "--config-file", str(bad))
+    failed = dev_stack("preview", "--config-file", str(bad), check=False)
     assert failed.returncode != 0
     assert "hyperfleet:workers.replicas: Input should be greater than or equal to 0" in failed.stdout + failed.stderr

@@ -10,7 +10,6 @@ No kubelet runs, so no container starts (skipAwait); the workloads running for r
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -21,6 +20,7 @@ from hyperfleet.liveness import KubernetesLiveness
 from tests.conftest import REPO
 from tests.kube_server import gone, wait_until
 from tests.kube_server.pulumi import pulumi_engine_env
+from tests.pulumi_engine import pulumi_runner
 
 STACK = "kube-ci"
 PASSPHRASE = "hyperfleet-kube-ci"  # the test stack's secrets protect nothing of value
@@ -33,17 +33,8 @@ INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 def pulumi(kube_server, tmp_path):
     env = pulumi_engine_env(tmp_path / "state", PASSPHRASE)
     env["KUBECONFIG"] = kube_server.kubeconfig
-    (tmp_path / "state").mkdir()
-
-    def run(*args, check=True):
-        result = subprocess.run(["pulumi", *args, "--stack", STACK, "--non-interactive"], cwd=REPO, env=env,
-                                capture_output=True, text=True, timeout=600)
-        if check:
-            assert result.returncode == 0, f"pulumi {args[0]}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        return result
-
-    subprocess.run(["pulumi", "stack", "select", "--create", STACK, "--non-interactive"], cwd=REPO, env=env,
-                   check=True, capture_output=True)
+    run = pulumi_runner(REPO, STACK, env)
+    run("stack", "select", "--create")
     yield run
     run("destroy", "--yes", check=False)  # whatever a failed test left
 
@@ -144,5 +135,5 @@ def test_a_context_the_kubeconfig_lacks_fails_the_preview_naming_it(pulumi, kube
     config_file.write_text(yaml.safe_dump(config))
     result = pulumi("preview", "--config-file", str(config_file), check=False)
     assert result.returncode != 0
-    assert (f"hyperfleet:kubernetes.context: no context 'no-such-context' in the default kubeconfig "
-            f"(KUBECONFIG or ~/.kube/config) (it has: hyperfleet-test)") in result.stdout + result.stderr
+    assert ("hyperfleet:kubernetes.context: no context 'no-such-context' in the default kubeconfig "
+            "(KUBECONFIG or ~/.kube/config) (it has: hyperfleet-test)") in result.stdout + result.stderr

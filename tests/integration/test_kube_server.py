@@ -3,16 +3,13 @@ tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 
-import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.kube_server import CACHE_DIR, KUBE_VERSION, find_helm, gone, wait_until
+from tests.kube_server import KUBE_VERSION, gone, wait_until
 
 
 def test_server_reports_its_version(kube_api):
@@ -96,10 +93,7 @@ def test_deployment_makes_pending_pods(kube_api, namespace):
     assert {p.status.phase for p in pods} == {"Pending"}
 
 
-def test_helm_installs_a_chart(kube_server, kube_api, namespace, tmp_path):
-    helm = find_helm()
-    if helm is None:
-        pytest.skip("no helm: run scripts/install-helm.sh")
+def test_helm_installs_a_chart(helm, kube_server, kube_api, namespace, tmp_path):
     chart = tmp_path / "cm-chart"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: cm-chart\nversion: 0.1.0\n")
@@ -107,19 +101,14 @@ def test_helm_installs_a_chart(kube_server, kube_api, namespace, tmp_path):
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
         "data:\n  greeting: {{ .Values.greeting | quote }}\n")
-    env = {**os.environ, "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
-           "HELM_CONFIG_HOME": str(tmp_path / "helm-config"), "HELM_DATA_HOME": str(tmp_path / "helm-data")}
     common = ["--kubeconfig", kube_server.kubeconfig, "--kube-context", kube_server.context, "-n", namespace]
 
-    rendered = subprocess.run([helm, "template", "r1", str(chart), "--set", "greeting=hi"],
-                              env=env, capture_output=True, text=True, check=True).stdout
+    rendered = helm("template", "r1", str(chart), "--set", "greeting=hi").stdout
     assert "name: r1-cm" in rendered and 'greeting: "hi"' in rendered
 
-    subprocess.run([helm, "install", "r1", str(chart), "--wait", "--timeout", "60s", *common],
-                   env=env, capture_output=True, text=True, check=True)
+    helm("install", "r1", str(chart), "--wait", "--timeout", "60s", *common)
     cm = client.CoreV1Api(kube_api).read_namespaced_config_map("r1-cm", namespace)
     assert cm.data == {"greeting": "hello"}
-    listed = subprocess.run([helm, "list", "-q", *common], env=env, capture_output=True, text=True, check=True).stdout
-    assert listed.split() == ["r1"]
-    subprocess.run([helm, "uninstall", "r1", "--wait", *common], env=env, capture_output=True, text=True, check=True)
+    assert helm("list", "-q", *common).stdout.split() == ["r1"]
+    helm("uninstall", "r1", "--wait", *common)
     assert gone(lambda: client.CoreV1Api(kube_api).read_namespaced_config_map("r1-cm", namespace))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 import textwrap
 import uuid
 
@@ -20,6 +18,7 @@ from kubernetes import client
 from tests.conftest import REPO
 from tests.kube_server import find_helm, gone
 from tests.kube_server.pulumi import pulumi_engine_env
+from tests.pulumi_engine import pulumi_runner
 
 PASSPHRASE = "hyperfleet-test"  # protects nothing: a throwaway stack in tmp_path
 PASSWORD = "standin-s3cret-value"
@@ -84,12 +83,9 @@ CHART = {
 
 def write_project(directory, stack: str, settings: dict[str, str], secrets: dict[str, str], state_dir):
     """A Pulumi project in ``directory`` (PROGRAM, the chart), a stack with its config; its `pulumi` runner."""
-    env = pulumi_engine_env(state_dir, PASSPHRASE)
-    if shutil.which("pulumi", path=env["PATH"]) is None:
-        pytest.skip("no pulumi engine: run make toolchain")
+    pulumi = pulumi_runner(directory, stack, pulumi_engine_env(state_dir, PASSPHRASE), timeout_seconds=300)
     if find_helm() is None:
         pytest.skip("no helm: run scripts/install-helm.sh")
-    state_dir.mkdir(exist_ok=True)
     (directory / "Pulumi.yaml").write_text(
         f"name: standin-test\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n")
     (directory / "__main__.py").write_text(PROGRAM)
@@ -97,13 +93,6 @@ def write_project(directory, stack: str, settings: dict[str, str], secrets: dict
         path = directory / "chart" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-
-    def pulumi(*args, check=True, timeout=300):
-        result = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=directory, env=env,
-                                capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert result.returncode == 0, f"pulumi {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result
 
     pulumi("stack", "init")
     for key, value in settings.items():

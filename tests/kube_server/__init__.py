@@ -32,11 +32,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from tests.processes import ServerNotFound, free_port, stop_process
+from tests.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
-CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 KUBE_VERSION = os.environ.get("HYPERFLEET_KUBE_VERSION", "v1.30.14")
 INSTALL_SCRIPT = "scripts/install-kube-apiserver.sh"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -69,7 +67,7 @@ def _b64(path: str) -> str:
         return base64.b64encode(f.read()).decode()
 
 
-class KubeServer:
+class KubeServer(ManagedServer):
     """etcd + kube-apiserver (+ kube-controller-manager) for the length of a test session.
 
     After :meth:`start`: ``kubeconfig`` (a file with the context ``context``, credentials embedded),
@@ -286,16 +284,6 @@ class KubeServer:
             log.close()
         self._logs.clear()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> KubeServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def find_helm() -> str | None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.kube_server import CACHE_DIR, find_helm
+from tests.kube_server import find_helm
+from tests.pulumi_engine import engine_env
 
 STANDIN_PLUGIN_DIR = Path(__file__).resolve().parent / "standin_plugin"
 STANDIN_PLUGIN = STANDIN_PLUGIN_DIR / "pulumi-resource-kubernetes"
@@ -21,7 +22,7 @@ STANDIN_PLUGIN = STANDIN_PLUGIN_DIR / "pulumi-resource-kubernetes"
 
 def standin_plugin_env(env: dict) -> dict:
     """A copy of ``env`` (for running ``pulumi``) in which the engine finds the stand-in Kubernetes plugin,
-    and the plugin finds helm (for ``helm.v3.Chart``) even when HYPERFLEET_CACHE is not passed on."""
+    and the plugin finds the tests' helm (for ``helm.v3.Chart``) in PULUMI_K8S_STANDIN_HELM."""
     env = dict(env)
     env["PATH"] = os.pathsep.join([str(STANDIN_PLUGIN_DIR)] + [p for p in [env.get("PATH")] if p])
     env.pop("PULUMI_IGNORE_AMBIENT_PLUGINS", None)  # it would hide the stand-in from the engine
@@ -32,12 +33,5 @@ def standin_plugin_env(env: dict) -> dict:
 
 
 def pulumi_engine_env(state_dir, passphrase: str) -> dict:
-    """The environment the tests run ``pulumi`` in: the engine and Python language host of
-    ``make toolchain`` on PATH, its PULUMI_HOME, a file backend in ``state_dir``, no plugin downloads,
-    and the stand-in Kubernetes plugin."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPERFLEET_", "MONGO_", "KUBECONFIG"))}
-    env["PATH"] = os.pathsep.join([str(CACHE_DIR / "toolchain" / "bin"), env.get("PATH", "")])
-    env["PULUMI_HOME"] = str(CACHE_DIR / "pulumi" / "home")
-    env.update(PULUMI_BACKEND_URL=f"file://{state_dir}", PULUMI_CONFIG_PASSPHRASE=passphrase,
-               PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
-    return standin_plugin_env(env)
+    """The engine's environment of the tests (tests/pulumi_engine.py) with the stand-in Kubernetes plugin."""
+    return standin_plugin_env(engine_env(state_dir, passphrase))

@@ -21,13 +21,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pymongo
 
-from tests.processes import ServerNotFound, free_port, stop_process
+from tests.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
-CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 FERRETDB = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
 
 
@@ -51,7 +49,7 @@ def choose_kind() -> str:
     raise ServerNotFound(f"HYPERFLEET_TEST_SERVER={wanted}: that server is not installed here")
 
 
-class MongoServer:
+class MongoServer(ManagedServer):
     def __init__(self, kind: str | None = None):
         self.kind = kind or choose_kind()
         self.port = free_port()
@@ -138,13 +136,3 @@ class MongoServer:
         for log in self._logs:
             log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> MongoServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -48,8 +48,7 @@ What it implements, the subset the SDK needs for typed objects, an explicit ``Pr
 * the invokes ``kubernetes:helm:template`` (``helm template`` with the values in a temporary file,
   ``--namespace``, ``--include-crds`` unless skip_crd_rendering, ``--skip-tests`` unless
   include_test_hook_resources, the cluster's version and API versions when it can be reached; helm
-  is $PULUMI_K8S_STANDIN_HELM, else ``$HYPERFLEET_CACHE/helm/v3.22.0/bin/helm``, another version
-  there, or one on PATH) and ``kubernetes:yaml:decode``; both give namespaced objects without a
+  is $PULUMI_K8S_STANDIN_HELM, which the tests set, else the one on PATH) and ``kubernetes:yaml:decode``; both give namespaced objects without a
   namespace the default one.
 
 It never awaits readiness: an object counts as ready once the API server has accepted it, as if every
@@ -64,7 +63,6 @@ kustomize, the list/watch/podLogs invokes, client-side apply, ``renderYamlToDire
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
@@ -372,18 +370,11 @@ class Cluster:
 # --- helm ---------------------------------------------------------------------------------------------
 
 def find_helm() -> str:
-    if os.environ.get("PULUMI_K8S_STANDIN_HELM"):
-        return os.environ["PULUMI_K8S_STANDIN_HELM"]
-    cache = os.environ.get("HYPERFLEET_CACHE", os.path.expanduser("~/.cache/hyperfleet"))
-    candidates = [os.path.join(cache, "helm", "v3.22.0", "bin", "helm")]
-    candidates += sorted(glob.glob(os.path.join(cache, "helm", "*", "bin", "helm")), reverse=True)
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    found = shutil.which("helm")
-    if found:
-        return found
-    raise ProviderError(f"helm not found in {cache}/helm/*/bin nor on PATH (scripts/install-helm.sh)")
+    """The helm the tests found (tests/kube_server.find_helm, passed on by standin_plugin_env), else PATH's."""
+    found = os.environ.get("PULUMI_K8S_STANDIN_HELM") or shutil.which("helm")
+    if not found:
+        raise ProviderError("helm not found: neither PULUMI_K8S_STANDIN_HELM nor PATH has one (scripts/install-helm.sh)")
+    return found
 
 
 def decode_yaml(text: str, default_namespace: str | None, namespaced) -> list[dict]:

@@ -1,0 +1,41 @@
+"""Running the real Pulumi engine of ``make toolchain`` from tests: its environment and a runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.processes import CACHE_DIR
+
+
+def engine_env(state_dir, passphrase: str) -> dict:
+    """The engine and Python language host of ``make toolchain`` on PATH, its PULUMI_HOME (where it
+    installed the plugins), a file backend in ``state_dir``, no update check and no plugin downloads;
+    none of the caller's hyperfleet, Mongo or kubeconfig settings leak into the program."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPERFLEET_", "MONGO_", "KUBECONFIG"))}
+    env["PATH"] = os.pathsep.join([str(CACHE_DIR / "toolchain" / "bin"), env.get("PATH", "")])
+    env["PULUMI_HOME"] = str(CACHE_DIR / "pulumi" / "home")
+    env.update(PULUMI_BACKEND_URL=f"file://{state_dir}", PULUMI_CONFIG_PASSPHRASE=passphrase,
+               PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
+    return env
+
+
+def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600):
+    """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``; with check,
+    a failure fails the test showing the end of the engine's output. Skips when no engine is installed."""
+    if shutil.which("pulumi", path=env["PATH"]) is None:
+        pytest.skip("no pulumi engine: run make toolchain")
+    Path(env["PULUMI_BACKEND_URL"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=cwd, env=env,
+                                capture_output=True, text=True, timeout=timeout_seconds)
+        if check:
+            assert result.returncode == 0, \
+                f"pulumi {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        return result
+    return run
