@@ -57,7 +57,7 @@ def deploy(config: StackConfig, stack: str) -> dict:
         **outputs,
         "namespace": namespace.metadata.name,
         "release": release,
-        "chart_resources": chart.resources.apply(lambda r: len(r)),
+        "chart_resources": chart.resources.apply(len),
         "experiments": [s.key for s in specs],
         "status_command": f'kubectl -n {namespace_name} exec {monitor} -- sh -c \'hyperfleet status --mongo "$MONGO_URL"\'',
     }
