@@ -150,5 +150,8 @@ def chart_values(config: StackConfig, stack: str, secret_name: str) -> dict:
             "maxRetries": monitor.max_retries,
             "resources": resources(monitor.resources),
         },
+        # the provider awaits Deployments and the StatefulSet to readiness; a driver Job runs as long as
+        # its search, so `pulumi up` does not wait for it (hyperfleet status follows it instead)
+        "driver": {"jobAnnotations": {"pulumi.com/skipAwait": "true"}},
         "experiments": list(config.experiments),
     }

@@ -96,6 +96,10 @@ def check_space(space: Any, path: str = "space") -> list[str]:
 def _check_params(params: Mapping, path: str, problems: list[str], seen: set[str]) -> None:
     for name, value in params.items():
         here = f"{path}.{name}"
+        if isinstance(name, bool) or name in ("true", "false", "True", "False"):
+            problems.append(f"{here}: a parameter named {name} is what YAML 1.1 readers (Helm; PyYAML for yes, no, on "
+                            "and off) make of an unquoted y, n, yes, no, on or off; quote the name (\"y\": ...)")
+            continue
         if not isinstance(name, str) or not _LABEL.match(name):
             problems.append(f"{here}: a parameter name is letters, digits and _ (no dots), starting with a letter")
             continue
@@ -275,7 +279,7 @@ class ExperimentSpec(BaseModel):
             raise ValueError("needs module:function (or module.function), or {image: ...}")
         return value
 
-    @field_validator("space")
+    @field_validator("space", mode="before")  # before pydantic turns boolean keys into a type error
     @classmethod
     def _space(cls, value):
         problems = check_space(value)

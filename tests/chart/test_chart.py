@@ -26,6 +26,7 @@ FULL = {
     "networkPolicy": {"extraIngressFrom": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
     "imagePullSecrets": ["registry-credentials"],
     "workloadAnnotations": {"pulumi.com/skipAwait": "true"},
+    "driver": {"jobAnnotations": {"example.com/owner": "ml"}},
     "commonLabels": {"team": "ml"},
 }
 
@@ -37,7 +38,11 @@ def values_file(tmp_path, values: dict) -> str:
 
 
 def render(helm, tmp_path, values: dict | None = None, namespace="ml") -> list[dict]:
-    out = helm("template", "exp", str(CHART), "--namespace", namespace, "-f", values_file(tmp_path, values or {})).stdout
+    return render_file(helm, values_file(tmp_path, values or {}), namespace)
+
+
+def render_file(helm, path, namespace="ml") -> list[dict]:
+    out = helm("template", "exp", str(CHART), "--namespace", namespace, "-f", str(path)).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -100,6 +105,31 @@ def test_monitor_may_only_read_pods_of_its_namespace(helm, tmp_path):
     for name, spec in pod_specs(objects):
         if name != "exp-hyperfleet-monitor":
             assert spec["automountServiceAccountToken"] is False, name
+
+
+def test_an_unquoted_y_key_fails_the_render_saying_to_quote_it(helm, tmp_path):
+    """Helm parses values as YAML 1.1: an unquoted `y:` is the boolean true, and would reach the driver as
+    a parameter named "true" (every trial then fails with KeyError: 'y')."""
+    space = "experiments:\n  - name: branin\n    objective: hyperfleet.demo:branin\n    max_evals: 5\n    space:\n" \
+            "      x: {uniform: [-5, 10]}\n      %s: {uniform: [0, 15]}\n"
+    unquoted, quoted = tmp_path / "unquoted.yaml", tmp_path / "quoted.yaml"
+    unquoted.write_text(space % "y")
+    quoted.write_text(space % '"y"')
+    result = helm("template", "exp", str(CHART), "-f", str(unquoted), check=False)
+    assert result.returncode != 0
+    assert 'values.experiments[0].space: a key became "true"' in result.stderr
+    assert 'quote the key ("y": ...)' in result.stderr
+    (job_spec,) = by_kind(render_file(helm, quoted), "ConfigMap").values()
+    assert json.loads(job_spec["data"]["experiment.json"])["space"]["y"] == {"uniform": [0, 15]}
+
+
+def test_job_annotations_go_on_the_driver_jobs_only(helm, tmp_path):
+    objects = render(helm, tmp_path, {"experiments": [EXPERIMENT], "workloadAnnotations": {"team": "ml"},
+                                      "driver": {"jobAnnotations": {"pulumi.com/skipAwait": "true"}}})
+    (job,) = by_kind(objects, "Job").values()
+    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true", "team": "ml"}
+    for name, deployment in by_kind(objects, "Deployment").items():
+        assert deployment["metadata"]["annotations"] == {"team": "ml"}, name
 
 
 def test_workers_get_the_mongo_url_from_the_secret_and_their_pod_name(helm, tmp_path):

@@ -107,6 +107,8 @@ def test_kind_uses_the_named_context_and_gives_the_chart_the_config(tmp_path):
     assert workers["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert values["monitor"]["graceSeconds"] == 30 and values["monitor"]["policy"] == "error"
     assert values["experiments"] == [EXPERIMENT]
+    # pulumi up awaits the workloads' readiness, not the end of the search
+    assert values["driver"] == {"jobAnnotations": {"pulumi.com/skipAwait": "true"}}
     assert "password" not in json.dumps(values["mongo"])  # it stays in the Secret
     assert outputs["experiments"] == ["demo"] and resolved(outputs["namespace"]) == "ml"
 

@@ -42,6 +42,10 @@ INVALID = [
     (spec(space={"n": {"randint": [1.5, 4]}}), "space.n.randint: needs [low, high] integers"),
     (spec(space={"c": {"choice": []}}), "space.c.choice: needs a non-empty list of options"),
     (spec(space={"a.b": {"uniform": [0, 1]}}), "space.a.b: a parameter name is letters, digits and _ (no dots)"),
+    # an unquoted `y:` after Helm's YAML 1.1 parse, and an unquoted `yes:` after PyYAML's
+    (spec(space={"x": {"uniform": [0, 1]}, "true": {"uniform": [0, 1]}}),
+     "space.true: a parameter named true is what YAML 1.1 readers"),
+    (spec(space={True: {"uniform": [0, 1]}}), "space.True: a parameter named True is what YAML 1.1 readers"),
     (spec(space={"m": {"choice": [{"kind": "svm", "C": {"loguniform": [1, 0]}}]}}),
      "space.m.choice[0].C.loguniform: needs [low, high] with 0 < low < high"),
     (spec(space={"m": {"choice": [{"x": {"uniform": [0, 1]}}]}, "x": {"uniform": [0, 1]}}),

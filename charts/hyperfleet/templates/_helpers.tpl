@@ -109,3 +109,22 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* Fails on a map key that Helm's YAML 1.1 parse turned into a boolean: an unquoted y, n, yes, no,
+on or off key (a search-space parameter `y:`, an env name, a label) arrives as "true" or "false", and
+nothing downstream could tell. Call with (dict "path" "values" "value" .Values). */}}
+{{- define "hyperfleet.noBooleanKeys" -}}
+{{- $path := .path -}}
+{{- if kindIs "map" .value -}}
+{{- range $key, $value := .value -}}
+{{- if has $key (list "true" "false") -}}
+{{- fail (printf "%s: a key became %q: Helm reads values as YAML 1.1, where unquoted y, n, yes, no, on and off are booleans; quote the key (\"y\": ...)" $path $key) -}}
+{{- end -}}
+{{- include "hyperfleet.noBooleanKeys" (dict "path" (printf "%s.%s" $path $key) "value" $value) -}}
+{{- end -}}
+{{- else if kindIs "slice" .value -}}
+{{- range $index, $item := .value -}}
+{{- include "hyperfleet.noBooleanKeys" (dict "path" (printf "%s[%d]" $path $index) "value" $item) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
