@@ -26,7 +26,7 @@ PULUMI_CONFIG_PASSPHRASE ?= hyperfleet-$(STACK)
 PULUMI := env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
 	PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE="$(PULUMI_CONFIG_PASSPHRASE)" \
 	PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true pulumi
-TOOLCHAIN_PARTS ?= cli python docker
+TOOLCHAIN_PARTS ?= cli python docker kubernetes
 
 .PHONY: help
 help: ## Show this help
@@ -56,9 +56,18 @@ image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made her
 	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
 
 .PHONY: kube-server
-kube-server: ## Install a real Kubernetes API server for tests (etcd from apt; kube-apiserver, controller-manager, helm built from the Go proxy)
+kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, helm (Go proxy)
 	scripts/install-kube-apiserver.sh
+	scripts/install-local-cluster.sh
 	scripts/install-helm.sh
+
+.PHONY: cluster-up
+cluster-up: install kube-server docker-engine ## Start the tests' single-node cluster whose pods run (root; context hyperfleet-local)
+	PYTHONPATH=. $(PY) -m tests.kube_cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the tests' cluster: its processes, pods, iptables chains and bridge
+	PYTHONPATH=. $(PY) -m tests.kube_cluster down
 
 .PHONY: toolchain
 toolchain: ## Install the pulumi CLI, Python host and provider plugins (on PATH, installer, or built from the Go proxy)
@@ -87,7 +96,7 @@ kind-test: install toolchain ## End to end on a new kind cluster (needs kind and
 	mkdir -p $(PULUMI_STATE_DIR)
 	env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
 	  PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE=hyperfleet-kind \
-	  PULUMI_SKIP_UPDATE_CHECK=true scripts/kind-test.sh
+	  PULUMI_SKIP_UPDATE_CHECK=true PYTHON=$(PY) scripts/kind-test.sh
 
 .PHONY: down
 down: ## pulumi destroy of STACK: removes every container, volume and network it made

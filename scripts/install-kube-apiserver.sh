@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs a real Kubernetes control plane for tests (tests/kube_server), for machines where no
-# cluster can be had (no kind node image, no release downloads):
+# Installs the Kubernetes binaries of the tests' clusters, for machines where no cluster can be had
+# (no kind node image, no release downloads): the API-only server of tests/kube_server and the
+# single-node cluster of tests/kube_cluster (scripts/local-cluster.sh):
 #  1. etcd from Debian's `etcd-server` package, when `etcd` is missing (root, apt-get);
-#  2. kube-apiserver and kube-controller-manager, built from the Go module proxy into a cache outside
-#     the repository: ${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}/kubernetes/$KUBE_VERSION/bin/.
+#  2. kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy, built from the
+#     Go module proxy into a cache outside the repository:
+#     ${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}/kubernetes/$KUBE_VERSION/bin/.
 # Idempotent: binaries that are there and report the wanted version are reused.
 #
 # k8s.io/kubernetes cannot be built with `go install …@version`: its go.mod points every k8s.io
@@ -22,7 +24,8 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-v1.30.14}"
 CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 BIN_DIR="$CACHE_DIR/kubernetes/$KUBE_VERSION/bin"
-COMMANDS=(kube-apiserver kube-controller-manager)
+# kubelet 1.30 still runs on cgroup v1 hosts (1.35+ refuses them by default).
+COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 
@@ -56,7 +59,7 @@ if built_ok; then
   echo "kubernetes $KUBE_VERSION already built: $BIN_DIR (${COMMANDS[*]})"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go (>= 1.22) is needed to build kube-apiserver" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go (>= 1.26) is needed to build kube-apiserver" >&2; exit 1; }
 
 if [[ ! "$KUBE_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]]; then
   echo "error: KUBE_VERSION must look like v1.31.14, not $KUBE_VERSION" >&2
@@ -118,7 +121,7 @@ ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$KUBE_MINOR"
 pkgs=()
 for cmd in "${COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
-echo "building ${COMMANDS[*]} $KUBE_VERSION (about 10 min cold on 2 cores) ..."
+echo "building ${COMMANDS[*]} $KUBE_VERSION (about 15 min cold on 2 cores, 1.5 GB peak memory) ..."
 rm -rf out && mkdir out
 CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}"
 mkdir -p "$BIN_DIR"

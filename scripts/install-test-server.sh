@@ -31,7 +31,7 @@ if [[ -x "$TARGET" && "$TARGET" -nt "$SRC" ]]; then
   echo "ferretdb $FERRETDB_VERSION already built: $TARGET"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go (>= 1.22) is needed to build the FerretDB test server" >&2; exit 1; }
+command -v go >/dev/null || { echo "error: Go (>= 1.26) is needed to build the FerretDB test server" >&2; exit 1; }
 
 start=$(date +%s)
 work="$CACHE_DIR/build/ferretdb-$FERRETDB_VERSION"

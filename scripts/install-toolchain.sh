@@ -20,8 +20,8 @@
 #      - docker:     hyperfleet's bridge of the Terraform Docker provider
 #                    (scripts/toolchain/pulumi-resource-docker): pulumi-terraform-bridge + an
 #                    unmodified copy of kreuzwerker/terraform-provider-docker + one shim file;
-#      - kubernetes: github.com/pulumi/pulumi-kubernetes/provider/v4 with its two generated embed files,
-#                    when the proxy serves it (the proxy reachable from this project refuses it: 403).
+#      - kubernetes: github.com/pulumi/pulumi-kubernetes/provider/v4 at the one commit the proxy serves,
+#                    with its two generated embed files and the Go SDK from the proxy for its ../sdk.
 # Provider plugins are installed with `pulumi plugin install resource NAME VERSION --file BIN`.
 #
 # Layout (HYPERFLEET_CACHE, default ~/.cache/hyperfleet):
@@ -40,7 +40,10 @@ set -euo pipefail
 
 PULUMI_VERSION="${PULUMI_VERSION:-3.255.0}"                        # CLI, language host; PyPI pulumi
 PULUMI_DOCKER_VERSION="${PULUMI_DOCKER_VERSION:-5.2.0}"            # plugin docker; PyPI pulumi-docker
-PULUMI_KUBERNETES_VERSION="${PULUMI_KUBERNETES_VERSION:-4.34.2}"   # plugin kubernetes; PyPI pulumi-kubernetes
+PULUMI_KUBERNETES_VERSION="${PULUMI_KUBERNETES_VERSION:-4.24.1}"   # plugin kubernetes; PyPI pulumi-kubernetes
+# The proxy refuses pulumi-kubernetes/provider/v4 at every tag; it serves this commit of 15 January 2026.
+# 4.24.1 (24 November 2025) is the newest release not newer than it (4.25.0 followed on 16 January).
+PULUMI_KUBERNETES_PROVIDER_PSEUDO="v4.0.0-20260115033456-f47bc2d6f199"
 # Pulumi's language host module is untagged: the pseudo-version of the commit tagged v$PULUMI_VERSION.
 PULUMI_LANGUAGE_PYTHON_PSEUDO="v3.0.0-20260728122446-7a0dceacbe8f"
 # Ingredients of the docker bridge (the versions pulumi-docker 5.x pairs, upstream v4.6.0 plus fixes).
@@ -131,6 +134,7 @@ LANG_HOST_SRC="$HERE/toolchain/pulumi-language-python"
 DOCKER_SRC="$HERE/toolchain/pulumi-resource-docker"
 LANG_HOST_OUT="$BIN_DIR/pulumi-language-python"
 DOCKER_OUT="$PLUGIN_BUILDS/docker-v$PULUMI_DOCKER_VERSION/pulumi-resource-docker"
+KUBERNETES_OUT="$PLUGIN_BUILDS/kubernetes-v$PULUMI_KUBERNETES_VERSION/pulumi-resource-kubernetes"
 lang_host_stamp() {
   { echo "$PULUMI_VERSION $PULUMI_LANGUAGE_PYTHON_PSEUDO"; cat "$LANG_HOST_SRC/main.go"; } | sha256sum | cut -c1-16
 }
@@ -138,6 +142,7 @@ docker_stamp() {
   { echo "$PULUMI_DOCKER_VERSION $TF_BRIDGE_VERSION $TF_PLUGIN_SDK_FORK $TF_DOCKER_VERSION"
     cat "$DOCKER_SRC/main.go" "$DOCKER_SRC/hyperfleetshim.go.in"; } | sha256sum | cut -c1-16
 }
+kubernetes_stamp() { echo "$PULUMI_KUBERNETES_VERSION $PULUMI_KUBERNETES_PROVIDER_PSEUDO" | sha256sum | cut -c1-16; }
 # A build of ours whose stamp no longer matches its inputs.
 stale() { [[ -f "$1.stamp" && "$(cat "$1.stamp")" != "$2" ]]; }
 up_to_date() { [[ -x "$1" && -f "$1.stamp" && "$(cat "$1.stamp")" == "$2" ]]; }
@@ -315,15 +320,16 @@ MOD
 
 build_kubernetes_provider() {
   have_go "the kubernetes provider plugin"
-  local module=github.com/pulumi/pulumi-kubernetes/provider/v4 v="v$PULUMI_KUBERNETES_VERSION"
-  local work="$BUILD_DIR/pulumi-resource-kubernetes-$v" out="$PLUGIN_BUILDS/kubernetes-$v/pulumi-resource-kubernetes" dir
-  if [[ -x "$out" ]]; then log "kubernetes provider already built: $out"; return; fi
-  proxy_serves "$module" "$v" ||
-    die "pulumi-resource-kubernetes $PULUMI_KUBERNETES_VERSION: Pulumi's plugin download is unreachable and the Go module proxy does not serve $module@$v (its answer: $(go list -m -json "$module@$v" 2>&1 | grep -oE '[0-9]{3} [A-Za-z ]+' | head -1)). Where Pulumi is reachable, run \`pulumi plugin install resource kubernetes $PULUMI_KUBERNETES_VERSION\` and copy the folder plugins/resource-kubernetes-$v of that PULUMI_HOME (default ~/.pulumi) into $PULUMI_HOME/plugins/"
-  dir="$(module_dir "$module" "$v")"
+  local module=github.com/pulumi/pulumi-kubernetes/provider/v4 v="$PULUMI_KUBERNETES_PROVIDER_PSEUDO"
+  local work="$BUILD_DIR/pulumi-resource-kubernetes-v$PULUMI_KUBERNETES_VERSION"
+  local out="$KUBERNETES_OUT" dir stamp sdk_version
+  stamp="$(kubernetes_stamp)"
+  if up_to_date "$out" "$stamp"; then log "kubernetes provider already built: $out"; return; fi
+  dir="$(module_dir "$module" "$v")" ||
+    die "the Go module proxy does not serve $module@$v. Where Pulumi is reachable, \`pulumi plugin install resource kubernetes $PULUMI_KUBERNETES_VERSION\` gets the official binary instead"
   rm -rf "$work" && mkdir -p "$work" "$(dirname "$out")"
-  # The two embed files are git-ignored, generated from files the module carries: schema.json with the
-  # version set, and terraform-mapping.json, both compacted.
+  # generate.go makes the two embed files (git-ignored upstream) from files the module carries:
+  # schema.json with the version set, and terraform-mapping.json, both compacted.
   cp -r "$dir" "$work/provider" && chmod -R u+w "$work/provider"
   (cd "$work/provider/cmd/pulumi-resource-kubernetes" && python3 - "$PULUMI_KUBERNETES_VERSION" <<'PY'
 import json, sys
@@ -333,24 +339,18 @@ json.dump(schema, open("schema-embed.json", "w"), separators=(",", ":"))
 json.dump(json.load(open("terraform-mapping.json")), open("terraform-mapping-embed.json", "w"), separators=(",", ":"))
 PY
   ) || die "generating the kubernetes provider's embed files failed"
-  # Its go.mod replaces the SDK module with ../sdk: required at the same version instead; other
-  # replacements are repeated (Go ignores a dependency's replace directives).
-  {
-    printf 'module hyperfleet.local/pulumi-resource-kubernetes\n\ngo 1.26\n\nrequire (\n\t%s %s\n\tgithub.com/pulumi/pulumi-kubernetes/sdk/v4 %s\n)\n\n' "$module" "$v" "$v"
-    printf 'replace %s => ./provider\n' "$module"
-    go mod edit -json "$dir/go.mod" | python3 -c '
+  # Its go.mod replaces the Go SDK module with ../sdk (a folder of the repository, not in the module):
+  # that replace goes, and the SDK comes from the proxy at the version the go.mod requires.
+  sdk_version="$(go mod edit -json "$work/provider/go.mod" | python3 -c '
 import json, sys
-for r in json.load(sys.stdin).get("Replace") or []:
-    new = r["New"]
-    if "Version" in new:
-        old = r["Old"]["Path"] + (" " + r["Old"]["Version"] if r["Old"].get("Version") else "")
-        print("replace %s => %s %s" % (old, new["Path"], new["Version"]))'
-  } >"$work/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/pulumi-resource-kubernetes"\n' "$module" >"$work/tools.go"
-  (cd "$work" && go mod tidy -e &&
-    go build -trimpath -o "$out.tmp" -ldflags "-X $module/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" "$module/cmd/pulumi-resource-kubernetes") ||
-    die "building the kubernetes provider plugin failed (log above)"
+print(next(r["Version"] for r in json.load(sys.stdin)["Require"] if r["Path"] == "github.com/pulumi/pulumi-kubernetes/sdk/v4"))')"
+  (cd "$work/provider" &&
+    go mod edit -dropreplace github.com/pulumi/pulumi-kubernetes/sdk/v4 &&
+    go mod tidy -e &&
+    go build -trimpath -o "$out.tmp" -ldflags "-X $module/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" ./cmd/pulumi-resource-kubernetes) ||
+    die "building the kubernetes provider plugin ($module@$v, Go SDK $sdk_version) failed (log above)"
   mv "$out.tmp" "$out"
+  echo "$stamp" >"$out.stamp"
 }
 
 install_provider() {
@@ -400,7 +400,7 @@ for c in "${components[@]}"; do
     cli) timed "component cli" install_cli ;;
     python) timed "component python" install_python ;;
     docker) timed "component docker" install_provider docker "$PULUMI_DOCKER_VERSION" build_docker_provider "$(docker_stamp)" ;;
-    kubernetes) timed "component kubernetes" install_provider kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes_provider ;;
+    kubernetes) timed "component kubernetes" install_provider kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes_provider "$(kubernetes_stamp)" ;;
   esac
   rc=$?
   set -e

@@ -55,11 +55,47 @@ def docker_worker_image():
     import shutil
 
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.skip("no Docker engine (make docker-engine starts one)")
+        pytest.fail("no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
     subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image,
                     os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")], check=True, env=dict(os.environ, PYTHON=sys.executable))
     return image
+
+
+@pytest.fixture(scope="session")
+def test_mongo_image(docker_worker_image):
+    """hyperfleet/test-mongo:test (images/test-mongo): FerretDB, where no mongo image can be pulled."""
+    subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)
+    return "hyperfleet/test-mongo:test"
+
+
+# -- the single-node cluster whose pods run (tests/kube_cluster) -------------------------------------
+
+@pytest.fixture(scope="session")
+def kube_cluster(docker_worker_image, test_mongo_image):
+    """The local cluster, with the test images loaded: a running one (make cluster-up) is used and left
+    running; else one is started for the session and stopped after it."""
+    from tests.kube_cluster import LocalCluster
+
+    cluster = LocalCluster()
+    was_running = cluster.running()
+    cluster.up()
+    try:
+        cluster.load_images([docker_worker_image, test_mongo_image])
+        yield cluster
+    finally:
+        if not was_running:
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
+def cluster_api(kube_cluster):
+    """A kubernetes client ApiClient of the local cluster."""
+    from kubernetes import config
+
+    api_client = config.new_client_from_config(config_file=kube_cluster.kubeconfig, context=kube_cluster.context)
+    yield api_client
+    api_client.close()
 
 
 # -- the test Kubernetes API server (tests/kube_server), shared by every test that needs one --------

@@ -40,9 +40,8 @@ def in_monitor(code: str) -> str:
 
 
 @pytest.fixture
-def stack(tmp_path, docker_worker_image):
+def stack(tmp_path, docker_worker_image, test_mongo_image):
     pulumi = pulumi_runner(REPO, STACK, engine_env(tmp_path / "state", PASSPHRASE))
-    subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)
     pulumi("stack", "init")
     yield pulumi
     pulumi("destroy", "--yes", "--skip-preview", check=False)

@@ -25,7 +25,7 @@ def docker_ok() -> bool:
 @pytest.fixture(scope="session")
 def objective_image():
     if not docker_ok():
-        pytest.skip("no Docker engine (make docker-engine starts one)")
+        pytest.fail("no Docker engine (make docker-engine starts one)")
     base = os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
     subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE,
                     str(REPO / "examples" / "container-objective")], check=True, capture_output=True)

@@ -1,27 +1,31 @@
-"""The stand-in Kubernetes provider plugin (tests/kube_server/standin_plugin) under the real Pulumi
-engine, against the test API server: `pulumi up` of a small pulumi_kubernetes program with an explicit
-Provider (Namespace, ConfigMaps, a Secret from a Pulumi secret, a Deployment, a helm.v3.Chart of a local
-chart), an update that reaches the live object, a preview with no changes, `pulumi destroy` leaving
-nothing, and a provider naming a context the kubeconfig lacks failing the preview. The API server is
-the session's (tests/conftest.py: kube_server, kube_api); each run has its own namespace and state."""
+"""The real pulumi-kubernetes provider plugin (built by `make toolchain`) under the real Pulumi engine,
+on the tests' single-node cluster: `pulumi up` of a small pulumi_kubernetes program with an explicit
+Provider (Namespace, ConfigMaps, a Secret from a Pulumi secret, a Deployment awaited until its pods
+run, a helm.v3.Chart of a local chart), an update that reaches the live object, a preview with no
+changes, `pulumi destroy` leaving nothing, and what a provider naming a context the kubeconfig lacks
+does. The cluster is the session's (tests/conftest.py: kube_cluster, cluster_api); each run has
+its own namespace and state."""
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import textwrap
 import uuid
 
-import pytest
+from importlib.metadata import version
+
 from kubernetes import client
 
 from tests.conftest import REPO
+from tests.kube_cluster import PAUSE_IMAGE
 from tests.kube_server import find_helm, gone
-from tests.kube_server.pulumi import pulumi_engine_env
-from tests.pulumi_engine import pulumi_runner
+from tests.pulumi_engine import engine_env, pulumi_runner
 
+KUBERNETES_SDK_VERSION = version("pulumi-kubernetes")  # infra/requirements.txt: the plugin's version
 PASSPHRASE = "hyperfleet-test"  # protects nothing: a throwaway stack in tmp_path
-PASSWORD = "standin-s3cret-value"
+PASSWORD = "provider-s3cret-value"
 
 PROGRAM = '''\
 import os
@@ -50,7 +54,7 @@ web = k8s.apps.v1.Deployment("web", metadata={"name": "web"}, spec={
     "replicas": 2,
     "selector": {"matchLabels": labels},
     "template": {"metadata": {"labels": labels},
-                 "spec": {"containers": [{"name": "web", "image": "hyperfleet/runtime:test"}]}},
+                 "spec": {"containers": [{"name": "web", "image": cfg.require("image")}]}},
 }, opts=inside)
 chart = Chart("tiny", LocalChartOpts(path=os.path.join(os.path.dirname(__file__), "chart"),
                                      namespace=cfg.require("namespace"),
@@ -83,11 +87,10 @@ CHART = {
 
 def write_project(directory, stack: str, settings: dict[str, str], secrets: dict[str, str], state_dir):
     """A Pulumi project in ``directory`` (PROGRAM, the chart), a stack with its config; its `pulumi` runner."""
-    pulumi = pulumi_runner(directory, stack, pulumi_engine_env(state_dir, PASSPHRASE), timeout_seconds=300)
-    if find_helm() is None:
-        pytest.skip("no helm: run scripts/install-helm.sh")
+    pulumi = pulumi_runner(directory, stack, engine_env(state_dir, PASSPHRASE), timeout_seconds=300)
+    assert find_helm() is not None, "no helm: run scripts/install-helm.sh (make kube-server)"
     (directory / "Pulumi.yaml").write_text(
-        f"name: standin-test\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n")
+        f"name: provider-test\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n")
     (directory / "__main__.py").write_text(PROGRAM)
     for name, text in CHART.items():
         path = directory / "chart" / name
@@ -102,17 +105,21 @@ def write_project(directory, stack: str, settings: dict[str, str], secrets: dict
     return pulumi
 
 
-def test_up_update_preview_destroy(kube_server, kube_api, tmp_path):
-    namespace = "standin-" + uuid.uuid4().hex[:8]
+def test_up_update_preview_destroy(kube_cluster, cluster_api, tmp_path):
+    namespace = "provider-" + uuid.uuid4().hex[:8]
     project = tmp_path / "project"
     project.mkdir()
     pulumi = write_project(project, "test", {
-        "kubeconfig": kube_server.kubeconfig, "context": kube_server.context, "namespace": namespace,
-        "greeting": "hello"}, {"password": PASSWORD}, tmp_path / "state")
-    core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
+        "kubeconfig": kube_cluster.kubeconfig, "context": kube_cluster.context, "namespace": namespace,
+        "greeting": "hello", "image": PAUSE_IMAGE}, {"password": PASSWORD}, tmp_path / "state")
+    core, apps = client.CoreV1Api(cluster_api), client.AppsV1Api(cluster_api)
 
+    # the engine runs the plugin built here, installed under the SDK's version, not an ambient one
+    plugins = subprocess.run(["pulumi", "plugin", "ls"], env=engine_env(tmp_path / "state", PASSPHRASE),
+                             capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[:3] == ["kubernetes", "resource", KUBERNETES_SDK_VERSION] for line in plugins.splitlines()), plugins
     preview = pulumi("preview")  # unknowns (the namespace's uid, the derived ConfigMap's namespace) pass
-    assert "using pulumi-resource-kubernetes from $PATH" in preview.stdout + preview.stderr  # the stand-in ran
+    assert "from $PATH" not in preview.stdout + preview.stderr
     assert gone(lambda: core.read_namespace(namespace))  # a preview touches nothing
 
     pulumi("up", "--yes")
@@ -122,6 +129,7 @@ def test_up_update_preview_destroy(kube_server, kube_api, tmp_path):
     assert base64.b64decode(core.read_namespaced_secret("creds", namespace).data["password"]).decode() == PASSWORD
     deployment = apps.read_namespaced_deployment("web", namespace)
     assert deployment.spec.replicas == 2
+    assert deployment.status.ready_replicas == 2  # the provider awaited the Deployment's pods
     assert core.read_namespaced_config_map("tiny-cm", namespace).data == {"greeting": "hello from helm"}
     core.read_namespaced_service_account("tiny-sa", namespace)
 
@@ -155,15 +163,20 @@ def test_up_update_preview_destroy(kube_server, kube_api, tmp_path):
     assert not state.get("resources")
 
 
-def test_unknown_context_fails_the_preview(kube_server, tmp_path):
+def test_unknown_context_passes_the_providers_preview_and_fails_up_naming_it(kube_cluster, cluster_api, tmp_path):
+    """What the provider does with a context its kubeconfig lacks: nothing in preview, an error at up.
+    This is why hyperfleet's stack config checks the context itself, before anything is planned
+    (tests/e2e/test_kube_stack.py: the preview fails naming it)."""
     project = tmp_path / "project"
     project.mkdir()
-    with open(kube_server.kubeconfig) as f:
+    with open(kube_cluster.kubeconfig) as f:
         kubeconfig_text = f.read()  # the kubeconfig's content, not its path, this time
     pulumi = write_project(project, "bad", {
-        "kubeconfig": kubeconfig_text, "context": "no-such-context", "namespace": "standin-bad",
-        "greeting": "hello"}, {"password": PASSWORD}, tmp_path / "state")
-    result = pulumi("preview", check=False)
+        "kubeconfig": kubeconfig_text, "context": "no-such-context", "namespace": "provider-bad",
+        "greeting": "hello", "image": PAUSE_IMAGE}, {"password": PASSWORD}, tmp_path / "state")
+    assert "+ 10 to create" in pulumi("preview").stdout
+    result = pulumi("up", "--yes", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert 'context "no-such-context" does not exist' in output, output
+    assert gone(lambda: client.CoreV1Api(cluster_api).read_namespace("provider-bad"))

@@ -67,6 +67,61 @@ def _b64(path: str) -> str:
         return base64.b64encode(f.read()).decode()
 
 
+# --- certificates and kubeconfigs of the tests' clusters (this API server and tests/kube_cluster) ---
+
+_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def make_ca(pki: str, days: int = 7) -> None:
+    """``ca.crt``/``ca.key`` in ``pki``: the one CA of a test cluster."""
+    _openssl("req", "-x509", *_EC_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", str(days),
+             "-subj", "/CN=hyperfleet-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=pki)
+
+
+def issue_certificate(pki: str, name: str, subject: str, usage: str, san: str | None = None, days: int = 7) -> None:
+    """``NAME.crt``/``NAME.key`` signed by the CA in ``pki``; ``usage``: serverAuth and/or clientAuth."""
+    _openssl("req", "-new", *_EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
+    ext = f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
+    if san:
+        ext += f"subjectAltName={san}\n"
+    with open(os.path.join(pki, f"{name}.ext"), "w") as f:
+        f.write(ext)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", str(days), "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
+
+
+def apiserver_names(addresses: list[str]) -> str:
+    """The subjectAltName of an API server reached at ``addresses`` and through the `kubernetes` Service."""
+    dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+           "kubernetes.default.svc.cluster.local"]
+    return ",".join([f"DNS:{d}" for d in dns] + [f"IP:{a}" for a in [*addresses, KUBERNETES_SERVICE_IP]])
+
+
+def make_service_account_keys(pki: str) -> None:
+    """``sa.key``/``sa.pub``: what signs and checks service-account tokens."""
+    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=pki)
+    _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: str, context: str, server: str, ca_file: str, cert_file: str, key_file: str,
+                     user: str = "admin") -> None:
+    """A kubeconfig with one context, credentials embedded, readable only by its owner."""
+    config = {  # JSON is YAML: every kubeconfig reader takes it
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority-data": _b64(ca_file)}}],
+        "users": [{"name": f"{context}-{user}", "user": {
+            "client-certificate-data": _b64(cert_file), "client-key-data": _b64(key_file)}}],
+        "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-{user}",
+                                                   "namespace": "default"}}],
+        "current-context": context,
+    }
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2)
+    os.chmod(path, 0o600)
+
+
 class KubeServer(ManagedServer):
     """etcd + kube-apiserver (+ kube-controller-manager) for the length of a test session.
 
@@ -129,51 +184,20 @@ class KubeServer(ManagedServer):
     def _make_pki(self) -> None:
         """A CA, the API server's serving certificate, client certificates, the service-account key."""
         os.makedirs(self.pki_dir)
-        pki = self.pki_dir
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "7",
-                 "-subj", "/CN=hyperfleet-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=pki)
-        leaves = {
-            "apiserver": ("/CN=kube-apiserver", "serverAuth",
-                          "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-                          f"DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:{KUBERNETES_SERVICE_IP}"),
-            "admin": ("/O=system:masters/CN=hyperfleet-admin", "clientAuth", None),
-            # the controller manager runs every controller with its own identity (no per-controller
-            # service-account credentials), so it needs to be able to do anything
-            "kcm": ("/O=system:masters/CN=system:kube-controller-manager", "clientAuth", None),
-            # the API server's identity towards aggregated API servers (front proxy)
-            "front-proxy-client": ("/CN=front-proxy-client", "clientAuth", None),
-        }
-        for name, (subject, usage, san) in leaves.items():
-            _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
-            ext = f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n"
-            if san:
-                ext += f"subjectAltName={san}\n"
-            with open(os.path.join(pki, f"{name}.ext"), "w") as f:
-                f.write(ext)
-            _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                     "-days", "7", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
-        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key", cwd=pki)
-        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+        make_ca(self.pki_dir)
+        issue_certificate(self.pki_dir, "apiserver", "/CN=kube-apiserver", "serverAuth",
+                          apiserver_names(["127.0.0.1"]))
+        issue_certificate(self.pki_dir, "admin", "/O=system:masters/CN=hyperfleet-admin", "clientAuth")
+        # the controller manager runs every controller with its own identity (no per-controller
+        # service-account credentials), so it needs to be able to do anything
+        issue_certificate(self.pki_dir, "kcm", "/O=system:masters/CN=system:kube-controller-manager", "clientAuth")
+        # the API server's identity towards aggregated API servers (front proxy)
+        issue_certificate(self.pki_dir, "front-proxy-client", "/CN=front-proxy-client", "clientAuth")
+        make_service_account_keys(self.pki_dir)
 
     def _write_kubeconfig(self, path: str, user: str) -> None:
-        # JSON is YAML: every kubeconfig reader takes it
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": self.context, "cluster": {
-                "server": self.url, "certificate-authority-data": _b64(self.ca_file)}}],
-            "users": [{"name": f"{self.context}-{user}", "user": {
-                "client-certificate-data": _b64(os.path.join(self.pki_dir, f"{user}.crt")),
-                "client-key-data": _b64(os.path.join(self.pki_dir, f"{user}.key"))}}],
-            "contexts": [{"name": self.context, "context": {
-                "cluster": self.context, "user": f"{self.context}-{user}", "namespace": "default"}}],
-            "current-context": self.context,
-        }
-        with open(path, "w") as f:
-            json.dump(config, f, indent=2)
-        os.chmod(path, 0o600)
+        write_kubeconfig(path, self.context, self.url, self.ca_file,
+                         os.path.join(self.pki_dir, f"{user}.crt"), os.path.join(self.pki_dir, f"{user}.key"))
 
     def _start_etcd(self, deadline: float) -> str:
         client_url = f"http://127.0.0.1:{free_port()}"
