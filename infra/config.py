@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from hyperfleet.spec import ExperimentSpec, SpecError, check_env_names, parse_spec
+from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, SpecError, check_env_names, parse_spec
 
 NAMESPACE = "hyperfleet"
 KEYS = ("target", "mongo", "workers", "monitor", "experiments", "images", "docker", "kubernetes", "gke")
@@ -220,9 +220,10 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
         except SpecError as err:
             problems += [f"{NAMESPACE}:experiments[{index}].{p}" for p in err.problems]
             continue
-        if config.target != "docker" and not isinstance(spec.objective, str):
-            problems.append(f"{NAMESPACE}:experiments[{index}].objective: container objectives need the docker "
-                            f"target (on {config.target}, use module:function from the runtime image)")
+        if config.target == "docker" and not isinstance(spec.objective, str):
+            problems += [f"{NAMESPACE}:experiments[{index}].objective.{key}: only trial pods (kind and gke targets) "
+                         "honour it; the docker target would ignore it"
+                         for key in POD_ONLY_KEYS if key in spec.objective.model_fields_set]
         if spec.key in keys:
             problems.append(f"{NAMESPACE}:experiments[{index}].name: the exp_key {spec.key} is used twice")
         keys.add(spec.key)

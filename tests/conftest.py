@@ -63,6 +63,15 @@ def docker_worker_image():
 
 
 @pytest.fixture(scope="session")
+def objective_image(docker_worker_image):
+    """hyperfleet/example-objective:test: the container objective of examples/container-objective."""
+    image = "hyperfleet/example-objective:test"
+    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={os.environ.get('BASE_IMAGE', 'hyperfleet/base:bookworm')}",
+                    "-t", image, str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
+    return image
+
+
+@pytest.fixture(scope="session")
 def test_mongo_image(docker_worker_image):
     """hyperfleet/test-mongo:test (images/test-mongo): FerretDB, where no mongo image can be pulled."""
     subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)

@@ -5,7 +5,7 @@ Reads the trial's parameters from $HYPERFLEET_PARAMS (/hyperfleet/params.json), 
 $HYPERFLEET_OUT (/hyperfleet/out/). Any language can do the same.
 
 MODE (environment) lets the tests play a broken trainer: "no-loss" exits 0 without loss.json,
-"crash" exits 3, "hang" sleeps past any timeout.
+"crash" exits 3, "hang" sleeps past any timeout. SLEEP_SECONDS makes a good trial take that long.
 """
 
 import json
@@ -17,6 +17,7 @@ import time
 params = json.load(open(os.environ.get("HYPERFLEET_PARAMS", "/hyperfleet/params.json")))
 print(f"trial {os.environ.get('HYPERFLEET_TRIAL_ID')}: params {json.dumps(params, sort_keys=True)}", flush=True)
 mode = os.environ.get("MODE", "ok")
+time.sleep(float(os.environ.get("SLEEP_SECONDS", "0")))
 if mode == "hang":
     time.sleep(3600)
 if mode == "crash":

@@ -51,16 +51,27 @@ class ContainerObjective:
     env: tuple[tuple[str, str], ...] = ()
     timeout_seconds: float | None = None
     pull: str = "missing"  # missing | always | never
+    #: trial pods only (JSON, so that the objective stays hashable): resources, node_selector, tolerations
+    kubernetes_json: str = "{}"
 
     #: hyperopt passes (expr, memo, ctrl) instead of the evaluated parameters, so the trial's id and
     #: its attachments are at hand (``hyperopt.base.Domain`` reads this attribute)
     fmin_pass_expr_memo_ctrl = True
 
+    @property
+    def kubernetes(self) -> dict:
+        return json.loads(self.kubernetes_json)
+
     def __call__(self, expr, memo, ctrl) -> dict:
         from hyperopt import pyll
 
+        from . import trial_pods
+
         params = pyll.rec_eval(expr, memo=memo)
         trial = ctrl.current_trial or {}
+        if trial_pods.on_kubernetes():
+            return trial_pods.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
+                                            owner=os.environ.get(OWNER_ENV, ""))
         return run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments)
 
 
@@ -78,9 +89,7 @@ def run_container_trial(objective: ContainerObjective, params: Any, exp_key: str
     client = client or docker_client()
     _ensure_image(client, objective)
     name = f"hyperfleet-trial-{_slug(exp_key or 'default')}-{tid}-{uuid.uuid4().hex[:6]}"
-    env = {**dict(objective.env), "HYPERFLEET_PARAMS": f"{MOUNT}/params.json",
-           "HYPERFLEET_LOSS": f"{MOUNT}/loss.json", "HYPERFLEET_OUT": f"{MOUNT}/out",
-           "HYPERFLEET_TRIAL_ID": str(tid), "HYPERFLEET_EXP_KEY": exp_key or ""}
+    env = trial_environment(objective, exp_key, tid)
     labels = {"hyperfleet.role": "trial", "hyperfleet.exp_key": exp_key or "", "hyperfleet.tid": str(tid),
               OWNER_LABEL: os.environ.get(OWNER_ENV, "")}
     container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
@@ -114,11 +123,23 @@ def run_container_trial(objective: ContainerObjective, params: Any, exp_key: str
             log.warning("could not remove trial container %s: %s", name, err)
 
 
+def trial_environment(objective: ContainerObjective, exp_key: str | None, tid: Any) -> dict[str, str]:
+    """What a trial's container finds in its environment: the experiment's env, then the contract's."""
+    return {**dict(objective.env), "HYPERFLEET_PARAMS": f"{MOUNT}/params.json",
+            "HYPERFLEET_LOSS": f"{MOUNT}/loss.json", "HYPERFLEET_OUT": f"{MOUNT}/out",
+            "HYPERFLEET_TRIAL_ID": str(tid), "HYPERFLEET_EXP_KEY": exp_key or ""}
+
+
 def remove_owned_containers(owner: str) -> int:
-    """Remove every trial container labelled with this worker's owner (after its child was killed).
+    """Remove every trial container (or trial pod, on Kubernetes) of this worker's owner (after its
+    trial was handed back, or its child killed).
 
     Quietly does nothing when no Docker engine can be reached: then no container was started either.
     """
+    from . import trial_pods
+
+    if trial_pods.on_kubernetes():
+        return trial_pods.remove_owned_pods(owner)
     try:
         client = docker_client(timeout_seconds=5)
         containers = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
@@ -191,9 +212,14 @@ def _wait(container, timeout_seconds: float | None) -> tuple[int | None, bool]:
             return None, True
 
 
+def params_json(params: Any) -> bytes:
+    """The trial's params.json: its parameters (numpy values as plain numbers)."""
+    return json.dumps(params, default=_jsonable, sort_keys=True).encode()
+
+
 def _params_archive(params: Any) -> bytes:
     """A tar of /hyperfleet with params.json and an empty out/ that any container user can write."""
-    payload = json.dumps(params, default=_jsonable, sort_keys=True).encode()
+    payload = params_json(params)
     buffer = io.BytesIO()
     now = time.time()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -256,4 +282,6 @@ def from_spec(objective: Mapping[str, Any]) -> ContainerObjective:
         env=tuple(sorted((objective.get("env") or {}).items())),
         timeout_seconds=objective.get("timeout_seconds"),
         pull=objective.get("pull", "missing"),
+        kubernetes_json=json.dumps({k: objective[k] for k in ("resources", "node_selector", "tolerations")
+                                    if objective.get(k)}, sort_keys=True),
     )

@@ -109,7 +109,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
             check_objective(spec)
         objective = ImportedObjective(*spec.objective_path())
     else:
-        objective = containers.from_spec(spec.objective.model_dump())
+        objective = containers.from_spec(spec.objective.model_dump(exclude_none=True))
 
     space = build_space(spec.space)
     max_evals = spec.max_evals

@@ -220,6 +220,27 @@ def check_env_names(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class PodResources(BaseModel):
+    """A trial pod's requests and limits, as Kubernetes writes them (extended resources included)."""
+
+    model_config = ConfigDict(extra="forbid")
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class Toleration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+#: the keys of a container objective that only trial pods (Kubernetes) honour
+POD_ONLY_KEYS = ("resources", "node_selector", "tolerations")
+
+
 class ContainerObjective(BaseModel):
     """Each trial in its own container: /hyperfleet/params.json in, /hyperfleet/loss.json out."""
 
@@ -232,6 +253,11 @@ class ContainerObjective(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0)
     #: when the worker pulls the image: missing (default), always or never
     pull: Literal["missing", "always", "never"] = "missing"
+    #: Kubernetes only: the trial pod's resources (e.g. limits: {nvidia.com/gpu: 1}), nodeSelector
+    #: and tolerations
+    resources: PodResources | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
 
     @field_validator("env")
     @classmethod

@@ -29,6 +29,7 @@ from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
 from .store import JobStore
+from .trial_pods import POD_NAME_ENV, POD_NAMESPACE_ENV
 
 log = logging.getLogger("hyperfleet.worker")
 
@@ -57,7 +58,7 @@ def worker_identity() -> dict[str, Any]:
         engine = docker_engine()
         if engine:
             identity["engine"] = engine
-    for key, env in (("pod", "HYPERFLEET_POD_NAME"), ("namespace", "HYPERFLEET_POD_NAMESPACE")):
+    for key, env in (("pod", POD_NAME_ENV), ("namespace", POD_NAMESPACE_ENV)):
         if os.environ.get(env):
             identity[key] = os.environ[env]
     return identity

@@ -17,7 +17,8 @@ EXPERIMENT = {"name": "branin_1", "objective": "hyperfleet.demo:branin", "algo":
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
 #: every optional part switched on, so that the schema check below covers it
 FULL = {
-    "experiments": [EXPERIMENT, {**EXPERIMENT, "name": "second", "exp_key": "second-key"}],
+    "experiments": [EXPERIMENT, {**EXPERIMENT, "name": "second", "exp_key": "second-key"},
+                    {**EXPERIMENT, "name": "in-pods", "objective": {"image": "me/objective:1"}}],
     "workers": {"replicas": 3, "nodeSelector": {"cloud.google.com/gke-spot": "true"},
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 "extraEnv": [{"name": "OMP_NUM_THREADS", "value": "1"}],
@@ -77,7 +78,7 @@ def test_defaults_render_every_part(helm, tmp_path):
 def test_every_pod_runs_as_non_root_with_probes(helm, tmp_path):
     objects = render(helm, tmp_path, FULL)
     specs = dict(pod_specs(objects))
-    assert len(specs) == 5  # mongo, workers, monitor, two drivers
+    assert len(specs) == 6  # mongo, workers, monitor, three drivers
     for name, spec in specs.items():
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["runAsUser"] > 0, name
@@ -160,11 +161,11 @@ def test_existing_secret_replaces_the_chart_made_one(helm, tmp_path):
 def test_one_driver_job_per_experiment_with_its_spec(helm, tmp_path):
     objects = render(helm, tmp_path, FULL)
     jobs, maps = by_kind(objects, "Job"), by_kind(objects, "ConfigMap")
-    assert len(jobs) == 2 and set(jobs) == set(maps)
+    assert len(jobs) == 3 and set(jobs) == set(maps)
     first = next(n for n in jobs if n.startswith("exp-hyperfleet-driver-branin-1-"))
     assert json.loads(maps[first]["data"]["experiment.json"]) == EXPERIMENT
     assert jobs[first]["spec"]["template"]["metadata"]["labels"]["hyperfleet.io/exp-key"] == "branin_1"
-    second = next(n for n in jobs if n != first)
+    second = next(n for n in jobs if n.startswith("exp-hyperfleet-driver-second-key-"))
     assert jobs[second]["metadata"]["labels"]["hyperfleet.io/exp-key"] == "second-key"
     # a changed spec is a new Job (Jobs are immutable); `hyperfleet run` resumes the exp_key
     changed = render(helm, tmp_path, {"experiments": [{**EXPERIMENT, "max_evals": 40}]})
@@ -205,11 +206,32 @@ def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
         assert key in result.stdout + result.stderr, (command, result.stdout + result.stderr)
 
 
-def test_a_container_objective_is_refused_on_kubernetes(helm, tmp_path):
-    values = {"experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1"}}]}
-    result = helm("template", str(CHART), "-f", values_file(tmp_path, values), check=False)
-    assert result.returncode != 0
-    assert "experiments[0].objective: container objectives" in result.stderr
+def test_a_container_objective_gives_the_workers_exactly_the_rights_trial_pods_need(helm, tmp_path):
+    from hyperfleet.trial_pods import PERMISSIONS
+
+    objects = render(helm, tmp_path, {"experiments": FULL["experiments"]})
+    (role,) = [r for name, r in by_kind(objects, "Role").items() if name == "exp-hyperfleet-worker"]
+    granted = {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
+    assert all(rule["apiGroups"] == [""] for rule in role["rules"])
+    assert granted == {(resource, verb) for resource, verbs in PERMISSIONS.items() for verb in verbs}
+    binding = by_kind(objects, "RoleBinding")["exp-hyperfleet-worker"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "exp-hyperfleet-worker", "namespace": "ml"}]
+    spec = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "exp-hyperfleet-worker" and spec["automountServiceAccountToken"] is True
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["HYPERFLEET_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    assert env["HYPERFLEET_RUNTIME_IMAGE"]["value"] == spec["containers"][0]["image"]
+
+
+def test_without_container_objectives_workers_get_no_kubernetes_rights(helm, tmp_path):
+    objects = render(helm, tmp_path, {"experiments": [EXPERIMENT]})
+    assert "exp-hyperfleet-worker" not in by_kind(objects, "Role")
+    assert "exp-hyperfleet-worker" not in by_kind(objects, "ServiceAccount")
+    spec = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False and "serviceAccountName" not in spec
+    # asked for explicitly (a driver outside the chart submits container objectives)
+    objects = render(helm, tmp_path, {"workers": {"trialPods": True}})
+    assert "exp-hyperfleet-worker" in by_kind(objects, "Role")
 
 
 # -- against the real API server ---------------------------------------------------------------------
@@ -228,7 +250,7 @@ def test_rendered_objects_pass_the_api_servers_schemas(helm, tmp_path, kube_api,
                                      field_manager="hyperfleet-test", dry_run="All")
 
     objects = render(helm, tmp_path, FULL, namespace=namespace)
-    assert len(objects) == 13
+    assert len(objects) == 18  # 13, and a third driver (ConfigMap, Job) and the workers' RBAC for trial pods
     for obj in objects:
         applied = dry_apply(obj)
         assert applied.metadata.name == obj["metadata"]["name"]

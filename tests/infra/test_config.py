@@ -29,8 +29,11 @@ INVALID = [
     ({"target": "gke", "gke": {"project": "p"}}, "hyperfleet:gke.region: required"),
     ({"target": "gke", "gke": {"region": "europe-west1"}}, "hyperfleet:gke.project: required"),
     ({"target": "kind", "images": {"build": True}}, "hyperfleet:images.build: the kind target runs"),
-    ({"target": "kind", "experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1"}}]},
-     "hyperfleet:experiments[0].objective: container objectives need the docker target"),
+    ({"experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1", "node_selector": {"gpu": "a100"}}}]},
+     "hyperfleet:experiments[0].objective.node_selector: only trial pods (kind and gke targets) honour it"),
+    ({"target": "kind", "experiments": [{**EXPERIMENT, "objective": {
+        "image": "me/objective:1", "tolerations": [{"key": "gpu", "operator": "Sometimes"}]}}]},
+     "hyperfleet:experiments[0].objective.tolerations.0.operator: Input should be 'Exists' or 'Equal'"),
     ({"images": {"build": "sometimes"}}, "hyperfleet:images.build: Input should be a valid boolean"),
     ({"experiments": [{**EXPERIMENT, "max_evals": 0}]},
      "hyperfleet:experiments[0].max_evals: Input should be greater than or equal to 1"),

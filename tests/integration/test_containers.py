@@ -1,7 +1,6 @@
 """Container objectives on the real dockerd: params.json in, loss.json out, logs and out/ kept."""
 
 import io
-import os
 import subprocess
 import tarfile
 
@@ -14,23 +13,6 @@ from tests.conftest import REPO
 from tests.integration.test_run import jobs, run_cli
 from tests.integration.test_worker import stop_all
 from tests.conftest import start_worker
-
-IMAGE = "hyperfleet/example-objective:test"
-
-
-def docker_ok() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="session")
-def objective_image():
-    if not docker_ok():
-        pytest.fail("no Docker engine (make docker-engine starts one)")
-    base = os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
-    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", IMAGE,
-                    str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
-    return IMAGE
-
 
 def trial_containers() -> list[str]:
     out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hyperfleet.role=trial"],

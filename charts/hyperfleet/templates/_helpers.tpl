@@ -128,3 +128,12 @@ nothing downstream could tell. Call with (dict "path" "values" "value" .Values).
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when workers run trial pods: asked for, or an experiment has a container objective. */}}
+{{- define "hyperfleet.trialPods" -}}
+{{- $on := .Values.workers.trialPods -}}
+{{- range .Values.experiments -}}
+{{- if kindIs "map" .objective -}}{{- $on = true -}}{{- end -}}
+{{- end -}}
+{{- ternary "true" "" $on -}}
+{{- end -}}

@@ -1,0 +1,180 @@
+"""Container objectives on Kubernetes (runtime/hyperfleet/trial_pods.py): the chart installed with helm
+on the tests' single-node cluster, workers running one pod per trial through the Kubernetes API.
+
+- an 8-trial container experiment with 2 workers ends with 8 DONE, each with its log and out/, and
+  no trial pod left; a worker pod deleted mid-trial takes its trial pod with it and hands the trial
+  back, which is then finished;
+- a crashing objective, one that writes no loss.json, one that outlives its timeout and an image that
+  isn't there each end ERROR with their reason;
+- the calls a worker makes are exactly what the chart's worker Role grants (made here as the workers'
+  ServiceAccount, recorded, and compared with the rendered Role).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.chart.test_chart import CHART
+from tests.e2e.kube_scenario import Scenario, Stack, wait_until
+
+RELEASE = "pods-hyperfleet"  # the helm release and the objects' prefix, as the Pulumi targets name them
+MAX_EVALS = 8
+OBJECTIVE = {"image": "hyperfleet/example-objective:test", "pull": "never"}
+SPACE = {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}
+# one trial each, retries off: each ends ERROR with its reason
+BROKEN = {
+    "pods-crash": ({"env": {"MODE": "crash"}}, "exited with code 3"),
+    "pods-no-loss": ({"env": {"MODE": "no-loss"}}, "exited without writing /hyperfleet/loss.json"),
+    "pods-hang": ({"env": {"MODE": "hang"}, "timeout_seconds": 3}, "ran longer than the trial timeout of 3s"),
+    "pods-no-image": ({"image": "hyperfleet/no-such-image:test"}, "could not be pulled: ErrImageNeverPull"),
+}
+
+
+def values(runtime_image: str, mongo_image: str) -> dict:
+    def image(ref):
+        repository, tag = ref.rsplit(":", 1)
+        return {"repository": repository, "tag": tag}
+
+    experiments = [{"name": "pods-ok", "objective": {**OBJECTIVE, "env": {"SLEEP_SECONDS": "2"}}, "algo": "rand",
+                    "max_evals": MAX_EVALS, "parallelism": 2, "space": SPACE}]
+    experiments += [{"name": name, "objective": {**OBJECTIVE, **extra}, "algo": "rand", "max_evals": 1, "space": SPACE}
+                    for name, (extra, _) in BROKEN.items()]
+    return {
+        "fullnameOverride": RELEASE,
+        "image": {**image(runtime_image), "pullPolicy": "IfNotPresent"},
+        "mongo": {"image": {**image(mongo_image), "pullPolicy": "IfNotPresent"}, "auth": {"mechanism": "PLAIN"},
+                  "persistence": {"size": "1Gi"}},
+        "workers": {"replicas": 2, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
+        "monitor": {"graceSeconds": 5, "intervalSeconds": 0.5},
+        "driver": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
+        "experiments": experiments,
+    }
+
+
+@pytest.fixture(scope="module")
+def release(kube_cluster, helm, objective_image, docker_worker_image, test_mongo_image, tmp_path_factory):
+    kube_cluster.load_images([objective_image])
+    tmp_path = tmp_path_factory.mktemp("trial-pods")
+    namespace = "pods-" + uuid.uuid4().hex[:8]
+    values_path = tmp_path / "values.json"  # JSON quotes every key: PyYAML would write y unquoted (issue of YAML 1.1)
+    values_path.write_text(json.dumps(values(docker_worker_image, test_mongo_image)))
+    target = ["--kubeconfig", kube_cluster.kubeconfig, "--kube-context", kube_cluster.context, "-n", namespace]
+    helm("install", RELEASE, str(CHART), "-f", str(values_path), "--create-namespace", "--wait", "--timeout", "3m",
+         *target)
+    scenario = Scenario(Stack(name="pods", namespace=namespace, release=RELEASE, exp_key="pods-ok",
+                              max_evals=MAX_EVALS), pulumi=None, kubeconfig=kube_cluster.kubeconfig,
+                        context=kube_cluster.context, node_exec=[])
+    yield scenario
+    helm("uninstall", RELEASE, "--wait", *target, check=False)
+    scenario.kubectl("delete", "namespace", namespace, "--wait=false", "-n", "default", check=False)
+
+
+def trial_pods(scenario: Scenario) -> list[dict]:
+    return scenario.get("pods", "-l", "app.kubernetes.io/component=trial")["items"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_worker(release):
+    scenario = release
+    with scenario.database() as jobs:
+        # a worker pod deleted mid-trial: its trial pod goes, its trial is handed back
+        pod = wait_until(lambda: next((p for p in trial_pods(scenario) if p["status"].get("phase") == "Pending"
+                                       and p["metadata"]["annotations"]["hyperfleet.io/exp-key"] == "pods-ok"),
+                                      None), 120, "a trial pod of pods-ok running its objective")
+        worker = pod["metadata"]["labels"]["hyperfleet.io/worker-pod"]
+        tid = int(pod["metadata"]["labels"]["hyperfleet.io/tid"])
+        started = time.monotonic()
+        scenario.kubectl("delete", "pod", worker, "--wait=false")
+        wait_until(lambda: pod["metadata"]["name"] not in {p["metadata"]["name"] for p in trial_pods(scenario)},
+                   30, f"the trial pod of the deleted worker {worker} to go")
+        gone_seconds = time.monotonic() - started
+        doc = jobs.find_one({"exp_key": "pods-ok", "tid": tid})
+        events = [e["event"] for e in doc["hyperfleet"]["history"] if (e.get("owner") or "").startswith(worker + ":")]
+        assert events and events[0] in ("handed back", "requeued"), doc["hyperfleet"]["history"]
+
+        # the broken experiments' drivers exit 1 (no trial succeeded) and are retried: only pods-ok completes
+        scenario.kubectl("wait", "--for=condition=complete", "job", "-l", "hyperfleet.io/exp-key=pods-ok",
+                         "--timeout=600s", timeout=620)
+        done = list(jobs.find({"exp_key": "pods-ok"}))
+        assert [d["state"] for d in done] == [2] * MAX_EVALS, [(d["tid"], d["state"], d.get("error")) for d in done]
+        assert len({d["tid"] for d in done}) == MAX_EVALS
+        for d in done:
+            assert {a["name"] for a in d["_attachments"]} == {"container.log", "out.tar"}, d["tid"]
+            assert isinstance(d["result"]["loss"], float) and "branin_x" in d["result"]
+        # reserved -> result written, less the objective's own 2 s: what a trial pod costs
+        overheads = sorted((d["refresh_time"] - d["book_time"]).total_seconds() - 2 for d in done)
+        assert jobs.find_one({"exp_key": "pods-ok", "tid": tid})["state"] == 2  # the handed-back trial, finished
+
+        for name, (_, reason) in BROKEN.items():
+            trial = wait_until(lambda: jobs.find_one({"exp_key": name, "state": 3}), 120, f"the trial of {name} to fail")
+            assert trial["state"] == 3, (name, trial["state"])
+            assert reason in trial["error"][1], (name, trial["error"])
+        crash = jobs.find_one({"exp_key": "pods-crash", "state": 3})
+        assert "training diverged" in crash["error"][1]  # the log's last lines are in the message
+
+    wait_until(lambda: not trial_pods(scenario), 30, "no trial pod left")
+    print(f"\ntrial pods: worker pod deleted to its trial pod gone {gone_seconds:.1f} s; per-trial overhead "
+          f"(reserved to result, less the objective) median {overheads[len(overheads) // 2]:.2f} s, "
+          f"max {overheads[-1]:.2f} s")
+
+
+class Recording:
+    """A CoreV1Api that notes which API calls the trial-pod code makes."""
+
+    VERBS = {"create_namespaced_pod": ("pods", "create"), "read_namespaced_pod": ("pods", "get"),
+             "list_namespaced_pod": ("pods", "list"), "delete_namespaced_pod": ("pods", "delete"),
+             "read_namespaced_pod_log": ("pods/log", "get")}
+
+    def __init__(self, api):
+        self.api, self.used = api, set()
+
+    def __getattr__(self, name):
+        self.used.add(self.VERBS[name])  # a call not in the table fails here: add it, and to PERMISSIONS
+        return getattr(self.api, name)
+
+
+def as_service_account(scenario: Scenario, account: str):
+    """A CoreV1Api authenticated as ``account`` of the release's namespace (a token from TokenRequest)."""
+    from kubernetes import client, config
+
+    token = scenario.kubectl("create", "token", account).stdout.strip()
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=scenario.kubeconfig, context=scenario.context,
+                            client_configuration=configuration)
+    configuration.cert_file = configuration.key_file = None
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_workers_role_grants_exactly_the_calls_trial_pods_make(release, monkeypatch):
+    from hyperfleet import trial_pods
+    from hyperfleet.containers import ContainerObjective, ContainerTrialError
+
+    scenario = release
+    role = scenario.get("role", f"{scenario.stack.release}-worker")
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {(r, v) for r, verbs in trial_pods.PERMISSIONS.items() for v in verbs}
+
+    worker = scenario.pods("worker")[0]
+    monkeypatch.setenv(trial_pods.POD_NAME_ENV, worker["metadata"]["name"])
+    monkeypatch.setenv(trial_pods.POD_UID_ENV, worker["metadata"]["uid"])
+    monkeypatch.setenv(trial_pods.POD_NAMESPACE_ENV, scenario.stack.namespace)
+    monkeypatch.setenv(trial_pods.RUNTIME_IMAGE_ENV, worker["spec"]["containers"][0]["image"])
+    api = Recording(as_service_account(scenario, f"{scenario.stack.release}-worker"))
+    attachments: dict = {}
+    objective = ContainerObjective(image=OBJECTIVE["image"], pull="never")
+    result = trial_pods.run_trial_pod(objective, {"x": 3.14159, "y": 2.275}, "rbac", 1, attachments, "rbac:1", api=api)
+    assert abs(result["loss"] - 0.397887) < 1e-3 and set(attachments) == {"container.log", "out.tar"}
+    with pytest.raises(ContainerTrialError, match="ran longer than the trial timeout"):
+        trial_pods.run_trial_pod(ContainerObjective(image=OBJECTIVE["image"], pull="never", env=(("MODE", "hang"),),
+                                                    timeout_seconds=2), {"x": 0, "y": 0}, "rbac", 2, {}, "rbac:1",
+                                 api=api)
+    assert trial_pods.remove_owned_pods("rbac:1", api=api) == 0
+    assert api.used == granted
