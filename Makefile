@@ -16,17 +16,23 @@ STOCK_PYMONGO ?= pymongo<4
 
 PY := $(VENV)/bin/python
 IMAGE ?= hyperfleet/runtime:dev
-# tests and the image build use the offline base image made by `make docker-engine`
-BASE_IMAGE ?= hyperfleet/base:bookworm
-export BASE_IMAGE
+# The runtime image's base: Python's official image for users; the tests (and OFFLINE=1) use the
+# offline base image that `make docker-engine` makes with debootstrap.
+OFFLINE_BASE_IMAGE ?= hyperfleet/base:bookworm
+TEST_BASE_IMAGE ?= $(OFFLINE_BASE_IMAGE)
 # Pulumi: the engine from `make toolchain`, state in a local directory, nothing fetched at run time
 STACK ?= dev
+# The ci stack runs offline (the test images: FerretDB instead of mongo, the runtime on the offline base)
+OFFLINE ?= $(if $(filter ci,$(STACK)),1,)
+BASE_IMAGE ?= $(if $(OFFLINE),$(OFFLINE_BASE_IMAGE),python:3.12-slim)
 PULUMI_STATE_DIR ?= $(CURDIR)/.pulumi-state
 PULUMI_CONFIG_PASSPHRASE ?= hyperfleet-$(STACK)
 PULUMI := env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
 	PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE="$(PULUMI_CONFIG_PASSPHRASE)" \
 	PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true pulumi
 TOOLCHAIN_PARTS ?= cli python docker kubernetes
+# what `make up` and `make preview` need; make kind-test asks for kubernetes instead of docker
+TOOLCHAIN_USER_PARTS ?= cli python docker
 
 .PHONY: help
 help: ## Show this help
@@ -35,7 +41,10 @@ help: ## Show this help
 ##@ Set-up
 
 .PHONY: install
-install: $(VENV)/.installed mongo-server ## Install the runtime (editable) with test tools, and a test MongoDB server
+install: $(VENV)/.installed ## Install the runtime (editable) and the Pulumi program's SDKs into .venv
+
+.PHONY: test-install
+test-install: install mongo-server ## install, and a test MongoDB server (mongod from PATH, or FerretDB built with Go)
 
 $(VENV)/.installed: runtime/pyproject.toml infra/requirements.txt infra/requirements-gke.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,11 +58,21 @@ mongo-server: ## Use mongod from PATH, or install the test server: FerretDB (bui
 
 .PHONY: docker-engine
 docker-engine: ## Install and start a Docker engine if needed, and make the offline base image (root)
-	scripts/install-docker-engine.sh
+	BASE_IMAGE=$(OFFLINE_BASE_IMAGE) scripts/install-docker-engine.sh
 
 .PHONY: image
 image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made here
 	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
+
+.PHONY: offline-images
+offline-images: test-install docker-engine ## The ci stack's images, made offline: the runtime on the debootstrap base, FerretDB as mongo
+	scripts/build-runtime-image.sh hyperfleet/runtime:test $(OFFLINE_BASE_IMAGE)
+	scripts/build-test-mongo-image.sh hyperfleet/test-mongo:test $(OFFLINE_BASE_IMAGE)
+
+.PHONY: user-toolchain
+user-toolchain: ## pulumi, its Python host and the docker plugin: from PATH, the cache or Pulumi's installer (no Go build)
+	scripts/check-prerequisites.sh pulumi
+	scripts/install-toolchain.sh --no-build $(TOOLCHAIN_USER_PARTS)
 
 .PHONY: kube-server
 kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, helm (Go proxy)
@@ -62,8 +81,8 @@ kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kube
 	scripts/install-helm.sh
 
 .PHONY: cluster-up
-cluster-up: install kube-server docker-engine ## Start the tests' single-node cluster whose pods run (root; context hyperfleet-local)
-	PYTHONPATH=. $(PY) -m tests.kube_cluster up
+cluster-up: test-install kube-server docker-engine ## Start the tests' single-node cluster whose pods run (root; context hyperfleet-local)
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m tests.kube_cluster up
 
 .PHONY: cluster-down
 cluster-down: ## Stop the tests' cluster: its processes, pods, iptables chains and bridge
@@ -81,18 +100,23 @@ $(STOCK_VENV)/.installed:
 ##@ Use
 
 .PHONY: demo
-demo: install ## Run an example search here: a MongoDB server, 3 workers and a 60-trial fmin
+demo: test-install ## Run an example search here: a MongoDB server, 3 workers and a 60-trial fmin
 	PYTHONPATH=. $(PY) examples/local_search.py
 
 .PHONY: up
-up: install toolchain docker-engine ## pulumi up of STACK (default dev: local Docker); builds the runtime image first
-	scripts/build-runtime-image.sh hyperfleet/runtime:0.1.0 $(BASE_IMAGE)
+up: install $(if $(OFFLINE),offline-images,) ## pulumi up of STACK (dev: local Docker, images pulled; ci: offline); builds the runtime image first
+	scripts/check-prerequisites.sh docker pulumi
+	$(MAKE) user-toolchain
+	$(if $(OFFLINE),,scripts/build-runtime-image.sh hyperfleet/runtime:0.1.0 $(BASE_IMAGE))
+	$(PY) scripts/check-stack-images.py $(STACK)
 	mkdir -p $(PULUMI_STATE_DIR)
 	$(PULUMI) stack select --create $(STACK) --non-interactive
 	$(PULUMI) up --yes --stack $(STACK) --non-interactive
 
 .PHONY: kind-test
-kind-test: install toolchain ## End to end on a new kind cluster (needs kind and internet): up, delete a worker pod, destroy
+kind-test: install ## End to end on a new kind cluster (needs kind and internet): the Kubernetes scenario of make test
+	scripts/check-prerequisites.sh docker pulumi kind kubectl
+	$(MAKE) user-toolchain TOOLCHAIN_USER_PARTS="cli python kubernetes"
 	mkdir -p $(PULUMI_STATE_DIR)
 	env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
 	  PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE=hyperfleet-kind \
@@ -103,7 +127,9 @@ down: ## pulumi destroy of STACK: removes every container, volume and network it
 	$(PULUMI) destroy --yes --stack $(STACK) --non-interactive
 
 .PHONY: preview
-preview: install toolchain ## pulumi preview of STACK through the real engine and plugins
+preview: install ## pulumi preview of STACK through the real engine and plugins
+	scripts/check-prerequisites.sh docker pulumi
+	$(MAKE) user-toolchain
 	mkdir -p $(PULUMI_STATE_DIR)
 	$(PULUMI) stack select --create $(STACK) --non-interactive
 	$(PULUMI) preview --stack $(STACK) --non-interactive
@@ -111,16 +137,16 @@ preview: install toolchain ## pulumi preview of STACK through the real engine an
 ##@ Checks
 
 .PHONY: test
-test: install docker-engine toolchain kube-server ## Run the tests: real MongoDB server, Docker engine and Pulumi engine
-	PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
+test: test-install docker-engine toolchain kube-server ## Run the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench-runtime
-bench-runtime: install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
+bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
 
 .PHONY: bench-monitor
-bench-monitor: install docker-engine ## Detection latency (heartbeat, container) and sweep time over 10^6 trials
-	PYTHONPATH=. $(PY) bench/bench_monitor.py
+bench-monitor: test-install docker-engine ## Detection latency (heartbeat, container) and sweep time over 10^6 trials
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))

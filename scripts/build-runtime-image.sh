@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the runtime image from a wheelhouse made on this machine for the base image's Python.
 #   scripts/build-runtime-image.sh [IMAGE] [BASE_IMAGE]
-# IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or python:3.12-slim.
+# IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or python:3.12-slim; a base that
+# can't be pulled is replaced by the offline base of make docker-engine when there is one (it says so).
 # Extra wheels (e.g. the module of your objective) can be dropped into $EXTRA_WHEELS_DIR.
 set -euo pipefail
 
@@ -11,7 +12,18 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 PYTHON="${PYTHON:-python3}"
 
+OFFLINE_BASE_IMAGE="${OFFLINE_BASE_IMAGE:-hyperfleet/base:bookworm}"
 start=$(date +%s)
+# a base that can't be pulled (no registry access): the offline base of make docker-engine, if made
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull --quiet "$BASE_IMAGE" >/dev/null 2>&1; then
+  if docker image inspect "$OFFLINE_BASE_IMAGE" >/dev/null 2>&1; then
+    echo "$BASE_IMAGE can't be pulled here: building on the offline base $OFFLINE_BASE_IMAGE instead"
+    BASE_IMAGE="$OFFLINE_BASE_IMAGE"
+  else
+    echo "error: the base image $BASE_IMAGE can't be pulled here, and there is no offline base $OFFLINE_BASE_IMAGE (make docker-engine makes one, as root)" >&2
+    exit 1
+  fi
+fi
 pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 wheelhouse="$REPO/images/runtime/wheelhouse"
 rm -f "$wheelhouse"/*.whl

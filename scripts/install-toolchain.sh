@@ -2,7 +2,7 @@
 # Installs the Pulumi engine pieces that `pulumi up` of hyperfleet's Python stacks needs, into a cache
 # outside the repository; idempotent (a second run only checks).
 #
-#   scripts/install-toolchain.sh [cli] [python] [docker] [kubernetes]   (default: all four)
+#   scripts/install-toolchain.sh [--no-build] [cli] [python] [docker] [kubernetes]   (default: all four)
 #   eval "$(scripts/install-toolchain.sh --env)"    sets PATH and PULUMI_HOME for this shell
 #
 # Each piece is taken from the first source that has it:
@@ -71,6 +71,9 @@ print_env() {
   echo "export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true"
 }
 if [[ ${1:-} == --env ]]; then print_env; exit 0; fi
+# --no-build: only what is there or Pulumi's installer gives (the user's path: no Go)
+NO_BUILD=0
+if [[ ${1:-} == --no-build ]]; then NO_BUILD=1; shift; fi
 
 components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=(cli python docker kubernetes)
@@ -80,7 +83,10 @@ done
 
 log() { echo "[toolchain] $*"; }
 die() { echo "[toolchain] error: $*" >&2; exit 1; }
-have_go() { command -v go >/dev/null || die "$1 needs Go (>= 1.26) to build from the Go module proxy, and Go is not on PATH"; }
+have_go() {
+  [[ $NO_BUILD -eq 0 ]] || die "$1: not installed, and Pulumi's installer is unreachable. Install Pulumi (https://www.pulumi.com/docs/install/), or build it here from the Go module proxy: make toolchain (Go >= 1.26)"
+  command -v go >/dev/null || die "$1 needs Go (>= 1.26) to build from the Go module proxy, and Go is not on PATH"
+}
 
 # Runs "$@" in a subshell with errexit on, prints how long it took, returns its status (never exits).
 # Call it as a plain statement, not after `if`, `!`, `&&` or `||`: there bash would ignore errexit

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.kube_server import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE = 0, 1, 2
 
@@ -47,17 +49,6 @@ for p in /proc/[0-9]*; do
   fi
 done
 """
-
-
-def wait_until(predicate, timeout_seconds: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

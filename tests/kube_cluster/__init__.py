@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -111,6 +112,7 @@ class LocalCluster:
         self.pids_file = RUN_DIR / "pids.json"
         self.kubeconfig = str(KUBECONFIG)
         self.context = CONTEXT
+        self._procs: dict[str, subprocess.Popen] = {}  # what this process started
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -201,7 +203,6 @@ class LocalCluster:
                                 start_new_session=True, env=env)
         log.close()
         self._save_pid(name, proc.pid)
-        self._procs = getattr(self, "_procs", {})
         self._procs[name] = proc
 
     def _wait(self, name: str, deadline: float, ready) -> None:
@@ -471,13 +472,10 @@ state = "{CONTAINERD_SOCKET.parent}"
         # containers the runtime lost track of (a crash): their shims name our socket
         for pid in _pids_matching(str(CONTAINERD_SOCKET.parent)):
             _terminate(pid, sig=signal.SIGKILL)
-        kube_proxy = shutil.which("kube-proxy")
         try:
-            kube_proxy = find_binary("kube-proxy")
+            run(find_binary("kube-proxy"), "--cleanup", check=False)
         except ServerNotFound:
-            pass
-        if kube_proxy:
-            run(kube_proxy, "--cleanup", check=False)
+            pass  # never installed, so never started
         _remove_iptables_chains(("KUBE-", "CNI-"))
         run("ip", "link", "delete", BRIDGE, check=False)
         _unmount_under(RUN_DIR)
@@ -586,17 +584,11 @@ def _remove_iptables_chains(prefixes: tuple[str, ...]) -> None:
             if line.startswith("-A ") and any(f"-j {c}" in line or f"-g {c}" in line for c in chains):
                 chain = line.split()[1]
                 if not chain.startswith(prefixes):
-                    run("iptables", "-t", table, "-D", chain, *_split_rule(line)[2:], check=False)
+                    run("iptables", "-t", table, "-D", chain, *shlex.split(line)[2:], check=False)
         for chain in chains:
             run("iptables", "-t", table, "-F", chain, check=False)
         for chain in chains:
             run("iptables", "-t", table, "-X", chain, check=False)
-
-
-def _split_rule(line: str) -> list[str]:
-    import shlex
-
-    return shlex.split(line)
 
 
 def _unmount_under(path: Path) -> None:

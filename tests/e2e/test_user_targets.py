@@ -1,0 +1,90 @@
+"""The user's targets need only what a laptop has: `make preview` reaches the Pulumi engine with no Go,
+apt, dpkg, debootstrap or sudo on PATH (each replaced by a trap that records any call); a missing
+prerequisite is one line naming it and its fix, for an unprivileged user; and `make up` of a stack whose
+Mongo image can't be pulled says to use the offline stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO
+from tests.processes import CACHE_DIR
+
+FORBIDDEN = ("go", "gofmt", "apt-get", "apt", "dpkg", "debootstrap", "sudo")
+
+
+def restricted_path(tmp_path, drop=()) -> tuple[str, str]:
+    """A PATH of one folder: every command of the usual folders but FORBIDDEN (traps that note the call)
+    and ``drop`` (absent). Returns the PATH and the file the traps write to. Any user may use both."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    for folder in (tmp_path, *tmp_path.parents):  # let an unprivileged user reach it
+        if str(folder) in ("/", "/tmp"):
+            break
+        folder.chmod(folder.stat().st_mode | 0o011)
+    bin_dir, calls = shared / "bin", shared / "forbidden-calls"
+    bin_dir.mkdir()
+    for folder in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            target = bin_dir / name
+            if name in FORBIDDEN or name in drop or target.exists():
+                continue
+            target.symlink_to(os.path.join(folder, name))
+    for name in FORBIDDEN:
+        trap = bin_dir / name
+        trap.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\nexit 1\n')
+        trap.chmod(0o755)
+    return str(bin_dir), str(calls)
+
+
+def test_make_preview_reaches_the_engine_without_go_apt_or_debootstrap(tmp_path):
+    path, calls = restricted_path(tmp_path)
+    env = {"PATH": path, "HOME": os.environ["HOME"], "HYPERFLEET_CACHE": str(CACHE_DIR),
+           "PULUMI_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run(["make", "-C", str(REPO), "preview", "STACK=dev", f"PULUMI_STATE_DIR={tmp_path / 'state'}"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "+ 14 to create" in output, output[-3000:]
+    assert not os.path.exists(calls), open(calls).read()
+
+
+def test_each_missing_prerequisite_is_one_line_naming_its_fix(tmp_path):
+    path, calls = restricted_path(tmp_path, drop=("kind", "kubectl"))
+    empty_cache = tmp_path / "shared" / "cache"
+    empty_cache.mkdir(mode=0o777)
+    env = {"PATH": path, "HOME": str(empty_cache), "HYPERFLEET_CACHE": str(empty_cache),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    # an unprivileged user (nobody), as on a laptop without root
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             str(REPO / "scripts" / "check-prerequisites.sh"), "docker", "pulumi", "kind", "kubectl"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1
+    assert [line.split(":")[1].strip() for line in lines] == \
+        ["a Docker engine that answers (docker info", "pulumi", "kind", "kubectl"], lines
+    assert "start Docker Desktop or dockerd, or point DOCKER_HOST at an engine" in lines[0]
+    assert "install Pulumi" in lines[1] and "make toolchain" in lines[1]
+    assert not os.path.exists(calls)
+
+
+def test_make_up_of_a_stack_whose_mongo_image_cant_be_pulled_points_to_the_offline_stack(tmp_path):
+    # the dev stack with a Mongo image no registry has (.invalid is a reserved name), wherever this runs
+    config = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
+    config["config"]["hyperfleet:mongo"] = {**config["config"].get("hyperfleet:mongo", {}),
+                                            "image": "mongo.invalid/mongo:7.0"}
+    config_file = tmp_path / "Pulumi.dev.yaml"
+    config_file.write_text(json.dumps(config))
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "check-stack-images.py"), "dev", str(config_file)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert ("error: mongo.invalid/mongo:7.0 (hyperfleet:mongo.image of stack dev) can't be pulled here" in result.stderr
+            and "use the offline stack: make up STACK=ci" in result.stderr), result.stderr
