@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the runtime image from a wheelhouse made on this machine for the base image's Python.
+# Builds the runtime image: with pip online in the image, or offline from a wheelhouse made on this
+# machine for the base image's Python (OFFLINE=1, or the offline base image).
 #   scripts/build-runtime-image.sh [IMAGE] [BASE_IMAGE]
 # IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or python:3.12-slim; a base that
 # can't be pulled is replaced by the offline base of make docker-engine when there is one (it says so).
@@ -24,9 +25,19 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull --quiet
     exit 1
   fi
 fi
-pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 wheelhouse="$REPO/images/runtime/wheelhouse"
 rm -f "$wheelhouse"/*.whl
+# Online (pip in the image, from the package index) unless asked for offline (OFFLINE=1) or on the
+# offline base: then from a wheelhouse made on this host (a proxy that intercepts TLS, or no index at
+# all, stops pip inside a container, and air-gapped users need the same).
+if [[ -z "${OFFLINE:-}" && "$BASE_IMAGE" != "$OFFLINE_BASE_IMAGE" ]]; then
+  if [[ -n "${EXTRA_WHEELS_DIR:-}" ]]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$wheelhouse/"; fi
+  trap 'rm -f "$wheelhouse"/*.whl' EXIT
+  docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -f "$REPO/images/runtime/Dockerfile" -t "$IMAGE" "$REPO" >/dev/null
+  echo "built $IMAGE on $BASE_IMAGE (online: pip in the image) in $(( $(date +%s) - start )) s"
+  exit 0
+fi
+pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # dependencies (and the build backend, to build hyperfleet itself offline): binary wheels for the
 # image's Python, cached across builds
@@ -48,5 +59,6 @@ cp "$deps"/*.whl "$wheelhouse/"
 if [[ -n "${EXTRA_WHEELS_DIR:-}" ]]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$wheelhouse/"; fi
 trap 'rm -f "$wheelhouse"/*.whl' EXIT
 
-docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -f "$REPO/images/runtime/Dockerfile" -t "$IMAGE" "$REPO" >/dev/null
-echo "built $IMAGE on $BASE_IMAGE (Python $pyver) in $(( $(date +%s) - start )) s"
+docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PIP_OFFLINE=1 -f "$REPO/images/runtime/Dockerfile" \
+  -t "$IMAGE" "$REPO" >/dev/null
+echo "built $IMAGE on $BASE_IMAGE (offline: a wheelhouse made here for Python $pyver) in $(( $(date +%s) - start )) s"
