@@ -34,15 +34,24 @@
 #   build/                       Go wrapper modules (work directories)
 # Go modules and build cache are Go's own (GOMODCACHE, GOCACHE).
 #
-# Pins: each Python SDK from PyPI (pulumi, pulumi-docker, pulumi-kubernetes) at the version of its
-# engine piece. Overriding one from the environment is possible but unsupported.
+# Pins: read from infra/requirements.txt, where each Python SDK (pulumi, pulumi-docker,
+# pulumi-kubernetes) is pinned; each engine piece is installed at its SDK's version. Overriding one
+# from the environment is possible but unsupported.
 set -euo pipefail
 
-PULUMI_VERSION="${PULUMI_VERSION:-3.255.0}"                        # CLI, language host; PyPI pulumi
-PULUMI_DOCKER_VERSION="${PULUMI_DOCKER_VERSION:-5.2.0}"            # plugin docker; PyPI pulumi-docker
-PULUMI_KUBERNETES_VERSION="${PULUMI_KUBERNETES_VERSION:-4.24.1}"   # plugin kubernetes; PyPI pulumi-kubernetes
+REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/infra/requirements.txt"
+pin() {
+  local version
+  version="$(sed -n "s/^$1==\([0-9][0-9.]*\)[[:space:]]*\$/\1/p" "$REQUIREMENTS")"
+  [[ -n $version ]] || { echo "[toolchain] error: no '$1==X.Y.Z' line in $REQUIREMENTS" >&2; exit 1; }
+  echo "$version"
+}
+PULUMI_VERSION="${PULUMI_VERSION:-$(pin pulumi)}"                                # CLI, language host
+PULUMI_DOCKER_VERSION="${PULUMI_DOCKER_VERSION:-$(pin pulumi-docker)}"           # plugin docker
+PULUMI_KUBERNETES_VERSION="${PULUMI_KUBERNETES_VERSION:-$(pin pulumi-kubernetes)}" # plugin kubernetes
 # The proxy refuses pulumi-kubernetes/provider/v4 at every tag; it serves this commit of 15 January 2026.
-# 4.24.1 (24 November 2025) is the newest release not newer than it (4.25.0 followed on 16 January).
+# 4.24.1 (24 November 2025), the SDK's pin, is the newest release not newer than it (4.25.0 followed on
+# 16 January), so the plugin built from it is installed as 4.24.1.
 PULUMI_KUBERNETES_PROVIDER_PSEUDO="v4.0.0-20260115033456-f47bc2d6f199"
 # Pulumi's language host module is untagged: the pseudo-version of the commit tagged v$PULUMI_VERSION.
 PULUMI_LANGUAGE_PYTHON_PSEUDO="v3.0.0-20260728122446-7a0dceacbe8f"
