@@ -140,6 +140,10 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 test: test-install docker-engine toolchain kube-server ## Run the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): seconds, no server, no root
+	PYTHONPATH=. $(PY) -m pytest tests/unit tests/infra -q $(PYTEST_ARGS)
+
 .PHONY: bench-runtime
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
