@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import shlex
@@ -195,31 +196,41 @@ class Scenario:
             return None
         return wait_until(find, 120, "a RUNNING trial held by a live worker pod")
 
-    def recovery_of(self, jobs, trial_id, owner_prefix: str):
-        doc = jobs.find_one({"_id": trial_id})
-        for entry in (doc.get("hyperfleet") or {}).get("history") or []:
-            if (entry.get("owner") or "").startswith(owner_prefix) and entry["event"] in ("handed back", "requeued"):
-                return entry
+    def recovery_by(self, jobs, pod: str, since: datetime.datetime) -> dict | None:
+        """The first hand-back or requeue, recorded from ``since`` on, of a trial that ``pod``'s worker
+        held: the trial it held when the test struck, which may not be the one the test saw a moment
+        before (a trial takes 2 s)."""
+        for doc in jobs.find({"exp_key": self.stack.exp_key}):
+            for entry in (doc.get("hyperfleet") or {}).get("history") or []:
+                if ((entry.get("owner") or "").startswith(f"{pod}:") and entry["event"] in ("handed back", "requeued")
+                        and entry["at"] >= since):
+                    return entry
         return None
 
+    @staticmethod
+    def now() -> datetime.datetime:
+        """What the history's ``at`` is compared with (naive UTC, as pymongo reads it), less a second of
+        clock skew between this process and the cluster's."""
+        return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=1)
+
     def delete_pod_holding_a_trial(self, jobs) -> None:
-        doc, pod = self.running_trial_of_a_live_pod(jobs, exclude=set())
+        _, pod = self.running_trial_of_a_live_pod(jobs, exclude=set())
         self.deleted_pod = pod
-        started = time.monotonic()
+        started, since = time.monotonic(), self.now()
         self.kubectl("delete", "pod", pod, "--wait=false")
-        entry = wait_until(lambda: self.recovery_of(jobs, doc["_id"], f"{pod}:"), 60,
+        entry = wait_until(lambda: self.recovery_by(jobs, pod, since), 60,
                            f"the trial of the deleted pod {pod} to be recovered")
         self.timings["pod deleted to trial back in the queue (worker's hand-back)"] = time.monotonic() - started
         assert entry["event"] == "handed back", f"the trial of {pod} was not handed back by its worker: {entry}"
 
     def kill_worker_process_holding_a_trial(self, jobs) -> None:
-        doc, pod = self.running_trial_of_a_live_pod(jobs, exclude={self.deleted_pod})
-        started = time.monotonic()
+        _, pod = self.running_trial_of_a_live_pod(jobs, exclude={self.deleted_pod})
+        started, since = time.monotonic(), self.now()
         result = subprocess.run([*self.node_exec, "sh", "-c", KILL_WORKER_SCRIPT, "kill-worker", pod],
                                 capture_output=True, text=True)
         assert result.returncode == 0 and result.stdout.split(), \
             f"no worker process of {pod} killed on the node: {result.stdout} {result.stderr}"
-        entry = wait_until(lambda: self.recovery_of(jobs, doc["_id"], f"{pod}:"), 60,
+        entry = wait_until(lambda: self.recovery_by(jobs, pod, since), 60,
                            f"the trial of the killed worker of {pod} to be requeued")
         self.timings["worker killed to trial back in the queue (monitor)"] = time.monotonic() - started
         assert entry["event"] == "requeued", f"the trial of {pod} was not requeued by the monitor: {entry}"
