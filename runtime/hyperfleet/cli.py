@@ -17,7 +17,7 @@ import click
 
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
-from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url
+from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
 from .settings import DEFAULT_MONGO_URL, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
 from .store import StoreUnavailable
 
@@ -82,13 +82,20 @@ def _worker_options(fn):
     return fn
 
 
+def _settings_json(settings) -> str:
+    """--print-settings: the resolved settings, the Mongo password replaced by ***."""
+    values = dataclasses.asdict(settings)
+    values["mongo_url"] = redact_url(values["mongo_url"])
+    return json.dumps(values, indent=2, sort_keys=True)
+
+
 @click.command(cls=_EnvMappedCommand, context_settings={"auto_envvar_prefix": "HYPERFLEET_WORKER"})
 @_worker_options
 def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     """Run trials from MongoDB until stopped (SIGTERM once: hand back and exit; twice: exit now)."""
     settings = WorkerSettings(**options)
     if print_settings:
-        click.echo(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True))
+        click.echo(_settings_json(settings))
         return
     configure_logging(log_level, log_json)
     from .worker import run_worker  # imports hyperopt; keep --help and --print-settings fast
@@ -154,7 +161,7 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
     settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
                                health_port=health_port or None, **options)
     if print_settings:
-        click.echo(json.dumps(dataclasses.asdict(settings), indent=2, sort_keys=True))
+        click.echo(_settings_json(settings))
         return
     configure_logging(log_level, log_json)
     from .monitor import run_monitor  # needs the monitor extra (prometheus-client)

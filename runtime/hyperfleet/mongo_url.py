@@ -35,7 +35,12 @@ class MongoAddress:
 
     def redacted(self) -> str:
         """The URI with any password replaced, for logs and error messages."""
-        return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", self.uri)
+        return redact_url(self.uri)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part (``user:password@``) replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
 
 
 def compose_mongo_url(address: str | None, port: str | int | None, database: str | None) -> str:

@@ -56,8 +56,18 @@ def test_mongo_address_from_hyperkops_variables():
 
 
 def test_mongo_url_variable_wins_over_parts():
-    env = {"MONGO_URL": "mongodb://u:p@a:1/x", "MONGO_DB_ADDRESS": "ignored"}
-    assert resolved_settings(env)["mongo_url"] == "mongodb://u:p@a:1/x"
+    env = {"MONGO_URL": "mongodb://u:s3cret@a:1/x", "MONGO_DB_ADDRESS": "ignored"}
+    assert resolved_settings(env)["mongo_url"] == "mongodb://u:***@a:1/x"  # the password is never printed
+
+
+def test_print_settings_never_shows_the_password():
+    from hyperfleet.cli import monitor
+
+    for command in (worker, monitor):
+        result = CliRunner().invoke(command, ["--mongo", "mongodb://admin:pa%24%24w0rd@db:27017/t?authSource=admin",
+                                              "--print-settings"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "pa%24%24w0rd" not in result.output and "mongodb://admin:***@db:27017/t" in result.output
 
 
 def test_command_line_wins_over_environment():
