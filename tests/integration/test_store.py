@@ -65,7 +65,8 @@ def test_reserve_takes_the_oldest_trial_of_the_requested_experiment(store):
     assert doc["tid"] == mine[0]
     assert doc["state"] == JOB_STATE_RUNNING and doc["owner"] == ["w"]
     assert doc["hyperfleet"]["attempts"] == 1 and doc["hyperfleet"]["worker"] == {"host": "h", "pid": 1}
-    assert doc["book_time"] == doc["refresh_time"]
+    # set by one update; mongod gives both one time, FerretDB a time per field (seen 1 ms apart under load)
+    assert abs((doc["book_time"] - doc["refresh_time"]).total_seconds()) <= 0.005
 
 
 def test_heartbeat_advances_refresh_time_from_the_server_clock(store):
