@@ -61,7 +61,7 @@ docker-engine: ## Install and start a Docker engine if needed, and make the offl
 	BASE_IMAGE=$(OFFLINE_BASE_IMAGE) scripts/install-docker-engine.sh
 
 .PHONY: image
-image: ## Build the runtime image (IMAGE, BASE_IMAGE) from a wheelhouse made here
+image: ## Build the runtime image (IMAGE, BASE_IMAGE): pip online in the image; OFFLINE=1: from a wheelhouse made here
 	scripts/build-runtime-image.sh $(IMAGE) $(BASE_IMAGE)
 
 .PHONY: offline-images
