@@ -79,6 +79,22 @@ def _worker_options(fn):
     ]
     for option in reversed(options):
         fn = option(fn)
+    return _flag_envvars(fn, "HYPERFLEET_WORKER")
+
+
+def _flag_envvars(fn, prefix: str):
+    """Each option also reads PREFIX_<FLAG> (``--poll-interval``: ``HYPERFLEET_WORKER_POLL_INTERVAL``), the
+    name the docs promise, beside click's PREFIX_<PARAMETER> (``…_POLL_INTERVAL_SECONDS``); ``--help``
+    shows them."""
+    for param in getattr(fn, "__click_params__", []):
+        if not isinstance(param, click.Option) or param.name == "print_settings":
+            continue
+        flag = max(param.opts, key=len).lstrip("-").replace("-", "_").upper()
+        names = [f"{prefix}_{flag}", f"{prefix}_{param.name.upper()}"]
+        if isinstance(param.envvar, str):
+            names.insert(0, param.envvar)
+        param.envvar = list(dict.fromkeys(names))
+        param.show_envvar = True
     return fn
 
 

@@ -1,0 +1,52 @@
+"""Every environment variable that `hyperfleet worker --help` lists sets its option: the help text is
+the reference, and this table is read from the command itself."""
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hyperfleet.cli import worker
+
+# a valid value per option type, and what --print-settings then shows
+VALUES = {
+    "mongo_url": ("mongodb://env-host:27018/envdb", "mongodb://env-host:27018/envdb"),
+    "exp_key": ("env-exp", "env-exp"),
+    "workdir": ("/tmp/env-workdir", "/tmp/env-workdir"),
+    "alive_file": ("/tmp/env-alive", "/tmp/env-alive"),
+    "use_subprocesses": ("true", True),
+}
+
+
+def env_options():
+    for param in worker.params:
+        if isinstance(param, click.Option) and param.envvar and param.name not in ("log_level", "log_json"):
+            for name in param.envvar:
+                yield name, param
+
+
+def value_for(param):
+    if param.name in VALUES:
+        return VALUES[param.name]
+    if isinstance(param.type, click.IntRange):
+        return "7", 7
+    if isinstance(param.type, click.FloatRange):
+        return "3.5", 3.5
+    raise AssertionError(f"no test value for {param.name} ({param.type}): add one to VALUES")
+
+
+@pytest.mark.parametrize("name,param", list(env_options()), ids=[n for n, _ in env_options()])
+def test_every_env_var_in_the_help_sets_its_option(name, param):
+    assert name in CliRunner().invoke(worker, ["--help"]).output  # the help is the reference
+    text, expected = value_for(param)
+    result = CliRunner().invoke(worker, ["--print-settings"], env={name: text}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[param.name] == expected, (name, result.output)
+
+
+def test_the_documented_flag_names_work():
+    """The runtime README promises HYPERFLEET_WORKER_<OPTION>; these were silently ignored before."""
+    names = {name for name, _ in env_options()}
+    for flag in ("POLL_INTERVAL", "RESERVE_TIMEOUT", "LAST_JOB_TIMEOUT", "SUBPROCESSES"):
+        assert f"HYPERFLEET_WORKER_{flag}" in names
