@@ -137,8 +137,17 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 ##@ Checks
 
 .PHONY: test
-test: test-install docker-engine toolchain kube-server ## Run the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
+test: lint test-install docker-engine toolchain kube-server ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff (ruff.toml), shellcheck of scripts/, helm lint --strict of the chart
+	command -v shellcheck >/dev/null || { [[ $$(id -u) -eq 0 ]] && apt-get install -y -qq shellcheck >/dev/null; } || \
+	  { echo "shellcheck is missing (apt-get install shellcheck)" >&2; exit 1; }
+	$(VENV)/bin/ruff check .
+	shellcheck scripts/*.sh
+	scripts/install-helm.sh >/dev/null
+	"$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm | sort | tail -n 1)" lint --strict charts/hyperfleet
 
 .PHONY: test-fast
 test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): seconds, no server, no root

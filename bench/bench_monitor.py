@@ -87,7 +87,7 @@ def detection(server: MongoServer, mode: str, samples: int, image: str | None) -
             else:
                 worker.kill()
                 worker.wait()
-            wait(lambda: store.jobs.find_one({"_id": doc["_id"], "state": JOB_STATE_NEW}))
+            wait(lambda doc=doc: store.jobs.find_one({"_id": doc["_id"], "state": JOB_STATE_NEW}))
             latencies.append(time.monotonic() - killed)
             store.jobs.update_one({"_id": doc["_id"]}, {"$set": {"state": JOB_STATE_DONE}})
             if mode == "container check":

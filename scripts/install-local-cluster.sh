@@ -31,8 +31,9 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 if ((${#missing[@]})); then
-  [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null ||
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
     die "missing: ${missing[*]}; installing them needs root and apt-get"
+  fi
   log "installing ${missing[*]} ..."
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

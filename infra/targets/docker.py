@@ -41,7 +41,7 @@ def deploy(config: StackConfig, stack: str) -> dict:
     if config.monitor.enabled:
         Monitor("monitor", MonitorArgs(stack=stack, config=config.monitor, image=image, placement=home,
                                        mongo_url=mongo.url))
-    for spec, raw in zip(specs, config.experiments):
+    for spec, raw in zip(specs, config.experiments, strict=True):
         Experiment(f"experiment-{spec.key}", ExperimentArgs(stack=stack, spec=raw, exp_key=spec.key, image=image,
                                                              placement=home, mongo_url=mongo.url),
                    opts=pulumi.ResourceOptions(depends_on=[workers]))

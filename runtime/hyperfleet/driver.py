@@ -31,7 +31,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
-        raise SpecError([f"(file {path}): not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {err}"])
+        raise SpecError([f"(file {path}): not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {err}"]) from None
     return parse_spec(data)
 
 
@@ -75,7 +75,7 @@ class GridSuggest:
         present = {self._key(t["misc"]["vals"]) for t in trials.trials}
         remaining = [p for p in self.points if self._key(p) not in present]
         docs = []
-        for tid, point in zip(new_ids, remaining):
+        for tid, point in zip(new_ids, remaining, strict=False):  # as many as fmin asked for, or fewer
             misc = {"tid": tid, "cmd": domain.cmd, "workdir": domain.workdir,
                     "idxs": {k: [tid] for k in point}, "vals": {k: [v] for k, v in point.items()}}
             docs.extend(trials.new_trial_docs([tid], [None], [domain.new_result()], [misc]))

@@ -207,7 +207,7 @@ def grid_points(space: Mapping, path: str = "space") -> list[dict[str, Any]]:
         else:
             raise SpecError([f"{path}.{name}.{kind}: grid needs discrete parameters (choice, randint, quniform)"])
     names = [n for n, _ in axes]
-    return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in axes))]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(values for _, values in axes))]
 
 
 # -- the experiment ------------------------------------------------------------------------------

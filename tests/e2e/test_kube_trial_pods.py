@@ -115,7 +115,8 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
         assert jobs.find_one({"exp_key": "pods-ok", "tid": tid})["state"] == 2  # the handed-back trial, finished
 
         for name, (_, reason) in BROKEN.items():
-            trial = wait_until(lambda: jobs.find_one({"exp_key": name, "state": 3}), 120, f"the trial of {name} to fail")
+            trial = wait_until(lambda name=name: jobs.find_one({"exp_key": name, "state": 3}), 120,
+                               f"the trial of {name} to fail")
             assert trial["state"] == 3, (name, trial["state"])
             reasons = reason if isinstance(reason, tuple) else (reason,)
             assert any(r in trial["error"][1] for r in reasons), (name, trial["error"])

@@ -1,7 +1,6 @@
 """The Docker target's wiring, with Pulumi's mocks (no engine): what each component creates and how."""
 
 import pulumi
-import pytest
 
 from config import parse_config
 
@@ -62,7 +61,7 @@ def env_of(resource) -> dict:
 
 
 def label_map(resource) -> dict:
-    return {l["label"]: l["value"] for l in resource.inputs["labels"]}
+    return {entry["label"]: entry["value"] for entry in resource.inputs["labels"]}
 
 
 def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experiment():

@@ -46,7 +46,8 @@ def test_pod_lifecycle_with_status_patched_as_a_kubelet_would(kube_api, namespac
     read = core.read_namespaced_pod("worker-0", namespace)
     assert read.status.phase == "Running"
     assert read.status.container_statuses[0].ready is True
-    assert [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=hyperfleet-worker").items] == ["worker-0"]
+    pods = core.list_namespaced_pod(namespace, label_selector="app=hyperfleet-worker").items
+    assert [p.metadata.name for p in pods] == ["worker-0"]
 
     core.delete_namespaced_pod("worker-0", namespace)
     # a Pod never bound to a node is removed at once (no kubelet to confirm termination)

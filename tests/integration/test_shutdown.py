@@ -129,7 +129,7 @@ def test_second_signal_exits_at_once_and_the_deadline_bounds_a_stuck_shutdown(ow
     workers = [start_worker(url, "--shutdown-deadline-seconds", "2", "--log-level", "warning") for _ in range(2)]
     try:
         for w in workers:
-            wait_for(lambda: running_trial(store, w.pid))
+            wait_for(lambda w=w: running_trial(store, w.pid))
         os.kill(own_server.process.pid, signal.SIGSTOP)  # the hand-back now hangs
         try:
             patient, impatient = workers

@@ -97,7 +97,8 @@ class MongoServer(ManagedServer):
                     return self
                 except pymongo.errors.PyMongoError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"{self.kind} did not answer in {timeout_seconds}s: {self._log_tail('server')}")
+                        raise RuntimeError(
+                            f"{self.kind} did not answer in {timeout_seconds}s: {self._log_tail('server')}") from None
                     time.sleep(0.05)
         finally:
             client.close()
