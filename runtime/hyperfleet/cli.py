@@ -306,6 +306,7 @@ def alive(path, max_age_seconds):
 
 
 @click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hyperfleet", message="%(prog)s %(version)s")
 def main():
     """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
 

@@ -50,3 +50,12 @@ def test_the_documented_flag_names_work():
     names = {name for name, _ in env_options()}
     for flag in ("POLL_INTERVAL", "RESERVE_TIMEOUT", "LAST_JOB_TIMEOUT", "SUBPROCESSES"):
         assert f"HYPERFLEET_WORKER_{flag}" in names
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    from hyperfleet.cli import main
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and result.output.strip().endswith(version("hyperfleet"))
