@@ -88,9 +88,11 @@ def status_table(statuses: list[ExperimentStatus]):
     from rich.table import Table
 
     table = Table(title="hyperfleet experiments")
-    for column in ("experiment", "new", "running", "done", "error", "max_evals", "best loss", "best tid",
-                   "trials/min", "ETA"):
-        table.add_column(column, justify="left" if column == "experiment" else "right")
+    # short headers, and the name never cut: in 80 columns the numbers give way, not the experiment
+    width = max([len("experiment")] + [len(s.exp_key) for s in statuses])
+    table.add_column("experiment", justify="left", no_wrap=True, min_width=width)
+    for column in ("new", "run", "done", "err", "max", "best", "tid", "/min", "ETA"):
+        table.add_column(column, justify="right", overflow="fold")
     for s in statuses:
         table.add_row(
             s.exp_key, str(s.new), str(s.running), str(s.done), str(s.error),
