@@ -15,6 +15,8 @@ STOCK_HYPEROPT ?= hyperopt==0.3.0
 STOCK_PYMONGO ?= pymongo<4
 
 PY := $(VENV)/bin/python
+# the package's version (runtime/pyproject.toml): the runtime image's tag
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' runtime/pyproject.toml)
 IMAGE ?= hyperfleet/runtime:dev
 # The runtime image's base: Python's official image for users; the tests (and OFFLINE=1) use the
 # offline base image that `make docker-engine` makes with debootstrap.
@@ -108,7 +110,7 @@ demo: test-install ## Run an example search here: a MongoDB server, 3 workers an
 up: install $(if $(OFFLINE),offline-images,) ## pulumi up of STACK (dev: local Docker, images pulled; ci: offline); builds the runtime image first
 	scripts/check-prerequisites.sh docker pulumi
 	$(MAKE) user-toolchain
-	$(if $(OFFLINE),,scripts/build-runtime-image.sh hyperfleet/runtime:0.1.0 $(BASE_IMAGE))
+	$(if $(OFFLINE),,scripts/build-runtime-image.sh hyperfleet/runtime:$(VERSION) $(BASE_IMAGE))
 	$(PY) scripts/check-stack-images.py $(STACK)
 	mkdir -p $(PULUMI_STATE_DIR)
 	$(PULUMI) stack select --create $(STACK) --non-interactive

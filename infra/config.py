@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+import hyperfleet
 from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, SpecError, check_env_names, parse_spec
 
 NAMESPACE = "hyperfleet"
@@ -139,7 +140,7 @@ class Monitor(_Model):
 
 class Images(_Model):
     #: the one image of worker, monitor and driver
-    runtime: str = "hyperfleet/runtime:0.1.0"
+    runtime: str = f"hyperfleet/runtime:{hyperfleet.__version__}"
     #: Docker target: build it from images/runtime (true) or use the name as it is (false);
     #: the kind and gke targets always use the name as it is
     build: bool = True

@@ -10,7 +10,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 CLUSTER="${KIND_CLUSTER:-hyperfleet}"
-RUNTIME_IMAGE=hyperfleet/runtime:0.1.0   # Pulumi.kind.yaml: images.runtime
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/runtime/pyproject.toml")"
+RUNTIME_IMAGE="hyperfleet/runtime:$VERSION"   # Pulumi.kind.yaml: images.runtime (a test holds them equal)
 MONGO_IMAGE=mongo:7.0                    # the stack's default mongo.image
 BASE_IMAGE="${KIND_BASE_IMAGE:-python:3.12-slim}"
 PYTHON="${PYTHON:-python3}"

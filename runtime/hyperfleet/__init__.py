@@ -1,10 +1,12 @@
 """hyperfleet: hyperopt's distributed mode on pymongo 4, with heartbeats and graceful shutdown."""
 
+from importlib.metadata import version as _version
+
 from .mongo_url import MongoAddress, parse_mongo_url
 from .settings import WorkerSettings
 from .store import JobStore, StoreUnavailable
 
-__version__ = "0.1.0"
+__version__ = _version("hyperfleet")  # one place: runtime/pyproject.toml
 
 
 def __getattr__(name):
