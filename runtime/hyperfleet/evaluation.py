@@ -31,6 +31,10 @@ class ObjectiveUnavailable(Exception):
     """The trial's objective cannot be loaded (bad command, missing attachment, unpicklable)."""
 
 
+class ChildDied(RuntimeError):
+    """The child process evaluating a trial exited without writing its outcome (killed, crashed)."""
+
+
 @dataclasses.dataclass
 class Outcome:
     """What one evaluation produced: a result and attachments, or an error with its traceback."""

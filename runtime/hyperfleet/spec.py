@@ -27,11 +27,13 @@ import itertools
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ALGOS = ("tpe", "rand", "anneal", "atpe", "grid")
+#: the search algorithms a spec may name; the driver maps each to hyperopt's (grid is ours)
+Algo = Literal["tpe", "rand", "anneal", "atpe", "grid"]
+ALGOS = get_args(Algo)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # no "." (FerretDB and hyperopt's misc keys)
@@ -279,7 +281,7 @@ class ExperimentSpec(BaseModel):
     name: str
     exp_key: str | None = None
     objective: str | ContainerObjective
-    algo: Literal["tpe", "rand", "anneal", "atpe", "grid"] = "tpe"
+    algo: Algo = "tpe"
     max_evals: int | None = Field(default=None, ge=1)
     space: dict[str, Any]
     early_stop: EarlyStop | None = None

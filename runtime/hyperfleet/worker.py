@@ -25,7 +25,7 @@ from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
 from .containers import OWNER_ENV, remove_owned_containers
-from .evaluation import ObjectiveLoader, ObjectiveUnavailable, Outcome
+from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
 from .store import JobStore
@@ -313,7 +313,7 @@ class Worker:
                     child.kill()
                     child.wait()
             if not os.path.exists(out_path):
-                return Outcome(error=("<class 'hyperfleet.evaluation.ChildDied'>",
+                return Outcome(error=(str(ChildDied),
                                       f"evaluation process exited with code {child.returncode}"),
                                traceback=f"the child process running the objective exited with code {child.returncode} "
                                          "without writing a result")
