@@ -1,15 +1,17 @@
-"""The user's targets need only what a laptop has: `make preview` reaches the Pulumi engine with no Go,
-apt, dpkg, debootstrap or sudo on PATH (each replaced by a trap that records any call); a missing
-prerequisite is one line naming it and its fix, for an unprivileged user; and `make up` of a stack whose
-Mongo image can't be pulled says to use the offline stack."""
+"""The user's targets need only what a laptop has: `make preview`, from a fresh clone as an unprivileged
+user, reaches the Pulumi engine with no Go, apt, dpkg, debootstrap or sudo on PATH (each replaced by a
+trap that records any call); a missing prerequisite is one line naming it and its fix; and `make up` of
+a stack whose Mongo image can't be pulled says to use the offline stack."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -45,12 +47,35 @@ def restricted_path(tmp_path, drop=()) -> tuple[str, str]:
     return str(bin_dir), str(calls)
 
 
-def test_make_preview_reaches_the_engine_without_go_apt_or_debootstrap(tmp_path):
+def user_toolchain(cache) -> None:
+    """What `make toolchain` leaves on a user's machine, copied where an unprivileged user may use it: the
+    pulumi CLI with its Python host, the docker plugin, and toolchain/bin."""
+    (cli,) = sorted((CACHE_DIR / "pulumi").glob("v*/bin"))[-1:]
+    (plugin,) = [p for p in sorted((CACHE_DIR / "pulumi" / "home" / "plugins").glob("resource-docker-v*")) if p.is_dir()][-1:]
+    shutil.copytree(cli.parent, cache / "pulumi" / cli.parent.name, symlinks=True)
+    shutil.copytree(plugin, cache / "pulumi" / "home" / "plugins" / plugin.name)
+    (cache / "toolchain" / "bin").mkdir(parents=True)
+    for tool in (cache / "pulumi" / cli.parent.name / "bin").iterdir():
+        (cache / "toolchain" / "bin" / tool.name).symlink_to(tool)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_or_debootstrap(tmp_path):
+    """A fresh clone, user nobody (in the docker group, as on a laptop), go, apt, dpkg, debootstrap and
+    sudo replaced by traps: `make preview STACK=dev` makes its venv and reaches the Pulumi engine."""
     path, calls = restricted_path(tmp_path)
-    env = {"PATH": path, "HOME": os.environ["HOME"], "HYPERFLEET_CACHE": str(CACHE_DIR),
-           "PULUMI_STATE_DIR": str(tmp_path / "state")}
-    result = subprocess.run(["make", "-C", str(REPO), "preview", "STACK=dev", f"PULUMI_STATE_DIR={tmp_path / 'state'}"],
-                            env=env, capture_output=True, text=True, timeout=600)
+    shared = tmp_path / "shared"
+    clone, cache = shared / "hyperfleet", shared / "home"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    cache.mkdir()
+    user_toolchain(cache)
+    subprocess.run(["chown", "-R", "65534:65534", str(clone), str(cache)], check=True)
+    docker_group = os.stat("/var/run/docker.sock").st_gid
+    env = {"PATH": path, "HOME": str(cache), "HYPERFLEET_CACHE": str(cache)}
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", f"--groups={docker_group}",
+                             "make", "-C", str(clone), "preview", "STACK=dev", f"PULUMI_STATE_DIR={shared / 'state'}"],
+                            env=env, capture_output=True, text=True, timeout=540)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "+ 14 to create" in output, output[-3000:]
