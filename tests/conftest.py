@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.mongo_server import MongoServer
+from tests.processes import base_image_of_tests
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,11 +50,6 @@ def start_worker(mongo_url: str, *args: str, env: dict | None = None, **popen) -
     )
 
 
-def base_image() -> str:
-    """The base of the tests' images: the offline one of `make docker-engine` unless BASE_IMAGE says."""
-    return os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
-
-
 @pytest.fixture(scope="session")
 def docker_worker_image():
     """The runtime image on the offline base image, built once per session (needs a Docker engine)."""
@@ -62,7 +58,7 @@ def docker_worker_image():
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
-    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()], check=True,
+    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image_of_tests()], check=True,
                    env=dict(os.environ, PYTHON=sys.executable))
     return image
 
@@ -71,7 +67,7 @@ def docker_worker_image():
 def objective_image(docker_worker_image):
     """hyperfleet/example-objective:test: the container objective of examples/container-objective."""
     image = "hyperfleet/example-objective:test"
-    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}", "-t", image,
+    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image_of_tests()}", "-t", image,
                     str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
     return image
 

@@ -12,6 +12,11 @@ from pathlib import Path
 CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 
 
+def base_image_of_tests() -> str:
+    """The base of the tests' images: the offline one of `make docker-engine` unless BASE_IMAGE says."""
+    return os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
+
+
 class ServerNotFound(RuntimeError):
     """A server binary is missing; the message names what installs it."""
 

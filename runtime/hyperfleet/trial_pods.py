@@ -89,6 +89,7 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
            f"{uuid.uuid4().hex[:6]}"
     name = re.sub(r"-+", "-", name).strip("-")
     helper = os.environ[RUNTIME_IMAGE_ENV]
+    options = objective.kubernetes  # resources, node_selector, tolerations (parsed once)
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     # /hyperfleet and /hyperfleet/out: emptyDirs (any user may write them); params.json: the pod's
     # annotation, as a file of a downward API volume
@@ -99,7 +100,7 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
         "volumeMounts": [*mounts, {"name": "params", "mountPath": f"{MOUNT}/params.json", "subPath": "params.json",
                                    "readOnly": True}],
         "securityContext": restricted,
-        "resources": dict(objective.kubernetes.get("resources") or {}),
+        "resources": dict(options.get("resources") or {}),
     }
     if objective.command:
         trial["args"] = list(objective.command)  # like Docker's command: the image's entrypoint stays
@@ -121,10 +122,10 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
              "securityContext": {**restricted, "runAsNonRoot": True, "readOnlyRootFilesystem": True}},
         ],
     }
-    if objective.kubernetes.get("node_selector"):
-        spec["nodeSelector"] = dict(objective.kubernetes["node_selector"])
-    if objective.kubernetes.get("tolerations"):
-        spec["tolerations"] = list(objective.kubernetes["tolerations"])
+    if options.get("node_selector"):
+        spec["nodeSelector"] = dict(options["node_selector"])
+    if options.get("tolerations"):
+        spec["tolerations"] = list(options["tolerations"])
     worker_pod = os.environ[POD_NAME_ENV]
     return {
         "apiVersion": "v1", "kind": "Pod",

@@ -81,10 +81,13 @@ class Scenario:
 
     # --- clients --------------------------------------------------------------------------------
 
+    def kubectl_argv(self, *args: str) -> list[str]:
+        """``kubectl ARGS`` against the stack's namespace, in its cluster."""
+        kubeconfig = [f"--kubeconfig={self.kubeconfig}"] if self.kubeconfig else []
+        return ["kubectl", *kubeconfig, f"--context={self.context}", f"--namespace={self.stack.namespace}", *args]
+
     def kubectl(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        argv = ["kubectl", f"--context={self.context}", f"--namespace={self.stack.namespace}", *args]
-        if self.kubeconfig:
-            argv.insert(1, f"--kubeconfig={self.kubeconfig}")
+        argv = self.kubectl_argv(*args)
         result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
         if check:
             assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr.strip()}"
@@ -101,10 +104,8 @@ class Scenario:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        forward = subprocess.Popen(
-            ["kubectl", *([f"--kubeconfig={self.kubeconfig}"] if self.kubeconfig else []), f"--context={self.context}",
-             f"--namespace={self.stack.namespace}", "port-forward", f"svc/{self.stack.release}-mongo", f"{port}:mongo"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        forward = subprocess.Popen(self.kubectl_argv("port-forward", f"svc/{self.stack.release}-mongo", f"{port}:mongo"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             assert "Forwarding from" in (forward.stdout.readline() or ""), "kubectl port-forward did not start"
             client = pymongo.MongoClient(self._mongo_url(port), serverSelectionTimeoutMS=10000)

@@ -50,7 +50,7 @@ from tests.kube_server import (
     make_service_account_keys,
     write_kubeconfig,
 )
-from tests.processes import CACHE_DIR, ServerNotFound
+from tests.processes import CACHE_DIR, ServerNotFound, base_image_of_tests
 
 CONTEXT = "hyperfleet-local"
 NODE_NAME = "hyperfleet-node"
@@ -153,9 +153,6 @@ class LocalCluster:
         except FileNotFoundError:
             return ""
 
-    def env(self) -> dict:
-        return {"KUBECONFIG": self.kubeconfig}
-
     def kubectl(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
         return run("kubectl", f"--kubeconfig={self.kubeconfig}", f"--context={self.context}", *args,
                    check=check, **kwargs)
@@ -181,8 +178,7 @@ class LocalCluster:
         if not Path(CNI_BIN_DIR, "bridge").exists():
             raise ServerNotFound(f"no CNI plugins in {CNI_BIN_DIR}; run `{INSTALL_HINT}`")
         self.down(quiet=True)  # what a crashed earlier run left
-        started = time.monotonic()
-        deadline = started + timeout_seconds
+        deadline = time.monotonic() + timeout_seconds
         self.ip = node_ip()
         for d in (RUN_DIR / "logs", self.pki, RUN_DIR / "kubelet", RUN_DIR / "cni", RUN_DIR / "volumes"):
             d.mkdir(parents=True, exist_ok=True)
@@ -194,7 +190,6 @@ class LocalCluster:
         self._start_node(binaries, deadline)
         self._start_dns(binaries["coredns"], deadline)
         self._start_provisioner(binaries["local-path-provisioner"], deadline)
-        self.startup_seconds = time.monotonic() - started
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
@@ -421,7 +416,7 @@ state = "{CONTAINERD_SOCKET.parent}"
 
     def _start_provisioner(self, provisioner: str, deadline: float) -> None:
         namespace, volumes = "local-path-storage", RUN_DIR / "volumes"
-        base_image = os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
+        base_image = base_image_of_tests()
         self.load_images([base_image])
         objects = [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
