@@ -38,6 +38,7 @@ def worker_env(**extra) -> dict:
     """Environment for worker processes: the test objectives importable, no stray HYPEROPT_ vars."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPEROPT_", "HYPERFLEET_", "MONGO_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONFAULTHANDLER"] = "1"  # a worker that hangs and is aborted prints every thread's stack
     env.update(extra)
     return env
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +24,7 @@ from pymongo.errors import PyMongoError
 from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, ProcessLiveness
 from .mongo_url import parse_mongo_url
 from .settings import MonitorSettings
+from .shutdown import watch_stop_signals
 from .store import JobStore
 
 log = logging.getLogger("hyperfleet.monitor")
@@ -190,8 +190,11 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
     """Sweep every ``interval_seconds`` until SIGTERM/SIGINT; MongoDB outages are retried with backoff."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        def on_stop_signal(name: str) -> None:
+            log.info("%s received: stopping", name)
+            stop.set()
+
+        watch_stop_signals(on_stop_signal)
     metrics, health = Metrics(), Health(settings.interval_seconds)
     server = serve_health(settings.health_host, settings.health_port, health, metrics) if settings.health_port else None
     address = parse_mongo_url(settings.mongo_url)

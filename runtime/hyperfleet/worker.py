@@ -2,8 +2,9 @@
 
 Shutdown follows one ladder: the first SIGTERM or SIGINT stops reservations and hands the running
 trial back (state NEW, owner cleared, the hand-back counted with its reason) and the worker exits
-within ``shutdown_deadline_seconds``; a second signal exits at once. The objective runs in a
-thread (or a child process with ``use_subprocesses``), so the main thread is always free to react.
+within ``shutdown_deadline_seconds``; a second signal exits at once (``shutdown.py`` says how the
+signals are caught). The objective runs in a thread (or a child process with ``use_subprocesses``), so
+the main thread is free to hand the trial back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import enum
 import logging
 import os
 import pickle
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +28,7 @@ from .containers import OWNER_ENV, remove_owned_containers
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
+from .shutdown import watch_stop_signals
 from .store import JobStore
 from .trial_pods import POD_NAME_ENV, POD_NAMESPACE_ENV
 
@@ -121,23 +122,11 @@ class Worker:
     # -- signals ------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._on_signal)
+        watch_stop_signals(self._on_stop_signal, self.settings.shutdown_deadline_seconds)
 
-    def _on_signal(self, signum, _frame):
-        name = signal.Signals(signum).name
-        if self._stop.is_set():
-            log.warning("second %s: exiting now", name)
-            os._exit(128 + signum)
+    def _on_stop_signal(self, name: str) -> None:
         log.info("%s received: handing back the running trial and exiting", name)
         self.request_stop(f"worker shutdown ({name})")
-        watchdog = threading.Timer(self.settings.shutdown_deadline_seconds, self._deadline_passed)
-        watchdog.daemon = True
-        watchdog.start()
-
-    def _deadline_passed(self):
-        log.error("shutdown took longer than %gs: exiting now", self.settings.shutdown_deadline_seconds)
-        os._exit(1)
 
     def request_stop(self, reason: str) -> None:
         self._stop_reason = reason

@@ -1,5 +1,6 @@
 """Signals and hard kills of real worker processes, against the real server."""
 
+import ctypes
 import os
 import signal
 import shutil
@@ -154,6 +155,32 @@ def test_second_signal_exits_at_once_and_the_deadline_bounds_a_stuck_shutdown(ow
             if w.poll() is None:
                 w.kill()
         store.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_given_to_any_thread_stops_a_worker_whose_server_went_silent_at_the_deadline(own_server):
+    """The kernel may give a process's signal to any of its threads; here not the main one, which
+    waits on a frozen server."""
+    url = own_server.database_url("frozen")
+    worker = start_worker(url, "--shutdown-deadline-seconds", "2", "--log-level", "info",
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        assert "polling" in worker.stderr.readline()
+        os.kill(own_server.process.pid, signal.SIGSTOP)  # the worker's next reserve never returns
+        try:
+            time.sleep(0.5)
+            other_thread = next(int(t) for t in os.listdir(f"/proc/{worker.pid}/task") if int(t) != worker.pid)
+            libc = ctypes.CDLL(None, use_errno=True)
+            started = time.monotonic()
+            assert libc.tgkill(worker.pid, other_thread, signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+            assert worker.wait(10) == 1  # gave up at the deadline: the hand-back could not reach the server
+            assert 1.8 < time.monotonic() - started < 5
+            assert "SIGTERM received" in worker.stderr.read()
+        finally:
+            os.kill(own_server.process.pid, signal.SIGCONT)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
 
 
 @pytest.mark.timeout(120)

@@ -1,5 +1,6 @@
 """Worker processes against the real server: fmin end to end, errors, bad objectives, bad input."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -15,10 +16,20 @@ from tests.objectives import flaky, quadratic
 
 
 def stop_all(workers, timeout=15):
+    """SIGTERM each worker; one still alive after ``timeout`` is aborted, so its threads' stacks
+    (PYTHONFAULTHANDLER, set by worker_env) show where it hung."""
     for w in workers:
         if w.poll() is None:
             w.terminate()
-    return [w.wait(timeout) for w in workers]
+    codes = []
+    for w in workers:
+        try:
+            codes.append(w.wait(timeout))
+        except subprocess.TimeoutExpired:
+            w.send_signal(signal.SIGABRT)
+            w.wait(10)
+            raise AssertionError(f"worker {w.pid} still alive {timeout}s after SIGTERM; its stacks are above") from None
+    return codes
 
 
 @pytest.mark.slow
