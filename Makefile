@@ -142,6 +142,28 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 .PHONY: test
 test: lint test-install docker-engine toolchain kube-server ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-hyperopt-suite test-hyperopt-oldest
+
+# hyperopt's own tests of hyperopt.mongoexp, from the installed wheel, against hyperfleet.mongoexp
+HYPEROPT_SUITE := -p tests.hyperopt_suite.plugin --pyargs hyperopt.tests.integration.test_mongoexp -rxX
+# the oldest hyperopt runtime/pyproject.toml accepts, and a virtualenv with it
+HYPEROPT_OLDEST := $(shell sed -n 's/.*"hyperopt>=\([0-9.]*\),.*/\1/p' runtime/pyproject.toml)
+OLDEST_VENV ?= .venv-hyperopt-$(HYPEROPT_OLDEST)
+
+.PHONY: test-hyperopt-suite
+test-hyperopt-suite: test-install ## hyperopt's own test suite of hyperopt.mongoexp, run against hyperfleet.mongoexp
+	PYTHONPATH=. $(PY) -m pytest $(HYPEROPT_SUITE)
+
+.PHONY: test-hyperopt-oldest
+test-hyperopt-oldest: test-install $(OLDEST_VENV)/.installed ## The suite, fmin's features and the worker on the oldest hyperopt we support
+	PYTHONPATH=. $(OLDEST_VENV)/bin/python -m pytest -q $(HYPEROPT_SUITE)
+	PYTHONPATH=. $(OLDEST_VENV)/bin/python -m pytest -q tests/integration/test_fmin_features.py tests/integration/test_worker.py
+
+# nose and six: hyperopt 0.2.7's tests import them
+$(OLDEST_VENV)/.installed: runtime/pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet 'hyperopt==$(HYPEROPT_OLDEST)' -e 'runtime[test,driver]' nose six
+	touch $@
 
 .PHONY: lint
 lint: install ## ruff (ruff.toml), shellcheck of scripts/, helm lint --strict of the chart
@@ -166,5 +188,5 @@ bench-monitor: test-install docker-engine ## Detection latency (heartbeat, conta
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
-	rm -rf $(VENV) $(STOCK_VENV) .pytest_cache bench/results
+	rm -rf $(VENV) $(STOCK_VENV) $(OLDEST_VENV) .pytest_cache bench/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

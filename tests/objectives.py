@@ -54,3 +54,18 @@ def fail_first_time(params):
         open(params["marker"], "w").close()
         raise RuntimeError("first attempt fails")
     return 1.0
+
+
+def constant(params):
+    """The same loss for every point: no trial ever improves on the first."""
+    time.sleep(params.get("sleep", 0.0))
+    return 1.0
+
+
+def identity(x):
+    return x
+
+
+def with_attachments(x):
+    """A result with an attachment, as hyperopt documents them."""
+    return {"loss": x**2, "status": "ok", "attachments": {"note": f"x={x}".encode()}}

@@ -10,12 +10,12 @@ __version__ = _version("hyperfleet")  # one place: runtime/pyproject.toml
 
 
 def __getattr__(name):
-    # MongoTrials pulls in hyperopt.fmin; import it on first use so the CLI starts fast
-    if name == "MongoTrials":
-        from .trials import MongoTrials
+    # MongoTrials and fmin pull in hyperopt.fmin; import them on first use so the CLI starts fast
+    if name in ("MongoTrials", "fmin"):
+        from . import trials
 
-        return MongoTrials
+        return getattr(trials, name)
     raise AttributeError(name)
 
 
-__all__ = ["JobStore", "MongoAddress", "MongoTrials", "StoreUnavailable", "WorkerSettings", "parse_mongo_url"]
+__all__ = ["JobStore", "MongoAddress", "MongoTrials", "StoreUnavailable", "WorkerSettings", "fmin", "parse_mongo_url"]

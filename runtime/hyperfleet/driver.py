@@ -101,7 +101,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
     from hyperopt import anneal, atpe, fmin, rand, space_eval, tpe
     from hyperopt.early_stop import no_progress_loss
 
-    from .store import JOB_STATE_DONE, JOB_STATE_ERROR
+    from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_VALID_STATES
     from .trials import MongoTrials
 
     if isinstance(spec.objective, str):
@@ -136,7 +136,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
         best_loss, best_params = None, None
     return RunResult(
         exp_key=spec.key,
-        trials=trials.count_by_state_unsynced([0, 1, 2, 3]),
+        trials=trials.count_by_state_unsynced([*JOB_VALID_STATES, JOB_STATE_ERROR]),  # not the withdrawn
         done=trials.count_by_state_unsynced(JOB_STATE_DONE),
         errors=trials.count_by_state_unsynced(JOB_STATE_ERROR),
         best_loss=best_loss,

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .spec import space_labels
-from .store import JobStore
+from .store import STATE_NAMES, JobStore
 
-STATE_NAMES = {0: "new", 1: "running", 2: "done", 3: "error"}
 _LOG_KINDS = ("loguniform", "qloguniform", "lognormal", "qlognormal")
 
 

@@ -11,7 +11,7 @@ import datetime as _dt
 import time
 from typing import Any
 
-from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from .store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 RATE_WINDOW_SECONDS = 600.0
 
@@ -28,6 +28,8 @@ class ExperimentStatus:
     best_tid: int | None
     trials_per_minute: float | None
     eta_seconds: float | None
+    #: queued, then withdrawn when fmin stopped early (timeout, loss threshold, early stop)
+    cancelled: int = 0
 
     @property
     def finished(self) -> int:
@@ -39,7 +41,9 @@ class ExperimentStatus:
 
     @property
     def complete(self) -> bool:
-        return self.max_evals is not None and self.finished >= self.max_evals and not (self.new or self.running)
+        if self.new or self.running:
+            return False
+        return bool(self.cancelled) or (self.max_evals is not None and self.finished >= self.max_evals)
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "finished": self.finished, "total": self.total}
@@ -66,7 +70,7 @@ def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RAT
         exp_key=exp_key, new=counts.get(JOB_STATE_NEW, 0), running=counts.get(JOB_STATE_RUNNING, 0),
         done=done, error=error, max_evals=max_evals,
         best_loss=best["result"]["loss"] if best else None, best_tid=best["tid"] if best else None,
-        trials_per_minute=rate, eta_seconds=eta,
+        trials_per_minute=rate, eta_seconds=eta, cancelled=counts.get(JOB_STATE_CANCEL, 0),
     )
 
 

@@ -36,11 +36,19 @@ from .mongo_url import MongoAddress, parse_mongo_url
 
 log = logging.getLogger(__name__)
 
+# hyperopt's trial states (hyperopt.base; tests/unit/test_states.py checks they agree), kept here so the
+# worker and the CLI start without importing hyperopt
 JOB_STATE_NEW = 0
 JOB_STATE_RUNNING = 1
 JOB_STATE_DONE = 2
 JOB_STATE_ERROR = 3
-JOB_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE, JOB_STATE_ERROR)
+JOB_STATE_CANCEL = 4  # queued, then withdrawn: fmin stopped early (timeout, loss threshold, early stop)
+JOB_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_CANCEL)
+#: the states hyperopt's Trials shows in ``trials.trials`` (hyperopt.base.JOB_VALID_STATES)
+JOB_VALID_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE)
+#: the states a trial's ``state`` can have, by name (reports, status)
+STATE_NAMES = {JOB_STATE_NEW: "new", JOB_STATE_RUNNING: "running", JOB_STATE_DONE: "done", JOB_STATE_ERROR: "error",
+               JOB_STATE_CANCEL: "cancel"}
 
 # The history of hand-backs kept on a trial is bounded so a flapping trial cannot grow without limit.
 HISTORY_LIMIT = 20
@@ -143,6 +151,13 @@ class JobStore:
             return []
         return self.jobs.insert_many(prepared, ordered=True).inserted_ids
 
+    def cancel_queued(self, exp_key: str | None) -> int:
+        """Withdraw the experiment's NEW trials (state CANCEL); a worker that already took one keeps it."""
+        query: dict[str, Any] = {"state": JOB_STATE_NEW}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return self.jobs.update_many(query, {"$set": {"state": JOB_STATE_CANCEL}, "$inc": {"version": 1}}).modified_count
+
     def count(self, exp_key: str | None, states: Iterable[int]) -> int:
         query: dict[str, Any] = {"state": {"$in": list(states)}}
         if exp_key is not None:
@@ -154,9 +169,11 @@ class JobStore:
 
     # -- worker side --------------------------------------------------------------------------
 
-    def reserve(self, owner: str, worker: Mapping[str, Any], exp_key: str | None = None) -> dict | None:
-        """Atomically take the oldest NEW trial (of ``exp_key`` if given) for ``owner``."""
-        query: dict[str, Any] = {"state": JOB_STATE_NEW, "owner": None}
+    def reserve(self, owner: str, worker: Mapping[str, Any], exp_key: str | None = None,
+                extra: Mapping[str, Any] | None = None) -> dict | None:
+        """Atomically take the oldest NEW trial (of ``exp_key`` if given, matching the filter
+        ``extra`` if given) for ``owner``."""
+        query: dict[str, Any] = {**(extra or {}), "state": JOB_STATE_NEW, "owner": None}
         if exp_key is not None:
             query["exp_key"] = exp_key
         return self.jobs.find_one_and_update(
@@ -379,9 +396,9 @@ class ExperimentAttachments:
         except gridfs.NoFile:
             raise KeyError(name) from None
 
-    def __setitem__(self, name: str, value: bytes) -> None:
+    def __setitem__(self, name: str, value: bytes | str) -> None:
         old = [f._id for f in self._store.gfs.find({"filename": name, **self._query})]
-        self._store.gfs.put(value, filename=name, **self._query)
+        self._store.gfs.put(value, filename=name, encoding="utf-8", **self._query)
         for file_id in old:
             self._store.gfs.delete(file_id)
 
@@ -436,16 +453,25 @@ class TrialAttachments:
     def __setitem__(self, name: str, value: bytes) -> None:
         file_id = self._store.gfs.put(value, filename=f"{self._trial_id}_{name}")
         entries = self._entries()
-        kept = [(n, fid) for n, fid in entries if n != name] + [(name, file_id)]
-        try:
-            self._set([[n, fid] for n, fid in kept])
-        except WriteError as err:
-            if "nested arrays" not in str(err):
-                raise
-            self._set([{"name": n, "file_id": fid} for n, fid in kept])
+        self._set([(n, fid) for n, fid in entries if n != name] + [(name, file_id)])
         for n, fid in entries:
             if n == name:
                 self._store.gfs.delete(fid)
 
-    def _set(self, entries: list) -> None:
-        self._store.jobs.update_one({"_id": self._trial_id}, {"$set": {"_attachments": entries}})
+    def __delitem__(self, name: str) -> None:
+        entries = self._entries()
+        gone = [fid for n, fid in entries if n == name]
+        if not gone:
+            raise KeyError(name)
+        self._set([(n, fid) for n, fid in entries if n != name])
+        for fid in gone:
+            self._store.gfs.delete(fid)
+
+    def _set(self, entries: list[tuple[str, ObjectId]]) -> None:
+        update = self._store.jobs.update_one
+        try:
+            update({"_id": self._trial_id}, {"$set": {"_attachments": [[n, fid] for n, fid in entries]}})
+        except WriteError as err:
+            if "nested arrays" not in str(err):
+                raise
+            update({"_id": self._trial_id}, {"$set": {"_attachments": [{"name": n, "file_id": fid} for n, fid in entries]}})

@@ -16,19 +16,22 @@ Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
 from __future__ import annotations
 
 import collections
+import datetime as _dt
 import os
 import sys
 import time
+from timeit import default_timer as timer
 from typing import Any
 
 import numpy as np
 from hyperopt import base, tpe
-from hyperopt.fmin import FMinIter, space_eval
+from hyperopt.fmin import FMinIter, generate_trials_to_calculate, space_eval
 
 from .mongo_url import MongoAddress
-from .store import JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JobStore
+from .store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, JobStore
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
+_EPOCH = _dt.datetime(1970, 1, 1)
 
 
 class MongoTrials(base.Trials):
@@ -91,8 +94,9 @@ class MongoTrials(base.Trials):
         self._docs: dict[Any, dict] = {}  # _id -> latest document seen, every state
         self._open: set = set()  # _ids of NEW and RUNNING trials
         self._max_tid = -1
+        self._int_tids = True  # hyperopt allows any tid; the incremental refresh needs integers
         self._state_counts: collections.Counter = collections.Counter()
-        self._trials: list[dict] = []  # hyperopt's view: not ERROR, in tid order
+        self._trials: list[dict] = []  # hyperopt's view: NEW, RUNNING and DONE, in tid order
         self._position: dict[Any, int] = {}
         self._last_resync = float("-inf")
 
@@ -104,7 +108,7 @@ class MongoTrials(base.Trials):
 
     def refresh(self) -> None:
         jobs = self.store.jobs
-        if time.monotonic() - self._last_resync >= self.resync_seconds:
+        if not self._int_tids or time.monotonic() - self._last_resync >= self.resync_seconds:
             self._resync()
         else:
             changed = {"tid": {"$gt": self._max_tid}}
@@ -140,19 +144,24 @@ class MongoTrials(base.Trials):
                 self._open.add(_id)
             else:
                 self._open.discard(_id)
-            self._max_tid = max(self._max_tid, doc["tid"])
+            if isinstance(doc["tid"], int) and not isinstance(doc["tid"], bool):
+                self._max_tid = max(self._max_tid, doc["tid"])
+            elif self._int_tids:
+                self._int_tids, rebuild = False, True
 
-            shown = doc["state"] != JOB_STATE_ERROR
+            shown = doc["state"] in JOB_VALID_STATES
             index = self._position.get(_id)
             if index is not None and shown:
                 self._trials[index] = doc
-            elif index is None and shown and (not self._trials or doc["tid"] > self._trials[-1]["tid"]):
+            elif index is None and shown and self._int_tids and (not self._trials or doc["tid"] > self._trials[-1]["tid"]):
                 self._position[_id] = len(self._trials)
                 self._trials.append(doc)
             else:
                 rebuild = True
         if rebuild:
-            self._trials = sorted((d for d in self._docs.values() if d["state"] != JOB_STATE_ERROR), key=lambda d: d["tid"])
+            # by tid; by insertion (_id), as stock does, when some tids are not integers
+            order = (lambda d: d["tid"]) if self._int_tids else (lambda d: d["_id"])
+            self._trials = sorted((d for d in self._docs.values() if d["state"] in JOB_VALID_STATES), key=order)
             self._position = {d["_id"]: i for i, d in enumerate(self._trials)}
 
     def count_by_state_unsynced(self, arg) -> int:
@@ -172,6 +181,8 @@ class MongoTrials(base.Trials):
 
     def _insert_trial_docs(self, docs) -> list[int]:
         docs = list(docs)
+        if not all(isinstance(d["tid"], int) and not isinstance(d["tid"], bool) for d in docs):
+            self._int_tids = False  # refresh() can no longer ask for "tids above the highest seen"
         self.store.insert_trials(docs, retries=self.retries)
         return [d["tid"] for d in docs]
 
@@ -197,8 +208,16 @@ class MongoTrials(base.Trials):
         self, fn, space, algo=None, max_evals=None, timeout=None, loss_threshold=None, max_queue_len=1,
         rstate=None, verbose=False, pass_expr_memo_ctrl=None, catch_eval_exceptions=False,
         return_argmin=True, show_progressbar=True, early_stop_fn=None, trials_save_file="",
+        points_to_evaluate=None,
     ):
-        """hyperopt's fmin loop over this store, polling every ``poll_interval_seconds``."""
+        """hyperopt's fmin loop over this store, polling every ``poll_interval_seconds``.
+
+        As on plain Trials: ``early_stop_fn`` is called once per finished trial, in the order they
+        finished, with a Trials of the finished trials (``FinishedTrials``); ``points_to_evaluate``
+        are queued first, when the experiment has no trials yet, and count towards ``max_evals``.
+        When the timeout, the loss threshold or the early stop ends the search, the trials still
+        queued are withdrawn (state CANCEL) and fmin returns once the running ones are finished.
+        """
         if space == "annotated":
             raise NotImplementedError("space='annotated' is not supported with hyperfleet.MongoTrials")
         base.validate_timeout(timeout)
@@ -207,17 +226,92 @@ class MongoTrials(base.Trials):
             seed = os.environ.get("HYPEROPT_FMIN_SEED", "")
             rstate = np.random.default_rng(int(seed) if seed else None)
         domain = base.Domain(fn, space, pass_expr_memo_ctrl=pass_expr_memo_ctrl)
+        early_stop = FinishedTrials.early_stop(early_stop_fn) if early_stop_fn else None
         loop = FMinIter(
             algo or tpe.suggest, domain, self, rstate,
             max_queue_len=max_queue_len, poll_interval_secs=self.poll_interval_seconds,
             max_evals=sys.maxsize if max_evals is None else max_evals, timeout=timeout,
             loss_threshold=loss_threshold, verbose=verbose, show_progressbar=show_progressbar,
-            early_stop_fn=early_stop_fn, trials_save_file=trials_save_file,
+            early_stop_fn=early_stop, trials_save_file=trials_save_file,
         )
         loop.catch_eval_exceptions = catch_eval_exceptions
+        self.refresh()
+        if points_to_evaluate and not self._docs:
+            self.insert_points(points_to_evaluate)
+
+        wait_for_workers = loop.block_until_done  # run() calls it last, whatever ended the loop
+
+        def withdraw_queued_then_wait():
+            stopped_early = (
+                (timeout is not None and timer() - loop.start_time >= timeout)
+                or (loss_threshold is not None and self._best_loss() < loss_threshold)
+                or (early_stop is not None and early_stop.triggered)
+            )
+            if stopped_early:
+                self.store.cancel_queued(self._exp_key)
+            wait_for_workers()
+
+        loop.block_until_done = withdraw_queued_then_wait
         loop.exhaust()
         if return_argmin:
             if not self.trials:
                 raise Exception("There are no evaluation tasks, cannot return argmin of task losses.")
             return self.argmin
         return space_eval(space, self.argmin) if len(self) else None
+
+    def _best_loss(self) -> float:
+        losses = [x for x in self.losses() if x is not None and not np.isnan(x)]
+        return min(losses, default=float("inf"))
+
+    def insert_points(self, points: list[dict]) -> list[int]:
+        """Queue trials at these points (``{label: value}``, a choice by its index), as hyperopt's
+        ``generate_trials_to_calculate`` does for plain Trials."""
+        docs = generate_trials_to_calculate(points)._dynamic_trials
+        for doc, tid in zip(docs, self.new_trial_ids(len(docs)), strict=True):
+            doc["tid"] = doc["misc"]["tid"] = tid
+            doc["misc"]["idxs"] = {label: [tid] for label in doc["misc"]["idxs"]}
+            doc["exp_key"] = self._exp_key
+        tids = self._insert_trial_docs(docs)
+        self.refresh()
+        return tids
+
+
+class FinishedTrials(base.Trials):
+    """What an early-stop function sees: the finished (DONE) trials, in the order they finished.
+
+    hyperopt's early-stop functions read the newest trial's loss; in a distributed run the newest
+    trial is usually still queued or running. ``early_stop(fn)`` wraps ``fn`` so that it is called
+    once per newly finished trial with this view, as on plain Trials."""
+
+    @classmethod
+    def early_stop(cls, fn):
+        view = cls()
+        seen: set = set()
+
+        def wrapped(trials: MongoTrials, *args):
+            finished = [d for d in trials._docs.values() if d["state"] == JOB_STATE_DONE and d["_id"] not in seen]
+            finished.sort(key=lambda d: (d.get("refresh_time") or _EPOCH, d["tid"]))
+            for doc in finished:
+                seen.add(doc["_id"])
+                view._dynamic_trials.append(doc)
+                view.refresh()
+                stop, args = fn(view, *args)
+                if stop:
+                    wrapped.triggered = True
+                    return True, args
+            return False, args
+
+        wrapped.triggered = False
+        return wrapped
+
+
+def fmin(fn, space, algo=None, max_evals=None, trials=None, points_to_evaluate=None, **options):
+    """``hyperopt.fmin`` that keeps ``points_to_evaluate`` with a ``MongoTrials`` (hyperopt's fmin
+    drops it whenever it is given a trials object)."""
+    if isinstance(trials, MongoTrials):
+        options.pop("allow_trials_fmin", None)
+        return trials.fmin(fn, space, algo=algo, max_evals=max_evals, points_to_evaluate=points_to_evaluate, **options)
+    from hyperopt import fmin as hyperopt_fmin
+
+    return hyperopt_fmin(fn, space, algo=algo, max_evals=max_evals, trials=trials,
+                         points_to_evaluate=points_to_evaluate, **options)

@@ -9,10 +9,12 @@ the main thread is free to hand the trial back.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +42,45 @@ RESULT_WRITE_RETRY_SECONDS = 30.0
 _WAIT_STEP_SECONDS = 0.05
 # imported, not run as __main__, so the Outcome it pickles resolves to hyperfleet.evaluation.Outcome
 _CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main())"
+
+
+class SharedWorkdir:
+    """The directory in-process objectives run in. ``chdir`` changes it for every thread, so when
+    several threads evaluate trials (hyperopt's MongoWorker threads), the first one in enters the
+    directory, the last one out returns, and a thread that wants another directory waits."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._path: str | None = None
+        self._users = 0
+        self._return_to = ""
+        self._created = self._erase = False
+
+    @contextlib.contextmanager
+    def inside(self, path: str, erase_if_created: bool = False):
+        with self._cond:
+            self._cond.wait_for(lambda: self._users == 0 or self._path == path)
+            if self._users == 0:
+                self._return_to, self._created = os.getcwd(), not os.path.isdir(path)
+                os.makedirs(path, exist_ok=True)
+                os.chdir(path)
+                self._path, self._erase = path, False
+            self._users += 1
+            self._erase = self._erase or erase_if_created
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    os.chdir(self._return_to)
+                    if self._created and self._erase:
+                        shutil.rmtree(path, ignore_errors=True)
+                    self._path = None
+                    self._cond.notify_all()
+
+
+WORKDIR = SharedWorkdir()
 
 
 class TrialOutcome(enum.Enum):
@@ -116,6 +157,9 @@ class Worker:
         self._stop = threading.Event()
         self._stop_reason = ""
         self.jobs_done = 0
+        self.reserve_timed_out = False  # the loop ended because no trial came in reserve_timeout_seconds
+        self.workdir = os.path.abspath(settings.workdir) if settings.workdir else None
+        self.erase_created_workdir = False  # remove the workdir after the trial if the trial created it
         self._spare_child: subprocess.Popen | None = None
         self._touched = 0.0
 
@@ -176,6 +220,7 @@ class Worker:
             if doc is None:
                 if s.reserve_timeout_seconds is not None and time.monotonic() - idle_since > s.reserve_timeout_seconds:
                     log.info("exiting: no trial to reserve for %gs", s.reserve_timeout_seconds)
+                    self.reserve_timed_out = True
                     break
                 self._stop.wait(wait)
                 wait = min(wait * 2, s.poll_interval_seconds)
@@ -251,14 +296,9 @@ class Worker:
             try:
                 fn = self.loader.function(doc)
                 ctrl = Ctrl(self.store, doc, self.owner)
-                cwd = os.getcwd()
-                if self.settings.workdir:
-                    os.makedirs(self.settings.workdir, exist_ok=True)
-                    os.chdir(self.settings.workdir)
-                try:
+                workdir = self.workdir
+                with WORKDIR.inside(workdir, self.erase_created_workdir) if workdir else contextlib.nullcontext():
                     result = base.SONify(fn(base.spec_from_misc(doc["misc"]), ctrl))
-                finally:
-                    os.chdir(cwd)
                 attachments = result.pop("attachments", None) or {}
                 box.append(Outcome(result=result, attachments=attachments))
             except BaseException as err:  # noqa: BLE001 - every failure of the objective is the trial's ERROR
@@ -276,7 +316,7 @@ class Worker:
 
     def _evaluate_in_child(self, doc: dict, heartbeat: Heartbeat) -> Outcome | TrialOutcome:
         try:
-            job = self.loader.job(doc, self.settings.workdir)
+            job = self.loader.job(doc, self.workdir)
         except ObjectiveUnavailable as err:
             return Outcome.from_exception(err)
         with tempfile.TemporaryDirectory(prefix="hyperfleet-trial-") as tmp:

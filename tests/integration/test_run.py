@@ -57,6 +57,26 @@ def test_a_2x3_grid_yields_exactly_6_trials_even_when_run_twice(mongo_url):
         stop_all(workers)
 
 
+@pytest.mark.timeout(120)
+def test_early_stop_in_a_spec_ends_the_search_with_two_workers(mongo_url, tmp_path):
+    spec = {"name": "plateau", "objective": "tests.objectives:constant", "algo": "rand", "max_evals": 100,
+            "parallelism": 2, "early_stop": {"no_improvement": 4},
+            "space": {"x": {"uniform": [0, 1]}, "sleep": {"choice": [0.05]}}}
+    path = tmp_path / "plateau.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    try:
+        driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = driver.communicate(timeout=90)
+        assert driver.returncode == 0, err
+        done = jobs(mongo_url).count_documents({"exp_key": "plateau", "state": JOB_STATE_DONE})
+        assert 5 <= done <= 9, done  # the first, 4 without improvement, and those handed out then (2 + 2)
+        assert jobs(mongo_url).count_documents({"exp_key": "plateau", "state": {"$in": [0, 1]}}) == 0
+        assert out.startswith(f"plateau: {done} trials, {done} done, 0 failed; best loss 1"), out
+    finally:
+        stop_all(workers)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_killed_driver_resumes_to_exactly_max_evals(mongo_url, tmp_path):
