@@ -170,7 +170,7 @@ lint: install ## ruff (ruff.toml), shellcheck of scripts/, helm lint --strict of
 	command -v shellcheck >/dev/null || { [[ $$(id -u) -eq 0 ]] && apt-get install -y -qq shellcheck >/dev/null; } || \
 	  { echo "shellcheck is missing (apt-get install shellcheck)" >&2; exit 1; }
 	$(VENV)/bin/ruff check .
-	shellcheck scripts/*.sh
+	shellcheck scripts/*.sh images/test-mongo/entrypoint.sh tests/hyperopt_suite/bin/mongod
 	scripts/install-helm.sh >/dev/null
 	"$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm | sort | tail -n 1)" lint --strict charts/hyperfleet
 

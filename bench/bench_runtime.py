@@ -154,7 +154,7 @@ def main() -> int:
     args = parser.parse_args()
 
     rows = {}
-    with MongoServer() as server:
+    with MongoServer(auth=False) as server:  # stock hyperopt, compared here, cannot log in with PLAIN
         print(f"server: {server.kind} at {server.url}; ping round trip {server_round_trip_ms(server):.2f} ms")
         for name, argv_for in variants(args.stock_python).items():
             if args.only and not any(o in name for o in args.only):

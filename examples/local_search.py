@@ -13,6 +13,7 @@ import time
 from hyperopt import fmin, hp, tpe
 
 import hyperfleet
+from hyperfleet.mongo_url import redact_url
 from examples.objectives import branin
 from tests.mongo_server import MongoServer
 
@@ -23,10 +24,11 @@ MAX_EVALS = 60
 def main() -> int:
     with MongoServer() as server:
         url = server.database_url("demo")
-        print(f"MongoDB ({server.kind}) at {url}")
-        env = dict(os.environ, PYTHONPATH=os.getcwd())
+        print(f"MongoDB ({server.kind}) at {redact_url(url)}")
+        # the address holds the password: in the environment, not on a command line anyone can read with ps
+        env = dict(os.environ, PYTHONPATH=os.getcwd(), HYPERFLEET_WORKER_MONGO=url)
         workers = [
-            subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--mongo", url, "--log-level", "warning"], env=env)
+            subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--log-level", "warning"], env=env)
             for _ in range(WORKERS)
         ]
         try:

@@ -13,7 +13,7 @@ binary="$CACHE_DIR/bin/hyperfleet-ferretdb"
 
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "$REPO/images/test-mongo/Dockerfile" "$context/"
+cp "$REPO/images/test-mongo/Dockerfile" "$REPO/images/test-mongo/entrypoint.sh" "$context/"
 cp "$binary" "$context/hyperfleet-ferretdb"
 docker build --quiet --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" "$context" >/dev/null
 echo "built $IMAGE on $BASE_IMAGE"

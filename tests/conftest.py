@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.mongo_server import MongoServer
-from tests.processes import base_image_of_tests
+from tests.processes import ServerNotFound, base_image_of_tests, component_missing
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def docker_worker_image():
     import shutil
 
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.fail("no Docker engine (make docker-engine starts one)")
+        component_missing("docker", "no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
     subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image_of_tests()], check=True,
                    env=dict(os.environ, PYTHON=sys.executable))
@@ -90,7 +90,10 @@ def kube_cluster(docker_worker_image, test_mongo_image):
 
     cluster = LocalCluster()
     was_running = cluster.running()
-    cluster.up()
+    try:
+        cluster.up()
+    except ServerNotFound as err:
+        component_missing("kubernetes", str(err))
     try:
         cluster.load_images([docker_worker_image, test_mongo_image])
         yield cluster
@@ -115,8 +118,11 @@ def cluster_api(kube_cluster):
 def kube_server():
     from tests.kube_server import KubeServer
 
-    with KubeServer() as server:
-        yield server
+    try:
+        with KubeServer() as server:
+            yield server
+    except ServerNotFound as err:
+        component_missing("kubernetes", str(err))
 
 
 @pytest.fixture(scope="session")
@@ -151,8 +157,7 @@ def helm(tmp_path_factory):
     """``helm(*args, check=True)``: the built helm with its own throwaway cache/config/data homes."""
     from tests.kube_server import find_helm
 
-    path = find_helm()
-    assert path, "helm not found: scripts/install-helm.sh builds it (make kube-server)"
+    path = find_helm() or component_missing("helm", "helm not found: scripts/install-helm.sh builds it (make kube-server)")
     home = tmp_path_factory.mktemp("helm-home")
     env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
            "HELM_DATA_HOME": str(home / "data")}

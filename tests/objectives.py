@@ -69,3 +69,11 @@ def identity(x):
 def with_attachments(x):
     """A result with an attachment, as hyperopt documents them."""
     return {"loss": x**2, "status": "ok", "attachments": {"note": f"x={x}".encode()}}
+
+
+def logged_quadratic(params):
+    """Appends its x to the file ``params['log']`` on every evaluation: a test counts evaluations."""
+    time.sleep(params["sleep"])
+    with open(params["log"], "a") as f:
+        f.write(f"{params['x']!r}\n")
+    return (params["x"] - 3.0) ** 2

@@ -21,6 +21,26 @@ class ServerNotFound(RuntimeError):
     """A server binary is missing; the message names what installs it."""
 
 
+#: the components a test may need; HYPERFLEET_TESTS_WITHOUT=docker,helm (say) opts out of them
+COMPONENTS = ("docker", "pulumi", "helm", "kubernetes", "root")
+OPT_OUT = "HYPERFLEET_TESTS_WITHOUT"
+
+
+def component_missing(component: str, problem: str):
+    """A test that needs ``component`` fails when it is missing, saying how to get it, unless the user
+    opted out of it explicitly (``HYPERFLEET_TESTS_WITHOUT``): then, and only then, it is skipped."""
+    import pytest
+
+    assert component in COMPONENTS, component
+    opted_out = {c.strip() for c in os.environ.get(OPT_OUT, "").split(",") if c.strip()}
+    unknown = opted_out - set(COMPONENTS)
+    if unknown:
+        pytest.fail(f"{OPT_OUT}: unknown component(s) {', '.join(sorted(unknown))}; known: {', '.join(COMPONENTS)}")
+    if component in opted_out:
+        pytest.skip(f"needs {component} ({OPT_OUT} opts out of it)")
+    pytest.fail(f"{problem} (or set {OPT_OUT}={component} to skip the tests that need it)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

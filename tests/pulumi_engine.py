@@ -7,9 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.processes import CACHE_DIR
+from tests.processes import CACHE_DIR, component_missing
 
 
 def engine_env(state_dir, passphrase: str) -> dict:
@@ -28,7 +26,7 @@ def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600
     """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``; with check,
     a failure fails the test showing the end of the engine's output. Fails when no engine is installed."""
     if shutil.which("pulumi", path=env["PATH"]) is None:
-        pytest.fail("no pulumi engine: run make toolchain")
+        component_missing("pulumi", "no pulumi engine: run make toolchain")
     Path(env["PULUMI_BACKEND_URL"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -182,7 +182,11 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
     configure_logging(log_level, log_json)
     from .monitor import run_monitor  # needs the monitor extra (prometheus-client)
 
-    sys.exit(run_monitor(settings))
+    try:
+        sys.exit(run_monitor(settings))
+    except StoreUnavailable as err:  # only wrong credentials end the monitor; an outage is waited out
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_RUN"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.parse
 
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
@@ -41,6 +42,12 @@ class MongoAddress:
 def redact_url(url: str) -> str:
     """``url`` with the password of its user part (``user:password@``) replaced by ``***``."""
     return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def parse_uri_user(uri: str) -> str | None:
+    """The user name in a ``mongodb://user:password@host`` URI, if any."""
+    match = re.match(r"^[a-z+]+://([^:/@]+)(?::[^@/]*)?@", uri)
+    return urllib.parse.unquote(match.group(1)) if match else None
 
 
 def compose_mongo_url(address: str | None, port: str | int | None, database: str | None) -> str:

@@ -25,7 +25,7 @@ from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, Process
 from .mongo_url import parse_mongo_url
 from .settings import MonitorSettings
 from .shutdown import watch_stop_signals
-from .store import JobStore
+from .store import CredentialsRefused, JobStore, OutageLog
 
 log = logging.getLogger("hyperfleet.monitor")
 
@@ -57,6 +57,11 @@ class Metrics:
         self.up = Gauge("hyperfleet_monitor_mongo_up", "1 when the last sweep reached MongoDB", registry=r)
 
 
+#: the longest wait between two sweeps while MongoDB is unreachable (each attempt already waits the
+#: connect timeout)
+OUTAGE_BACKOFF_SECONDS = 5.0
+
+
 class Reaper:
     """One sweep at a time; the loop, signals and health endpoint are in ``run_monitor``."""
 
@@ -66,6 +71,8 @@ class Reaper:
         self.settings = settings
         self.checks = build_checks(settings) if checks is None else checks
         self.metrics = metrics or Metrics()
+        #: after a MongoDB outage, the server time it ended: a heartbeat missed during it is not the worker's fault
+        self.heartbeats_judged_from = None
 
     def sweep(self) -> SweepReport:
         started = time.perf_counter()
@@ -96,6 +103,8 @@ class Reaper:
 
     def _orphaned(self, trial: dict, now) -> tuple[str | None, str]:
         refreshed = trial.get("refresh_time") or trial.get("book_time")
+        if refreshed is not None and self.heartbeats_judged_from is not None:
+            refreshed = max(refreshed, self.heartbeats_judged_from)
         if refreshed is not None:
             age = (now - refreshed).total_seconds()
             if age > self.settings.grace_seconds:
@@ -201,6 +210,7 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
     if settings.collection:
         address = dataclasses.replace(address, collection=settings.collection)
     store, reaper, backoff = None, None, settings.interval_seconds
+    outage = OutageLog(log, "sweep")
     log.info("monitor watching %s (grace %gs, every %gs, policy %s, liveness %s)", address.redacted(),
              settings.grace_seconds, settings.interval_seconds, settings.policy, ",".join(settings.liveness) or "none")
     try:
@@ -209,15 +219,20 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
                 if store is None:
                     store = JobStore.connect(address, timeout_seconds=settings.connect_timeout_seconds)
                     reaper = Reaper(store, settings, metrics=metrics)
+                if outage.ongoing:  # the workers could not heartbeat either: their clocks restart now
+                    reaper.heartbeats_judged_from = store.server_time()
                 reaper.sweep()
+                outage.succeeded()
                 health.last_ok, backoff = time.monotonic(), settings.interval_seconds
                 metrics.up.set(1)
+            except CredentialsRefused:
+                raise  # a wrong password stays wrong: the command line says so and exits
             except (PyMongoError, OSError, RuntimeError) as err:  # StoreUnavailable is a RuntimeError
                 health.last_error = str(err)
                 metrics.up.set(0)
-                log.warning("sweep failed, retrying in %.0fs: %s", backoff, err)
+                outage.failed(err)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, max(settings.interval_seconds, OUTAGE_BACKOFF_SECONDS))
                 continue
             stop.wait(settings.interval_seconds)
     finally:

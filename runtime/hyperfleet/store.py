@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -30,9 +31,9 @@ import gridfs
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
+from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError, OperationFailure, PyMongoError, WriteError
 
-from .mongo_url import MongoAddress, parse_mongo_url
+from .mongo_url import MongoAddress, parse_mongo_url, parse_uri_user, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,47 @@ HISTORY_LIMIT = 20
 EXPERIMENTS = "hyperfleet_experiments"
 
 
+class OutageLog:
+    """Says that MongoDB is unreachable once, when it starts failing, and once when it answers again,
+    instead of on every failed attempt (a worker polls many times a second)."""
+
+    def __init__(self, logger: logging.Logger, activity: str):
+        self._log, self._activity = logger, activity
+        self._since: float | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, err: Exception) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.warning("%s: MongoDB unreachable, retrying until it answers: %s", self._activity, err)
+
+    def succeeded(self) -> None:
+        if self._since is not None:
+            self._log.warning("%s: MongoDB answers again after %.1fs", self._activity, time.monotonic() - self._since)
+            self._since = None
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached; the message names the address and the cause."""
+
+
+def _refused(address: MongoAddress, err: OperationFailure) -> StoreUnavailable:
+    """The server answered but refused: wrong credentials (mongod: code 18; FerretDB on PostgreSQL: its
+    backend's "password authentication failed"), or a user without the rights."""
+    text = str(err)
+    if err.code in (13, 18) or "authentication failed" in text.lower():
+        user = parse_uri_user(address.uri)
+        return CredentialsRefused(f"MongoDB at {address.redacted()} refused the credentials"
+                                f"{f' of user {user!r}' if user else ''}: authentication failed")
+    return StoreUnavailable(f"MongoDB at {address.redacted()} refused the connection's first command: "
+                            f"{redact_url(text.splitlines()[0])[:300]}")
+
+
+class CredentialsRefused(StoreUnavailable):
+    """The server answered and refused the credentials: retrying cannot help."""
 
 
 class JobStore:
@@ -75,14 +115,20 @@ class JobStore:
         """Connect and check the server answers within ``timeout_seconds``."""
         address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)
         timeout_ms = max(1, int(timeout_seconds * 1000))
-        client = pymongo.MongoClient(
-            address.uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            appname="hyperfleet",
-        )
+        try:
+            client = pymongo.MongoClient(
+                address.uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                appname="hyperfleet",
+            )
+        except ConfigurationError as err:  # e.g. authMechanism=PLAIN without a user
+            raise StoreUnavailable(f"cannot use the MongoDB address {address.redacted()}: {err}") from None
         try:
             client.admin.command("ping")
+        except OperationFailure as err:
+            client.close()
+            raise _refused(address, err) from None
         except PyMongoError as err:
             client.close()
             reason = str(err).split(",")[0].split(" (configured timeouts")[0]
@@ -90,7 +136,11 @@ class JobStore:
                 f"cannot reach MongoDB at {address.redacted()} within {timeout_seconds:g}s: {reason}"
             ) from None
         store = cls(client, address)
-        store.ensure_indexes()
+        try:  # the first command that touches the data: some servers check credentials only here
+            store.ensure_indexes()
+        except OperationFailure as err:
+            client.close()
+            raise _refused(address, err) from None
         return store
 
     def close(self) -> None:
@@ -149,7 +199,13 @@ class JobStore:
             prepared.append(doc)
         if not prepared:
             return []
-        return self.jobs.insert_many(prepared, ordered=True).inserted_ids
+        try:
+            return self.jobs.insert_many(prepared, ordered=False).inserted_ids
+        except BulkWriteError as err:
+            # inserted again after a connection was lost: the trials already there (same _id) stay as they are
+            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])) or not err.details.get("writeErrors"):
+                raise
+            return [doc["_id"] for doc in prepared]
 
     def cancel_queued(self, exp_key: str | None) -> int:
         """Withdraw the experiment's NEW trials (state CANCEL); a worker that already took one keeps it."""

@@ -16,6 +16,7 @@ Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
 from __future__ import annotations
 
 import collections
+import logging
 import datetime as _dt
 import os
 import sys
@@ -24,11 +25,17 @@ from timeit import default_timer as timer
 from typing import Any
 
 import numpy as np
+from bson import ObjectId
 from hyperopt import base, tpe
+import pymongo
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 from hyperopt.fmin import FMinIter, generate_trials_to_calculate, space_eval
 
 from .mongo_url import MongoAddress
+from .store import OutageLog, StoreUnavailable
 from .store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, JobStore
+
+log = logging.getLogger("hyperfleet.trials")
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
 _EPOCH = _dt.datetime(1970, 1, 1)
@@ -47,12 +54,15 @@ class MongoTrials(base.Trials):
         resync_seconds: float = 30.0,
         connect_timeout_seconds: float = 10.0,
         retries: int = 0,
+        outage_seconds: float = 600.0,
     ):
         self.store = url if isinstance(url, JobStore) else JobStore.connect(url, timeout_seconds=connect_timeout_seconds)
         self._exp_key = exp_key
         self.poll_interval_seconds = poll_interval_seconds
         self.resync_seconds = resync_seconds
         self.retries = retries  # objective retries stamped on the trials this object inserts
+        self.outage_seconds = outage_seconds  # how long a MongoDB outage fmin rides out before it gives up
+        self._outage = OutageLog(log, "driver")
         # hyperopt's base class reads these two in places we do not override
         self._ids: set[int] = set()
         self._dynamic_trials: list[dict] = []
@@ -106,7 +116,44 @@ class MongoTrials(base.Trials):
             query.update(extra)
         return query
 
+    def _riding_out_outages(self, operation, *args):
+        """``operation(*args)``, tried again while MongoDB is unreachable, for up to ``outage_seconds``."""
+        started, dropped_while_up = time.monotonic(), 0
+        while True:
+            try:
+                result = operation(*args)
+            except ConnectionFailure as err:  # refused, reset, timed out: not an answer from the server
+                if not isinstance(err, ServerSelectionTimeoutError) and self._server_answers():
+                    # up, and dropped this request: a server going down does that once; one that refuses
+                    # the request itself (FerretDB closes the connection on a NaN) does it again
+                    dropped_while_up += 1
+                    if dropped_while_up > 1:
+                        raise
+                    continue
+                if time.monotonic() - started > self.outage_seconds:
+                    raise StoreUnavailable(
+                        f"MongoDB at {self.store.address.redacted()} unreachable for more than {self.outage_seconds:g}s: {err}"
+                    ) from None
+                self._outage.failed(err)
+                time.sleep(1.0)
+                continue
+            self._outage.succeeded()
+            return result
+
+    def _server_answers(self) -> bool:
+        """Whether the server answers a ping within a second (half a second after a dropped request)."""
+        time.sleep(0.5)
+        try:
+            with pymongo.timeout(1.0):
+                self.store.client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
     def refresh(self) -> None:
+        self._riding_out_outages(self._refresh)
+
+    def _refresh(self) -> None:
         jobs = self.store.jobs
         if not self._int_tids or time.monotonic() - self._last_resync >= self.resync_seconds:
             self._resync()
@@ -175,7 +222,7 @@ class MongoTrials(base.Trials):
     # -- writing ------------------------------------------------------------------------------
 
     def new_trial_ids(self, n: int) -> list[int]:
-        tids = self.store.allocate_tids(n)
+        tids = self._riding_out_outages(self.store.allocate_tids, n)
         self._ids.update(tids)
         return tids
 
@@ -183,7 +230,9 @@ class MongoTrials(base.Trials):
         docs = list(docs)
         if not all(isinstance(d["tid"], int) and not isinstance(d["tid"], bool) for d in docs):
             self._int_tids = False  # refresh() can no longer ask for "tids above the highest seen"
-        self.store.insert_trials(docs, retries=self.retries)
+        for doc in docs:  # ids chosen here, so an insert tried again after an outage cannot insert twice
+            doc.setdefault("_id", ObjectId())
+        self._riding_out_outages(lambda: self.store.insert_trials(docs, retries=self.retries))
         return [d["tid"] for d in docs]
 
     def delete_all(self) -> None:

@@ -31,14 +31,14 @@ from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcom
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
 from .shutdown import watch_stop_signals
-from .store import JobStore
+from .store import JobStore, OutageLog
 from .trial_pods import POD_NAME_ENV, POD_NAMESPACE_ENV
 
 log = logging.getLogger("hyperfleet.worker")
 
 # How long a result write keeps retrying while MongoDB is unreachable before it leaves the trial to
 # the monitor (the heartbeat stops, so the trial is recovered as orphaned).
-RESULT_WRITE_RETRY_SECONDS = 30.0
+RESULT_WRITE_RETRY_SECONDS = 120.0
 _WAIT_STEP_SECONDS = 0.05
 # imported, not run as __main__, so the Outcome it pickles resolves to hyperfleet.evaluation.Outcome
 _CHILD_MAIN = "import sys; from hyperfleet.evaluation import child_main; sys.exit(child_main())"
@@ -134,13 +134,15 @@ class Heartbeat(threading.Thread):
         self.lost = threading.Event()
 
     def run(self):
+        outage = OutageLog(log, "heartbeat")
         while not self._stopped.wait(self._interval):
             try:
                 if not self._store.heartbeat(self._trial_id, self._owner):
                     self.lost.set()
                     return
+                outage.succeeded()
             except PyMongoError as err:
-                log.warning("heartbeat failed, will retry: %s", err)
+                outage.failed(err)
 
     def stop(self):
         self._stopped.set()
@@ -158,6 +160,7 @@ class Worker:
         self._stop_reason = ""
         self.jobs_done = 0
         self.reserve_timed_out = False  # the loop ended because no trial came in reserve_timeout_seconds
+        self._outage = OutageLog(log, "reserving trials")
         self.workdir = os.path.abspath(settings.workdir) if settings.workdir else None
         self.erase_created_workdir = False  # remove the workdir after the trial if the trial created it
         self._spare_child: subprocess.Popen | None = None
@@ -213,8 +216,9 @@ class Worker:
                 break
             try:
                 doc = self.store.reserve(self.owner, self.identity, s.exp_key)
+                self._outage.succeeded()
             except PyMongoError as err:
-                log.warning("cannot reserve a trial, will retry: %s", err)
+                self._outage.failed(err)
                 self._stop.wait(min(5.0, max(wait, 0.5)))
                 continue
             if doc is None:
@@ -371,14 +375,17 @@ class Worker:
     def _record(self, doc: dict, outcome: Outcome) -> TrialOutcome:
         """Write the outcome, retrying while MongoDB is unreachable; a late result is dropped."""
         deadline = time.monotonic() + RESULT_WRITE_RETRY_SECONDS
+        outage = OutageLog(log, f"recording trial {doc['tid']}")
         while True:
             try:
-                return self._write(doc, outcome)
+                written = self._write(doc, outcome)
+                outage.succeeded()
+                return written
             except ConnectionFailure as err:
                 if time.monotonic() > deadline or self._stop.is_set():
                     log.error("could not record trial %s (the monitor will recover it): %s", doc["tid"], err)
                     return TrialOutcome.LOST
-                log.warning("recording trial %s failed, retrying: %s", doc["tid"], err)
+                outage.failed(err)
                 time.sleep(1.0)
 
     def _write(self, doc: dict, outcome: Outcome) -> TrialOutcome:

@@ -97,8 +97,9 @@ class Scenario:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
     @contextlib.contextmanager
-    def database(self):
-        """The trials collection through ``kubectl port-forward`` to the release's Mongo Service."""
+    def database(self, password: str | None = None):
+        """The trials collection through ``kubectl port-forward`` to the release's Mongo Service (as the
+        workers log in, or with ``password`` instead of theirs)."""
         import pymongo
 
         with socket.socket() as s:
@@ -108,7 +109,7 @@ class Scenario:
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             assert "Forwarding from" in (forward.stdout.readline() or ""), "kubectl port-forward did not start"
-            client = pymongo.MongoClient(self._mongo_url(port), serverSelectionTimeoutMS=10000)
+            client = pymongo.MongoClient(self._mongo_url(port, password), serverSelectionTimeoutMS=10000)
             try:
                 yield client.get_default_database()["jobs"]
             finally:
@@ -117,7 +118,7 @@ class Scenario:
             forward.terminate()
             forward.wait(10)
 
-    def _mongo_url(self, port: int) -> str:
+    def _mongo_url(self, port: int, password: str | None = None) -> str:
         """The workers' MONGO_URL, from their Deployment, pointed at the forwarded port."""
         import base64
         from urllib.parse import quote_plus, urlsplit, urlunsplit
@@ -128,14 +129,14 @@ class Scenario:
         value = {name: base64.b64decode(secret[env[name]["valueFrom"]["secretKeyRef"]["key"]]).decode()
                  for name in ("MONGO_USERNAME", "MONGO_PASSWORD")}
         template = urlsplit(env["MONGO_URL"]["value"])
-        credentials = f"{quote_plus(value['MONGO_USERNAME'])}:{quote_plus(value['MONGO_PASSWORD'])}"
+        credentials = f"{quote_plus(value['MONGO_USERNAME'])}:{quote_plus(password or value['MONGO_PASSWORD'])}"
         return urlunsplit(template._replace(netloc=f"{credentials}@127.0.0.1:{port}"))
 
     # --- steps ----------------------------------------------------------------------------------
 
     def run(self) -> dict:
         started = time.monotonic()
-        self.pulumi("up", "--yes", "--skip-preview")
+        self.up_result = self.pulumi("up", "--yes", "--skip-preview")
         self.timings["pulumi up (all pods Ready)"] = time.monotonic() - started
         self.check_pods_ready_and_secure()
         with self.database() as jobs:

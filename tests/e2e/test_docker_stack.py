@@ -1,12 +1,15 @@
 """`pulumi up` of the CI stack on the real dockerd through the real engine (make toolchain).
 
-The example experiment reaches max_evals; a worker killed mid-trial has its trial recovered by the
-monitor; a second `pulumi up` changes nothing; `pulumi destroy` leaves no container, volume or network.
+The example experiment reaches max_evals although a worker is killed mid-trial (the monitor recovers
+its trial) and the database restarts mid-experiment (its volume keeps every trial, and no other
+container restarts); a second `pulumi up` changes nothing; `pulumi destroy` leaves no container,
+volume or network.
 """
 
 import json
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
@@ -39,6 +42,38 @@ def in_monitor(code: str) -> str:
                   "jobs = pymongo.MongoClient(a.uri)[a.database][a.collection]; " + code)
 
 
+#: the env vars that must carry the Mongo password: the address of workers and monitor, of the
+#: experiment's driver (`hyperfleet run`), and the database's own
+CARRIERS = {"MONGO_URL", "HYPERFLEET_RUN_MONGO", "MONGO_INITDB_ROOT_PASSWORD"}
+
+
+def check_the_password_is_only_where_it_must_be(stack, up) -> None:
+    """The generated Mongo password is in one env var per container that needs it (CARRIERS) and
+    nowhere else: not in what `pulumi up` printed, the stack's state or outputs, any label, argument or
+    other field of `docker inspect`, or any container's log."""
+    env = json.loads(docker("inspect", "--format", "{{json .Config.Env}}", f"hyperfleet-{STACK}-monitor"))
+    url = next(e.split("=", 1)[1] for e in env if e.startswith("MONGO_URL="))
+    password = urllib.parse.unquote(url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1])
+    assert len(password) >= 24
+    # the database checks it: a wrong one is refused, in one line
+    wrong = url.replace(urllib.parse.quote(password, safe=""), "not-the-password")
+    refused = subprocess.run(["docker", "exec", "-e", f"HYPERFLEET_STATUS_MONGO={wrong}", f"hyperfleet-{STACK}-monitor",
+                              "hyperfleet", "status"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "refused the credentials" in refused.stderr, refused.stderr
+    assert password not in up.stdout + up.stderr
+    assert password not in stack("stack", "export").stdout
+    assert password not in stack("stack", "output", "--json").stdout
+    containers = docker("ps", "-aq", "--filter", f"label=hyperfleet.stack={STACK}").split()
+    assert len(containers) >= 4
+    for inspected in json.loads(docker("inspect", *containers)):
+        env = inspected["Config"].pop("Env")
+        assert password not in json.dumps(inspected), inspected["Name"]
+        carriers = [e.split("=", 1)[0] for e in env if password in e]
+        assert len(carriers) <= 1 and set(carriers) <= CARRIERS, (inspected["Name"], carriers)
+        logs = subprocess.run(["docker", "logs", inspected["Id"]], capture_output=True, text=True, check=True)
+        assert password not in logs.stdout + logs.stderr, inspected["Name"]
+
+
 @pytest.fixture
 def stack(tmp_path, docker_worker_image, test_mongo_image):
     pulumi = pulumi_runner(REPO, STACK, engine_env(tmp_path / "state", PASSPHRASE))
@@ -55,6 +90,7 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     up = stack("up", "--yes", "--skip-preview")
     up_seconds = time.monotonic() - started
     assert "Resources:" in up.stdout, up.stdout + up.stderr
+    check_the_password_is_only_where_it_must_be(stack, up)
 
     # kill the worker that holds a RUNNING trial, mid-trial (each trial sleeps 3 s)
     def just_booked_on_worker_0():
@@ -69,6 +105,8 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
                           timeout=300, step=0.5) and time.monotonic() - started
     tids = wait_for(just_booked_on_worker_0, timeout=120, step=0.05)
     docker("kill", f"hyperfleet-{STACK}-worker-0")
+    # the database restarts mid-experiment: its volume keeps every trial, and nobody else restarts
+    docker("restart", "--time", "5", f"hyperfleet-{STACK}-mongo")
 
     def finished():
         status = json.loads(docker("exec", f"hyperfleet-{STACK}-monitor", "hyperfleet", "status", "--json"))
@@ -76,6 +114,9 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
 
     status = wait_for(finished, timeout=300, step=1.0)
     assert status["done"] == MAX_EVALS and status["total"] == MAX_EVALS and status["error"] == 0
+    restarts = docker("inspect", "--format", "{{.Name}} {{.RestartCount}} {{.State.Status}}",
+                      *[f"hyperfleet-{STACK}-{name}" for name in ("monitor", "worker-1")]).split("\n")
+    assert all(line.split()[1:] == ["0", "running"] for line in restarts), restarts
     killed = json.loads(in_monitor(f"print(json.dumps(jobs.find_one({{'tid': {tids[0]}}}), default=str))"))
     assert killed["state"] == 2 and "history" in killed["hyperfleet"], killed
     assert killed["hyperfleet"]["history"][0]["event"] == "requeued"

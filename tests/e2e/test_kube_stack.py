@@ -8,7 +8,9 @@ must have changed in the objects, and the password kept out of Pulumi's state.
 from __future__ import annotations
 
 import base64
+import json
 
+import pymongo
 import pytest
 import yaml
 
@@ -54,6 +56,17 @@ class KubeCiScenario(Scenario):
         assert len(password) >= 24
         state = self.pulumi("stack", "export").stdout
         assert password not in state and secret not in state
+        # nor in what `pulumi up` printed, the pods (their env takes it from the Secret), or their logs
+        assert password not in self.up_result.stdout + self.up_result.stderr
+        instance = f"app.kubernetes.io/instance={self.stack.release}"
+        assert password not in json.dumps(self.get("pods", "-l", instance))
+        logs = self.kubectl("logs", "-l", instance, "--all-containers", "--prefix", "--tail=-1",
+                            "--max-log-requests=20").stdout
+        assert logs and password not in logs
+        # and the database checks it
+        with self.database(password="not-the-password") as jobs:
+            with pytest.raises(pymongo.errors.OperationFailure, match="authentication failed"):
+                jobs.find_one()
 
 
 @pytest.mark.slow

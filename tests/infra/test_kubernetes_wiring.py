@@ -137,7 +137,13 @@ def test_an_unreadable_kubeconfig_is_a_config_error(tmp_path):
     assert err.value.problems[0].startswith(f"hyperfleet:kubernetes.kubeconfig: cannot read {tmp_path / 'missing'}")
 
 
+def needs_gke_extra() -> None:
+    """The one skip of the suite: GKE is an optional extra (infra/requirements-gke.txt; make install has it)."""
+    pytest.importorskip("pulumi_gcp", reason="the optional pulumi-gcp extra (infra/requirements-gke.txt) is not installed")
+
+
 def test_gke_creates_a_cluster_and_a_spot_node_pool_and_deploys_through_it():
+    needs_gke_extra()
     mocks, outputs = deploy({"target": "gke", "gke": {"project": "ml-proj", "region": "europe-west1",
                                                       "machineType": "n2-standard-8", "nodeCount": 3, "spot": True},
                              "workers": {"nodeSelector": {"cloud.google.com/gke-spot": "true"}}}, stack="prod")
@@ -160,6 +166,7 @@ def test_gke_creates_a_cluster_and_a_spot_node_pool_and_deploys_through_it():
 
 
 def test_gke_with_an_existing_cluster_looks_it_up_and_creates_none():
+    needs_gke_extra()
     mocks, outputs = deploy({"target": "gke", "gke": {"project": "ml-proj", "region": "us-central1",
                                                       "cluster": "shared"}})
     assert not by_type(mocks, "gcp:container/cluster:Cluster") and not by_type(mocks, "gcp:container/nodePool:NodePool")

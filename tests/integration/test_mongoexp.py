@@ -21,8 +21,9 @@ def trial_doc(tid, loss=None, state=JOB_STATE_NEW):
 
 @pytest.fixture
 def mongo(mongo_url):
-    """hyperopt's spelling of the test database's address: mongo://host:port/db/jobs."""
-    return mongo_url.replace("mongodb://", "mongo://") + "/jobs"
+    """hyperopt's spelling of the test database's address: mongo://[user:pw@]host:port/db/jobs[?options]."""
+    head, sep, query = mongo_url.partition("?")
+    return head.replace("mongodb://", "mongo://") + "/jobs" + sep + query
 
 
 def test_tids_of_any_type_as_hyperopt_allows_them(mongo):

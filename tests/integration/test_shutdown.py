@@ -15,6 +15,7 @@ import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 from tests.conftest import start_worker, worker_env
 from tests.mongo_server import MongoServer
+from tests.processes import component_missing
 from tests.objectives import slow_quadratic
 
 
@@ -184,9 +185,10 @@ def test_a_signal_given_to_any_thread_stops_a_worker_whose_server_went_silent_at
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs root and unshare")
 def test_signals_work_when_the_worker_is_pid_1(store, mongo_url):
     """In a new PID namespace the worker is PID 1, as in a container without an init."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        component_missing("root", "a new PID namespace needs root and unshare (util-linux)")
     enqueue_slow_trial(store, sleep=60)
     import sys
 

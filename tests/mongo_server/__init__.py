@@ -16,11 +16,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pymongo
 
@@ -50,8 +52,15 @@ def choose_kind() -> str:
 
 
 class MongoServer(ManagedServer):
-    def __init__(self, kind: str | None = None):
+    """``auth`` (FerretDB on PostgreSQL only): clients must log in as ``username``/``password`` with
+    ``authMechanism=PLAIN``. FerretDB v1 hands the credentials to PostgreSQL, whose cluster here
+    requires scram-sha-256 passwords, so a wrong password is refused. The URLs carry the credentials."""
+
+    def __init__(self, kind: str | None = None, auth: bool = True):
         self.kind = kind or choose_kind()
+        self.auth = auth and self.kind == "ferretdb-postgresql"
+        self.username = "postgres"
+        self.password = secrets.token_urlsafe(18) if self.auth else None
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-mongo-")
         self.process: subprocess.Popen | None = None  # the wire-protocol server
@@ -61,10 +70,14 @@ class MongoServer(ManagedServer):
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
+        return self.database_url("")
 
-    def database_url(self, database: str) -> str:
-        return f"{self.url}/{database}"
+    def database_url(self, database: str, password: str | None = None) -> str:
+        """The address of ``database`` with this server's credentials (or with ``password`` instead)."""
+        if not self.auth:
+            return f"mongodb://127.0.0.1:{self.port}/{database}"
+        secret = urllib.parse.quote(password if password is not None else self.password, safe="")
+        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?authMechanism=PLAIN"
 
     def _spawn(self, argv: list[str], name: str, **kwargs) -> subprocess.Popen:
         log = open(os.path.join(self.data_dir, f"{name}.log"), "wb")
@@ -80,8 +93,10 @@ class MongoServer(ManagedServer):
             argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
                     "--bind_ip", "127.0.0.1", "--quiet"]
         elif self.kind == "ferretdb-postgresql":
+            # with auth, no user in the URL: FerretDB connects to PostgreSQL with each client's credentials
+            user = "" if self.auth else f"{self.username}@"
             argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}",
-                    f"--postgresql-url=postgres://postgres@127.0.0.1:{self._start_postgres()}/postgres"]
+                    f"--postgresql-url=postgres://{user}127.0.0.1:{self._start_postgres()}/postgres"]
         else:
             argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--sqlite-url=file:{self.data_dir}/"]
         self.process = self._spawn(argv, "server")
@@ -112,9 +127,18 @@ class MongoServer(ManagedServer):
             postgres_user = pwd.getpwnam("postgres")
             os.chown(self.data_dir, postgres_user.pw_uid, postgres_user.pw_gid)
             as_user = {"user": postgres_user.pw_uid, "group": postgres_user.pw_gid, "extra_groups": []}
-        subprocess.run([f"{bindir}/initdb", "-D", pgdata, "-A", "trust", "-U", "postgres", "-E", "UTF8"],
-                       check=True, capture_output=True, cwd=self.data_dir, **as_user)
-        port = free_port()
+        if not os.path.isdir(pgdata):  # a restart keeps the cluster and its port
+            auth = ["-A", "trust"]
+            if self.auth:
+                pwfile = os.path.join(self.data_dir, "pgpass")
+                with open(pwfile, "w") as f:
+                    f.write(self.password + "\n")
+                if as_user:
+                    os.chown(pwfile, as_user["user"], as_user["group"])
+                auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+            subprocess.run([f"{bindir}/initdb", "-D", pgdata, *auth, "-U", self.username, "-E", "UTF8"],
+                           check=True, capture_output=True, cwd=self.data_dir, **as_user)
+        port = self.postgres_port or free_port()
         self._postgres = self._spawn(
             [f"{bindir}/postgres", "-D", pgdata, "-p", str(port), "-k", self.data_dir,
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -129,11 +153,15 @@ class MongoServer(ManagedServer):
         self.postgres_port = port
         return port
 
-    def stop(self) -> None:
+    def stop_processes(self) -> None:
+        """Stop the server (FerretDB and its PostgreSQL), keeping the data: ``start()`` resumes it."""
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)  # a test may have frozen it
         stop_process(self.process, signal.SIGTERM)
         stop_process(self._postgres, signal.SIGINT)
+
+    def stop(self) -> None:
+        self.stop_processes()
         for log in self._logs:
             log.close()
         shutil.rmtree(self.data_dir, ignore_errors=True)
