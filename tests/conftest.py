@@ -2,14 +2,13 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from tests.mongo_server import MongoServer
 from tests.processes import ServerNotFound, base_image_of_tests, component_missing
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -32,23 +31,6 @@ def store(mongo_url):
     yield s
     s.client.drop_database(s.address.database)
     s.close()
-
-
-def worker_env(**extra) -> dict:
-    """Environment for worker processes: the test objectives importable, no stray HYPEROPT_ vars."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPEROPT_", "HYPERFLEET_", "MONGO_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env["PYTHONFAULTHANDLER"] = "1"  # a worker that hangs and is aborted prints every thread's stack
-    env.update(extra)
-    return env
-
-
-def start_worker(mongo_url: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, *args],
-        env=env or worker_env(),
-        **popen,
-    )
 
 
 @pytest.fixture(scope="session")

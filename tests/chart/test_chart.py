@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CHART = REPO / "charts" / "hyperfleet"
 EXPERIMENT = {"name": "branin_1", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 20,

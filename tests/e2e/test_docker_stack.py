@@ -13,8 +13,7 @@ import urllib.parse
 
 import pytest
 
-from tests.conftest import REPO
-from tests.integration.test_shutdown import wait_for
+from tests.helpers import REPO, wait_for
 from tests.pulumi_engine import engine_env, pulumi_runner
 
 STACK = "ci"

@@ -14,7 +14,7 @@ import pymongo
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.pulumi_engine import engine_env, pulumi_runner
 

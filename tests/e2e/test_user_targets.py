@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.processes import CACHE_DIR
 
 FORBIDDEN = ("go", "gofmt", "apt-get", "apt", "dpkg", "debootstrap", "sudo")

@@ -9,10 +9,7 @@ import yaml
 
 from hyperfleet.containers import ContainerObjective, ContainerTrialError, parse_loss, run_container_trial
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
-from tests.conftest import REPO
-from tests.integration.test_run import jobs, run_cli
-from tests.integration.test_worker import stop_all
-from tests.conftest import start_worker
+from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all
 
 def trial_containers() -> list[str]:
     out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hyperfleet.role=trial"],

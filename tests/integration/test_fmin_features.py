@@ -11,9 +11,8 @@ from hyperopt.early_stop import no_progress_loss
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING
-from tests.conftest import start_worker
-from tests.integration.test_worker import stop_all
 from tests.objectives import constant, identity, quadratic, slow_quadratic, with_attachments
+from tests.helpers import start_worker, stop_all
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,7 +18,7 @@ from importlib.metadata import version
 
 from kubernetes import client
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.kube_cluster import PAUSE_IMAGE
 from tests.kube_server import find_helm, gone
 from tests.pulumi_engine import engine_env, pulumi_runner

@@ -16,38 +16,10 @@ import hyperfleet
 from hyperfleet.monitor import Reaper
 from hyperfleet.settings import MonitorSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from tests.conftest import start_worker, worker_env
-from tests.integration.test_shutdown import enqueue_slow_trial, running_trial, wait_for
 from tests.mongo_server import free_port
 from tests.objectives import slow_quadratic
-
-
-def start_monitor(mongo_url, *args, env: dict | None = None, **popen):
-    import sys
-
-    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "monitor", "--mongo", mongo_url,
-                             "--log-level", "warning", *args], env=env or worker_env(), **popen)
-
-
-def stop(*procs):
-    for p in procs:
-        if p is not None and p.poll() is None:
-            p.terminate()
-    for p in procs:
-        if p is not None:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def requeue_time(store, trial_id, timeout=30.0):
-    """Seconds until the trial's history shows the monitor's requeue."""
-    started = time.monotonic()
-    wait_for(lambda: any(h["event"] == "requeued"
-                         for h in (store.jobs.find_one({"_id": trial_id})["hyperfleet"].get("history") or [])),
-             timeout=timeout, step=0.01)
-    return time.monotonic() - started
+from tests.helpers import (enqueue_slow_trial, requeue_time, running_trial, start_monitor, start_worker, stop_all,
+                           wait_for, worker_env)
 
 
 # -- recovery of killed workers ----------------------------------------------------------------
@@ -78,12 +50,12 @@ def test_kill_9_mid_trial_is_requeued_and_finished_by_another_worker(store, mong
         assert final["hyperfleet"]["worker"]["pid"] == rescuer.pid
         assert final["hyperfleet"]["attempts"] == 2
     finally:
-        stop(monitor, victim, rescuer)
+        stop_all([monitor, victim, rescuer])
 
 
 @pytest.mark.timeout(180)
 def test_docker_kill_of_a_worker_container_is_requeued_within_5s(store, mongo_url, docker_worker_image):
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     enqueue_slow_trial(store, sleep=60)
     name = f"hyperfleet-test-worker-{os.getpid()}-{random.randrange(10**6)}"
@@ -106,7 +78,7 @@ def test_docker_kill_of_a_worker_container_is_requeued_within_5s(store, mongo_ur
         assert f"container {name} is exited" in back["hyperfleet"]["history"][-1]["reason"]
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        stop(monitor)
+        stop_all([monitor])
 
 
 # -- races, proven on the store with a Reaper in this process -----------------------------------
@@ -231,7 +203,7 @@ def test_objective_failures_have_their_own_budget(store, mongo_url):
 
 
 def test_a_sweep_reads_only_running_trials(store, mongo_url, mongo_server):
-    from tests.integration.test_trials import DocsReturned
+    from tests.helpers import DocsReturned
     import pymongo
 
     for _ in range(30):
@@ -277,7 +249,7 @@ def test_health_and_metrics(store, mongo_url):
         assert "hyperfleet_monitor_detection_latency_seconds_bucket" in text
         assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
     finally:
-        stop(monitor)
+        stop_all([monitor])
     assert monitor.returncode == 0
 
 
@@ -305,7 +277,7 @@ def test_unreachable_mongo_is_unhealthy_not_a_crash():
         assert monitor.wait(15) == 0
         assert monitor.stderr.read().count("sweep: MongoDB unreachable, retrying") == 1  # once, not per attempt
     finally:
-        stop(monitor)
+        stop_all([monitor])
 
 
 def test_bad_options_are_usage_errors_naming_the_option():
@@ -347,7 +319,7 @@ def test_chaos_random_sigkills_during_a_100_trial_fmin(mongo_url):
     finally:
         done.set()
         killer.join()
-        stop(monitor, *workers)
+        stop_all([monitor, *workers])
     docs = list(trials.store.jobs.find({"exp_key": "chaos"}))
     assert len(kills) >= 3
     assert len(docs) == 100

@@ -13,10 +13,8 @@ from hyperfleet.liveness import KubernetesLiveness
 from hyperfleet.monitor import Reaper
 from hyperfleet.settings import MonitorSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_RUNNING
-from tests.conftest import start_worker, worker_env
-from tests.integration.test_monitor import requeue_time, start_monitor, stop
-from tests.integration.test_shutdown import enqueue_slow_trial, wait_for
 from tests.kube_server import gone, wait_until
+from tests.helpers import enqueue_slow_trial, requeue_time, start_monitor, start_worker, stop_all, wait_for, worker_env
 
 WORKER_LABELS = {"app.kubernetes.io/instance": "t", "app.kubernetes.io/component": "worker"}
 SELECTOR = ",".join(f"{k}={v}" for k, v in WORKER_LABELS.items())
@@ -78,7 +76,7 @@ def test_monitor_requeues_the_trial_of_a_deleted_pod_and_leaves_the_live_one(
         assert final["hyperfleet"]["worker"]["pod"] == "worker-b"
         assert final["hyperfleet"]["attempts"] == 2
     finally:
-        stop(monitor, victim, survivor)
+        stop_all([monitor, victim, survivor])
 
 
 def fake_running_trial(store, pod: str, namespace: str):

@@ -8,12 +8,8 @@ import pytest
 import yaml
 
 from hyperfleet.store import JOB_STATE_DONE
-from tests.conftest import start_worker
-from tests.integration.test_monitor import start_monitor, stop
-from tests.integration.test_run import jobs, run_cli
-from tests.integration.test_shutdown import wait_for
-from tests.integration.test_worker import stop_all
 from tests.mongo_server import MongoServer
+from tests.helpers import jobs, run_cli, start_monitor, start_worker, stop_all, wait_for
 
 OUTAGE_SECONDS = 15
 UNREACHABLE = "MongoDB unreachable"
@@ -53,7 +49,7 @@ def test_an_outage_mid_run_loses_nothing_duplicates_nothing_and_is_logged_once(t
             print(f"outage of {OUTAGE_SECONDS}s: the driver finished {recovered_in:.1f}s after the server was back")
         finally:
             stop_all(workers)
-            stop(monitor)
+            stop_all([monitor])
     text = {name: (f.seek(0), f.read())[1] for name, f in logs.items()}
     # once per activity that met the outage (reserving, heartbeat, recording a result), not per attempt
     for i in range(4):

@@ -2,26 +2,12 @@
 
 import signal
 import subprocess
-import sys
 
-import pymongo
 import pytest
 import yaml
 
 from hyperfleet.store import JOB_STATE_DONE
-from tests.conftest import REPO, start_worker, worker_env
-from tests.integration.test_shutdown import wait_for
-from tests.integration.test_worker import stop_all
-
-
-def run_cli(mongo_url, spec_path, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec_path), "--mongo", mongo_url,
-                             "--no-progress", *args], env=worker_env(), cwd=REPO, **popen)
-
-
-def jobs(mongo_url):
-    client = pymongo.MongoClient(mongo_url)
-    return client.get_default_database().jobs
+from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, wait_for
 
 
 @pytest.mark.slow

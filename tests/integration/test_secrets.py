@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, worker_env
-from tests.integration.test_monitor import start_monitor
+from tests.helpers import REPO, start_monitor, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 

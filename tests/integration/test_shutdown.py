@@ -13,38 +13,10 @@ from hyperopt import fmin, hp, rand
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from tests.conftest import start_worker, worker_env
 from tests.mongo_server import MongoServer
 from tests.processes import component_missing
 from tests.objectives import slow_quadratic
-
-
-def wait_for(predicate, timeout=30.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
-
-
-def running_trial(store, owner_pid=None):
-    query = {"state": JOB_STATE_RUNNING}
-    if owner_pid is not None:
-        query["hyperfleet.worker.pid"] = owner_pid
-    return store.jobs.find_one(query)
-
-
-def enqueue_slow_trial(store, exp_key="e1", sleep=30.0):
-    tid = store.allocate_tids(1)[0]
-    store.insert_trials([{
-        "state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
-        "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.sleep_trial"), "workdir": None,
-                 "idxs": {"sleep": [tid]}, "vals": {"sleep": [sleep]}},
-        "exp_key": exp_key, "owner": None, "book_time": None, "refresh_time": None,
-    }])
-    return tid
+from tests.helpers import enqueue_slow_trial, running_trial, start_worker, wait_for, worker_env
 
 
 @pytest.mark.slow

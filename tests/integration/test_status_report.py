@@ -10,9 +10,7 @@ import yaml
 
 from hyperfleet.status import experiment_status
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
-from tests.conftest import REPO, start_worker, worker_env
-from tests.integration.test_run import jobs, run_cli
-from tests.integration.test_worker import stop_all
+from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, worker_env
 
 SPEC = {"name": "mixed", "objective": "tests.objectives:mixed", "algo": "rand", "max_evals": 16, "seed": 3,
         "parallelism": 2, "space": {"x": {"uniform": [-2, 6]}, "lr": {"loguniform": [1e-5, 1e-1]},

@@ -4,28 +4,10 @@ import pickle
 
 import pytest
 from hyperopt import hp, rand
-from pymongo import monitoring
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-
-
-class DocsReturned(monitoring.CommandListener):
-    """Counts documents the server returns to find/getMore commands."""
-
-    def __init__(self):
-        self.documents = 0
-
-    def started(self, event):
-        pass
-
-    def succeeded(self, event):
-        if event.command_name in ("find", "getMore"):
-            cursor = event.reply.get("cursor", {})
-            self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
-
-    def failed(self, event):
-        pass
+from tests.helpers import DocsReturned
 
 
 def suggest_and_insert(trials, count, seed=0):

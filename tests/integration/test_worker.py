@@ -1,6 +1,5 @@
 """Worker processes against the real server: fmin end to end, errors, bad objectives, bad input."""
 
-import signal
 import subprocess
 import sys
 import time
@@ -10,26 +9,9 @@ from hyperopt import fmin, hp, rand, tpe
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
-from tests.conftest import start_worker, worker_env
 from tests.mongo_server import free_port
 from tests.objectives import flaky, quadratic
-
-
-def stop_all(workers, timeout=15):
-    """SIGTERM each worker; one still alive after ``timeout`` is aborted, so its threads' stacks
-    (PYTHONFAULTHANDLER, set by worker_env) show where it hung."""
-    for w in workers:
-        if w.poll() is None:
-            w.terminate()
-    codes = []
-    for w in workers:
-        try:
-            codes.append(w.wait(timeout))
-        except subprocess.TimeoutExpired:
-            w.send_signal(signal.SIGABRT)
-            w.wait(10)
-            raise AssertionError(f"worker {w.pid} still alive {timeout}s after SIGTERM; its stacks are above") from None
-    return codes
+from tests.helpers import start_worker, stop_all, worker_env
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from importlib.metadata import version
 import yaml
 
 import hyperfleet
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 VERSION = version("hyperfleet")
 

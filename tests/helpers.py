@@ -1,0 +1,132 @@
+"""What many tests share: starting hyperfleet's processes, stopping them, waiting, and test trials.
+
+Fixtures live in conftest.py; tests import these helpers from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymongo
+from pymongo import monitoring
+
+from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+def worker_env(**extra) -> dict:
+    """Environment for hyperfleet processes: the test objectives importable, no stray HYPEROPT_ vars."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPEROPT_", "HYPERFLEET_", "MONGO_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONFAULTHANDLER"] = "1"  # a process that hangs and is aborted prints every thread's stack
+    env.update(extra)
+    return env
+
+
+def start_worker(mongo_url: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, *args],
+                            env=env or worker_env(), **popen)
+
+
+def start_monitor(mongo_url: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "monitor", "--mongo", mongo_url,
+                             "--log-level", "warning", *args], env=env or worker_env(), **popen)
+
+
+def run_cli(mongo_url: str, spec_path, *args: str, **popen) -> subprocess.Popen:
+    """``hyperfleet run SPEC`` (the driver), without its progress bar."""
+    return subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec_path), "--mongo", mongo_url,
+                             "--no-progress", *args], env=worker_env(), cwd=REPO, **popen)
+
+
+def stop_all(procs, timeout: float = 15) -> list[int]:
+    """SIGTERM each process (None and exited ones are passed over) and return the exit codes. One still
+    alive after ``timeout`` is aborted, so its threads' stacks (PYTHONFAULTHANDLER) show where it hung,
+    and the test fails: stopping on SIGTERM is part of what the tests check."""
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            p.wait(10)
+            raise AssertionError(f"process {p.pid} still alive {timeout}s after SIGTERM; its stacks are above") from None
+    return codes
+
+
+# -- waiting --------------------------------------------------------------------------------------
+
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.02):
+    """The first truthy value of ``predicate()``, polled every ``step`` seconds for up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+# -- trials ---------------------------------------------------------------------------------------
+
+def jobs(mongo_url: str):
+    """The jobs collection of the URL's database."""
+    return pymongo.MongoClient(mongo_url).get_default_database().jobs
+
+
+def running_trial(store, owner_pid: int | None = None):
+    query = {"state": JOB_STATE_RUNNING}
+    if owner_pid is not None:
+        query["hyperfleet.worker.pid"] = owner_pid
+    return store.jobs.find_one(query)
+
+
+def enqueue_slow_trial(store, exp_key: str = "e1", sleep: float = 30.0) -> int:
+    """A NEW trial whose objective (tests.objectives.sleep_trial) runs ``sleep`` seconds."""
+    tid = store.allocate_tids(1)[0]
+    store.insert_trials([{
+        "state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
+        "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.sleep_trial"), "workdir": None,
+                 "idxs": {"sleep": [tid]}, "vals": {"sleep": [sleep]}},
+        "exp_key": exp_key, "owner": None, "book_time": None, "refresh_time": None,
+    }])
+    return tid
+
+
+def requeue_time(store, trial_id, timeout: float = 30.0) -> float:
+    """Seconds until the trial's history shows the monitor's requeue."""
+    started = time.monotonic()
+    wait_for(lambda: any(h["event"] == "requeued"
+                         for h in (store.jobs.find_one({"_id": trial_id})["hyperfleet"].get("history") or [])),
+             timeout=timeout, step=0.01)
+    return time.monotonic() - started
+
+
+class DocsReturned(monitoring.CommandListener):
+    """Counts documents the server returns to find/getMore commands."""
+
+    def __init__(self):
+        self.documents = 0
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        if event.command_name in ("find", "getMore"):
+            cursor = event.reply.get("cursor", {})
+            self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+    def failed(self, event):
+        pass
