@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 import hyperfleet
+from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, SpecError, check_env_names, parse_spec
 
 NAMESPACE = "hyperfleet"
@@ -96,10 +97,10 @@ class Workers(_Model):
     image: str | None = None
     resources: Resources = Resources()
     env: dict[str, str] = Field(default_factory=dict)
-    heartbeat_seconds: float = Field(default=2.0, gt=0)
-    poll_interval_seconds: float = Field(default=0.05, gt=0)
+    heartbeat_seconds: float = Field(default=WorkerSettings.heartbeat_seconds, gt=0)
+    poll_interval_seconds: float = Field(default=WorkerSettings.poll_interval_seconds, gt=0)
     #: evaluate each trial in a fresh child process
-    subprocesses: bool = False
+    subprocesses: bool = WorkerSettings.use_subprocesses
     #: Docker target: the engines workers are spread over, round-robin (unix://, ssh://user@host, tcp://)
     hosts: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
     #: Kubernetes: node selector and tolerations (spot or GPU pools)
@@ -125,10 +126,10 @@ class Workers(_Model):
 class Monitor(_Model):
     enabled: bool = True
     #: a RUNNING trial whose heartbeat is older than this is orphaned
-    grace_seconds: float = Field(default=15.0, gt=0)
-    interval_seconds: float = Field(default=1.0, gt=0)
-    policy: Literal["requeue", "error"] = "requeue"
-    max_retries: int = Field(default=3, ge=0)
+    grace_seconds: float = Field(default=MonitorSettings.grace_seconds, gt=0)
+    interval_seconds: float = Field(default=MonitorSettings.interval_seconds, gt=0)
+    policy: Literal["requeue", "error"] = MonitorSettings.policy
+    max_retries: int = Field(default=MonitorSettings.max_retries, ge=0)
     resources: Resources = Resources()
 
     @model_validator(mode="after")

@@ -21,6 +21,21 @@ from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact
 from .settings import DEFAULT_MONGO_URL, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
 from .store import StoreUnavailable
 
+# the defaults of the options: the settings' own (one place for each)
+W, M = WorkerSettings, MonitorSettings
+
+
+class CommandError(click.ClickException):
+    """What a command could not do, for the user: one line on stderr, ``error: MESSAGE``, and its exit
+    code (1: it could not be done, e.g. MongoDB unreachable; 2: bad input, e.g. a bad spec)."""
+
+    def __init__(self, message: str, exit_code: int = 1, prefix: str = "error"):
+        super().__init__(message)
+        self.exit_code, self.prefix = exit_code, prefix
+
+    def show(self, file=None) -> None:
+        click.echo(f"{self.prefix}: {self.format_message()}", err=True)
+
 
 def _mongo_url(_ctx, param, value):
     if value is None:  # the monitor builds its address from hyperkops' options instead
@@ -30,6 +45,28 @@ def _mongo_url(_ctx, param, value):
     except MongoUrlError as err:
         raise click.BadParameter(str(err), param=param) from None
     return value
+
+
+def _mongo_option(command: str):
+    """--mongo of the commands that only read and write trials (run, status, report)."""
+    return click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
+                        envvar=[f"HYPERFLEET_{command.upper()}_MONGO", "MONGO_URL"], help="MongoDB address.")
+
+
+_connect_timeout_option = click.option(
+    "--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=W.connect_timeout_seconds, show_default=True,
+    help="Give up reaching MongoDB after this long.")
+_LOG_OPTIONS = [
+    click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+                 show_default=True),
+    click.option("--log-json", is_flag=True, help="Write logs as JSON lines."),
+]
+
+
+def _log_options(fn):
+    for option in reversed(_LOG_OPTIONS):
+        fn = option(fn)
+    return fn
 
 
 class _EnvMappedCommand(click.Command):
@@ -49,10 +86,11 @@ def _worker_options(fn):
                      envvar="HYPERFLEET_WORKER_MONGO",
                      help="MongoDB address: mongodb://…, mongo://host:port/db[/collection] or host:port/db."),
         click.option("--exp-key", default=None, help="Only run trials of this experiment."),
-        click.option("--heartbeat-seconds", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+        click.option("--heartbeat-seconds", type=click.FloatRange(min=0.01), default=W.heartbeat_seconds, show_default=True,
                      help="How often the running trial's refresh_time advances."),
-        click.option("--poll-interval", "poll_interval_seconds", type=click.FloatRange(min=0.001), default=0.05,
-                     show_default=True, help="Longest wait between reservation attempts while idle (seconds)."),
+        click.option("--poll-interval", "poll_interval_seconds", type=click.FloatRange(min=0.001),
+                     default=W.poll_interval_seconds, show_default=True,
+                     help="Longest wait between reservation attempts while idle (seconds)."),
         click.option("--reserve-timeout", "reserve_timeout_seconds", type=click.FloatRange(min=0), default=None,
                      help="Exit after this many seconds without a trial to run (default: never)."),
         click.option("--last-job-timeout", "last_job_timeout_seconds", type=click.FloatRange(min=0), default=None,
@@ -66,15 +104,13 @@ def _worker_options(fn):
                      help="Directory the objective runs in."),
         click.option("--alive-file", type=click.Path(dir_okay=False), default=None,
                      help="Touch this file while the worker loop runs (for `hyperfleet alive`, a liveness probe)."),
-        click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=False, show_default=True,
+        click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=W.use_subprocesses, show_default=True,
                      help="Evaluate each trial in a fresh child process."),
-        click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+        click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=W.shutdown_deadline_seconds,
+                     show_default=True,
                      help="After the first SIGTERM/SIGINT, hand the trial back and exit within this time."),
-        click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
-                     help="Give up reaching MongoDB after this long."),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-                     show_default=True),
-        click.option("--log-json", is_flag=True, help="Write logs as JSON lines."),
+        _connect_timeout_option,
+        *_LOG_OPTIONS,
         click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit."),
     ]
     for option in reversed(options):
@@ -119,8 +155,7 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     try:
         sys.exit(run_worker(settings))
     except StoreUnavailable as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        raise CommandError(str(err)) from None
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_MONITOR"})
@@ -135,33 +170,32 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
               help="Collection of the trials (default: jobs).")
 @click.option("--exp-key", default=None, help="Only watch this experiment.")
 @click.option("--grace-seconds", "--timeout-interval", "--timeout_interval", "-i", "grace_seconds",
-              type=click.FloatRange(min=0.1), default=15.0, show_default=True,
+              type=click.FloatRange(min=0.1), default=M.grace_seconds, show_default=True,
               envvar=["HYPERFLEET_MONITOR_GRACE_SECONDS", "TIMEOUT_INTERVAL"],
               help="A RUNNING trial with no heartbeat for this long is orphaned.")
 @click.option("--interval-seconds", "--update-interval", "--update_interval", "-u", "interval_seconds",
-              type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              type=click.FloatRange(min=0.01), default=M.interval_seconds, show_default=True,
               envvar=["HYPERFLEET_MONITOR_INTERVAL_SECONDS", "UPDATE_INTERVAL"], help="Time between sweeps.")
-@click.option("--policy", type=click.Choice(POLICIES), default="requeue", show_default=True,
+@click.option("--policy", type=click.Choice(POLICIES), default=M.policy, show_default=True,
               help="requeue orphans (until --max-retries, then ERROR) or mark them ERROR at once.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--max-retries", type=click.IntRange(min=0), default=M.max_retries, show_default=True,
               help="Recoveries from lost infrastructure per trial before it is marked ERROR.")
-@click.option("--max-objective-retries", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--max-objective-retries", type=click.IntRange(min=0), default=M.max_objective_retries, show_default=True,
               help="Times a trial whose objective raised is queued again.")
-@click.option("--liveness", type=click.Choice(LIVENESS_CHECKS + ("none",)), multiple=True, default=("process",),
+@click.option("--liveness", type=click.Choice(LIVENESS_CHECKS + ("none",)), multiple=True, default=M.liveness,
               show_default=True, help="Owner checks besides the heartbeat (repeat for several; none: heartbeat only).")
 @click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
 @click.option("--docker-engine-id", default=None,
               help="With several Docker hosts: judge only workers whose HYPERFLEET_DOCKER_ENGINE is this.")
-@click.option("--namespace", default="default", show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
+@click.option("--namespace", default=M.namespace, show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
               help="Namespace of worker pods for --liveness kubernetes.")
 @click.option("--label-selector", default="", envvar=["HYPERFLEET_MONITOR_LABEL_SELECTOR", "LABEL_SELECTOR"],
               help="Label selector of worker pods.")
-@click.option("--health-host", default="0.0.0.0", show_default=True, help="Address of /healthz and /metrics.")
-@click.option("--health-port", type=click.IntRange(min=0, max=65535), default=8080, show_default=True,
+@click.option("--health-host", default=M.health_host, show_default=True, help="Address of /healthz and /metrics.")
+@click.option("--health-port", type=click.IntRange(min=0, max=65535), default=M.health_port, show_default=True,
               help="Port of /healthz and /metrics (0: off).")
-@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-@click.option("--log-json", is_flag=True, help="Write logs as JSON lines.")
+@_connect_timeout_option
+@_log_options
 @click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit.")
 def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, health_port, log_level, log_json,
             print_settings, **options):
@@ -185,18 +219,16 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
     try:
         sys.exit(run_monitor(settings))
     except StoreUnavailable as err:  # only wrong credentials end the monitor; an outage is waited out
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        raise CommandError(str(err)) from None
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_RUN"})
 @click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False))
-@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
-              envvar=["HYPERFLEET_RUN_MONGO", "MONGO_URL"], help="MongoDB address.")
+@_mongo_option("run")
 @click.option("--check-objective/--no-check-objective", default=True, show_default=True,
               help="Import the objective here first (turn off when only the workers have its module).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
-@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@_connect_timeout_option
 def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds):
     """Run (or resume) the experiment described in SPEC (YAML or JSON) and print the best trial.
 
@@ -208,17 +240,14 @@ def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds
     try:
         spec = load_spec(spec_path)
     except SpecError as err:
-        click.echo(f"error: {spec_path}: {err}", err=True)
-        sys.exit(2)
+        raise CommandError(f"{spec_path}: {err}", exit_code=2) from None
     try:
         result = run_experiment(spec, mongo_url, check_import=check_objective, show_progressbar=progress,
                                 connect_timeout_seconds=connect_timeout_seconds)
     except ObjectiveImportError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        raise CommandError(str(err), exit_code=2) from None
     except StoreUnavailable as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        raise CommandError(str(err)) from None
     summary = f"{result.exp_key}: {result.trials} trials, {result.done} done, {result.errors} failed"
     if not result.succeeded:
         click.echo(f"{summary}; no trial succeeded", err=True)
@@ -232,19 +261,17 @@ def _connect(mongo_url: str, timeout_seconds: float):
     try:
         return JobStore.connect(mongo_url, timeout_seconds=timeout_seconds)
     except StoreUnavailable as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        raise CommandError(str(err)) from None
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_STATUS"})
 @click.argument("exp_key", metavar="[EXP]", required=False)
-@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
-              envvar=["HYPERFLEET_STATUS_MONGO", "MONGO_URL"], help="MongoDB address.")
+@_mongo_option("status")
 @click.option("--watch", is_flag=True, help="Show a live progress bar until the experiments are complete.")
 @click.option("--interval-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Time between refreshes with --watch.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@_connect_timeout_option
 def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout_seconds):
     """Experiments (or EXP) with counts per state, best loss, trials per minute and ETA."""
     from .status import all_statuses, status_table, watch as watch_statuses
@@ -252,8 +279,7 @@ def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout
     store = _connect(mongo_url, connect_timeout_seconds)
     try:
         if exp_key and exp_key not in store.experiment_keys():
-            click.echo(f"error: no experiment {exp_key!r} in {store.address.redacted()}", err=True)
-            sys.exit(1)
+            raise CommandError(f"no experiment {exp_key!r} in {store.address.redacted()}")
         statuses = watch_statuses(store, exp_key, interval_seconds) if watch else all_statuses(store, exp_key)
     finally:
         store.close()
@@ -270,11 +296,10 @@ def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_REPORT"})
 @click.argument("exp_key", metavar="EXP")
-@click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
-              envvar=["HYPERFLEET_REPORT_MONGO", "MONGO_URL"], help="MongoDB address.")
+@_mongo_option("report")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory to write into (default: report-EXP).")
-@click.option("--connect-timeout-seconds", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@_connect_timeout_option
 def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
     """Plots (PNG and one self-contained HTML page) and a CSV/JSON export of every trial of EXP."""
     from .report import ReportError, write_report
@@ -283,8 +308,7 @@ def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
     try:
         files = write_report(store, exp_key, out_dir or f"report-{exp_key}")
     except ReportError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        raise CommandError(str(err)) from None
     finally:
         store.close()
     for kind, path in files.items():
@@ -302,11 +326,9 @@ def alive(path, max_age_seconds):
     try:
         age = time.time() - os.path.getmtime(path)
     except OSError as err:
-        click.echo(f"not alive: {err.strerror}: {path}", err=True)
-        sys.exit(1)
+        raise CommandError(f"{err.strerror}: {path}", prefix="not alive") from None
     if age > max_age_seconds:
-        click.echo(f"not alive: {path} last touched {age:.0f}s ago (more than {max_age_seconds:g}s)", err=True)
-        sys.exit(1)
+        raise CommandError(f"{path} last touched {age:.0f}s ago (more than {max_age_seconds:g}s)", prefix="not alive")
 
 
 @click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})

@@ -3,8 +3,9 @@
 import pytest
 import yaml
 
-from config import ConfigError, parse_config
-from tests.conftest import REPO
+from hyperfleet.settings import MonitorSettings, WorkerSettings
+from config import Monitor, Workers, ConfigError, parse_config
+from tests.helpers import REPO
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
@@ -68,3 +69,12 @@ def test_committed_stack_configs_are_valid(stack, target):
     raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
     config = parse_config({k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("hyperfleet:")})
     assert config.target == target and config.experiment_specs()
+
+
+def test_the_stack_configs_defaults_are_the_settings_values():
+    """tests/unit/test_defaults.py checks the other copies."""
+    assert Workers().heartbeat_seconds == WorkerSettings.heartbeat_seconds
+    assert Workers().poll_interval_seconds == WorkerSettings.poll_interval_seconds
+    assert Workers().subprocesses == WorkerSettings.use_subprocesses
+    for field in ("grace_seconds", "interval_seconds", "policy", "max_retries"):
+        assert getattr(Monitor(), field) == getattr(MonitorSettings, field), field
