@@ -344,6 +344,12 @@ main.add_command(status)
 main.add_command(report)
 main.add_command(alive)
 
+# each command's --help names the environment variables of its options: the reference for them
+for _command in main.commands.values():
+    for _param in _command.params:
+        if isinstance(_param, click.Option):
+            _param.show_envvar = True
+
 
 def mongo_worker_main():
     """``hyperfleet-mongo-worker``: the worker under hyperopt-mongo-worker's name and flags."""

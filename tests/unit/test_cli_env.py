@@ -59,3 +59,27 @@ def test_version_is_the_package_version():
 
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output.strip().endswith(version("hyperfleet"))
+
+
+@pytest.mark.parametrize("command", ["monitor", "run", "status", "report"])
+def test_every_env_var_another_command_lists_in_its_help_is_read(command, monkeypatch):
+    """The names --help shows are the ones click reads (the worker's are checked end to end above)."""
+    import re
+
+    from hyperfleet.cli import main
+
+    cmd = main.commands[command]
+    parent = click.Context(main, info_name="hyperfleet", auto_envvar_prefix="HYPERFLEET")
+    ctx = click.Context(cmd, parent=parent, info_name=command, **(cmd.context_settings or {}))
+    checked = 0
+    for param in cmd.params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        shown = re.search(r"env var: ([^;\]]+)", param.get_help_record(ctx)[1])
+        assert shown, f"{command} --help shows no env var for {param.opts[0]}"
+        for name in shown.group(1).split(", "):
+            monkeypatch.setenv(name, "from-env")
+            assert param.resolve_envvar_value(ctx) == "from-env", (command, name)
+            monkeypatch.delenv(name)
+            checked += 1
+    assert checked >= 3
