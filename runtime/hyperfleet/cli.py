@@ -8,6 +8,7 @@ command line > hyperkops variables > ``HYPERFLEET_`` variables > defaults.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -134,6 +135,20 @@ def _flag_envvars(fn, prefix: str):
     return fn
 
 
+def _serve(settings, module: str, function: str, print_settings: bool, log_level: str, log_json: bool) -> None:
+    """--print-settings, or run ``hyperfleet.<module>.<function>(settings)`` (imported only then) and
+    exit with its code; MongoDB unavailable for good is the command's error."""
+    if print_settings:
+        click.echo(_settings_json(settings))
+        return
+    configure_logging(log_level, log_json)
+    run = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    try:
+        sys.exit(run(settings))
+    except StoreUnavailable as err:
+        raise CommandError(str(err)) from None
+
+
 def _settings_json(settings) -> str:
     """--print-settings: the resolved settings, the Mongo password replaced by ***."""
     values = dataclasses.asdict(settings)
@@ -145,17 +160,8 @@ def _settings_json(settings) -> str:
 @_worker_options
 def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     """Run trials from MongoDB until stopped (SIGTERM once: hand back and exit; twice: exit now)."""
-    settings = WorkerSettings(**options)
-    if print_settings:
-        click.echo(_settings_json(settings))
-        return
-    configure_logging(log_level, log_json)
-    from .worker import run_worker  # imports hyperopt; keep --help and --print-settings fast
-
-    try:
-        sys.exit(run_worker(settings))
-    except StoreUnavailable as err:
-        raise CommandError(str(err)) from None
+    # the worker module imports hyperopt: loaded only to run, so --help and --print-settings stay fast
+    _serve(WorkerSettings(**options), "worker", "run_worker", print_settings, log_level, log_json)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_MONITOR"})
@@ -210,16 +216,9 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
             mongo_url = DEFAULT_MONGO_URL
     settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
                                health_port=health_port or None, **options)
-    if print_settings:
-        click.echo(_settings_json(settings))
-        return
-    configure_logging(log_level, log_json)
-    from .monitor import run_monitor  # needs the monitor extra (prometheus-client)
-
-    try:
-        sys.exit(run_monitor(settings))
-    except StoreUnavailable as err:  # only wrong credentials end the monitor; an outage is waited out
-        raise CommandError(str(err)) from None
+    # the monitor module needs the monitor extra (prometheus-client); it waits out outages, and only
+    # refused credentials end it
+    _serve(settings, "monitor", "run_monitor", print_settings, log_level, log_json)
 
 
 @click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_RUN"})
