@@ -29,8 +29,8 @@ def hyperfleet(*argv, env=None, timeout=60):
 @pytest.fixture
 def secured(mongo_server):
     if not mongo_server.auth:
-        pytest.fail(f"the test server ({mongo_server.kind}) does not check passwords: these tests need "
-                    "FerretDB on PostgreSQL (make test-install)")
+        pytest.fail(f"the test server ({mongo_server.kind}) has no users: these tests need mongod or FerretDB "
+                    "on PostgreSQL (make test-install)")
     return mongo_server
 
 

@@ -52,14 +52,16 @@ def choose_kind() -> str:
 
 
 class MongoServer(ManagedServer):
-    """``auth`` (FerretDB on PostgreSQL only): clients must log in as ``username``/``password`` with
-    ``authMechanism=PLAIN``. FerretDB v1 hands the credentials to PostgreSQL, whose cluster here
-    requires scram-sha-256 passwords, so a wrong password is refused. The URLs carry the credentials."""
+    """``auth``: clients must log in as ``username``/``password``; the URLs carry the credentials.
+    On FerretDB with PostgreSQL they log in with ``authMechanism=PLAIN``: FerretDB v1 hands the
+    credentials to PostgreSQL, whose cluster here requires scram-sha-256 passwords, so a wrong password
+    is refused. mongod runs with ``--auth`` and a root user made through its localhost exception
+    (SCRAM). FerretDB on SQLite has no users: no auth there."""
 
     def __init__(self, kind: str | None = None, auth: bool = True):
         self.kind = kind or choose_kind()
-        self.auth = auth and self.kind == "ferretdb-postgresql"
-        self.username = "postgres"
+        self.auth = auth and self.kind in ("ferretdb-postgresql", "mongod")
+        self.username = "postgres" if self.kind == "ferretdb-postgresql" else "hyperfleet"
         self.password = secrets.token_urlsafe(18) if self.auth else None
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-mongo-")
@@ -77,7 +79,8 @@ class MongoServer(ManagedServer):
         if not self.auth:
             return f"mongodb://127.0.0.1:{self.port}/{database}"
         secret = urllib.parse.quote(password if password is not None else self.password, safe="")
-        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?authMechanism=PLAIN"
+        options = "authMechanism=PLAIN" if self.kind == "ferretdb-postgresql" else "authSource=admin"
+        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?{options}"
 
     def _spawn(self, argv: list[str], name: str, **kwargs) -> subprocess.Popen:
         log = open(os.path.join(self.data_dir, f"{name}.log"), "wb")
@@ -91,7 +94,7 @@ class MongoServer(ManagedServer):
     def start(self, timeout_seconds: float = 60.0) -> MongoServer:
         if self.kind == "mongod":
             argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
-                    "--bind_ip", "127.0.0.1", "--quiet"]
+                    "--bind_ip", "127.0.0.1", "--quiet"] + (["--auth"] if self.auth else [])
         elif self.kind == "ferretdb-postgresql":
             # with auth, no user in the URL: FerretDB connects to PostgreSQL with each client's credentials
             user = "" if self.auth else f"{self.username}@"
@@ -101,6 +104,8 @@ class MongoServer(ManagedServer):
             argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--sqlite-url=file:{self.data_dir}/"]
         self.process = self._spawn(argv, "server")
         deadline = time.monotonic() + timeout_seconds
+        if self.kind == "mongod" and self.auth:
+            self._create_mongod_user(deadline)
         client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500)
         try:
             while True:
@@ -114,6 +119,23 @@ class MongoServer(ManagedServer):
                     if time.monotonic() > deadline:
                         raise RuntimeError(
                             f"{self.kind} did not answer in {timeout_seconds}s: {self._log_tail('server')}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _create_mongod_user(self, deadline: float) -> None:
+        """The root user, made without credentials through mongod's localhost exception (first start)."""
+        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=500)
+        try:
+            while True:
+                try:
+                    client.admin.command("createUser", self.username, pwd=self.password, roles=["root"])
+                    return
+                except pymongo.errors.OperationFailure:
+                    return  # the user exists (a restart): the exception is closed now
+                except pymongo.errors.PyMongoError:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"mongod did not answer: {self._log_tail('server')}") from None
                     time.sleep(0.05)
         finally:
             client.close()
