@@ -64,10 +64,16 @@ _LOG_OPTIONS = [
 ]
 
 
-def _log_options(fn):
-    for option in reversed(_LOG_OPTIONS):
-        fn = option(fn)
-    return fn
+def _with_options(options: list):
+    """A decorator that adds ``options`` in their order (click applies decorators bottom-up)."""
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
+_log_options = _with_options(_LOG_OPTIONS)
 
 
 class _EnvMappedCommand(click.Command):
@@ -114,15 +120,12 @@ def _worker_options(fn):
         *_LOG_OPTIONS,
         click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return _flag_envvars(fn, "HYPERFLEET_WORKER")
+    return _flag_envvars(_with_options(options)(fn), "HYPERFLEET_WORKER")
 
 
 def _flag_envvars(fn, prefix: str):
     """Each option also reads PREFIX_<FLAG> (``--poll-interval``: ``HYPERFLEET_WORKER_POLL_INTERVAL``), the
-    name the docs promise, beside click's PREFIX_<PARAMETER> (``…_POLL_INTERVAL_SECONDS``); ``--help``
-    shows them."""
+    name the docs promise, beside click's PREFIX_<PARAMETER> (``…_POLL_INTERVAL_SECONDS``)."""
     for param in getattr(fn, "__click_params__", []):
         if not isinstance(param, click.Option) or param.name == "print_settings":
             continue
@@ -131,7 +134,6 @@ def _flag_envvars(fn, prefix: str):
         if isinstance(param.envvar, str):
             names.insert(0, param.envvar)
         param.envvar = list(dict.fromkeys(names))
-        param.show_envvar = True
     return fn
 
 

@@ -34,7 +34,7 @@ from hyperopt import base
 
 from . import trials as _trials
 from .settings import WorkerSettings
-from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore, attachment_entries
+from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 log = logging.getLogger("hyperfleet.mongoexp")
 
@@ -229,10 +229,10 @@ class MongoJobs:
             raise OperationFailure(f"attachment not found: {name}") from None
 
     def delete_attachment(self, doc: dict, name: str, collection=None) -> None:
-        entries = attachment_entries(self.jobs.find_one({"_id": doc["_id"]}, {"_attachments": 1}))
-        if not any(n == name for n, _ in entries):
-            raise OperationFailure(f"attachment not found: {name}")
-        del self.store.trial_attachments(doc)[name]
+        try:
+            del self.store.trial_attachments(doc)[name]
+        except KeyError:
+            raise OperationFailure(f"attachment not found: {name}") from None
 
 
 class MongoTrials(_trials.MongoTrials):
@@ -340,7 +340,7 @@ class MongoWorker:
         if self._worker is None:
             from .worker import Worker
 
-            workdir = os.path.abspath(os.path.expanduser(self.workdir)) if self.workdir else None
+            workdir = os.path.expanduser(self.workdir) if self.workdir else None  # the Worker makes it absolute
             self._worker = Worker(self.mj.store, WorkerSettings(exp_key=self.exp_key, workdir=workdir,
                                                                 poll_interval_seconds=self.poll_interval))
         return self._worker

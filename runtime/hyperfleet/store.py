@@ -84,6 +84,10 @@ class StoreUnavailable(RuntimeError):
     """The database cannot be reached; the message names the address and the cause."""
 
 
+class CredentialsRefused(StoreUnavailable):
+    """The server answered and refused the credentials: retrying cannot help."""
+
+
 def _refused(address: MongoAddress, err: OperationFailure) -> StoreUnavailable:
     """The server answered but refused: wrong credentials (mongod: code 18; FerretDB on PostgreSQL: its
     backend's "password authentication failed"), or a user without the rights."""
@@ -94,10 +98,6 @@ def _refused(address: MongoAddress, err: OperationFailure) -> StoreUnavailable:
                                 f"{f' of user {user!r}' if user else ''}: authentication failed")
     return StoreUnavailable(f"MongoDB at {address.redacted()} refused the connection's first command: "
                             f"{redact_url(text.splitlines()[0])[:300]}")
-
-
-class CredentialsRefused(StoreUnavailable):
-    """The server answered and refused the credentials: retrying cannot help."""
 
 
 class JobStore:
@@ -203,7 +203,8 @@ class JobStore:
             return self.jobs.insert_many(prepared, ordered=False).inserted_ids
         except BulkWriteError as err:
             # inserted again after a connection was lost: the trials already there (same _id) stay as they are
-            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])) or not err.details.get("writeErrors"):
+            errors = err.details.get("writeErrors") or []
+            if not errors or any(e.get("code") != 11000 for e in errors):
                 raise
             return [doc["_id"] for doc in prepared]
 

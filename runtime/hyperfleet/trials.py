@@ -16,8 +16,8 @@ Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
 from __future__ import annotations
 
 import collections
-import logging
 import datetime as _dt
+import logging
 import os
 import sys
 import time
@@ -25,20 +25,25 @@ from timeit import default_timer as timer
 from typing import Any
 
 import numpy as np
+import pymongo
 from bson import ObjectId
 from hyperopt import base, tpe
-import pymongo
-from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 from hyperopt.fmin import FMinIter, generate_trials_to_calculate, space_eval
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from .mongo_url import MongoAddress
-from .store import OutageLog, StoreUnavailable
-from .store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, JobStore
+from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, JobStore,
+                    OutageLog, StoreUnavailable)
 
 log = logging.getLogger("hyperfleet.trials")
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
 _EPOCH = _dt.datetime(1970, 1, 1)
+
+
+def _is_int_tid(tid) -> bool:
+    """hyperopt allows any tid; the incremental refresh ("tids above the highest seen") needs integers."""
+    return isinstance(tid, int) and not isinstance(tid, bool)
 
 
 class MongoTrials(base.Trials):
@@ -104,7 +109,7 @@ class MongoTrials(base.Trials):
         self._docs: dict[Any, dict] = {}  # _id -> latest document seen, every state
         self._open: set = set()  # _ids of NEW and RUNNING trials
         self._max_tid = -1
-        self._int_tids = True  # hyperopt allows any tid; the incremental refresh needs integers
+        self._int_tids = True  # every tid seen is an integer (_is_int_tid)
         self._state_counts: collections.Counter = collections.Counter()
         self._trials: list[dict] = []  # hyperopt's view: NEW, RUNNING and DONE, in tid order
         self._position: dict[Any, int] = {}
@@ -191,7 +196,7 @@ class MongoTrials(base.Trials):
                 self._open.add(_id)
             else:
                 self._open.discard(_id)
-            if isinstance(doc["tid"], int) and not isinstance(doc["tid"], bool):
+            if _is_int_tid(doc["tid"]):
                 self._max_tid = max(self._max_tid, doc["tid"])
             elif self._int_tids:
                 self._int_tids, rebuild = False, True
@@ -228,8 +233,8 @@ class MongoTrials(base.Trials):
 
     def _insert_trial_docs(self, docs) -> list[int]:
         docs = list(docs)
-        if not all(isinstance(d["tid"], int) and not isinstance(d["tid"], bool) for d in docs):
-            self._int_tids = False  # refresh() can no longer ask for "tids above the highest seen"
+        if not all(_is_int_tid(d["tid"]) for d in docs):
+            self._int_tids = False
         for doc in docs:  # ids chosen here, so an insert tried again after an outage cannot insert twice
             doc.setdefault("_id", ObjectId())
         self._riding_out_outages(lambda: self.store.insert_trials(docs, retries=self.retries))
