@@ -38,7 +38,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
-class Resources(_Model):
+class ResourcesConfig(_Model):
     #: CPU as Kubernetes writes it: "500m", "2"; on Docker it becomes a CPU limit
     cpu: str | None = None
     #: memory as Kubernetes writes it: "512Mi", "2Gi"; on Docker a memory limit
@@ -72,7 +72,7 @@ class Resources(_Model):
         return max(6, int(float(number) * factor))  # the engine refuses less than 6 MB
 
 
-class Mongo(_Model):
+class MongoConfig(_Model):
     #: the MongoDB image (the official one by default; any wire-compatible image works)
     image: str = "mongo:7.0"
     #: Docker: the named volume of the data; Kubernetes: the PVC size
@@ -88,14 +88,14 @@ class Mongo(_Model):
     publish_host: str = "127.0.0.1"
     #: how workers on other Docker hosts reach Mongo (an address of the first host); needed with several hosts
     advertise_host: str | None = None
-    resources: Resources = Resources()
+    resources: ResourcesConfig = ResourcesConfig()
 
 
-class Workers(_Model):
+class WorkersConfig(_Model):
     replicas: int = Field(default=2, ge=0, le=1000)
     #: the worker image (default: images.runtime)
     image: str | None = None
-    resources: Resources = Resources()
+    resources: ResourcesConfig = ResourcesConfig()
     env: dict[str, str] = Field(default_factory=dict)
     heartbeat_seconds: float = Field(default=WorkerSettings.heartbeat_seconds, gt=0)
     poll_interval_seconds: float = Field(default=WorkerSettings.poll_interval_seconds, gt=0)
@@ -123,14 +123,14 @@ class Workers(_Model):
         return check_env_names(value)
 
 
-class Monitor(_Model):
+class MonitorConfig(_Model):
     enabled: bool = True
     #: a RUNNING trial whose heartbeat is older than this is orphaned
     grace_seconds: float = Field(default=MonitorSettings.grace_seconds, gt=0)
     interval_seconds: float = Field(default=MonitorSettings.interval_seconds, gt=0)
     policy: Literal["requeue", "error"] = MonitorSettings.policy
     max_retries: int = Field(default=MonitorSettings.max_retries, ge=0)
-    resources: Resources = Resources()
+    resources: ResourcesConfig = ResourcesConfig()
 
     @model_validator(mode="after")
     def _grace_above_interval(self):
@@ -139,7 +139,7 @@ class Monitor(_Model):
         return self
 
 
-class Images(_Model):
+class ImagesConfig(_Model):
     #: the one image of worker, monitor and driver
     runtime: str = f"hyperfleet/runtime:{hyperfleet.__version__}"
     #: Docker target: build it from images/runtime (true) or use the name as it is (false);
@@ -149,12 +149,12 @@ class Images(_Model):
     base_image: str = "python:3.12-slim"
 
 
-class Docker(_Model):
+class DockerConfig(_Model):
     #: the network of the stack's containers (default: hyperfleet-<stack>)
     network: str | None = None
 
 
-class Kubernetes(_Model):
+class KubernetesConfig(_Model):
     #: kubeconfig file (default: ~/.kube/config) and context (default: its current context)
     kubeconfig: str | None = None
     context: str | None = None
@@ -165,7 +165,7 @@ class Kubernetes(_Model):
     skip_await: bool = False
 
 
-class Gke(_Model):
+class GkeConfig(_Model):
     project: str
     region: str
     #: use this existing cluster instead of creating one
@@ -177,14 +177,14 @@ class Gke(_Model):
 
 class StackConfig(_Model):
     target: Literal["docker", "kind", "gke"] = "docker"
-    mongo: Mongo = Mongo()
-    workers: Workers = Workers()
-    monitor: Monitor = Monitor()
+    mongo: MongoConfig = MongoConfig()
+    workers: WorkersConfig = WorkersConfig()
+    monitor: MonitorConfig = MonitorConfig()
     experiments: list[dict[str, Any]] = Field(default_factory=list)
-    images: Images = Images()
-    docker: Docker = Docker()
-    kubernetes: Kubernetes = Kubernetes()
-    gke: Gke | None = None
+    images: ImagesConfig = ImagesConfig()
+    docker: DockerConfig = DockerConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    gke: GkeConfig | None = None
 
     @model_validator(mode="after")
     def _target_needs(self):

@@ -7,8 +7,9 @@ from typing import Callable
 
 import pulumi
 import pulumi_docker as docker
+from hyperfleet.contract import ROLE_LABEL, STACK_LABEL
 
-PROJECT_LABEL = "hyperfleet.stack"
+from config import ResourcesConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +22,7 @@ class DockerPlacement:
 
 
 def labels(stack: str, role: str, **extra: str) -> list[docker.ContainerLabelArgs]:
-    values = {PROJECT_LABEL: stack, "hyperfleet.role": role, **extra}
+    values = {STACK_LABEL: stack, ROLE_LABEL: role, **extra}
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
 
 
@@ -29,8 +30,8 @@ def child_opts(parent: pulumi.Resource, placement: DockerPlacement, **extra) -> 
     return pulumi.ResourceOptions(parent=parent, provider=placement.provider, **extra)
 
 
-def limits(resources) -> dict:
-    """Docker's CPU and memory limits from a Resources model (nothing when unset)."""
+def limits(resources: ResourcesConfig) -> dict:
+    """Docker's CPU and memory limits from a ResourcesConfig (nothing when unset)."""
     out = {}
     if resources.docker_cpus() is not None:
         out["cpus"] = str(resources.docker_cpus())

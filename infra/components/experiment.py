@@ -12,6 +12,8 @@ import json
 import pulumi
 import pulumi_docker as docker
 
+from hyperfleet.contract import EXP_KEY_LABEL, ROLE_DRIVER, command_env
+
 from .common import DockerPlacement, child_opts, labels, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS
 
@@ -33,7 +35,7 @@ class Experiment(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ExperimentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hyperfleet:index:Experiment", name, None, opts)
-        envs = secret_env(args.mongo_url, lambda url: [f"HYPERFLEET_RUN_MONGO={url}"])
+        envs = secret_env(args.mongo_url, lambda url: [f"{command_env('run', 'mongo')}={url}"])
         container = docker.Container(
             f"{name}-driver",
             name=f"hyperfleet-{args.stack}-driver-{args.exp_key}",
@@ -46,7 +48,7 @@ class Experiment(pulumi.ComponentResource):
             max_retry_count=20,
             must_run=False,  # it finishes; an exited driver is a finished experiment, not drift
             wait=False,
-            labels=labels(args.stack, "driver", **{"hyperfleet.exp_key": args.exp_key}),
+            labels=labels(args.stack, ROLE_DRIVER, **{EXP_KEY_LABEL: args.exp_key}),
             opts=child_opts(self, args.placement),
         )
         self.container_name = container.name

@@ -8,15 +8,17 @@ from urllib.parse import quote
 import pulumi
 import pulumi_docker as docker
 
-from .common import DockerPlacement, child_opts, labels, limits, secret_env
+from hyperfleet.contract import MONGO_PORT, ROLE_MONGO, STACK_LABEL
 
-MONGO_PORT = 27017
+from config import MongoConfig
+
+from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
 
 @dataclasses.dataclass
 class MongoArgs:
     stack: str
-    config: object  # config.Mongo
+    config: MongoConfig
     placement: DockerPlacement
     password: pulumi.Input[str]
 
@@ -33,7 +35,7 @@ class Mongo(pulumi.ComponentResource):
         cfg = args.config
         container_name = f"hyperfleet-{args.stack}-mongo"
         volume = docker.Volume(f"{name}-data", name=f"hyperfleet-{args.stack}-mongo-data",
-                               labels=[docker.VolumeLabelArgs(label="hyperfleet.stack", value=args.stack)],
+                               labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=args.stack)],
                                opts=child_opts(self, args.placement))
         ports = []
         if cfg.publish_port:
@@ -50,7 +52,7 @@ class Mongo(pulumi.ComponentResource):
                                                                     aliases=["mongo"])],
             ports=ports,
             restart="unless-stopped",
-            labels=labels(args.stack, "mongo"),
+            labels=labels(args.stack, ROLE_MONGO),
             **limits(cfg.resources),
             opts=child_opts(self, args.placement),
         )
@@ -61,7 +63,7 @@ class Mongo(pulumi.ComponentResource):
         self.register_outputs({"url": self.url, "container_name": self.container_name})
 
 
-def _url(cfg, password, host: pulumi.Output[str], port: int) -> pulumi.Output[str]:
+def _url(cfg: MongoConfig, password: pulumi.Input[str], host: pulumi.Input[str], port: int) -> pulumi.Output[str]:
     query = "authSource=admin" + (f"&authMechanism={cfg.auth_mechanism}" if cfg.auth_mechanism else "")
     return pulumi.Output.secret(pulumi.Output.all(password, host).apply(
         lambda a: f"mongodb://{quote(cfg.username, safe='')}:{quote(a[0], safe='')}@{a[1]}:{port}/{cfg.database}?{query}"))

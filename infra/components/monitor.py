@@ -7,16 +7,18 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
+from hyperfleet.contract import HEALTH_PORT, MONGO_URL_ENV, ROLE_MONITOR
+
+from config import MonitorConfig
+
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
-
-HEALTH_PORT = 8080
 
 
 @dataclasses.dataclass
 class MonitorArgs:
     stack: str
-    config: object  # config.Monitor
+    config: MonitorConfig
     image: pulumi.Input[str]
     placement: DockerPlacement
     mongo_url: pulumi.Input[str]
@@ -33,7 +35,7 @@ class Monitor(pulumi.ComponentResource):
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
                    "--health-port", str(HEALTH_PORT)]
-        envs = secret_env(args.mongo_url, lambda url: [f"MONGO_URL={url}"])  # also what `hyperfleet status` reads
+        envs = secret_env(args.mongo_url, lambda url: [f"{MONGO_URL_ENV}={url}"])  # also what `hyperfleet status` reads
         container = docker.Container(
             f"{name}-container",
             name=f"hyperfleet-{args.stack}-monitor",
@@ -49,7 +51,7 @@ class Monitor(pulumi.ComponentResource):
                        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz')"],
                 interval="10s", timeout="3s", retries=3),
             restart="unless-stopped",
-            labels=labels(args.stack, "monitor"),
+            labels=labels(args.stack, ROLE_MONITOR),
             **limits(cfg.resources),
             opts=child_opts(self, args.placement),
         )

@@ -7,6 +7,10 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
+from hyperfleet.contract import ALIVE_FILE, CONTAINER_NAME_ENV, DOCKER_ENGINE_ENV, DOCKER_HOST_LABEL, MONGO_URL_ENV, ROLE_WORKER
+
+from config import WorkersConfig
+
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -17,7 +21,7 @@ CONNECT_TIMEOUT_SECONDS = 120
 @dataclasses.dataclass
 class WorkerPoolArgs:
     stack: str
-    config: object  # config.Workers
+    config: WorkersConfig
     image: pulumi.Input[str]
     placements: list[DockerPlacement]
     #: the Mongo address per placement (the first host's network address, or the advertised one)
@@ -40,11 +44,11 @@ class WorkerPool(pulumi.ComponentResource):
             command = ["worker", "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
                        "--heartbeat-seconds", str(cfg.heartbeat_seconds),
                        "--poll-interval", str(cfg.poll_interval_seconds),
-                       "--subprocesses" if cfg.subprocesses else "--no-subprocesses"]
-            settings = {"HYPERFLEET_CONTAINER_NAME": container_name, "HYPERFLEET_DOCKER_ENGINE": placement.host,
+                       "--subprocesses" if cfg.subprocesses else "--no-subprocesses", "--alive-file", ALIVE_FILE]
+            settings = {CONTAINER_NAME_ENV: container_name, DOCKER_ENGINE_ENV: placement.host,
                         **cfg.env}
             envs = secret_env(mongo_url,
-                              lambda url, s=settings: [f"MONGO_URL={url}"] + [f"{k}={v}" for k, v in sorted(s.items())])
+                              lambda url, s=settings: [f"{MONGO_URL_ENV}={url}"] + [f"{k}={v}" for k, v in sorted(s.items())])
             volumes, user = [], None
             if args.docker_socket:
                 volumes.append(docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET))
@@ -58,9 +62,12 @@ class WorkerPool(pulumi.ComponentResource):
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=placement.network.name)],
                 volumes=volumes,
                 user=user,
+                # `docker ps` says unhealthy when the worker's loop is stuck (as the chart's liveness probe)
+                healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD", "hyperfleet", "alive", ALIVE_FILE],
+                                                            interval="30s", timeout="10s", retries=3),
                 restart="unless-stopped",
                 stop_timeout=15,  # the worker hands its trial back within its shutdown deadline (10 s)
-                labels=labels(args.stack, "worker", **{"hyperfleet.docker_host": placement.host}),
+                labels=labels(args.stack, ROLE_WORKER, **{DOCKER_HOST_LABEL: placement.host}),
                 **limits(cfg.resources),
                 opts=child_opts(self, placement),
             )

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
+from hyperfleet.contract import STACK_LABEL
 
-from components.common import PROJECT_LABEL, DockerPlacement
+from components.common import DockerPlacement
 from components.experiment import Experiment, ExperimentArgs
 from components.mongo import Mongo, MongoArgs
 from components.monitor import Monitor, MonitorArgs
@@ -24,7 +25,7 @@ def deploy(config: StackConfig, stack: str) -> dict:
     for index, host in enumerate(config.workers.hosts):
         provider = docker.Provider(f"docker-{index}", host=host)
         network = docker.Network(f"network-{index}", name=network_name,
-                                 labels=[docker.NetworkLabelArgs(label=PROJECT_LABEL, value=stack)],
+                                 labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)],
                                  opts=pulumi.ResourceOptions(provider=provider))
         placements.append(DockerPlacement(host=host, provider=provider, network=network))
     home = placements[0]

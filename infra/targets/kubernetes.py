@@ -2,20 +2,20 @@
 
 ``kind`` means any existing cluster reached by a kubeconfig context (kind, minikube, a test API
 server, ...); ``gke`` gets its cluster from ``targets/gke.py`` (created, or an existing one). Both
-then do the same: a Namespace, the Mongo credentials as a Secret (the password generated once and kept
-secret in the state), and the chart with values mapped from the stack config. The chart stays the one
-definition of the Kubernetes objects; this module only translates config into its values.
+then do the same: a Release (components/release.py: the Namespace, the Mongo Secret and the chart),
+with the chart's values mapped from the stack config. The chart stays the one definition of the
+Kubernetes objects; this module only translates config into its values.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pulumi
 import pulumi_kubernetes as k8s
 
-from components.password import GeneratedPassword
-from config import NAMESPACE, ConfigError, Resources, StackConfig
+from components.release import Release, ReleaseArgs
+from hyperfleet.contract import K8S_STACK_LABEL, MONGO_URL_ENV
+from config import NAMESPACE, ConfigError, ResourcesConfig, StackConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "hyperfleet"
@@ -28,38 +28,20 @@ def deploy(config: StackConfig, stack: str) -> dict:
         provider, outputs = gke.cluster_provider(config, stack)
     else:
         provider, outputs = context_provider(config), {}
-    namespace_name = config.kubernetes.namespace
-    on_cluster = pulumi.ResourceOptions(provider=provider)
-    namespace = k8s.core.v1.Namespace(
-        "namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace_name, labels={"hyperfleet.io/stack": stack}),
-        opts=on_cluster)
-    release = f"hyperfleet-{stack}"
-    password = GeneratedPassword("mongo-password")
-    secret = k8s.core.v1.Secret(
-        "mongo-auth",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{release}-mongo-auth", namespace=namespace.metadata.name,
-                                            labels={"hyperfleet.io/stack": stack, "app.kubernetes.io/part-of": "hyperfleet",
-                                                    "app.kubernetes.io/instance": release}),
-        string_data={"username": config.mongo.username, "password": password.result},
-        opts=pulumi.ResourceOptions(provider=provider, additional_secret_outputs=["data", "stringData"]))
-    chart = k8s.helm.v3.Chart(
-        release,
-        k8s.helm.v3.LocalChartOpts(
-            path=str(Path(config.kubernetes.chart) if config.kubernetes.chart else CHART),
-            namespace=namespace_name,
-            values=chart_values(config, stack, secret_name=f"{release}-mongo-auth"),
-            skip_await=config.kubernetes.skip_await,
-        ),
-        opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespace, secret]))
+    release = Release(f"hyperfleet-{stack}", ReleaseArgs(
+        stack=stack, namespace=config.kubernetes.namespace, username=config.mongo.username,
+        chart=Path(config.kubernetes.chart) if config.kubernetes.chart else CHART,
+        values=chart_values(config, stack), provider=provider, skip_await=config.kubernetes.skip_await))
     specs = config.experiment_specs()
-    monitor = f"deploy/{release}-monitor"
+    monitor = f"deploy/{release.name}-monitor"
     return {
         **outputs,
-        "namespace": namespace.metadata.name,
-        "release": release,
-        "chart_resources": chart.resources.apply(len),
+        "namespace": release.namespace,
+        "release": release.name,
+        "chart_resources": release.object_count,
         "experiments": [s.key for s in specs],
-        "status_command": f'kubectl -n {namespace_name} exec {monitor} -- sh -c \'hyperfleet status --mongo "$MONGO_URL"\'',
+        "status_command": f"kubectl -n {config.kubernetes.namespace} exec {monitor} -- "
+                          f"sh -c 'hyperfleet status --mongo \"${MONGO_URL_ENV}\"'",
     }
 
 
@@ -105,7 +87,7 @@ def split_image(image: str) -> dict:
     return {"repository": name, "tag": tag}
 
 
-def resources(res: Resources) -> dict:
+def resources(res: ResourcesConfig) -> dict:
     """Stack-config CPU/memory as requests, and memory also as the limit (CPU is not capped: throttling
     an objective slows it without protecting anyone). Unset values keep the chart's defaults."""
     out: dict = {}
@@ -117,16 +99,17 @@ def resources(res: Resources) -> dict:
     return out
 
 
-def chart_values(config: StackConfig, stack: str, secret_name: str) -> dict:
-    """The chart's values from the stack config (a plain function: the tests call it directly)."""
+def chart_values(config: StackConfig, stack: str) -> dict:
+    """The chart's values from the stack config (a plain function: the tests call it directly); the
+    Release adds the name of the Secret it makes."""
     workers, monitor, mongo = config.workers, config.monitor, config.mongo
     return {
         "fullnameOverride": f"hyperfleet-{stack}",
-        "commonLabels": {"hyperfleet.io/stack": stack},
+        "commonLabels": {K8S_STACK_LABEL: stack},
         "image": {**split_image(config.worker_image), "pullPolicy": "IfNotPresent"},
         "mongo": {
             "image": split_image(mongo.image),
-            "auth": {"existingSecret": secret_name, "username": mongo.username,
+            "auth": {"username": mongo.username,
                      "mechanism": mongo.auth_mechanism or ""},
             "database": mongo.database,
             "persistence": {"size": mongo.storage},

@@ -16,6 +16,7 @@ import time
 
 import click
 
+from .contract import COMMAND_ENV_PREFIX, DOCKER_ENGINE_ENV, MONGO_URL_ENV, command_env
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
@@ -51,7 +52,7 @@ def _mongo_url(_ctx, param, value):
 def _mongo_option(command: str):
     """--mongo of the commands that only read and write trials (run, status, report)."""
     return click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
-                        envvar=[f"HYPERFLEET_{command.upper()}_MONGO", "MONGO_URL"], help="MongoDB address.")
+                        envvar=[command_env(command, "mongo"), MONGO_URL_ENV], help="MongoDB address.")
 
 
 _connect_timeout_option = click.option(
@@ -90,7 +91,7 @@ class _EnvMappedCommand(click.Command):
 def _worker_options(fn):
     options = [
         click.option("--mongo", "mongo_url", default=DEFAULT_MONGO_URL, show_default=True, callback=_mongo_url,
-                     envvar="HYPERFLEET_WORKER_MONGO",
+                     envvar=command_env("worker", "mongo"),
                      help="MongoDB address: mongodb://…, mongo://host:port/db[/collection] or host:port/db."),
         click.option("--exp-key", default=None, help="Only run trials of this experiment."),
         click.option("--heartbeat-seconds", type=click.FloatRange(min=0.01), default=W.heartbeat_seconds, show_default=True,
@@ -120,7 +121,7 @@ def _worker_options(fn):
         *_LOG_OPTIONS,
         click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit."),
     ]
-    return _flag_envvars(_with_options(options)(fn), "HYPERFLEET_WORKER")
+    return _flag_envvars(_with_options(options)(fn), command_env("worker"))
 
 
 def _flag_envvars(fn, prefix: str):
@@ -158,7 +159,7 @@ def _settings_json(settings) -> str:
     return json.dumps(values, indent=2, sort_keys=True)
 
 
-@click.command(cls=_EnvMappedCommand, context_settings={"auto_envvar_prefix": "HYPERFLEET_WORKER"})
+@click.command(cls=_EnvMappedCommand, context_settings={"auto_envvar_prefix": command_env("worker")})
 @_worker_options
 def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     """Run trials from MongoDB until stopped (SIGTERM once: hand back and exit; twice: exit now)."""
@@ -166,9 +167,9 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     _serve(WorkerSettings(**options), "worker", "run_worker", print_settings, log_level, log_json)
 
 
-@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_MONITOR"})
+@click.command(context_settings={"auto_envvar_prefix": command_env("monitor")})
 @click.option("--mongo", "mongo_url", default=None, callback=_mongo_url,
-              envvar=["HYPERFLEET_MONITOR_MONGO", "MONGO_URL"],
+              envvar=[command_env("monitor", "mongo"), MONGO_URL_ENV],
               help=f"MongoDB address (default {DEFAULT_MONGO_URL}, or built from the three options below).")
 @click.option("--mongo-db-address", "--mongo_db_address", "-d", envvar="MONGO_DB_ADDRESS",
               help="hyperkops: MongoDB host.")
@@ -179,11 +180,11 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--exp-key", default=None, help="Only watch this experiment.")
 @click.option("--grace-seconds", "--timeout-interval", "--timeout_interval", "-i", "grace_seconds",
               type=click.FloatRange(min=0.1), default=M.grace_seconds, show_default=True,
-              envvar=["HYPERFLEET_MONITOR_GRACE_SECONDS", "TIMEOUT_INTERVAL"],
+              envvar=[command_env("monitor", "grace_seconds"), "TIMEOUT_INTERVAL"],
               help="A RUNNING trial with no heartbeat for this long is orphaned.")
 @click.option("--interval-seconds", "--update-interval", "--update_interval", "-u", "interval_seconds",
               type=click.FloatRange(min=0.01), default=M.interval_seconds, show_default=True,
-              envvar=["HYPERFLEET_MONITOR_INTERVAL_SECONDS", "UPDATE_INTERVAL"], help="Time between sweeps.")
+              envvar=[command_env("monitor", "interval_seconds"), "UPDATE_INTERVAL"], help="Time between sweeps.")
 @click.option("--policy", type=click.Choice(POLICIES), default=M.policy, show_default=True,
               help="requeue orphans (until --max-retries, then ERROR) or mark them ERROR at once.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=M.max_retries, show_default=True,
@@ -194,10 +195,10 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
               show_default=True, help="Owner checks besides the heartbeat (repeat for several; none: heartbeat only).")
 @click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
 @click.option("--docker-engine-id", default=None,
-              help="With several Docker hosts: judge only workers whose HYPERFLEET_DOCKER_ENGINE is this.")
-@click.option("--namespace", default=M.namespace, show_default=True, envvar=["HYPERFLEET_MONITOR_NAMESPACE", "NAMESPACE"],
+              help=f"With several Docker hosts: judge only workers whose {DOCKER_ENGINE_ENV} is this.")
+@click.option("--namespace", default=M.namespace, show_default=True, envvar=[command_env("monitor", "namespace"), "NAMESPACE"],
               help="Namespace of worker pods for --liveness kubernetes.")
-@click.option("--label-selector", default="", envvar=["HYPERFLEET_MONITOR_LABEL_SELECTOR", "LABEL_SELECTOR"],
+@click.option("--label-selector", default="", envvar=[command_env("monitor", "label_selector"), "LABEL_SELECTOR"],
               help="Label selector of worker pods.")
 @click.option("--health-host", default=M.health_host, show_default=True, help="Address of /healthz and /metrics.")
 @click.option("--health-port", type=click.IntRange(min=0, max=65535), default=M.health_port, show_default=True,
@@ -223,7 +224,7 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
     _serve(settings, "monitor", "run_monitor", print_settings, log_level, log_json)
 
 
-@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_RUN"})
+@click.command(context_settings={"auto_envvar_prefix": command_env("run")})
 @click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False))
 @_mongo_option("run")
 @click.option("--check-objective/--no-check-objective", default=True, show_default=True,
@@ -265,7 +266,7 @@ def _connect(mongo_url: str, timeout_seconds: float):
         raise CommandError(str(err)) from None
 
 
-@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_STATUS"})
+@click.command(context_settings={"auto_envvar_prefix": command_env("status")})
 @click.argument("exp_key", metavar="[EXP]", required=False)
 @_mongo_option("status")
 @click.option("--watch", is_flag=True, help="Show a live progress bar until the experiments are complete.")
@@ -295,7 +296,7 @@ def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout
             click.echo("no experiments yet")
 
 
-@click.command(context_settings={"auto_envvar_prefix": "HYPERFLEET_REPORT"})
+@click.command(context_settings={"auto_envvar_prefix": command_env("report")})
 @click.argument("exp_key", metavar="EXP")
 @_mongo_option("report")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -332,7 +333,7 @@ def alive(path, max_age_seconds):
         raise CommandError(f"{path} last touched {age:.0f}s ago (more than {max_age_seconds:g}s)", prefix="not alive")
 
 
-@click.group(context_settings={"auto_envvar_prefix": "HYPERFLEET", "help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"auto_envvar_prefix": COMMAND_ENV_PREFIX, "help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hyperfleet", message="%(prog)s %(version)s")
 def main():
     """hyperfleet: distributed hyperopt on Kubernetes and Docker hosts."""
@@ -354,4 +355,4 @@ for _command in main.commands.values():
 
 def mongo_worker_main():
     """``hyperfleet-mongo-worker``: the worker under hyperopt-mongo-worker's name and flags."""
-    worker.main(prog_name="hyperfleet-mongo-worker", auto_envvar_prefix="HYPERFLEET_WORKER")
+    worker.main(prog_name="hyperfleet-mongo-worker", auto_envvar_prefix=command_env("worker"))

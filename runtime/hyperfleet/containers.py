@@ -26,13 +26,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .contract import EXP_KEY_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL, WORKER_OWNER_ENV
+
 log = logging.getLogger("hyperfleet.containers")
 
 MOUNT = "/hyperfleet"
-#: the worker sets this in its environment; trial containers carry it as a label, so a worker can
-#: remove what its (possibly killed) evaluation child started
-OWNER_ENV = "HYPERFLEET_WORKER_OWNER"
-OWNER_LABEL = "hyperfleet.owner"
 LOG_TAIL_LINES = 20
 _WAIT_STEP_SECONDS = 0.5
 _STATUSES = ("ok", "fail")
@@ -71,7 +69,7 @@ class ContainerObjective:
         trial = ctrl.current_trial or {}
         if trial_pods.on_kubernetes():
             return trial_pods.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
-                                            owner=os.environ.get(OWNER_ENV, ""))
+                                            owner=os.environ.get(WORKER_OWNER_ENV, ""))
         return run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments)
 
 
@@ -90,8 +88,9 @@ def run_container_trial(objective: ContainerObjective, params: Any, exp_key: str
     _ensure_image(client, objective)
     name = f"hyperfleet-trial-{_slug(exp_key or 'default')}-{tid}-{uuid.uuid4().hex[:6]}"
     env = trial_environment(objective, exp_key, tid)
-    labels = {"hyperfleet.role": "trial", "hyperfleet.exp_key": exp_key or "", "hyperfleet.tid": str(tid),
-              OWNER_LABEL: os.environ.get(OWNER_ENV, "")}
+    # the worker sets WORKER_OWNER_ENV; the label lets it remove what its (possibly killed) child started
+    labels = {ROLE_LABEL: ROLE_TRIAL, EXP_KEY_LABEL: exp_key or "", TID_LABEL: str(tid),
+              OWNER_LABEL: os.environ.get(WORKER_OWNER_ENV, "")}
     container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
                                          name=name, environment=env, labels=labels, detach=True)
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .contract import MONGO_URL_ENV
 from .mongo_url import MongoUrlError, compose_mongo_url
 
 # flag of hyperopt-mongo-worker -> whether it takes a value
@@ -41,8 +42,8 @@ class EnvMappingError(ValueError):
 
 
 def mongo_url_from_env(environ: Mapping[str, str]) -> str | None:
-    if environ.get("MONGO_URL"):
-        return environ["MONGO_URL"]
+    if environ.get(MONGO_URL_ENV):
+        return environ[MONGO_URL_ENV]
     names = ("MONGO_DB_ADDRESS", "MONGO_DB_PORT", "TRIALS_DB")
     if not any(environ.get(n) for n in names):
         return None

@@ -14,6 +14,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .contract import CONTAINER_NAME_ENV, DOCKER_ENGINE_ENV, ROLE_LABEL, ROLE_WORKER
+
 log = logging.getLogger("hyperfleet.monitor")
 
 
@@ -89,7 +91,7 @@ class DockerLiveness:
 
                 self._client = docker.DockerClient(base_url=self._base_url) if self._base_url else docker.from_env()
             states = {}
-            for c in self._client.api.containers(all=True, filters={"label": "hyperfleet.role=worker"}):
+            for c in self._client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={ROLE_WORKER}"}):
                 state = c.get("State", "unknown")
                 for name in c.get("Names", []):
                     states[name.lstrip("/")] = state
@@ -167,9 +169,9 @@ def container_name() -> str | None:
     Not guessed from ``/.dockerenv`` and the hostname: a worker on a host that is itself a container
     would then be judged against an engine that never ran it, and reaped while alive.
     """
-    return os.environ.get("HYPERFLEET_CONTAINER_NAME") or None
+    return os.environ.get(CONTAINER_NAME_ENV) or None
 
 
 def docker_engine() -> str | None:
     """Which Docker host the worker's container runs on, as its deployer named it."""
-    return os.environ.get("HYPERFLEET_DOCKER_ENGINE") or None
+    return os.environ.get(DOCKER_ENGINE_ENV) or None

@@ -18,6 +18,8 @@ import urllib.parse
 from pymongo.errors import ConfigurationError, InvalidURI
 from pymongo.uri_parser import parse_uri
 
+from .contract import MONGO_PORT
+
 DEFAULT_DATABASE = "hyperopt"
 DEFAULT_COLLECTION = "jobs"
 
@@ -52,7 +54,7 @@ def parse_uri_user(uri: str) -> str | None:
 
 def compose_mongo_url(address: str | None, port: str | int | None, database: str | None) -> str:
     """hyperkops' three settings (``mongo_db_address``, ``mongo_db_port``, ``trials_db``) as one URL."""
-    port = str(port or 27017)
+    port = str(port or MONGO_PORT)
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise MongoUrlError(f"the MongoDB port must be a number from 1 to 65535, got {port!r}")
     return f"mongodb://{address or 'localhost'}:{port}/{database or 'model_db'}"

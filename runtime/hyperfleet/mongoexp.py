@@ -32,6 +32,7 @@ from typing import Any
 
 from hyperopt import base
 
+from .contract import MONGO_PORT
 from . import trials as _trials
 from .settings import WorkerSettings
 from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
@@ -86,7 +87,7 @@ def parse_url(url: str, pwfile: str | None = None) -> tuple:
     if password is None and parsed.username is not None and pwfile:
         with open(pwfile) as f:
             password = f.read()[:-1]
-    return (protocol, parsed.username, password, parsed.hostname, int(parsed.port or 27017), database, collection,
+    return (protocol, parsed.username, password, parsed.hostname, int(parsed.port or MONGO_PORT), database, collection,
             auth[-1] if auth else None)
 
 
@@ -117,7 +118,7 @@ class MongoJobs:
     conn = property(lambda self: self.store.client)
 
     @classmethod
-    def alloc(cls, dbname, host="localhost", auth_dbname="admin", port=27017, jobs_coll="jobs", gfs_coll="fs",
+    def alloc(cls, dbname, host="localhost", auth_dbname="admin", port=MONGO_PORT, jobs_coll="jobs", gfs_coll="fs",
               ssh=False, user=None, pw=None) -> MongoJobs:
         if ssh:
             raise NotImplementedError("ssh tunnels: open one yourself (ssh -L) and connect to its local end")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-DEFAULT_MONGO_URL = "mongodb://localhost:27017/hyperopt"
+from .contract import HEALTH_PORT, MONGO_PORT
+
+DEFAULT_MONGO_URL = f"mongodb://localhost:{MONGO_PORT}/hyperopt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +90,7 @@ class MonitorSettings:
     label_selector: str = ""
     #: address of /healthz and /metrics (off when port is None)
     health_host: str = "0.0.0.0"
-    health_port: int | None = 8080
+    health_port: int | None = HEALTH_PORT
     connect_timeout_seconds: float = 10.0
 
     def __post_init__(self):

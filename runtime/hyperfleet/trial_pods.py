@@ -39,18 +39,23 @@ import time
 import uuid
 from typing import Any
 
+from .contract import (
+    K8S_COMPONENT_LABEL,
+    K8S_EXP_KEY_LABEL,
+    K8S_OWNER_LABEL,
+    K8S_PARAMS_ANNOTATION,
+    K8S_TID_LABEL,
+    K8S_WORKER_POD_LABEL,
+    POD_NAME_ENV,
+    POD_NAMESPACE_ENV,
+    POD_UID_ENV,
+    ROLE_TRIAL,
+    RUNTIME_IMAGE_ENV,
+)
 from .containers import MOUNT, ContainerTrialError, _has_files, _slug, _tail, params_json, parse_loss, trial_environment
 
 log = logging.getLogger("hyperfleet.trial_pods")
 
-POD_NAME_ENV = "HYPERFLEET_POD_NAME"
-POD_NAMESPACE_ENV = "HYPERFLEET_POD_NAMESPACE"
-POD_UID_ENV = "HYPERFLEET_POD_UID"
-#: the runtime image, which runs the params and collect steps of a trial pod
-RUNTIME_IMAGE_ENV = "HYPERFLEET_RUNTIME_IMAGE"
-OWNER_LABEL = "hyperfleet.io/owner"
-PARAMS_ANNOTATION = "hyperfleet.io/params"
-COMPONENT_LABEL = "app.kubernetes.io/component"
 #: what the worker does with the Kubernetes API, and so all its ServiceAccount may do (the chart's
 #: worker Role is tested against this, and this against the calls the code makes)
 PERMISSIONS = {"pods": ("create", "delete", "get", "list"), "pods/log": ("get",)}
@@ -112,7 +117,7 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
         "volumes": [
             {"name": "hyperfleet", "emptyDir": {}}, {"name": "out", "emptyDir": {}},
             {"name": "params", "downwardAPI": {"items": [
-                {"path": "params.json", "fieldRef": {"fieldPath": f"metadata.annotations['{PARAMS_ANNOTATION}']"}}]}},
+                {"path": "params.json", "fieldRef": {"fieldPath": f"metadata.annotations['{K8S_PARAMS_ANNOTATION}']"}}]}},
         ],
         "initContainers": [trial],
         "containers": [
@@ -131,10 +136,10 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": name,
-            "labels": {"app.kubernetes.io/part-of": "hyperfleet", COMPONENT_LABEL: "trial",
-                       "hyperfleet.io/worker-pod": worker_pod[:63], OWNER_LABEL: owner_label(owner),
-                       "hyperfleet.io/tid": str(tid)},
-            "annotations": {"hyperfleet.io/exp-key": exp_key or "", PARAMS_ANNOTATION: params_json(params).decode()},
+            "labels": {"app.kubernetes.io/part-of": "hyperfleet", K8S_COMPONENT_LABEL: ROLE_TRIAL,
+                       K8S_WORKER_POD_LABEL: worker_pod[:63], K8S_OWNER_LABEL: owner_label(owner),
+                       K8S_TID_LABEL: str(tid)},
+            "annotations": {K8S_EXP_KEY_LABEL: exp_key or "", K8S_PARAMS_ANNOTATION: params_json(params).decode()},
             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": worker_pod,
                                  "uid": os.environ[POD_UID_ENV]}],
         },
@@ -189,7 +194,7 @@ def remove_owned_pods(owner: str, api=None) -> int:
     try:
         api = api or core_api()
         namespace = os.environ[POD_NAMESPACE_ENV]
-        pods = api.list_namespaced_pod(namespace, label_selector=f"{OWNER_LABEL}={owner_label(owner)}").items
+        pods = api.list_namespaced_pod(namespace, label_selector=f"{K8S_OWNER_LABEL}={owner_label(owner)}").items
     except Exception as err:  # noqa: BLE001 - the pods go with their worker's pod anyway (ownerReferences)
         log.warning("could not list the trial pods of %s: %s", owner, err)
         return 0

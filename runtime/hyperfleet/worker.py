@@ -26,13 +26,13 @@ from typing import Any
 from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
-from .containers import OWNER_ENV, remove_owned_containers
+from .containers import remove_owned_containers
+from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV, WORKER_OWNER_ENV
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
 from .shutdown import watch_stop_signals
 from .store import JobStore, OutageLog
-from .trial_pods import POD_NAME_ENV, POD_NAMESPACE_ENV
 
 log = logging.getLogger("hyperfleet.worker")
 
@@ -154,7 +154,7 @@ class Worker:
         self.settings = settings
         self.identity = worker_identity()
         self.owner = f"{self.identity['host']}:{self.identity['pid']}"
-        os.environ[OWNER_ENV] = self.owner  # trial containers are labelled with it (and inherit it in a child)
+        os.environ[WORKER_OWNER_ENV] = self.owner  # trial containers are labelled with it (and inherit it in a child)
         self.loader = ObjectiveLoader(store)
         self._stop = threading.Event()
         self._stop_reason = ""

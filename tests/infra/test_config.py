@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from hyperfleet.settings import MonitorSettings, WorkerSettings
-from config import Monitor, Workers, ConfigError, parse_config
+from config import ConfigError, MonitorConfig, WorkersConfig, parse_config
 from tests.helpers import REPO
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
@@ -73,8 +73,8 @@ def test_committed_stack_configs_are_valid(stack, target):
 
 def test_the_stack_configs_defaults_are_the_settings_values():
     """tests/unit/test_defaults.py checks the other copies."""
-    assert Workers().heartbeat_seconds == WorkerSettings.heartbeat_seconds
-    assert Workers().poll_interval_seconds == WorkerSettings.poll_interval_seconds
-    assert Workers().subprocesses == WorkerSettings.use_subprocesses
+    assert WorkersConfig().heartbeat_seconds == WorkerSettings.heartbeat_seconds
+    assert WorkersConfig().poll_interval_seconds == WorkerSettings.poll_interval_seconds
+    assert WorkersConfig().subprocesses == WorkerSettings.use_subprocesses
     for field in ("grace_seconds", "interval_seconds", "policy", "max_retries"):
-        assert getattr(Monitor(), field) == getattr(MonitorSettings, field), field
+        assert getattr(MonitorConfig(), field) == getattr(MonitorSettings, field), field

@@ -82,7 +82,9 @@ def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experime
         env = env_of(worker)
         assert env["MONGO_URL"] == url and env["HYPERFLEET_CONTAINER_NAME"] == name
         assert worker.inputs["command"] == ["worker", "--connect-timeout-seconds", "120", "--heartbeat-seconds", "2.0",
-                                            "--poll-interval", "0.05", "--no-subprocesses"]
+                                            "--poll-interval", "0.05", "--no-subprocesses",
+                                            "--alive-file", "/tmp/hyperfleet-alive"]
+        assert worker.inputs["healthcheck"]["tests"] == ["CMD", "hyperfleet", "alive", "/tmp/hyperfleet-alive"]
         assert worker.inputs["restart"] == "unless-stopped"
         assert label_map(worker)["hyperfleet.role"] == "worker" and not worker.inputs.get("volumes")
     monitor = containers["hyperfleet-t-monitor"]

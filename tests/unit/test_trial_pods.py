@@ -5,7 +5,7 @@ import io
 import json
 import tarfile
 
-from hyperfleet import trial_pods
+from hyperfleet import contract, trial_pods
 from hyperfleet.containers import from_spec
 from hyperfleet.spec import parse_spec
 
@@ -39,7 +39,7 @@ def test_the_spec_reaches_the_trial_pod(monkeypatch):
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
-    assert json.loads(pod["metadata"]["annotations"][trial_pods.PARAMS_ANNOTATION]) == {"x": 0.25}
+    assert json.loads(pod["metadata"]["annotations"][contract.K8S_PARAMS_ANNOTATION]) == {"x": 0.25}
     (collect,) = spec["containers"]
     assert collect["image"] == "hyperfleet/runtime:0.1.0"
 
@@ -49,7 +49,7 @@ def test_a_trial_pod_is_owned_by_its_workers_pod_and_labelled_with_its_owner(mon
     assert metadata["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod",
                                             "name": "hyperfleet-ml-worker-5d9c7b-x2x4q",
                                             "uid": "6f1f2c9e-0000-4000-8000-000000000001"}]
-    assert metadata["labels"][trial_pods.OWNER_LABEL] == "hyperfleet-ml-worker-5d9c7b-x2x4q_7"
+    assert metadata["labels"][contract.K8S_OWNER_LABEL] == "hyperfleet-ml-worker-5d9c7b-x2x4q_7"
     assert metadata["labels"]["app.kubernetes.io/component"] == "trial"
     assert len(metadata["name"]) <= 63 and metadata["name"].startswith("hyperfleet-trial-gpu-search-3-")
 

@@ -1,0 +1,62 @@
+"""The names and numbers hyperfleet's parts agree on: the runtime, the Pulumi program (infra/) and the
+Helm chart. Each is written here once; the runtime and infra/ import it.
+
+The chart can't import Python: tests/unit/test_contract.py reads its templates and values and fails
+when they say otherwise. The same test fails when a value of this module is spelled out as a literal
+anywhere else in runtime/hyperfleet or infra/.
+
+Trial states live in :mod:`hyperfleet.store` (checked against hyperopt.base); option defaults in
+:mod:`hyperfleet.settings`.
+"""
+
+from __future__ import annotations
+
+# -- environment variables --
+#: the Mongo address every command reads when its own variable (``HYPERFLEET_<COMMAND>_MONGO``) is unset
+MONGO_URL_ENV = "MONGO_URL"
+#: prefix of the variables each command's options read: ``HYPERFLEET_<COMMAND>_<OPTION>``
+COMMAND_ENV_PREFIX = "HYPERFLEET"
+#: a worker's container name and Docker host, as its deployer named them (the monitor's container check)
+CONTAINER_NAME_ENV = "HYPERFLEET_CONTAINER_NAME"
+DOCKER_ENGINE_ENV = "HYPERFLEET_DOCKER_ENGINE"
+#: set by a worker for its evaluation child: the owner its trial containers are labelled with
+WORKER_OWNER_ENV = "HYPERFLEET_WORKER_OWNER"
+#: a worker pod's own name, namespace and uid (downward API), and the runtime image (trial pods)
+POD_NAME_ENV = "HYPERFLEET_POD_NAME"
+POD_NAMESPACE_ENV = "HYPERFLEET_POD_NAMESPACE"
+POD_UID_ENV = "HYPERFLEET_POD_UID"
+RUNTIME_IMAGE_ENV = "HYPERFLEET_RUNTIME_IMAGE"
+
+
+def command_env(command: str, option: str = "") -> str:
+    """``HYPERFLEET_WORKER`` for ("worker"), ``HYPERFLEET_WORKER_MONGO`` for ("worker", "mongo")."""
+    name = f"{COMMAND_ENV_PREFIX}_{command.upper()}"
+    return f"{name}_{option.upper()}" if option else name
+
+
+# -- Docker labels (containers, volumes and networks a stack makes; trial containers) --
+STACK_LABEL = "hyperfleet.stack"
+ROLE_LABEL = "hyperfleet.role"
+EXP_KEY_LABEL = "hyperfleet.exp_key"
+DOCKER_HOST_LABEL = "hyperfleet.docker_host"
+TID_LABEL = "hyperfleet.tid"
+OWNER_LABEL = "hyperfleet.owner"
+#: the roles a stack's containers have
+ROLE_WORKER, ROLE_MONITOR, ROLE_MONGO, ROLE_DRIVER, ROLE_TRIAL = "worker", "monitor", "mongo", "driver", "trial"
+
+# -- Kubernetes labels and annotations (the chart's objects, trial pods) --
+K8S_STACK_LABEL = "hyperfleet.io/stack"
+K8S_EXP_KEY_LABEL = "hyperfleet.io/exp-key"
+K8S_OWNER_LABEL = "hyperfleet.io/owner"
+K8S_WORKER_POD_LABEL = "hyperfleet.io/worker-pod"
+K8S_TID_LABEL = "hyperfleet.io/tid"
+K8S_PARAMS_ANNOTATION = "hyperfleet.io/params"
+K8S_COMPONENT_LABEL = "app.kubernetes.io/component"
+
+# -- files and ports --
+#: the file a worker touches while its loop turns (``--alive-file``), read by ``hyperfleet alive``
+ALIVE_FILE = "/tmp/hyperfleet-alive"
+#: the port Mongo listens on in its container or pod
+MONGO_PORT = 27017
+#: the monitor's /healthz and /metrics
+HEALTH_PORT = 8080
