@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from hyperfleet.monitor import Reaper  # noqa: E402
 from hyperfleet.settings import MonitorSettings  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore  # noqa: E402
-from tests.mongo_server import MongoServer  # noqa: E402
+from devserver.mongo import MongoServer  # noqa: E402
 
 GRACE, INTERVAL, HEARTBEAT = 3.0, 0.5, 1.0
 

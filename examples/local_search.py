@@ -15,7 +15,7 @@ from hyperopt import fmin, hp, tpe
 import hyperfleet
 from hyperfleet.mongo_url import redact_url
 from examples.objectives import branin
-from tests.mongo_server import MongoServer
+from devserver.mongo import MongoServer
 
 WORKERS = 3
 MAX_EVALS = 60

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the MongoDB wire-protocol server the tests start, for machines where no `mongod` exists:
-#  1. FerretDB v1 (wrapped by tests/mongo_server/ferretdb/main.go), built from the Go module proxy into
+#  1. FerretDB v1 (wrapped by devserver/ferretdb/main.go), built from the Go module proxy into
 #     a cache outside the repository (idempotent: a cached binary is reused);
 #  2. PostgreSQL from Debian's packages as FerretDB's backend, when it is missing and apt-get can be
 #     used (root). Without it the tests fall back to FerretDB's SQLite backend, which is slower.
@@ -25,7 +25,7 @@ FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
 CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 BIN_DIR="$CACHE_DIR/bin"
 TARGET="$BIN_DIR/hyperfleet-ferretdb-$FERRETDB_VERSION"
-SRC="$(cd "$(dirname "$0")/.." && pwd)/tests/mongo_server/ferretdb/main.go"
+SRC="$(cd "$(dirname "$0")/.." && pwd)/devserver/ferretdb/main.go"
 
 if [[ -x "$TARGET" && "$TARGET" -nt "$SRC" ]]; then
   echo "ferretdb $FERRETDB_VERSION already built: $TARGET"

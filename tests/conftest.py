@@ -6,8 +6,9 @@ import uuid
 import pytest
 
 from tests.helpers import REPO
-from tests.mongo_server import MongoServer
-from tests.processes import ServerNotFound, base_image_of_tests, component_missing
+from devserver.mongo import MongoServer
+from devserver.processes import ServerNotFound
+from tests.processes import base_image_of_tests, component_missing
 
 
 

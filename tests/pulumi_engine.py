@@ -7,7 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.processes import CACHE_DIR, component_missing
+from devserver.processes import CACHE_DIR
+from tests.processes import component_missing
 
 
 def engine_env(state_dir, passphrase: str) -> dict:

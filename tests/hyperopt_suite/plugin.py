@@ -35,7 +35,7 @@ import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 import hyperfleet.mongoexp
-from tests.mongo_server import FERRETDB
+from devserver.mongo import FERRETDB
 
 _NESTED = "FerretDB v1 stores no nested arrays; the trial spec of the test holds a tuple of tuples"
 #: test name -> (why it cannot pass on FerretDB v1, the exception it fails with there)

@@ -9,7 +9,7 @@ from hyperopt import fmin, hp, rand, tpe
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
-from tests.mongo_server import free_port
+from devserver.processes import free_port
 from tests.objectives import flaky, quadratic
 from tests.helpers import start_worker, stop_all, worker_env
 

@@ -50,7 +50,8 @@ from tests.kube_server import (
     make_service_account_keys,
     write_kubeconfig,
 )
-from tests.processes import CACHE_DIR, ServerNotFound, base_image_of_tests
+from devserver.processes import CACHE_DIR, ServerNotFound
+from tests.processes import base_image_of_tests
 
 CONTEXT = "hyperfleet-local"
 NODE_NAME = "hyperfleet-node"

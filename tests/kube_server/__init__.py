@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
+from devserver.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
 KUBE_VERSION = os.environ.get("HYPERFLEET_KUBE_VERSION", "v1.30.14")
 INSTALL_SCRIPT = "scripts/install-kube-apiserver.sh"

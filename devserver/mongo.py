@@ -1,4 +1,4 @@
-"""A real MongoDB wire-protocol server for tests and benchmarks, started and stopped by them.
+"""A real MongoDB wire-protocol server for the examples, benchmarks and tests, started and stopped by them.
 
 In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod``, ``ferretdb-postgresql``,
 ``ferretdb-sqlite``):
@@ -26,7 +26,7 @@ import urllib.parse
 
 import pymongo
 
-from tests.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
+from .processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
 FERRETDB = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
 
