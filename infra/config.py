@@ -75,7 +75,7 @@ class ResourcesConfig(_Model):
 class MongoConfig(_Model):
     #: the MongoDB image (the official one by default; any wire-compatible image works)
     image: str = "mongo:7.0"
-    #: Docker: the named volume of the data; Kubernetes: the PVC size
+    #: Kubernetes: the PVC size (on Docker the data is in a named volume, which has no size)
     storage: str = "10Gi"
     #: root user created by the image (MONGO_INITDB_ROOT_USERNAME); its password is generated and secret
     username: str = "hyperfleet"

@@ -19,14 +19,13 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import tarfile
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .contract import EXP_KEY_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL, WORKER_OWNER_ENV
+from .contract import EXP_KEY_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL
 
 log = logging.getLogger("hyperfleet.containers")
 
@@ -67,10 +66,13 @@ class ContainerObjective:
 
         params = pyll.rec_eval(expr, memo=memo)
         trial = ctrl.current_trial or {}
+        # the worker that reserved the trial: its trial containers and pods are labelled with it, so it
+        # can remove what its (possibly killed) evaluation child started
+        owner = (trial.get("owner") or [""])[0]
         if trial_pods.on_kubernetes():
             return trial_pods.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
-                                            owner=os.environ.get(WORKER_OWNER_ENV, ""))
-        return run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments)
+                                            owner=owner)
+        return run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments, owner=owner)
 
 
 def docker_client(timeout_seconds: float = 120):
@@ -80,7 +82,7 @@ def docker_client(timeout_seconds: float = 120):
 
 
 def run_container_trial(objective: ContainerObjective, params: Any, exp_key: str | None, tid: Any,
-                        attachments: Any, client=None) -> dict:
+                        attachments: Any, owner: str = "", client=None) -> dict:
     """Run one trial's container to its end and return hyperopt's result dict (or raise)."""
     import docker.errors
 
@@ -88,9 +90,7 @@ def run_container_trial(objective: ContainerObjective, params: Any, exp_key: str
     _ensure_image(client, objective)
     name = f"hyperfleet-trial-{_slug(exp_key or 'default')}-{tid}-{uuid.uuid4().hex[:6]}"
     env = trial_environment(objective, exp_key, tid)
-    # the worker sets WORKER_OWNER_ENV; the label lets it remove what its (possibly killed) child started
-    labels = {ROLE_LABEL: ROLE_TRIAL, EXP_KEY_LABEL: exp_key or "", TID_LABEL: str(tid),
-              OWNER_LABEL: os.environ.get(WORKER_OWNER_ENV, "")}
+    labels = {ROLE_LABEL: ROLE_TRIAL, EXP_KEY_LABEL: exp_key or "", TID_LABEL: str(tid), OWNER_LABEL: owner}
     container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
                                          name=name, environment=env, labels=labels, detach=True)
     try:

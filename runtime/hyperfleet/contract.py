@@ -19,8 +19,6 @@ COMMAND_ENV_PREFIX = "HYPERFLEET"
 #: a worker's container name and Docker host, as its deployer named them (the monitor's container check)
 CONTAINER_NAME_ENV = "HYPERFLEET_CONTAINER_NAME"
 DOCKER_ENGINE_ENV = "HYPERFLEET_DOCKER_ENGINE"
-#: set by a worker for its evaluation child: the owner its trial containers are labelled with
-WORKER_OWNER_ENV = "HYPERFLEET_WORKER_OWNER"
 #: a worker pod's own name, namespace and uid (downward API), and the runtime image (trial pods)
 POD_NAME_ENV = "HYPERFLEET_POD_NAME"
 POD_NAMESPACE_ENV = "HYPERFLEET_POD_NAMESPACE"

@@ -27,7 +27,7 @@ from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
 from .containers import remove_owned_containers
-from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV, WORKER_OWNER_ENV
+from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome
 from .liveness import container_name, docker_engine, process_start_ticks
 from .settings import WorkerSettings
@@ -154,7 +154,6 @@ class Worker:
         self.settings = settings
         self.identity = worker_identity()
         self.owner = f"{self.identity['host']}:{self.identity['pid']}"
-        os.environ[WORKER_OWNER_ENV] = self.owner  # trial containers are labelled with it (and inherit it in a child)
         self.loader = ObjectiveLoader(store)
         self._stop = threading.Event()
         self._stop_reason = ""

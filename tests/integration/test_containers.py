@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from hyperfleet.containers import ContainerObjective, ContainerTrialError, parse_loss, run_container_trial
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
-from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, wait_for
 
-def trial_containers() -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=hyperfleet.role=trial"],
+def trial_containers(label: str = "hyperfleet.role=trial") -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
                          capture_output=True, text=True, check=True).stdout
     return out.split()
 
@@ -114,3 +114,30 @@ def test_a_container_without_loss_json_is_retried_then_error_with_its_log_kept(o
     store = JobStore.connect(mongo_url)
     assert b"finished without writing a loss" in store.trial_attachments(doc)["container.log"]
     store.close()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", ["--no-subprocesses", "--subprocesses"])
+def test_a_worker_stopped_mid_trial_removes_its_trial_container_and_hands_the_trial_back(objective_image, mongo_url,
+                                                                                        tmp_path, mode):
+    """The trial container carries the owner of the worker that reserved the trial (from the trial, in
+    the worker's thread or its evaluation child), and the worker removes what it owns when it hands back."""
+    spec = {"name": "long", "algo": "rand", "max_evals": 1, "space": {"x": {"uniform": [0, 1]}},
+            "objective": {"image": objective_image, "env": {"SLEEP_SECONDS": "60"}, "pull": "never"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    driver = run_cli(mongo_url, path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        running = wait_for(lambda: jobs(mongo_url).find_one({"exp_key": "long", "state": JOB_STATE_RUNNING}), 60)
+        owner = running["owner"][0]
+        container = wait_for(lambda: trial_containers(f"hyperfleet.owner={owner}"), 60)
+        assert len(container) == 1, container
+        assert stop_all([worker]) == [0]
+        assert trial_containers(f"hyperfleet.owner={owner}") == []
+        doc = jobs(mongo_url).find_one({"exp_key": "long"})
+        assert doc["state"] == JOB_STATE_NEW and doc["hyperfleet"]["history"][-1]["event"] == "handed back"
+    finally:
+        stop_all([worker])
+        driver.kill()
+        driver.wait()
