@@ -52,7 +52,7 @@ test-install: install mongo-server ## install, and a test MongoDB server (mongod
 $(VENV)/.installed: runtime/pyproject.toml infra/requirements.txt infra/requirements-gke.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report]' -r infra/requirements.txt -r infra/requirements-gke.txt
+	$(PY) -m pip install --quiet -e 'runtime[test,monitor,containers,driver,report,dashboard]' -r infra/requirements.txt -r infra/requirements-gke.txt
 	touch $@
 
 .PHONY: mongo-server

@@ -43,12 +43,14 @@ pyver=$(docker run --rm --entrypoint python3 "$BASE_IMAGE" -c 'import sys; print
 # image's Python, cached across builds
 deps="$CACHE_DIR/wheelhouse/py$pyver"
 mkdir -p "$deps"
-requirements=$("$PYTHON" - "$REPO/runtime/pyproject.toml" <<'PY'
-import sys, tomllib
+# the extras the image installs: the Dockerfile's ARG EXTRAS, the one place they are listed
+requirements=$("$PYTHON" - "$REPO/runtime/pyproject.toml" "$REPO/images/runtime/Dockerfile" <<'PY'
+import re, sys, tomllib
 pyproject = tomllib.load(open(sys.argv[1], "rb"))
+names = re.search(r"^ARG EXTRAS=(\S+)$", open(sys.argv[2]).read(), re.M).group(1).split(",")
 project, extras = pyproject["project"], pyproject["project"]["optional-dependencies"]
 print("\n".join(pyproject["build-system"]["requires"] + ["wheel"] + project["dependencies"]
-                + extras["monitor"] + extras["containers"] + extras["driver"]))
+                + [r for name in names for r in extras[name]]))
 PY
 )
 mapfile -t requirements <<<"$requirements"

@@ -41,6 +41,27 @@ def start_monitor(mongo_url: str, *args: str, env: dict | None = None, **popen) 
                              "--log-level", "warning", *args], env=env or worker_env(), **popen)
 
 
+def start_dashboard(mongo_url: str, *args: str, token: str | None = None) -> tuple[subprocess.Popen, str]:
+    """``hyperfleet dashboard`` on a free port, once it answers: the process and its base URL."""
+    import urllib.request
+
+    from devserver.processes import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hyperfleet", "dashboard", "--mongo", mongo_url, "--port", str(port),
+                             *(["--token", token] if token else []), *args], env=worker_env())
+    base = f"http://127.0.0.1:{port}"
+
+    def answers():
+        assert proc.poll() is None, f"hyperfleet dashboard exited with {proc.returncode}"
+        try:
+            return urllib.request.urlopen(f"{base}/api/config", timeout=2).status == 200
+        except OSError:
+            return False
+    wait_for(answers, timeout=30, step=0.1)
+    return proc, base
+
+
 def run_cli(mongo_url: str, spec_path, *args: str, **popen) -> subprocess.Popen:
     """``hyperfleet run SPEC`` (the driver), without its progress bar."""
     return subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec_path), "--mongo", mongo_url,

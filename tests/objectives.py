@@ -77,3 +77,9 @@ def logged_quadratic(params):
     with open(params["log"], "a") as f:
         f.write(f"{params['x']!r}\n")
     return (params["x"] - 3.0) ** 2
+
+
+def slow_mixed(params):
+    """``mixed`` after ``params['sleep']`` seconds: some trials fail, and the counts move at a visible pace."""
+    time.sleep(params["sleep"])
+    return mixed(params)

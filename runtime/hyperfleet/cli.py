@@ -16,7 +16,7 @@ import time
 
 import click
 
-from .contract import COMMAND_ENV_PREFIX, DOCKER_ENGINE_ENV, MONGO_URL_ENV, command_env
+from .contract import COMMAND_ENV_PREFIX, DASHBOARD_PORT, DOCKER_ENGINE_ENV, MONGO_URL_ENV, command_env
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
@@ -156,6 +156,8 @@ def _settings_json(settings) -> str:
     """--print-settings: the resolved settings, the Mongo password replaced by ***."""
     values = dataclasses.asdict(settings)
     values["mongo_url"] = redact_url(values["mongo_url"])
+    if values.get("dashboard_token"):
+        values["dashboard_token"] = "***"
     return json.dumps(values, indent=2, sort_keys=True)
 
 
@@ -203,11 +205,14 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--health-host", default=M.health_host, show_default=True, help="Address of /healthz and /metrics.")
 @click.option("--health-port", type=click.IntRange(min=0, max=65535), default=M.health_port, show_default=True,
               help="Port of /healthz and /metrics (0: off).")
+@click.option("--dashboard-port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
+              help=f"Also serve the dashboard on this port of --health-host (0: off; {DASHBOARD_PORT} is usual).")
+@click.option("--dashboard-token", default=None, help="The dashboard's actions (cancel, requeue, delete) need this token.")
 @_connect_timeout_option
 @_log_options
 @click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit.")
-def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, health_port, log_level, log_json,
-            print_settings, **options):
+def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, health_port, dashboard_port, log_level,
+            log_json, print_settings, **options):
     """Recover trials of dead workers: requeue RUNNING trials whose heartbeat is stale or whose owner is gone."""
     if mongo_url is None:
         if mongo_db_address or mongo_db_port or trials_db:
@@ -218,7 +223,7 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
         else:
             mongo_url = DEFAULT_MONGO_URL
     settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
-                               health_port=health_port or None, **options)
+                               health_port=health_port or None, dashboard_port=dashboard_port or None, **options)
     # the monitor module needs the monitor extra (prometheus-client); it waits out outages, and only
     # refused credentials end it
     _serve(settings, "monitor", "run_monitor", print_settings, log_level, log_json)
@@ -317,6 +322,29 @@ def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
         click.echo(f"{kind:>15}: {path}")
 
 
+@click.command(context_settings={"auto_envvar_prefix": command_env("dashboard")})
+@_mongo_option("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; put it behind your own access control).")
+@click.option("--port", type=click.IntRange(min=1, max=65535), default=DASHBOARD_PORT, show_default=True)
+@click.option("--token", default=None,
+              help="The actions (cancel, requeue, delete) need this token; without one they are off.")
+@_connect_timeout_option
+def dashboard(mongo_url, host, port, token, connect_timeout_seconds):
+    """A live web page of the experiments (and its JSON API): counts, plots, trials, actions."""
+    try:
+        from .dashboard.app import serve
+    except ImportError as err:
+        raise CommandError(f"the dashboard needs the dashboard extra (pip install 'hyperfleet[dashboard]'): {err}") from None
+    store = _connect(mongo_url, connect_timeout_seconds)
+    click.echo(f"hyperfleet dashboard on http://{host}:{port}/" + ("" if token else " (actions off: no --token)"),
+               err=True)
+    try:
+        serve(store, host, port, token)
+    finally:
+        store.close()
+
+
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--max-age-seconds", type=click.FloatRange(min=0), default=120.0, show_default=True)
@@ -344,6 +372,7 @@ main.add_command(monitor)
 main.add_command(run)
 main.add_command(status)
 main.add_command(report)
+main.add_command(dashboard)
 main.add_command(alive)
 
 # each command's --help names the environment variables of its options: the reference for them

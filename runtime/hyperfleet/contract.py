@@ -58,3 +58,5 @@ ALIVE_FILE = "/tmp/hyperfleet-alive"
 MONGO_PORT = 27017
 #: the monitor's /healthz and /metrics
 HEALTH_PORT = 8080
+#: the dashboard (``hyperfleet dashboard``, or the monitor's ``--dashboard-port``)
+DASHBOARD_PORT = 8090

@@ -7,16 +7,22 @@ trials.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import containers
+from .notify import Notifier, StallWatch
 from .spec import ExperimentSpec, SpecError, build_space, grid_points, parse_spec
+
+log = logging.getLogger("hyperfleet.driver")
 
 
 class ObjectiveImportError(ValueError):
@@ -90,6 +96,8 @@ class RunResult:
     errors: int
     best_loss: float | None
     best_params: dict | None
+    #: stopped by a cancel (hyperfleet dashboard) before max_evals
+    cancelled: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -123,10 +131,17 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
     trials = MongoTrials(mongo_url, exp_key=spec.key, connect_timeout_seconds=connect_timeout_seconds,
                          retries=spec.retries)
     trials.store.save_experiment(spec.key, spec.model_dump(mode="json"), max_evals)
-    fmin(objective, space, algo=algo, max_evals=max_evals, trials=trials, max_queue_len=spec.parallelism,
-         timeout=spec.timeout_seconds, loss_threshold=early.loss_threshold if early else None,
-         early_stop_fn=no_progress_loss(early.no_improvement) if early and early.no_improvement else None,
-         rstate=np.random.default_rng(spec.seed), show_progressbar=show_progressbar, return_argmin=False)
+    notifier = Notifier(spec.key, spec.notify.webhooks if spec.notify else [])
+    stall = StallWatch(spec.notify.stalled_after_minutes * 60) if spec.notify else None
+    try:
+        with _watching_for_stalls(trials.store, spec.key, stall, notifier):
+            fmin(objective, space, algo=algo, max_evals=max_evals, trials=trials, max_queue_len=spec.parallelism,
+                 timeout=spec.timeout_seconds, loss_threshold=early.loss_threshold if early else None,
+                 early_stop_fn=no_progress_loss(early.no_improvement) if early and early.no_improvement else None,
+                 rstate=np.random.default_rng(spec.seed), show_progressbar=show_progressbar, return_argmin=False)
+    except Exception as err:
+        notifier.send("failed", reason=f"the driver stopped: {type(err).__name__}: {err}")
+        raise
     trials.refresh()
     try:
         best = trials.best_trial
@@ -134,11 +149,47 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
         best_params = space_eval(space, {k: v[0] for k, v in best["misc"]["vals"].items() if v})
     except Exception:  # hyperopt raises AllTrialsFailed when no trial succeeded
         best_loss, best_params = None, None
-    return RunResult(
+    result = RunResult(
         exp_key=spec.key,
         trials=trials.count_by_state_unsynced([*JOB_VALID_STATES, JOB_STATE_ERROR]),  # not the withdrawn
         done=trials.count_by_state_unsynced(JOB_STATE_DONE),
         errors=trials.count_by_state_unsynced(JOB_STATE_ERROR),
         best_loss=best_loss,
         best_params=best_params,
+        cancelled=trials.store.experiment_cancelled(spec.key),
     )
+    notifier.send("finished" if result.succeeded else "failed", done=result.done, error=result.errors,
+                  best_loss=result.best_loss, reason="cancelled" if result.cancelled else None)
+    return result
+
+
+@contextlib.contextmanager
+def _watching_for_stalls(store, exp_key: str, watch: StallWatch | None, notifier: Notifier):
+    """While fmin runs: every few seconds, count the finished and pending trials, and tell the webhooks
+    once when none finished for ``watch.after_seconds`` while some were pending."""
+    if watch is None:
+        yield
+        return
+    from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(min(max(watch.after_seconds / 10, 0.2), 30.0)):
+            try:
+                done = store.count(exp_key, [JOB_STATE_DONE, JOB_STATE_ERROR])
+                pending = store.count(exp_key, [JOB_STATE_NEW, JOB_STATE_RUNNING])
+            except Exception as err:  # noqa: BLE001 - an outage: the next round tries again
+                log.debug("stall watch: %s", err)
+                continue
+            if watch.check(done, pending):
+                notifier.send("stalled", reason=f"no trial finished in {watch.after_seconds / 60:g} min",
+                              done=done, pending=pending)
+
+    thread = threading.Thread(target=loop, name="hyperfleet-stall-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -195,6 +195,19 @@ def serve_health(host: str, port: int, health: Health, metrics: Metrics) -> Thre
     return server
 
 
+def _serve_dashboard(settings: MonitorSettings):
+    """The dashboard in a thread, with its own connection (it reads while sweeps write)."""
+    from .dashboard.app import serve
+
+    address = parse_mongo_url(settings.mongo_url)
+    if settings.collection:
+        address = dataclasses.replace(address, collection=settings.collection)
+    store = JobStore.connect(address, timeout_seconds=settings.connect_timeout_seconds, check=False)
+    log.info("dashboard on http://%s:%d/%s", settings.health_host, settings.dashboard_port,
+             "" if settings.dashboard_token else " (actions off: no token)")
+    return serve(store, settings.health_host, settings.dashboard_port, settings.dashboard_token, in_thread=True)
+
+
 def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) -> int:
     """Sweep every ``interval_seconds`` until SIGTERM/SIGINT; MongoDB outages are retried with backoff."""
     stop = stop or threading.Event()
@@ -206,6 +219,7 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
         watch_stop_signals(on_stop_signal)
     metrics, health = Metrics(), Health(settings.interval_seconds)
     server = serve_health(settings.health_host, settings.health_port, health, metrics) if settings.health_port else None
+    dashboard = _serve_dashboard(settings) if settings.dashboard_port else None
     address = parse_mongo_url(settings.mongo_url)
     if settings.collection:
         address = dataclasses.replace(address, collection=settings.collection)
@@ -238,6 +252,8 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
     finally:
         if server:
             server.shutdown()
+        if dashboard:
+            dashboard.should_exit = True
         if store:
             store.close()
     return 0

@@ -92,6 +92,9 @@ class MonitorSettings:
     health_host: str = "0.0.0.0"
     health_port: int | None = HEALTH_PORT
     connect_timeout_seconds: float = 10.0
+    #: serve the dashboard too, on the health host (off when None); its actions need this token
+    dashboard_port: int | None = None
+    dashboard_token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds"):

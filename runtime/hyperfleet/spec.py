@@ -16,6 +16,9 @@
           - {kind: forest, trees: {randint: [10, 200]}}
     early_stop: {no_improvement: 20, loss_threshold: 0.05}
     timeout_seconds: 3600
+    notify:                                    # webhooks: finished, failed, stalled (no trial done in N minutes)
+      webhooks: [{url: "https://hooks.slack.com/services/…", format: slack}]
+      stalled_after_minutes: 30
 
 Every rule is checked before anything is written to MongoDB; a message names the path and the rule,
 e.g. ``space.lr.loguniform: needs [low, high] with 0 < low < high``.
@@ -275,6 +278,25 @@ class EarlyStop(BaseModel):
     loss_threshold: float | None = None
 
 
+#: what a webhook can be told about (hyperfleet.notify)
+NotifyEvent = Literal["finished", "failed", "stalled"]
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://")
+    #: slack: {"text": ...} (Slack, Mattermost, Discord's /slack, Teams' Slack-compatible hooks); json: the event as JSON
+    format: Literal["slack", "json"] = "slack"
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(get_args(NotifyEvent)), min_length=1)
+
+
+class Notify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhooks: list[Webhook] = Field(min_length=1)
+    #: "stalled": no trial finished for this long while trials are queued or running
+    stalled_after_minutes: float = Field(default=30, gt=0)
+
+
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -292,6 +314,8 @@ class ExperimentSpec(BaseModel):
     #: trials queued ahead of the workers (hyperopt's max_queue_len)
     parallelism: int = Field(default=4, ge=1)
     seed: int | None = None
+    #: webhooks told when the experiment finished, failed or stalled
+    notify: Notify | None = None
 
     @field_validator("name", "exp_key")
     @classmethod

@@ -111,8 +111,9 @@ class JobStore:
         self.gfs = gridfs.GridFS(self.db)
 
     @classmethod
-    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = 10.0) -> JobStore:
-        """Connect and check the server answers within ``timeout_seconds``."""
+    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = 10.0, check: bool = True) -> JobStore:
+        """Connect and check the server answers within ``timeout_seconds`` (with ``check=False``, the
+        first command finds out: for a reader that must start while the server is away)."""
         address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)
         timeout_ms = max(1, int(timeout_seconds * 1000))
         try:
@@ -124,6 +125,8 @@ class JobStore:
             )
         except ConfigurationError as err:  # e.g. authMechanism=PLAIN without a user
             raise StoreUnavailable(f"cannot use the MongoDB address {address.redacted()}: {err}") from None
+        if not check:
+            return cls(client, address)
         try:
             client.admin.command("ping")
         except OperationFailure as err:
@@ -359,10 +362,29 @@ class JobStore:
         """Record what the driver runs (the spec as JSON text: spaces may hold nested lists)."""
         self.db[EXPERIMENTS].update_one(
             {"_id": exp_key},
+            # a run resumes an experiment, also one that was cancelled
             {"$set": {"spec_json": json.dumps(spec, sort_keys=True), "max_evals": max_evals},
-             "$currentDate": {"updated": True}},
+             "$currentDate": {"updated": True}, "$unset": {"cancelled_at": ""}},
             upsert=True,
         )
+
+    def cancel_experiment(self, exp_key: str) -> int:
+        """Stop an experiment: its record says so (its driver reads that and queues nothing more), and its
+        queued trials are withdrawn (CANCEL); running ones finish. Returns how many were withdrawn."""
+        self.db[EXPERIMENTS].update_one({"_id": exp_key}, {"$currentDate": {"cancelled_at": True}}, upsert=True)
+        return self.cancel_queued(exp_key)
+
+    def experiment_cancelled(self, exp_key: str) -> bool:
+        doc = self.db[EXPERIMENTS].find_one({"_id": exp_key}, projection=["cancelled_at"])
+        return bool(doc and doc.get("cancelled_at"))
+
+    def delete_experiment(self, exp_key: str) -> int:
+        """Delete an experiment's trials, their attachments, its own attachments and its record."""
+        deleted = self.delete_trials({"exp_key": exp_key})
+        for doc in self.db.fs.files.find({"exp_key": exp_key}, projection={"_id": 1}):
+            self.gfs.delete(doc["_id"])
+        self.db[EXPERIMENTS].delete_one({"_id": exp_key})
+        return deleted
 
     def experiment(self, exp_key: str) -> dict | None:
         doc = self.db[EXPERIMENTS].find_one({"_id": exp_key})

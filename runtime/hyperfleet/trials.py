@@ -68,6 +68,7 @@ class MongoTrials(base.Trials):
         self.retries = retries  # objective retries stamped on the trials this object inserts
         self.outage_seconds = outage_seconds  # how long a MongoDB outage fmin rides out before it gives up
         self._outage = OutageLog(log, "driver")
+        self._cancel_checked_at, self._cancelled = -1e9, False
         # hyperopt's base class reads these two in places we do not override
         self._ids: set[int] = set()
         self._dynamic_trials: list[dict] = []
@@ -300,6 +301,7 @@ class MongoTrials(base.Trials):
                 (timeout is not None and timer() - loop.start_time >= timeout)
                 or (loss_threshold is not None and self._best_loss() < loss_threshold)
                 or (early_stop is not None and early_stop.triggered)
+                or self._cancelled  # what was queued between the cancel and fmin seeing it
             )
             if stopped_early:
                 self.store.cancel_queued(self._exp_key)
@@ -312,6 +314,20 @@ class MongoTrials(base.Trials):
                 raise Exception("There are no evaluation tasks, cannot return argmin of task losses.")
             return self.argmin
         return space_eval(space, self.argmin) if len(self) else None
+
+    @property
+    def _fmin_cancelled(self) -> bool:
+        """hyperopt's fmin loop queues nothing more and ends once this is true (the convention of its
+        SparkTrials): the experiment was cancelled (``JobStore.cancel_experiment``, the dashboard's
+        Cancel). Read from the experiment's record at most every 0.25 s."""
+        now = time.monotonic()
+        if self._exp_key is not None and now - self._cancel_checked_at >= 0.25:
+            self._cancel_checked_at = now
+            try:
+                self._cancelled = self.store.experiment_cancelled(self._exp_key)
+            except pymongo.errors.PyMongoError:  # an outage: refresh() rides it out; ask again next time
+                pass
+        return self._cancelled
 
     def _best_loss(self) -> float:
         losses = [x for x in self.losses() if x is not None and not np.isnan(x)]

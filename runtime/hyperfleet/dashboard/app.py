@@ -1,0 +1,128 @@
+"""The dashboard's web app: one page (static/) that reads a JSON API, both served by Starlette.
+
+Why Starlette (with uvicorn as its server): a small, well-kept ASGI toolkit with routing, JSON
+responses and static files and nothing else, no template engine or ORM we would not use; uvicorn is
+its production server and runs in a thread of the monitor as well as on its own.
+
+The API (all JSON; the page uses nothing else):
+
+====================================================  ==========================================
+GET    /api/config                                     ``{actions: bool}``: is a token configured
+GET    /api/experiments                                every experiment's counts, best, rate, ETA
+GET    /api/experiments/{key}                          its summary and every finished trial (plots)
+GET    /api/experiments/{key}/trials                   a page of the table: ``state``, ``param`` +
+                                                       ``min``/``max``, ``sort`` (tid, state, loss,
+                                                       book_time, refresh_time, param:NAME),
+                                                       ``order`` (asc, desc), ``offset``, ``limit``
+GET    /api/experiments/{key}/trials/{tid}             parameters, result, error, traceback, history
+GET    /api/experiments/{key}/trials/{tid}/attachments/{name}   a page of it as text: ``offset``, ``limit``
+POST   /api/experiments/{key}/cancel                   queued trials become CANCEL, the driver stops
+POST   /api/experiments/{key}/trials/{tid}/requeue     a failed trial is queued again
+DELETE /api/experiments/{key}                          the experiment, its trials and attachments
+====================================================  ==========================================
+
+Actions (POST, DELETE) need ``Authorization: Bearer TOKEN``. Without a configured token they are off
+(403); a missing or wrong token is 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..store import JobStore
+from . import data
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(store: JobStore, token: str | None = None) -> Starlette:
+    def guarded(action):
+        async def endpoint(request: Request):
+            if not token:
+                return JSONResponse({"error": "actions are off: the dashboard has no token configured"}, 403)
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return JSONResponse({"error": "a valid token is needed (Authorization: Bearer TOKEN)"}, 401)
+            return await answered(action)(request)
+        return endpoint
+
+    def answered(fn):
+        async def endpoint(request: Request):
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                return JSONResponse(await run_in_threadpool(fn, request))
+            except data.NotFound as err:
+                return JSONResponse({"error": str(err)}, 404)
+            except data.BadRequest as err:
+                return JSONResponse({"error": str(err)}, 400)
+        return endpoint
+
+    def key(request: Request) -> str:
+        return request.path_params["key"]
+
+    def tid(request: Request) -> int:
+        return request.path_params["tid"]
+
+    def query_number(request: Request, name: str, kind=float, default=None):
+        value = request.query_params.get(name)
+        if value in (None, ""):
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            raise data.BadRequest(f"{name}: not a number: {value!r}") from None
+
+    def trials(request: Request):
+        q = request.query_params
+        return data.trials(store, key(request), state=q.get("state") or None, param=q.get("param") or None,
+                           low=query_number(request, "min"), high=query_number(request, "max"),
+                           sort=q.get("sort", "tid"), descending=q.get("order") == "desc",
+                           offset=query_number(request, "offset", int, 0), limit=query_number(request, "limit", int, 100))
+
+    def attachment(request: Request):
+        return data.attachment(store, key(request), tid(request), request.path_params["name"],
+                               offset=query_number(request, "offset", int, 0),
+                               limit=query_number(request, "limit", int, data.LOG_PAGE_BYTES))
+
+    async def index(_request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    routes = [
+        Route("/", index),
+        Route("/api/config", answered(lambda r: {"actions": bool(token)})),
+        Route("/api/experiments", answered(lambda r: data.experiments(store))),
+        Route("/api/experiments/{key}", answered(lambda r: data.experiment(store, key(r)))),
+        Route("/api/experiments/{key}", guarded(lambda r: data.delete(store, key(r))), methods=["DELETE"]),
+        Route("/api/experiments/{key}/cancel", guarded(lambda r: data.cancel(store, key(r))), methods=["POST"]),
+        Route("/api/experiments/{key}/trials", answered(trials)),
+        Route("/api/experiments/{key}/trials/{tid:int}", answered(lambda r: data.trial(store, key(r), tid(r)))),
+        Route("/api/experiments/{key}/trials/{tid:int}/requeue",
+              guarded(lambda r: data.requeue(store, key(r), tid(r))), methods=["POST"]),
+        Route("/api/experiments/{key}/trials/{tid:int}/attachments/{name}", answered(attachment)),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes)
+
+
+def serve(store: JobStore, host: str, port: int, token: str | None = None, in_thread: bool = False):
+    """Serve the dashboard with uvicorn: here until stopped, or in a daemon thread (the monitor's);
+    returns the uvicorn Server (``should_exit = True`` stops it)."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(store, token), host=host, port=port, log_level="warning",
+                                           access_log=False))
+    if in_thread:
+        threading.Thread(target=server.run, name="hyperfleet-dashboard", daemon=True).start()
+    else:
+        server.run()
+    return server

@@ -1,0 +1,201 @@
+"""`hyperfleet dashboard`'s JSON API on a real server and a real experiment: what it reads, its
+filters and pages, and its actions, which need the token (tests/e2e/test_dashboard_browser.py drives
+the page in a browser)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from tests.helpers import jobs, run_cli, start_dashboard, start_monitor, start_worker, stop_all, wait_for
+
+TOKEN = "dashboard-t0ken-for-tests"
+# x > 4 fails (tests.objectives.mixed): about two trials in three are errors with a traceback
+SPACE = {"x": {"uniform": [3, 6]}, "lr": {"loguniform": [1e-5, 1e-1]}, "opt": {"choice": ["sgd", "adam"]},
+         "sleep": {"choice": [0.0]}}
+
+
+def spec_file(tmp_path, name: str, max_evals: int, sleep: float = 0.0, **extra) -> str:
+    spec = {"name": name, "objective": "tests.objectives:slow_mixed", "algo": "rand", "max_evals": max_evals,
+            "seed": 7, "parallelism": 2, "space": {**SPACE, "sleep": {"choice": [sleep]}}, **extra}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def get(base: str, path: str):
+    with urllib.request.urlopen(base + path, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def call(base: str, path: str, method: str, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(base + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture(scope="module")
+def finished(mongo_server, tmp_path_factory):
+    """A 12-trial experiment run to its end by two workers: its URL, with done and failed trials."""
+    url = mongo_server.database_url("dash" + str(int(time.time() * 1000)))
+    workers = [start_worker(url, "--log-level", "error") for _ in range(2)]
+    try:
+        driver = run_cli(url, spec_file(tmp_path_factory.mktemp("dash"), "mixed", 12), stdout=subprocess.DEVNULL)
+        assert driver.wait(120) == 0
+    finally:
+        stop_all(workers)
+    return url
+
+
+@pytest.fixture
+def dashboard(finished):
+    proc, base = start_dashboard(finished, token=TOKEN)
+    yield base
+    stop_all([proc])
+
+
+def test_experiments_and_one_experiment_match_the_store(finished, dashboard):
+    docs = list(jobs(finished).find({"exp_key": "mixed"}))
+    errors = sum(d["state"] == JOB_STATE_ERROR for d in docs)
+    assert 0 < errors < 12
+    [summary] = get(dashboard, "/api/experiments")
+    assert (summary["exp_key"], summary["done"], summary["error"], summary["max_evals"]) == ("mixed", 12 - errors, errors, 12)
+    assert summary["complete"] is True and summary["new"] == summary["running"] == 0
+    exp = get(dashboard, "/api/experiments/mixed")
+    assert exp["parameters"] == ["lr", "opt", "sleep", "x"]
+    assert len(exp["points"]) == 12 and sum(p["loss"] is None for p in exp["points"]) == errors
+    best = min(p["loss"] for p in exp["points"] if p["loss"] is not None)
+    assert summary["best_loss"] == best
+    assert {p["params"]["opt"] for p in exp["points"]} <= {"sgd", "adam"}  # a choice shows its option
+
+
+def test_the_table_filters_sorts_and_pages(finished, dashboard):
+    errors = get(dashboard, "/api/experiments/mixed/trials?state=error")
+    assert errors["total"] == len(errors["rows"]) > 0 and {r["state"] for r in errors["rows"]} == {"error"}
+    assert all("out of range" in r["error"] for r in errors["rows"])
+    band = get(dashboard, "/api/experiments/mixed/trials?param=x&min=3&max=4")
+    assert all(3 <= r["params"]["x"] <= 4 for r in band["rows"]) and band["total"] == len(band["rows"])
+    assert band["total"] == 12 - errors["total"]  # x <= 4 is exactly what succeeds
+    by_loss = get(dashboard, "/api/experiments/mixed/trials?state=done&sort=loss")["rows"]
+    assert [r["loss"] for r in by_loss] == sorted(r["loss"] for r in by_loss)
+    by_x = get(dashboard, "/api/experiments/mixed/trials?sort=param:x&order=desc")["rows"]
+    assert [r["params"]["x"] for r in by_x] == sorted((r["params"]["x"] for r in by_x), reverse=True)
+    first, second = (get(dashboard, f"/api/experiments/mixed/trials?limit=5&offset={o}") for o in (0, 5))
+    assert first["total"] == 12 and [r["tid"] for r in first["rows"] + second["rows"]] == sorted(
+        r["tid"] for r in first["rows"] + second["rows"])
+    assert call(dashboard, "/api/experiments/mixed/trials?sort=nope", "GET")[0] == 400
+    assert call(dashboard, "/api/experiments/mixed/trials?state=lost", "GET")[0] == 400
+    assert call(dashboard, "/api/experiments/nope", "GET")[0] == 404
+
+
+def test_a_trial_shows_its_traceback_and_pages_a_large_log(finished, dashboard):
+    failed = jobs(finished).find_one({"exp_key": "mixed", "state": JOB_STATE_ERROR})
+    trial = get(dashboard, f"/api/experiments/mixed/trials/{failed['tid']}")
+    assert trial["state"] == "error" and "ValueError" in trial["traceback"] and "out of range" in trial["traceback"]
+    store = JobStore.connect(finished)
+    log = b"".join(b"line %06d of a long container log\n" % i for i in range(5000))  # 170 kB
+    store.trial_attachments(failed)["container.log"] = log
+    store.close()
+    assert get(dashboard, f"/api/experiments/mixed/trials/{failed['tid']}")["attachments"] == [
+        {"name": "container.log", "bytes": len(log)}]
+    text, offset = "", 0
+    while offset is not None:
+        page = get(dashboard, f"/api/experiments/mixed/trials/{failed['tid']}/attachments/container.log?offset={offset}")
+        assert len(page["text"]) <= 64 * 1024
+        text, offset = text + page["text"], page["next_offset"]
+    assert text.encode() == log
+    assert call(dashboard, f"/api/experiments/mixed/trials/{failed['tid']}/attachments/nope", "GET")[0] == 404
+
+
+def test_actions_need_a_configured_token_and_the_right_one(finished, dashboard):
+    failed = jobs(finished).find_one({"exp_key": "mixed", "state": JOB_STATE_ERROR})
+    requeue = f"/api/experiments/mixed/trials/{failed['tid']}/requeue"
+    proc, without = start_dashboard(finished)  # no token: actions are off
+    try:
+        assert get(without, "/api/config") == {"actions": False}
+        for path, method in ((requeue, "POST"), ("/api/experiments/mixed/cancel", "POST"), ("/api/experiments/mixed", "DELETE")):
+            status, body = call(without, path, method, token=TOKEN)
+            assert status == 403 and "no token" in body["error"], (path, status, body)
+    finally:
+        stop_all([proc])
+    assert get(dashboard, "/api/config") == {"actions": True}
+    assert call(dashboard, requeue, "POST")[0] == 401
+    assert call(dashboard, requeue, "POST", token="wrong")[0] == 401
+    assert jobs(finished).find_one({"_id": failed["_id"]})["state"] == JOB_STATE_ERROR  # nothing happened
+    assert call(dashboard, requeue, "POST", token=TOKEN) == (200, {"requeued": failed["tid"]})
+    doc = jobs(finished).find_one({"_id": failed["_id"]})
+    assert doc["state"] == JOB_STATE_NEW and doc["hyperfleet"]["history"][-1]["reason"] == "requeued from the dashboard"
+    status, body = call(dashboard, requeue, "POST", token=TOKEN)
+    assert status == 400 and "only failed" in body["error"]
+
+
+def test_delete_removes_the_experiment_its_trials_and_attachments(mongo_url, tmp_path):
+    workers = [start_worker(mongo_url, "--log-level", "error")]
+    try:
+        assert run_cli(mongo_url, spec_file(tmp_path, "gone", 3), stdout=subprocess.DEVNULL).wait(60) == 0
+    finally:
+        stop_all(workers)
+    store = JobStore.connect(mongo_url)
+    store.trial_attachments(store.jobs.find_one({"exp_key": "gone"}))["container.log"] = b"log"
+    proc, base = start_dashboard(mongo_url, token=TOKEN)
+    try:
+        assert call(base, "/api/experiments/gone", "DELETE", token=TOKEN) == (200, {"deleted_trials": 3})
+        assert call(base, "/api/experiments/gone", "GET")[0] == 404
+    finally:
+        stop_all([proc])
+    assert store.jobs.count_documents({"exp_key": "gone"}) == 0 and store.db.fs.files.count_documents({}) == 0
+    assert store.experiment("gone") is None
+    store.close()
+
+
+@pytest.mark.timeout(120)
+def test_cancel_withdraws_the_queue_stops_the_driver_and_the_workers_go_idle(mongo_url, tmp_path):
+    workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
+    driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=0.5), stdout=subprocess.PIPE, text=True)
+    proc, base = start_dashboard(mongo_url, token=TOKEN)
+    try:
+        wait_for(lambda: jobs(mongo_url).count_documents({"exp_key": "long", "state": {"$in": [2, 3]}}) >= 2, 60)
+        status, body = call(base, "/api/experiments/long/cancel", "POST", token=TOKEN)
+        assert status == 200 and body["withdrawn"] >= 1
+        out, _ = driver.communicate(timeout=30)  # the driver sees the cancel, the running trials finish
+        assert driver.returncode == 0, out
+        states = [d["state"] for d in jobs(mongo_url).find({"exp_key": "long"})]
+        assert JOB_STATE_NEW not in states and JOB_STATE_RUNNING not in states and JOB_STATE_CANCEL in states
+        assert len(states) < 100
+        time.sleep(1.5)  # workers idle: nothing more is taken or queued
+        assert [d["state"] for d in jobs(mongo_url).find({"exp_key": "long"})] == states
+        assert get(base, "/api/experiments/long")["cancelled"] is True
+    finally:
+        stop_all([proc, *workers])
+        if driver.poll() is None:
+            driver.kill()
+
+
+def test_the_monitor_serves_the_dashboard_when_asked(mongo_url):
+    from devserver.processes import free_port
+
+    port = free_port()
+    monitor = start_monitor(mongo_url, "--health-port", "0", "--dashboard-port", str(port), "--dashboard-token", TOKEN)
+    try:
+        config = wait_for(lambda: _answer(f"http://127.0.0.1:{port}/api/config"), 30, 0.1)
+        assert config == {"actions": True}
+    finally:
+        stop_all([monitor])
+
+
+def _answer(url: str):
+    try:
+        return get(url, "")
+    except OSError:
+        return None
