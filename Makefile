@@ -77,6 +77,10 @@ user-toolchain: ## pulumi, its Python host and the docker plugin: from PATH, the
 	scripts/check-prerequisites.sh pulumi
 	scripts/install-toolchain.sh --no-build $(TOOLCHAIN_USER_PARTS)
 
+.PHONY: browser
+browser: ## Install a headless browser for the dashboard's browser test: Debian's chromium and chromium-driver (root)
+	scripts/install-browser.sh
+
 .PHONY: kube-server
 kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, helm (Go proxy)
 	scripts/install-kube-apiserver.sh
@@ -140,7 +144,7 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 ##@ Checks
 
 .PHONY: test
-test: lint test-install docker-engine toolchain kube-server ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
+test: lint test-install docker-engine toolchain kube-server browser ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-hyperopt-suite test-hyperopt-oldest
 
@@ -181,6 +185,10 @@ test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): second
 .PHONY: bench-runtime
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
+
+.PHONY: bench-dashboard
+bench-dashboard: test-install browser ## Dashboard API latency and first render in a browser, with 10^4 trials
+	PYTHONPATH=. $(PY) bench/bench_dashboard.py $(ARGS)
 
 .PHONY: bench-monitor
 bench-monitor: test-install docker-engine ## Detection latency (heartbeat, container) and sweep time over 10^6 trials

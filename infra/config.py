@@ -16,11 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 import hyperfleet
+from hyperfleet.contract import DASHBOARD_PORT
 from hyperfleet.settings import MonitorSettings, WorkerSettings
-from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, SpecError, check_env_names, parse_spec
+from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, Notify, SpecError, check_env_names, parse_spec
 
 NAMESPACE = "hyperfleet"
-KEYS = ("target", "mongo", "workers", "monitor", "experiments", "images", "docker", "kubernetes", "gke")
+KEYS = ("target", "mongo", "workers", "monitor", "dashboard", "notify", "experiments", "images", "docker", "kubernetes",
+        "gke")
+#: read as a Pulumi secret, not into the model: the dashboard's token
+SECRET_KEYS = ("dashboardToken",)
 _QUANTITY_CPU = re.compile(r"^\d+(\.\d+)?m?$")
 _QUANTITY_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
@@ -139,6 +143,15 @@ class MonitorConfig(_Model):
         return self
 
 
+class DashboardConfig(_Model):
+    #: the monitor serves the dashboard (its token: the secret hyperfleet:dashboardToken)
+    enabled: bool = False
+    #: Docker: the port published on publishHost; Kubernetes: the Service's port
+    port: int = Field(default=DASHBOARD_PORT, ge=1, le=65535)
+    #: Docker: the address it is published on (127.0.0.1: this machine only)
+    publish_host: str = "127.0.0.1"
+
+
 class ImagesConfig(_Model):
     #: the one image of worker, monitor and driver
     runtime: str = f"hyperfleet/runtime:{hyperfleet.__version__}"
@@ -180,6 +193,9 @@ class StackConfig(_Model):
     mongo: MongoConfig = MongoConfig()
     workers: WorkersConfig = WorkersConfig()
     monitor: MonitorConfig = MonitorConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    #: webhooks of every experiment that has no notify of its own (written as in a spec)
+    notify: Notify | None = None
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     images: ImagesConfig = ImagesConfig()
     docker: DockerConfig = DockerConfig()
@@ -202,8 +218,16 @@ class StackConfig(_Model):
     def worker_image(self) -> str:
         return self.workers.image or self.images.runtime
 
+    @property
+    def experiment_spec_dicts(self) -> list[dict[str, Any]]:
+        """The experiments as written, with the stack's notify where an experiment has none."""
+        if self.notify is None:
+            return list(self.experiments)
+        notify = self.notify.model_dump(mode="json")
+        return [e if "notify" in e else {**e, "notify": notify} for e in self.experiments]
+
     def experiment_specs(self) -> list[ExperimentSpec]:
-        return [parse_spec(e) for e in self.experiments]
+        return [parse_spec(e) for e in self.experiment_spec_dicts]
 
 
 def parse_config(raw: dict[str, Any]) -> StackConfig:
@@ -216,7 +240,9 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
         problems += [_problem(e) for e in err.errors()]
         raise ConfigError(problems) from None
     keys: set[str] = set()
-    for index, experiment in enumerate(config.experiments):
+    if config.dashboard.enabled and not config.monitor.enabled:
+        problems.append(f"{NAMESPACE}:dashboard.enabled: the monitor serves the dashboard; it needs monitor.enabled")
+    for index, experiment in enumerate(config.experiment_spec_dicts):
         try:
             spec = parse_spec(experiment)
         except SpecError as err:
@@ -267,10 +293,18 @@ def load() -> StackConfig:
     return parse_config(raw)
 
 
+def dashboard_token():
+    """The dashboard's token, a Pulumi secret (``pulumi config set --secret hyperfleet:dashboardToken``),
+    or None: then the dashboard's actions are off."""
+    import pulumi
+
+    return pulumi.Config(NAMESPACE).get_secret("dashboardToken")
+
+
 def _stray_keys() -> list[str]:
     """``hyperfleet:*`` keys set in the stack that this program does not know (typos)."""
     import pulumi.runtime
 
     prefix = f"{NAMESPACE}:"
     return sorted(k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix)
-                  and k[len(prefix):] not in KEYS)
+                  and k[len(prefix):] not in KEYS + SECRET_KEYS)

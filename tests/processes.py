@@ -12,7 +12,7 @@ def base_image_of_tests() -> str:
 
 
 #: the components a test may need; HYPERFLEET_TESTS_WITHOUT=docker,helm (say) opts out of them
-COMPONENTS = ("docker", "pulumi", "helm", "kubernetes", "root")
+COMPONENTS = ("docker", "pulumi", "helm", "kubernetes", "root", "browser")
 OPT_OUT = "HYPERFLEET_TESTS_WITHOUT"
 
 

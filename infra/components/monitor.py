@@ -7,9 +7,9 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
-from hyperfleet.contract import HEALTH_PORT, MONGO_URL_ENV, ROLE_MONITOR
+from hyperfleet.contract import DASHBOARD_PORT, HEALTH_PORT, MONGO_URL_ENV, ROLE_MONITOR, command_env
 
-from config import MonitorConfig
+from config import DashboardConfig, MonitorConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
@@ -22,10 +22,15 @@ class MonitorArgs:
     image: pulumi.Input[str]
     placement: DockerPlacement
     mongo_url: pulumi.Input[str]
+    dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
+    #: the dashboard's token (a secret), or None: its actions are off
+    dashboard_token: pulumi.Input[str] | None = None
 
 
 class Monitor(pulumi.ComponentResource):
     container_name: pulumi.Output[str]
+    #: where the dashboard is published, when it is on
+    dashboard_url: str | None
 
     def __init__(self, name: str, args: MonitorArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("hyperfleet:index:Monitor", name, None, opts)
@@ -35,7 +40,14 @@ class Monitor(pulumi.ComponentResource):
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
                    "--health-port", str(HEALTH_PORT)]
-        envs = secret_env(args.mongo_url, lambda url: [f"{MONGO_URL_ENV}={url}"])  # also what `hyperfleet status` reads
+        board = args.dashboard
+        ports, token_env = [], command_env("monitor", "dashboard_token")
+        if board.enabled:
+            command += ["--dashboard-port", str(DASHBOARD_PORT)]
+            ports.append(docker.ContainerPortArgs(internal=DASHBOARD_PORT, external=board.port, ip=board.publish_host))
+        secrets = pulumi.Output.all(args.mongo_url, args.dashboard_token if board.enabled else None)
+        # MONGO_URL is also what `hyperfleet status` reads in the container
+        envs = secret_env(secrets, lambda s: [f"{MONGO_URL_ENV}={s[0]}"] + ([f"{token_env}={s[1]}"] if s[1] else []))
         container = docker.Container(
             f"{name}-container",
             name=f"hyperfleet-{args.stack}-monitor",
@@ -43,6 +55,7 @@ class Monitor(pulumi.ComponentResource):
             command=command,
             envs=envs,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],
+            ports=ports,
             # lists worker containers through the engine; the socket is root's (read-only mount)
             volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)],
             user="0",
@@ -56,4 +69,5 @@ class Monitor(pulumi.ComponentResource):
             opts=child_opts(self, args.placement),
         )
         self.container_name = container.name
-        self.register_outputs({"container_name": self.container_name})
+        self.dashboard_url = f"http://{board.publish_host}:{board.port}/" if board.enabled else None
+        self.register_outputs({"container_name": self.container_name, "dashboard_url": self.dashboard_url})

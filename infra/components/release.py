@@ -32,6 +32,8 @@ class ReleaseArgs:
     provider: k8s.Provider
     #: no kubelet (API-server-only test clusters): do not wait for workloads to become ready
     skip_await: bool = False
+    #: the dashboard's token (a secret): kept in a Secret the monitor reads; None: its actions are off
+    dashboard_token: pulumi.Input[str] | None = None
 
 
 class Release(pulumi.ComponentResource):
@@ -64,11 +66,25 @@ class Release(pulumi.ComponentResource):
         values = {**args.values, "mongo": {**args.values.get("mongo", {}),
                                            "auth": {**args.values.get("mongo", {}).get("auth", {}),
                                                     "existingSecret": secret_name}}}
+        depends_on = [namespace, secret]
+        if args.dashboard_token is not None:
+            token = k8s.core.v1.Secret(
+                "dashboard-token",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{name}-dashboard", namespace=namespace.metadata.name,
+                    labels={K8S_STACK_LABEL: args.stack, "app.kubernetes.io/part-of": "hyperfleet",
+                            "app.kubernetes.io/instance": name}),
+                string_data={"token": args.dashboard_token},
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider,
+                                            additional_secret_outputs=["data", "stringData"]))
+            values["dashboard"] = {**values.get("dashboard", {}), "existingSecret": f"{name}-dashboard",
+                                   "tokenKey": "token"}
+            depends_on.append(token)
         chart = k8s.helm.v3.Chart(
             name,
             k8s.helm.v3.LocalChartOpts(path=str(args.chart), namespace=args.namespace, values=values,
                                        skip_await=args.skip_await),
-            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[namespace, secret])))
+            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=depends_on)))
         self.namespace = namespace.metadata.name
         self.object_count = chart.resources.apply(len)
         self.register_outputs({"namespace": self.namespace, "object_count": self.object_count})

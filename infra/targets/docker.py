@@ -14,7 +14,7 @@ from components.mongo import Mongo, MongoArgs
 from components.monitor import Monitor, MonitorArgs
 from components.password import GeneratedPassword
 from components.worker_pool import WorkerPool, WorkerPoolArgs
-from config import StackConfig
+from config import StackConfig, dashboard_token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,16 +39,20 @@ def deploy(config: StackConfig, stack: str) -> dict:
     workers = WorkerPool("workers", WorkerPoolArgs(
         stack=stack, config=config.workers, image=image, placements=placements, mongo_urls=mongo_urls,
         docker_socket=container_objectives))
+    outputs = {}
     if config.monitor.enabled:
-        Monitor("monitor", MonitorArgs(stack=stack, config=config.monitor, image=image, placement=home,
-                                       mongo_url=mongo.url))
-    for spec, raw in zip(specs, config.experiments, strict=True):
+        monitor = Monitor("monitor", MonitorArgs(stack=stack, config=config.monitor, image=image, placement=home,
+                                                 mongo_url=mongo.url, dashboard=config.dashboard,
+                                                 dashboard_token=dashboard_token()))
+        if monitor.dashboard_url:
+            outputs["dashboard_url"] = monitor.dashboard_url
+    for spec, raw in zip(specs, config.experiment_spec_dicts, strict=True):
         Experiment(f"experiment-{spec.key}", ExperimentArgs(stack=stack, spec=raw, exp_key=spec.key, image=image,
                                                              placement=home, mongo_url=mongo.url),
                    opts=pulumi.ResourceOptions(depends_on=[workers]))
     status = f"docker exec hyperfleet-{stack}-monitor hyperfleet status"
     return {"mongo_url": mongo.url, "worker_containers": workers.container_names, "status_command": status,
-            "experiments": [s.key for s in specs]}
+            "experiments": [s.key for s in specs], **outputs}
 
 
 def runtime_image(config: StackConfig, home: DockerPlacement) -> pulumi.Input[str]:

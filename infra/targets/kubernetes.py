@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.release import Release, ReleaseArgs
 from hyperfleet.contract import K8S_STACK_LABEL, MONGO_URL_ENV
-from config import NAMESPACE, ConfigError, ResourcesConfig, StackConfig
+from config import NAMESPACE, ConfigError, ResourcesConfig, StackConfig, dashboard_token
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "hyperfleet"
@@ -31,7 +31,8 @@ def deploy(config: StackConfig, stack: str) -> dict:
     release = Release(f"hyperfleet-{stack}", ReleaseArgs(
         stack=stack, namespace=config.kubernetes.namespace, username=config.mongo.username,
         chart=Path(config.kubernetes.chart) if config.kubernetes.chart else CHART,
-        values=chart_values(config, stack), provider=provider, skip_await=config.kubernetes.skip_await))
+        values=chart_values(config, stack), provider=provider, skip_await=config.kubernetes.skip_await,
+        dashboard_token=dashboard_token() if config.dashboard.enabled else None))
     specs = config.experiment_specs()
     monitor = f"deploy/{release.name}-monitor"
     return {
@@ -136,5 +137,6 @@ def chart_values(config: StackConfig, stack: str) -> dict:
         # the provider awaits Deployments and the StatefulSet to readiness; a driver Job runs as long as
         # its search, so `pulumi up` does not wait for it (hyperfleet status follows it instead)
         "driver": {"jobAnnotations": {"pulumi.com/skipAwait": "true"}},
-        "experiments": list(config.experiments),
+        "dashboard": {"enabled": config.dashboard.enabled, "port": config.dashboard.port},
+        "experiments": config.experiment_spec_dicts,
     }

@@ -330,8 +330,10 @@ def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
 @click.option("--token", default=None,
               help="The actions (cancel, requeue, delete) need this token; without one they are off.")
 @_connect_timeout_option
-def dashboard(mongo_url, host, port, token, connect_timeout_seconds):
+@_log_options
+def dashboard(mongo_url, host, port, token, connect_timeout_seconds, log_level, log_json):
     """A live web page of the experiments (and its JSON API): counts, plots, trials, actions."""
+    configure_logging(log_level, log_json)
     try:
         from .dashboard.app import serve
     except ImportError as err:

@@ -50,19 +50,41 @@ class ExperimentStatus:
 
 
 def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RATE_WINDOW_SECONDS) -> ExperimentStatus:
+    """The status from the database: an aggregation and a few indexed queries."""
     counts = store.state_counts(exp_key)
     record = store.experiment(exp_key) or {}
-    best = store.best_trial(exp_key)
+    now = store.server_time()
+    return summarize(exp_key, counts, store.best_trial(exp_key), store.first_booked(exp_key),
+                     lambda since: store.finished_since(exp_key, since), now, record.get("max_evals"), window_seconds)
+
+
+def status_from_docs(exp_key: str, docs, now: _dt.datetime, max_evals: int | None,
+                     window_seconds: float = RATE_WINDOW_SECONDS) -> ExperimentStatus:
+    """The same status from an experiment's trial documents already at hand (the dashboard's cache)."""
+    docs = list(docs)
+    counts: dict[int, int] = {}
+    for d in docs:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    ok = [d for d in docs if d["state"] == JOB_STATE_DONE and (d.get("result") or {}).get("status") == "ok"
+          and isinstance(d["result"].get("loss"), (int, float))]
+    best = min(ok, key=lambda d: d["result"]["loss"], default=None)
+    booked = [d["book_time"] for d in docs if d.get("book_time") is not None]
+    finished = [d["refresh_time"] for d in docs if d["state"] in (JOB_STATE_DONE, JOB_STATE_ERROR)
+                and d.get("refresh_time") is not None]
+    return summarize(exp_key, counts, best, min(booked, default=None),
+                     lambda since: sum(t >= since for t in finished), now, max_evals, window_seconds)
+
+
+def summarize(exp_key: str, counts: dict[int, int], best: dict | None, first_booked: _dt.datetime | None,
+              finished_since, now: _dt.datetime, max_evals: int | None, window_seconds: float) -> ExperimentStatus:
+    """Counts, best, the rate over the last ``window_seconds`` of finished trials and the ETA: one
+    formula for both sources. ``finished_since(t)``: trials DONE or ERROR since ``t``."""
     done, error = counts.get(JOB_STATE_DONE, 0), counts.get(JOB_STATE_ERROR, 0)
     rate = None
-    first = store.first_booked(exp_key)
-    if first is not None:
-        now = store.server_time()
-        elapsed = min(window_seconds, (now - first).total_seconds())
+    if first_booked is not None:
+        elapsed = min(window_seconds, (now - first_booked).total_seconds())
         if elapsed > 0:
-            recent = store.finished_since(exp_key, now - _dt.timedelta(seconds=window_seconds))
-            rate = recent / elapsed * 60.0
-    max_evals = record.get("max_evals")
+            rate = finished_since(now - _dt.timedelta(seconds=window_seconds)) / elapsed * 60.0
     eta = None
     if max_evals is not None and rate:
         eta = max(0, max_evals - done - error) / rate * 60.0

@@ -395,8 +395,11 @@ class JobStore:
     def experiment_keys(self) -> list[str]:
         """Every exp_key with trials or a record, sorted."""
         keys = {d["_id"]["exp_key"] for d in self.jobs.aggregate([{"$group": {"_id": {"exp_key": "$exp_key"}}}])}
-        keys.update(d["_id"] for d in self.db[EXPERIMENTS].find({}, projection=["_id"]))
-        return sorted(k for k in keys if k is not None)
+        return sorted(k for k in keys.union(self.recorded_experiment_keys()) if k is not None)
+
+    def recorded_experiment_keys(self) -> list[str]:
+        """The exp_keys `hyperfleet run` recorded: a small collection, cheap to read often."""
+        return sorted(d["_id"] for d in self.db[EXPERIMENTS].find({}, projection=["_id"]))
 
     def state_counts(self, exp_key: str) -> dict[int, int]:
         rows = self.jobs.aggregate([{"$match": {"exp_key": exp_key}},

@@ -159,6 +159,11 @@ class MongoTrials(base.Trials):
     def refresh(self) -> None:
         self._riding_out_outages(self._refresh)
 
+    def documents(self) -> list[dict]:
+        """Every trial document of the experiment as of the last refresh, in every state (hyperopt's
+        ``trials`` leaves out ERROR and CANCEL)."""
+        return list(self._docs.values())
+
     def _refresh(self) -> None:
         jobs = self.store.jobs
         if not self._int_tids or time.monotonic() - self._last_resync >= self.resync_seconds:

@@ -29,6 +29,7 @@ FULL = {
     "workloadAnnotations": {"pulumi.com/skipAwait": "true"},
     "driver": {"jobAnnotations": {"example.com/owner": "ml"}},
     "commonLabels": {"team": "ml"},
+    "dashboard": {"enabled": True, "existingSecret": "dashboard-token"},
 }
 
 
@@ -183,6 +184,23 @@ def test_network_policy_admits_only_this_release_and_labelled_clients(helm, tmp_
     assert not by_kind(render(helm, tmp_path, {"networkPolicy": {"enabled": False}}), "NetworkPolicy")
 
 
+def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches_the_monitor(helm, tmp_path):
+    """(NOTES.txt's port-forward line: test_helm_install_then_upgrade_keeps_the_generated_password.)"""
+    assert "Service" not in {o["kind"] for o in render(helm, tmp_path) if "dashboard" in o["metadata"]["name"]}
+    objects = render(helm, tmp_path, {"dashboard": {"enabled": True, "port": 9000, "existingSecret": "dash"}})
+    service = by_kind(objects, "Service")["exp-hyperfleet-dashboard"]
+    monitor = by_kind(objects, "Deployment")["exp-hyperfleet-monitor"]
+    pod = monitor["spec"]["template"]
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"] == [
+        {"name": "dashboard", "port": 9000, "targetPort": "dashboard"}]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    container = pod["spec"]["containers"][0]
+    assert "--dashboard-port=9000" in container["args"]
+    assert {"name": "dashboard", "containerPort": 9000} in container["ports"]
+    [token] = [e for e in container["env"] if e["name"] == "HYPERFLEET_MONITOR_DASHBOARD_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "dash", "key": "token"}
+
+
 @pytest.mark.parametrize("values,key", [
     ({"workers": {"replicas": -1}}, "/workers/replicas"),
     ({"workers": {"replicas": "three"}}, "/workers/replicas"),
@@ -198,6 +216,7 @@ def test_network_policy_admits_only_this_release_and_labelled_clients(helm, tmp_
     ({"experiments": [{"name": "no spaces", "objective": "m:f", "space": {"x": 1}}]}, "/experiments/0/name"),
     ({"experiments": [{"name": "e", "objective": "m:f"}]}, "/experiments/0"),
     ({"wrokers": {"replicas": 2}}, "'wrokers' not allowed"),
+    ({"dashboard": {"port": 0}}, "/dashboard/port"),
 ])
 def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
     for command in ("lint", "template"):
@@ -250,7 +269,7 @@ def test_rendered_objects_pass_the_api_servers_schemas(helm, tmp_path, kube_api,
                                      field_manager="hyperfleet-test", dry_run="All")
 
     objects = render(helm, tmp_path, FULL, namespace=namespace)
-    assert len(objects) == 18  # 13, and a third driver (ConfigMap, Job) and the workers' RBAC for trial pods
+    assert len(objects) == 19  # 13, a third driver (ConfigMap, Job), the workers' RBAC for trial pods, the dashboard
     for obj in objects:
         applied = dry_apply(obj)
         assert applied.metadata.name == obj["metadata"]["name"]
@@ -265,9 +284,12 @@ def test_helm_install_then_upgrade_keeps_the_generated_password(helm, kube_serve
     from kubernetes import client
 
     common = ["--kubeconfig", kube_server.kubeconfig, "--kube-context", kube_server.context, "-n", namespace]
-    values = values_file(tmp_path, {"workloadAnnotations": {"note": "no kubelet here"}, "experiments": [EXPERIMENT]})
+    values = values_file(tmp_path, {"workloadAnnotations": {"note": "no kubelet here"}, "experiments": [EXPERIMENT],
+                                    "dashboard": {"enabled": True}})
     install = helm("install", "exp", str(CHART), "-f", values, *common)
     assert "port-forward svc/exp-hyperfleet-mongo 27017:27017" in install.stdout  # NOTES.txt
+    assert "port-forward svc/exp-hyperfleet-dashboard 8090:8090" in install.stdout
+    assert "Its actions are off: no token" in install.stdout
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     first = core.read_namespaced_secret("exp-hyperfleet-mongo", namespace).data["password"]
     assert apps.read_namespaced_deployment("exp-hyperfleet-worker", namespace).spec.replicas == 2

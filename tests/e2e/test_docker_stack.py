@@ -44,6 +44,36 @@ def in_monitor(code: str) -> str:
 #: the env vars that must carry the Mongo password: the address of workers and monitor, of the
 #: experiment's driver (`hyperfleet run`), and the database's own
 CARRIERS = {"MONGO_URL", "HYPERFLEET_RUN_MONGO", "MONGO_INITDB_ROOT_PASSWORD"}
+#: the dashboard's token (Pulumi.ci.yaml's secret hyperfleet:dashboardToken) and the one env var that carries it
+DASHBOARD_TOKEN, TOKEN_CARRIER = "ci-dashboard-token", "HYPERFLEET_MONITOR_DASHBOARD_TOKEN"
+
+
+def check_the_dashboard_answers_on_localhost_only_and_keeps_its_token(stack, up) -> None:
+    import urllib.error
+    import urllib.request
+
+    assert docker("port", f"hyperfleet-{STACK}-monitor", "8090") == "127.0.0.1:8090"
+    assert json.loads(stack("stack", "output", "dashboard_url", "--json").stdout) == "http://127.0.0.1:8090/"
+
+    def experiments():
+        try:
+            return json.loads(urllib.request.urlopen("http://127.0.0.1:8090/api/experiments", timeout=5).read())
+        except OSError:
+            return None
+    assert [e["exp_key"] for e in wait_for(experiments, timeout=60, step=0.5)] == ["ci-branin"]
+    for token in (None, "wrong"):
+        request = urllib.request.Request("http://127.0.0.1:8090/api/experiments/ci-branin/cancel", method="POST",
+                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+    assert DASHBOARD_TOKEN not in up.stdout + up.stderr
+    assert DASHBOARD_TOKEN not in stack("stack", "export").stdout + stack("stack", "output", "--json").stdout
+    for inspected in json.loads(docker("inspect", *docker("ps", "-aq", "--filter", f"label=hyperfleet.stack={STACK}").split())):
+        env = inspected["Config"].pop("Env")
+        assert DASHBOARD_TOKEN not in json.dumps(inspected), inspected["Name"]
+        carriers = [e.split("=", 1)[0] for e in env if DASHBOARD_TOKEN in e]
+        assert carriers == ([TOKEN_CARRIER] if inspected["Name"] == f"/hyperfleet-{STACK}-monitor" else []), carriers
 
 
 def check_the_password_is_only_where_it_must_be(stack, up) -> None:
@@ -90,6 +120,7 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     up_seconds = time.monotonic() - started
     assert "Resources:" in up.stdout, up.stdout + up.stderr
     check_the_password_is_only_where_it_must_be(stack, up)
+    check_the_dashboard_answers_on_localhost_only_and_keeps_its_token(stack, up)
 
     # kill the worker that holds a RUNNING trial, mid-trial (each trial sleeps 3 s)
     def just_booked_on_worker_0():

@@ -78,3 +78,16 @@ def test_the_stack_configs_defaults_are_the_settings_values():
     assert WorkersConfig().subprocesses == WorkerSettings.use_subprocesses
     for field in ("grace_seconds", "interval_seconds", "policy", "max_retries"):
         assert getattr(MonitorConfig(), field) == getattr(MonitorSettings, field), field
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"dashboard": {"enabled": True}, "monitor": {"enabled": False}}, "hyperfleet:dashboard.enabled: the monitor serves"),
+    ({"dashboard": {"port": 0}}, "hyperfleet:dashboard.port:"),
+    ({"dashboard": {"tokken": "x"}}, "hyperfleet:dashboard.tokken: unknown key"),
+    ({"notify": {"webhooks": [{"url": "ftp://x"}]}}, "hyperfleet:notify.webhooks[0].url:"),
+    ({"notify": {"webhooks": []}}, "hyperfleet:notify.webhooks:"),
+])
+def test_bad_dashboard_and_notify_config_names_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert message in str(err.value), str(err.value)

@@ -149,3 +149,41 @@ def test_monitor_can_be_turned_off():
     mocks, _ = deploy({"images": {"build": False}, "monitor": {"enabled": False}})
     names = [r.inputs["name"] for r in by_type(mocks, "docker:index/container:Container")]
     assert "hyperfleet-t-monitor" not in names and len(names) == 3
+
+
+def test_the_dashboard_is_published_on_localhost_with_its_token_kept_secret():
+    pulumi.runtime.set_all_config({"hyperfleet:dashboardToken": "t0k3n"}, secret_keys=["hyperfleet:dashboardToken"])
+    try:
+        mocks, outputs = deploy({"dashboard": {"enabled": True, "port": 9100}, "experiments": [EXPERIMENT]})
+    finally:
+        pulumi.runtime.set_all_config({})
+    [monitor] = [r for r in by_type(mocks, "docker:index/container:Container") if r.name == "monitor-container"]
+    command = monitor.inputs["command"]
+    assert command[command.index("--dashboard-port") + 1] == "8090"
+    assert monitor.inputs["ports"] == [{"internal": 8090, "external": 9100, "ip": "127.0.0.1"}]
+    assert env_of(monitor)["HYPERFLEET_MONITOR_DASHBOARD_TOKEN"] == "t0k3n"  # env_of: only as a secret
+    assert resolved(outputs["dashboard_url"]) == "http://127.0.0.1:9100/"
+    assert "t0k3n" not in repr(resolved(pulumi.Output.all(*[v for k, v in outputs.items() if k != "mongo_url"])))
+
+
+def test_without_a_token_the_dashboard_runs_with_its_actions_off_and_off_by_default_it_is_not_published():
+    mocks, _ = deploy({"dashboard": {"enabled": True}, "experiments": [EXPERIMENT]})
+    [monitor] = [r for r in by_type(mocks, "docker:index/container:Container") if r.name == "monitor-container"]
+    assert "--dashboard-port" in monitor.inputs["command"]
+    assert "HYPERFLEET_MONITOR_DASHBOARD_TOKEN" not in env_of(monitor)
+    mocks, outputs = deploy({"experiments": [EXPERIMENT]})
+    [monitor] = [r for r in by_type(mocks, "docker:index/container:Container") if r.name == "monitor-container"]
+    assert "--dashboard-port" not in monitor.inputs["command"] and not monitor.inputs.get("ports")
+    assert "dashboard_url" not in outputs
+
+
+def test_the_stacks_notify_goes_to_every_experiment_without_its_own():
+    import json
+
+    hook = {"webhooks": [{"url": "https://hooks.example/x"}], "stalled_after_minutes": 10}
+    own = {**EXPERIMENT, "name": "own", "notify": {"webhooks": [{"url": "https://other.example/y", "format": "json"}]}}
+    mocks, _ = deploy({"notify": hook, "experiments": [EXPERIMENT, own]})
+    drivers = {r.name: json.loads(r.inputs["uploads"][0]["content"])
+               for r in by_type(mocks, "docker:index/container:Container") if r.name.endswith("-driver")}
+    assert drivers["experiment-demo-driver"]["notify"]["webhooks"][0]["url"] == "https://hooks.example/x"
+    assert drivers["experiment-own-driver"]["notify"]["webhooks"][0]["url"] == "https://other.example/y"

@@ -175,3 +175,22 @@ def test_gke_with_an_existing_cluster_looks_it_up_and_creates_none():
     kubeconfig = json.loads(by_type(mocks, "pulumi:providers:kubernetes")[0].inputs["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://35.9.9.9"
     assert resolved(outputs["gke_cluster"]) == "shared"
+
+
+def test_the_dashboards_token_goes_into_a_secret_the_chart_reads(tmp_path):
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "kind-a", current="kind-a")
+    pulumi.runtime.set_all_config({"hyperfleet:dashboardToken": "t0k3n"}, secret_keys=["hyperfleet:dashboardToken"])
+    try:
+        mocks, _ = deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig},
+                           "dashboard": {"enabled": True, "port": 9100}, "experiments": [EXPERIMENT]}, stack="exp")
+    finally:
+        pulumi.runtime.set_all_config({})
+    secrets = {s.inputs["metadata"]["name"]: s for s in by_type(mocks, "kubernetes:core/v1:Secret")}
+    token = secrets["hyperfleet-exp-dashboard"]
+    assert SECRET_SIG in json.dumps(token.inputs["stringData"])
+    assert "t0k3n" in json.dumps(token.inputs["stringData"])  # inside the secret envelope
+    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": True, "port": 9100,
+                                                          "existingSecret": "hyperfleet-exp-dashboard", "tokenKey": "token"}
+    mocks, _ = deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig}, "experiments": [EXPERIMENT]})
+    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": False, "port": 8090}
+    assert [s.inputs["metadata"]["name"] for s in by_type(mocks, "kubernetes:core/v1:Secret")] == ["hyperfleet-t-mongo-auth"]

@@ -78,6 +78,15 @@ def test_experiments_and_one_experiment_match_the_store(finished, dashboard):
     best = min(p["loss"] for p in exp["points"] if p["loss"] is not None)
     assert summary["best_loss"] == best
     assert {p["params"]["opt"] for p in exp["points"]} <= {"sgd", "adam"}  # a choice shows its option
+    # the page's status (from its cache of the trials) is `hyperfleet status`'s (from the database)
+    from hyperfleet.status import experiment_status
+
+    store = JobStore.connect(finished)
+    expected = experiment_status(store, "mixed").as_dict()
+    store.close()
+    moving = ("trials_per_minute", "eta_seconds")  # measured against the server's clock of the moment
+    assert {k: v for k, v in summary.items() if k not in moving} == {k: v for k, v in expected.items() if k not in moving}
+    assert summary["trials_per_minute"] == pytest.approx(expected["trials_per_minute"], rel=0.2)
 
 
 def test_the_table_filters_sorts_and_pages(finished, dashboard):
@@ -162,7 +171,9 @@ def test_delete_removes_the_experiment_its_trials_and_attachments(mongo_url, tmp
 @pytest.mark.timeout(120)
 def test_cancel_withdraws_the_queue_stops_the_driver_and_the_workers_go_idle(mongo_url, tmp_path):
     workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
-    driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=0.5), stdout=subprocess.PIPE, text=True)
+    # 4 queued ahead of 2 workers: there is a queue to withdraw whenever the cancel comes
+    driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=0.5, parallelism=4), stdout=subprocess.PIPE,
+                     text=True)
     proc, base = start_dashboard(mongo_url, token=TOKEN)
     try:
         wait_for(lambda: jobs(mongo_url).count_documents({"exp_key": "long", "state": {"$in": [2, 3]}}) >= 2, 60)

@@ -50,7 +50,10 @@ def test_the_chart_uses_the_contracts_names_and_numbers():
         assert f"- name: {env}\n" in workers, env
     assert f"--health-port={contract.HEALTH_PORT}" in monitor
     assert f"containerPort: {contract.HEALTH_PORT}}}" in monitor
-    assert yaml.safe_load((CHART / "values.yaml").read_text())["mongo"]["port"] == contract.MONGO_PORT
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["mongo"]["port"] == contract.MONGO_PORT
+    assert values["dashboard"]["port"] == contract.DASHBOARD_PORT
+    assert f"- name: {contract.command_env('monitor', 'dashboard_token')}\n" in monitor
     for template in ("experiment-jobs.yaml", "NOTES.txt"):
         assert f"{contract.K8S_EXP_KEY_LABEL}:" in TEMPLATES[template] or \
             f"{contract.K8S_EXP_KEY_LABEL}=" in TEMPLATES[template], template

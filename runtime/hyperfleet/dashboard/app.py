@@ -42,7 +42,9 @@ from . import data
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(store: JobStore, token: str | None = None) -> Starlette:
+def create_app(store: JobStore, token: str | None = None, refresh_seconds: float = 1.0) -> Starlette:
+    """The app over ``store``; its cache of the experiments is loaded here and refreshed in a thread."""
+    cache = data.Experiments(store, refresh_seconds=refresh_seconds).start()
     def guarded(action):
         async def endpoint(request: Request):
             if not token:
@@ -82,13 +84,13 @@ def create_app(store: JobStore, token: str | None = None) -> Starlette:
 
     def trials(request: Request):
         q = request.query_params
-        return data.trials(store, key(request), state=q.get("state") or None, param=q.get("param") or None,
+        return data.trials(cache, key(request), state=q.get("state") or None, param=q.get("param") or None,
                            low=query_number(request, "min"), high=query_number(request, "max"),
                            sort=q.get("sort", "tid"), descending=q.get("order") == "desc",
                            offset=query_number(request, "offset", int, 0), limit=query_number(request, "limit", int, 100))
 
     def attachment(request: Request):
-        return data.attachment(store, key(request), tid(request), request.path_params["name"],
+        return data.attachment(cache, key(request), tid(request), request.path_params["name"],
                                offset=query_number(request, "offset", int, 0),
                                limit=query_number(request, "limit", int, data.LOG_PAGE_BYTES))
 
@@ -98,14 +100,14 @@ def create_app(store: JobStore, token: str | None = None) -> Starlette:
     routes = [
         Route("/", index),
         Route("/api/config", answered(lambda r: {"actions": bool(token)})),
-        Route("/api/experiments", answered(lambda r: data.experiments(store))),
-        Route("/api/experiments/{key}", answered(lambda r: data.experiment(store, key(r)))),
-        Route("/api/experiments/{key}", guarded(lambda r: data.delete(store, key(r))), methods=["DELETE"]),
-        Route("/api/experiments/{key}/cancel", guarded(lambda r: data.cancel(store, key(r))), methods=["POST"]),
+        Route("/api/experiments", answered(lambda r: data.experiments(cache))),
+        Route("/api/experiments/{key}", answered(lambda r: data.experiment(cache, key(r)))),
+        Route("/api/experiments/{key}", guarded(lambda r: data.delete(cache, key(r))), methods=["DELETE"]),
+        Route("/api/experiments/{key}/cancel", guarded(lambda r: data.cancel(cache, key(r))), methods=["POST"]),
         Route("/api/experiments/{key}/trials", answered(trials)),
-        Route("/api/experiments/{key}/trials/{tid:int}", answered(lambda r: data.trial(store, key(r), tid(r)))),
+        Route("/api/experiments/{key}/trials/{tid:int}", answered(lambda r: data.trial(cache, key(r), tid(r)))),
         Route("/api/experiments/{key}/trials/{tid:int}/requeue",
-              guarded(lambda r: data.requeue(store, key(r), tid(r))), methods=["POST"]),
+              guarded(lambda r: data.requeue(cache, key(r), tid(r))), methods=["POST"]),
         Route("/api/experiments/{key}/trials/{tid:int}/attachments/{name}", answered(attachment)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -1,24 +1,128 @@
-"""What the dashboard shows and does, as plain functions of a JobStore (the web layer is app.py).
+"""What the dashboard shows and does, as plain functions (the web layer is app.py).
 
-Everything is read with a projection of the fields shown, so a page of an experiment of 10^4 trials
-moves kilobytes, not the trials' specs and misc.
+Reads come from :class:`Experiments`, a cache of every experiment's trial documents that a background
+thread keeps fresh with MongoTrials' incremental refresh (new tids, and the trials still queued or
+running; a full check of versions every 30 s). A request never scans the trials collection: with
+10^4 trials a scan costs seconds on a server that cannot use an index for it (FerretDB), and
+milliseconds on mongod. The price: what the page shows is up to one refresh old. Actions write to
+the database and refresh their experiment at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import logging
 import math
+import threading
+import time
 from typing import Any
 
-from ..status import all_statuses, experiment_status
-from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
+from pymongo.errors import PyMongoError
 
+from ..status import status_from_docs
+from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
+from ..trials import MongoTrials
+
+log = logging.getLogger("hyperfleet.dashboard")
 STATES = {name: state for state, name in STATE_NAMES.items()}
-#: the trial fields a table row needs (the parameters are in misc.vals)
-_ROW_FIELDS = {"tid": 1, "state": 1, "result.loss": 1, "result.status": 1, "misc.vals": 1, "book_time": 1,
-               "refresh_time": 1, "error": 1, "_id": 0}
 SORTS = ("tid", "state", "loss", "book_time", "refresh_time")
 LOG_PAGE_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One experiment as of a refresh: its trials by tid, its record, the server's time then."""
+
+    docs: list[dict]
+    record: dict
+    now: _dt.datetime
+    #: what was computed from it once (the experiment's summary and points), kept with it
+    memo: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+class Experiments:
+    """Every experiment's trials, refreshed every ``refresh_seconds`` in a thread (``start``); the list
+    of experiments every ``keys_seconds``. Requests read published snapshots and never wait for the
+    database: a refresh publishes a new snapshot when it is done."""
+
+    def __init__(self, store: JobStore, refresh_seconds: float = 1.0, keys_seconds: float = 10.0):
+        self.store = store
+        self.refresh_seconds, self.keys_seconds = refresh_seconds, keys_seconds
+        self._refreshing = threading.Lock()  # one refresh at a time (the thread's, or an action's)
+        self._lock = threading.Lock()  # guards _published, held only to swap or read a reference
+        self._trials: dict[str, MongoTrials] = {}
+        self._published: dict[str, Snapshot] = {}
+        self._keys_at = float("-inf")
+        self._stop = threading.Event()
+
+    def start(self) -> Experiments:
+        """Load everything once (so the first page has it), then keep it fresh in a daemon thread."""
+        self.refresh()
+        threading.Thread(target=self._loop, name="hyperfleet-dashboard-refresh", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except (PyMongoError, RuntimeError) as err:  # an outage: the page keeps the last data
+                log.warning("dashboard refresh: %s", err)
+
+    def refresh(self, only: str | None = None) -> None:
+        with self._refreshing:
+            if only is None:
+                self._update_keys()
+            now = self.store.server_time()
+            for key in [only] if only else list(self._trials):
+                trials = self._trials.get(key)
+                if trials is None:
+                    continue
+                record = self.store.experiment(key) or {}
+                trials.refresh()
+                docs = sorted(trials.documents(), key=lambda d: (str(type(d["tid"])), d["tid"]))
+                with self._lock:
+                    self._published[key] = Snapshot(docs, record, now)
+
+    def _update_keys(self) -> None:
+        """The recorded experiments at every refresh (a small collection); those with trials but no
+        record (MongoTrials used directly), and the deleted ones, less often (an aggregation)."""
+        everything = time.monotonic() - self._keys_at >= self.keys_seconds
+        keys = self.store.experiment_keys() if everything else self.store.recorded_experiment_keys()
+        if everything:
+            for key in set(self._trials) - set(keys):
+                self.forget(key)
+            self._keys_at = time.monotonic()
+        for key in keys:
+            if key not in self._trials:
+                self._trials[key] = MongoTrials(self.store, exp_key=key, refresh=False, outage_seconds=0)
+        log.debug("experiments: %s", ", ".join(keys))
+
+    def forget(self, key: str) -> None:
+        self._trials.pop(key, None)
+        with self._lock:
+            self._published.pop(key, None)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._published)
+
+    def snapshot(self, key: str) -> Snapshot:
+        """The experiment as of the last refresh; one recorded since then is looked up now."""
+        with self._lock:
+            found = self._published.get(key)
+        if found is None and key in self.store.recorded_experiment_keys():
+            with self._refreshing:
+                self._trials.setdefault(key, MongoTrials(self.store, exp_key=key, refresh=False, outage_seconds=0))
+            self.refresh(only=key)
+            with self._lock:
+                found = self._published.get(key)
+        if found is None:
+            raise NotFound(f"no experiment {key!r}")
+        return found
 
 
 class NotFound(LookupError):
@@ -52,13 +156,6 @@ def _params(doc: dict, choices: dict[str, list] | None = None) -> dict[str, Any]
     return out
 
 
-def choices(store: JobStore, exp_key: str) -> dict[str, list]:
-    """The options of the experiment's top-level ``choice`` parameters, from its recorded spec."""
-    space = ((store.experiment(exp_key) or {}).get("spec") or {}).get("space") or {}
-    return {label: entry["choice"] for label, entry in space.items()
-            if isinstance(entry, dict) and isinstance(entry.get("choice"), list)}
-
-
 def row(doc: dict, options: dict[str, list] | None = None) -> dict[str, Any]:
     result = doc.get("result") or {}
     return {
@@ -72,70 +169,107 @@ def row(doc: dict, options: dict[str, list] | None = None) -> dict[str, Any]:
     }
 
 
-def experiments(store: JobStore) -> list[dict[str, Any]]:
-    return [s.as_dict() for s in all_statuses(store)]
+def choices(record: dict) -> dict[str, list]:
+    """The options of the experiment's top-level ``choice`` parameters, from its recorded spec."""
+    space = (record.get("spec") or {}).get("space") or {}
+    return {label: entry["choice"] for label, entry in space.items()
+            if isinstance(entry, dict) and isinstance(entry.get("choice"), list)}
 
 
-def experiment(store: JobStore, exp_key: str) -> dict[str, Any]:
-    """The summary, and every trial as (tid, state, loss, finished at, params): the plots' data."""
-    if exp_key not in store.experiment_keys():
-        raise NotFound(f"no experiment {exp_key!r}")
-    docs = list(store.jobs.find({"exp_key": exp_key}, projection=_ROW_FIELDS, sort=[("tid", 1)]))
-    options = choices(store, exp_key)
-    rows = [row(d, options) for d in docs]
-    record = store.experiment(exp_key) or {}
-    return {
-        "status": experiment_status(store, exp_key).as_dict(),
-        "cancelled": bool(record.get("cancelled_at")),
-        "parameters": sorted({k for r in rows for k in r["params"]}),
-        "points": [{"tid": r["tid"], "state": r["state"], "loss": r["loss"], "finished": r["updated"],
-                    "params": r["params"]} for r in rows if r["state"] in ("done", "error")],
-    }
+def _status(key: str, snap: Snapshot) -> dict[str, Any]:
+    if "status" not in snap.memo:
+        snap.memo["status"] = status_from_docs(key, snap.docs, snap.now, snap.record.get("max_evals")).as_dict()
+    return snap.memo["status"]
 
 
-def trials(store: JobStore, exp_key: str, *, state: str | None = None, param: str | None = None,
+def experiments(cache: Experiments) -> list[dict[str, Any]]:
+    out = []
+    for key in cache.keys():
+        try:
+            out.append(_status(key, cache.snapshot(key)))
+        except NotFound:  # deleted meanwhile
+            continue
+    return out
+
+
+def experiment(cache: Experiments, exp_key: str) -> dict[str, Any]:
+    """The summary, and every finished trial as (tid, state, loss, finished at, params): the plots' data."""
+    snap = cache.snapshot(exp_key)
+    if "experiment" not in snap.memo:
+        options = choices(snap.record)
+        rows = [row(d, options) for d in snap.docs]
+        snap.memo["experiment"] = {
+            "status": _status(exp_key, snap),
+            "cancelled": bool(snap.record.get("cancelled_at")),
+            "parameters": sorted({k for r in rows for k in r["params"]}),
+            "points": [{"tid": r["tid"], "state": r["state"], "loss": r["loss"], "finished": r["updated"],
+                        "params": r["params"]} for r in rows if r["state"] in ("done", "error")],
+        }
+    return snap.memo["experiment"]
+
+
+def _sort_value(doc: dict, field: str):
+    """What a trial sorts by: values of one kind in order, missing ones last (whatever the direction)."""
+    if field.startswith("param:"):
+        values = ((doc.get("misc") or {}).get("vals") or {}).get(field[len("param:"):]) or [None]
+        value = values[0]
+    elif field == "loss":
+        result = doc.get("result") or {}
+        value = _number(result.get("loss")) if result.get("status") == "ok" else None
+    else:
+        value = doc.get(field)
+    if value is None:
+        return None
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def trials(cache: Experiments, exp_key: str, *, state: str | None = None, param: str | None = None,
            low: float | None = None, high: float | None = None, sort: str = "tid", descending: bool = False,
            offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """One page of the trials table, filtered by state and by a parameter's range, sorted by a column
     or a parameter (``param:NAME``)."""
-    query: dict[str, Any] = {"exp_key": exp_key}
-    if state:
-        if state not in STATES:
-            raise BadRequest(f"state: one of {', '.join(STATES)}")
-        query["state"] = STATES[state]
-    if param is not None:
-        if low is None and high is None:
-            raise BadRequest("param: give min and/or max")
-        bounds = {**({"$gte": low} if low is not None else {}), **({"$lte": high} if high is not None else {})}
-        query[f"misc.vals.{param}"] = {"$elemMatch": bounds}
-    if sort.startswith("param:"):
-        key = f"misc.vals.{sort[len('param:'):]}"
-    elif sort in SORTS:
-        key = {"loss": "result.loss"}.get(sort, sort)
-    else:
+    if state and state not in STATES:
+        raise BadRequest(f"state: one of {', '.join(STATES)}")
+    if param is not None and low is None and high is None:
+        raise BadRequest("param: give min and/or max")
+    if not (sort.startswith("param:") or sort in SORTS):
         raise BadRequest(f"sort: one of {', '.join(SORTS)} or param:NAME")
     if not 1 <= limit <= 1000 or offset < 0:
         raise BadRequest("limit: 1 to 1000; offset: 0 or more")
-    total = store.jobs.count_documents(query)
-    docs = store.jobs.find(query, projection=_ROW_FIELDS, sort=[(key, -1 if descending else 1), ("tid", 1)],
-                           skip=offset, limit=limit)
-    options = choices(store, exp_key)
-    return {"total": total, "offset": offset, "rows": [row(d, options) for d in docs]}
+    snap = cache.snapshot(exp_key)
+    docs = snap.docs
+    if state:
+        docs = [d for d in docs if d["state"] == STATES[state]]
+    if param is not None:
+        def inside(d):
+            v = (((d.get("misc") or {}).get("vals") or {}).get(param) or [None])[0]
+            return isinstance(v, (int, float)) and (low is None or v >= low) and (high is None or v <= high)
+        docs = [d for d in docs if inside(d)]
+    if sort != "tid":  # the snapshot is in tid order already
+        keyed = [(_sort_value(d, sort), d) for d in docs]
+        docs = [d for _, d in sorted(((k, d) for k, d in keyed if k is not None), key=lambda p: p[0],
+                                     reverse=descending)] + [d for k, d in keyed if k is None]
+    elif descending:
+        docs = docs[::-1]
+    options = choices(snap.record)
+    return {"total": len(docs), "offset": offset, "rows": [row(d, options) for d in docs[offset:offset + limit]]}
 
 
-def _trial_doc(store: JobStore, exp_key: str, tid: int) -> dict:
-    doc = store.jobs.find_one({"exp_key": exp_key, "tid": tid})
+def _trial_doc(cache: Experiments, exp_key: str, tid: int) -> dict:
+    doc = next((d for d in cache.snapshot(exp_key).docs if d["tid"] == tid), None)
     if doc is None:
         raise NotFound(f"no trial {tid} in {exp_key!r}")
     return doc
 
 
-def trial(store: JobStore, exp_key: str, tid: int) -> dict[str, Any]:
-    doc = _trial_doc(store, exp_key, tid)
+def trial(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
+    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})  # as it is now
+    if doc is None:
+        raise NotFound(f"no trial {tid} in {exp_key!r}")
     extra = doc.get("hyperfleet") or {}
-    attachments = store.trial_attachments(doc)
+    attachments = cache.store.trial_attachments(doc)
     return {
-        **row(doc, choices(store, exp_key)),
+        **row(doc, choices(cache.snapshot(exp_key).record)),
         "result": {k: v for k, v in (doc.get("result") or {}).items() if isinstance(v, (str, int, float, bool))},
         "error": doc.get("error"),
         "traceback": extra.get("traceback"),
@@ -145,10 +279,11 @@ def trial(store: JobStore, exp_key: str, tid: int) -> dict[str, Any]:
     }
 
 
-def attachment(store: JobStore, exp_key: str, tid: int, name: str, offset: int = 0,
+def attachment(cache: Experiments, exp_key: str, tid: int, name: str, offset: int = 0,
                limit: int = LOG_PAGE_BYTES) -> dict[str, Any]:
     """A page of an attachment as text (a container log can be large): ``limit`` bytes from ``offset``."""
-    attachments = store.trial_attachments(_trial_doc(store, exp_key, tid))
+    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})
+    attachments = cache.store.trial_attachments(doc or {})
     if name not in attachments:
         raise NotFound(f"trial {tid} has no attachment {name!r}")
     if offset < 0 or not 1 <= limit <= 1024 * 1024:
@@ -161,22 +296,26 @@ def attachment(store: JobStore, exp_key: str, tid: int, name: str, offset: int =
 
 # -- actions -----------------------------------------------------------------------------------
 
-def cancel(store: JobStore, exp_key: str) -> dict[str, Any]:
-    if exp_key not in store.experiment_keys():
-        raise NotFound(f"no experiment {exp_key!r}")
-    return {"withdrawn": store.cancel_experiment(exp_key)}
+def cancel(cache: Experiments, exp_key: str) -> dict[str, Any]:
+    cache.snapshot(exp_key)  # NotFound
+    withdrawn = cache.store.cancel_experiment(exp_key)
+    cache.refresh(only=exp_key)
+    return {"withdrawn": withdrawn}
 
 
-def requeue(store: JobStore, exp_key: str, tid: int) -> dict[str, Any]:
-    doc = _trial_doc(store, exp_key, tid)
-    if doc["state"] != JOB_STATE_ERROR:
-        raise BadRequest(f"trial {tid} is {STATE_NAMES.get(doc['state'])}: only failed (error) trials are requeued")
-    if not store.retry_failed(doc, "requeued from the dashboard"):
+def requeue(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
+    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})
+    if doc is None or doc["state"] != JOB_STATE_ERROR:
+        state = STATE_NAMES.get(doc["state"]) if doc else "gone"
+        raise BadRequest(f"trial {tid} is {state}: only failed (error) trials are requeued")
+    if not cache.store.retry_failed(doc, "requeued from the dashboard"):
         raise BadRequest(f"trial {tid} changed meanwhile; reload and try again")
+    cache.refresh(only=exp_key)
     return {"requeued": tid}
 
 
-def delete(store: JobStore, exp_key: str) -> dict[str, Any]:
-    if exp_key not in store.experiment_keys():
-        raise NotFound(f"no experiment {exp_key!r}")
-    return {"deleted_trials": store.delete_experiment(exp_key)}
+def delete(cache: Experiments, exp_key: str) -> dict[str, Any]:
+    cache.snapshot(exp_key)  # NotFound
+    deleted = cache.store.delete_experiment(exp_key)
+    cache.forget(exp_key)
+    return {"deleted_trials": deleted}

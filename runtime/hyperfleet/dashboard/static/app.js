@@ -65,7 +65,7 @@ async function experimentView(key) {
   const counts = el("div", {class: "counts"}, [["new", s.new], ["running", s.running], ["done", s.done],
     ["error", s.error], ["cancelled", s.cancelled], ["best loss", fmt(s.best_loss)],
     ["trials/min", fmt(s.trials_per_minute, 3)], ["ETA", s.complete ? "done" : duration(s.eta_seconds)]]
-    .map(([name, value]) => el("div", {class: "count", id: `count-${name.replace(/[^a-z]/g, "")}`}, el("b", {}, value), name)));
+    .map(([name, value]) => el("div", {class: "count", id: `count-${name.toLowerCase().replace(/[^a-z]/g, "")}`}, el("b", {}, value), name)));
   const buttons = el("div", {class: "filters"},
     el("button", {id: "cancel", disabled: !actions || s.complete || exp.cancelled, onclick: () => act(
       `/api/experiments/${enc(key)}/cancel`, "POST", `Cancel ${key}? Queued trials are withdrawn; running ones finish.`)},
@@ -119,7 +119,7 @@ function trialsTable(key, page) {
     pager);
 }
 
-// -- plots (SVG, drawn here: loss over time, and loss against each parameter) --------------------
+// -- plots (drawn here on canvases: loss over time, and loss against each parameter) --------------------
 
 function plots(exp) {
   const ok = exp.points.filter(p => p.loss !== null && p.finished);
@@ -130,34 +130,43 @@ function plots(exp) {
   const line = order.map(([t, loss]) => [t, (best = Math.min(best, loss))]);
   return el("div", {class: "plots", id: "plots"},
     plot("loss over time (s)", order, line, "plot-time"),
-    exp.parameters.map(name => plot(`loss against ${name}`,
-      ok.filter(p => typeof p.params[name] === "number").map(p => [p.params[name], p.loss]), null, `plot-${name}`)));
+    exp.parameters.map(name => [name, ok.filter(p => typeof p.params[name] === "number").map(p => [p.params[name], p.loss])])
+      .filter(([, points]) => points.length)  // a choice of strings has no axis to plot on
+      .map(([name, points]) => plot(`loss against ${name}`, points, null, `plot-${name}`)));
 }
 
 function plot(title, points, line, id) {
-  const W = 300, H = 190, L = 46, B = 22, svg = "http://www.w3.org/2000/svg";
-  const node = (tag, attrs) => { const n = document.createElementNS(svg, tag); for (const k in attrs) n.setAttribute(k, attrs[k]); return n; };
-  const root = node("svg", {width: W, height: H, "data-points": points.length});
+  // a canvas, not SVG: 10^4 points draw in milliseconds without 10^4 DOM nodes
+  const W = 300, H = 190, L = 46, B = 22, ratio = window.devicePixelRatio || 1;
+  const canvas = el("canvas", {width: W * ratio, height: H * ratio, style: `width:${W}px;height:${H}px`,
+                               "data-points": points.length});
+  const g = canvas.getContext("2d");
+  g.scale(ratio, ratio);
   if (points.length) {
-    const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
-    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const [x, y] of points) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
     const sx = x => L + (x1 > x0 ? (x - x0) / (x1 - x0) : .5) * (W - L - 8);
     const sy = y => 6 + (y1 > y0 ? 1 - (y - y0) / (y1 - y0) : .5) * (H - B - 10);
-    root.append(node("line", {x1: L, y1: H - B, x2: W - 4, y2: H - B, stroke: "#999"}),
-                node("line", {x1: L, y1: 4, x2: L, y2: H - B, stroke: "#999"}));
-    for (const [y, anchor] of [[y1, "hanging"], [y0, "auto"]]) {
-      const t = node("text", {x: L - 4, y: sy(y), "text-anchor": "end", "dominant-baseline": anchor, "font-size": 10});
-      t.textContent = fmt(y, 3); root.append(t);
+    g.strokeStyle = "#999";
+    g.beginPath(); g.moveTo(L, 4); g.lineTo(L, H - B); g.lineTo(W - 4, H - B); g.stroke();
+    g.fillStyle = "#1d2330"; g.font = "10px system-ui, sans-serif";
+    g.textAlign = "right";
+    for (const [y, base] of y1 > y0 ? [[y1, "top"], [y0, "bottom"]] : [[y0, "middle"]]) {
+      g.textBaseline = base; g.fillText(fmt(y, 3), L - 4, sy(y));
     }
-    for (const [x, anchor] of [[x0, "start"], [x1, "end"]]) {
-      const t = node("text", {x: sx(x), y: H - 6, "text-anchor": anchor, "font-size": 10});
-      t.textContent = fmt(x, 3); root.append(t);
+    g.textBaseline = "bottom";
+    for (const [x, align] of x1 > x0 ? [[x0, "left"], [x1, "right"]] : [[x0, "center"]]) {
+      g.textAlign = align; g.fillText(fmt(x, 3), sx(x), H - 4);
     }
-    for (const [x, y] of points) root.append(node("circle", {cx: sx(x), cy: sy(y), r: 2.5, fill: "#1f77b4", "fill-opacity": .6}));
-    if (line && line.length) root.append(node("polyline", {points: line.map(([x, y]) => `${sx(x)},${sy(y)}`).join(" "),
-                                                            fill: "none", stroke: "#d62728"}));
+    g.fillStyle = "rgba(31, 119, 180, 0.6)";
+    for (const [x, y] of points) { g.beginPath(); g.arc(sx(x), sy(y), 2.5, 0, 2 * Math.PI); g.fill(); }
+    if (line && line.length) {
+      g.strokeStyle = "#d62728"; g.beginPath();
+      line.forEach(([x, y], i) => (i ? g.lineTo(sx(x), sy(y)) : g.moveTo(sx(x), sy(y))));
+      g.stroke();
+    }
   }
-  return el("div", {class: "plot", id}, el("h3", {}, title), root);
+  return el("div", {class: "plot", id}, el("h3", {}, title), canvas);
 }
 
 // -- one trial ----------------------------------------------------------------------------------
@@ -213,12 +222,13 @@ function crumbs(items) {
   document.getElementById("crumbs").replaceChildren(...items.flatMap(([text, href]) => [" / ", el("a", {href}, text)]));
 }
 
-let drawing = false;
+let drawing = false, again = false;
 async function route(auto = false) {
   clearTimeout(timer);
-  if (drawing) return;
-  if (auto === true && document.activeElement && document.activeElement.tagName === "INPUT") {
-    timer = setTimeout(() => route(true), REFRESH_MS);  // not while the user types in a filter
+  if (drawing) { again = true; return; }  // drawn once more when the current drawing ends
+  const typing = view.contains(document.activeElement) && document.activeElement.tagName === "INPUT";
+  if (auto === true && typing) {  // not while the user types in a filter
+    timer = setTimeout(() => route(true), REFRESH_MS);
     return;
   }
   drawing = true;
@@ -231,6 +241,7 @@ async function route(auto = false) {
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   } catch (err) { say(err.message); }
   finally { drawing = false; }
+  if (again) { again = false; return route(); }
   // a trial's page stays as it is (its log may be paged); lists and experiments follow the database
   if (kind !== "trial") timer = setTimeout(() => route(true), REFRESH_MS);
 }

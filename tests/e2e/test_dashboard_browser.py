@@ -1,0 +1,156 @@
+"""The dashboard in a real browser (Debian's chromium, headless, driven by Selenium through the system
+chromedriver), on a running experiment: the counts move without a reload, the trials table filters,
+a failed trial shows its traceback, Cancel with the token empties the queue and the workers go idle,
+and without the token no action is possible. Screenshots of each step go to HYPERFLEET_SCREENSHOT_DIR
+(default: the test's tmp_path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
+from tests.helpers import jobs, run_cli, start_dashboard, start_worker, stop_all, wait_for
+from tests.processes import component_missing
+
+TOKEN = "browser-t0ken"
+BROWSER, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser():
+    if not (os.access(BROWSER, os.X_OK) and shutil.which(DRIVER)):
+        component_missing("browser", "no chromium/chromedriver: run make browser (Debian's chromium and chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = BROWSER
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_script_timeout(10)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("HYPERFLEET_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(driver, name: str) -> None:
+        driver.save_screenshot(str(folder / f"{name}.png"))
+    take.folder = folder
+    return take
+
+
+def text(driver, css: str) -> str:
+    """The element's text, "" while the page has not drawn it (read in the page: the view is redrawn
+    every 2 s, so an element handle taken from outside may be gone a moment later)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css)
+
+
+def disabled(driver, css: str) -> bool:
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return !!(e && e.disabled)", css)
+
+
+def fetch_status(driver, method: str, path: str, token: str | None) -> int:
+    """The HTTP status the page's own fetch gets for an action."""
+    return driver.execute_async_script(
+        "const [method, path, token, done] = arguments;"
+        "fetch(path, {method, headers: token ? {Authorization: 'Bearer ' + token} : {}}).then(r => done(r.status));",
+        method, path, token)
+
+
+def _alert(driver):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        alert = driver.switch_to.alert
+        alert.text  # noqa: B018 - raises when there is none
+        return alert
+    except NoAlertPresentException:
+        return None
+
+
+@pytest.mark.timeout(300)
+def test_watch_filter_open_a_failure_and_cancel_in_a_browser(browser, shots, mongo_url, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    spec = {"name": "live", "objective": "tests.objectives:slow_mixed", "algo": "rand", "max_evals": 400, "seed": 3,
+            "parallelism": 4, "space": {"x": {"uniform": [2, 6]}, "lr": {"loguniform": [1e-5, 1e-1]},
+                                        "opt": {"choice": ["sgd", "adam"]}, "sleep": {"choice": [0.4]}}}
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
+    driver = run_cli(mongo_url, tmp_path / "live.yaml", stdout=subprocess.DEVNULL)
+    dashboard, base = start_dashboard(mongo_url, token=TOKEN)
+    readonly, readonly_base = start_dashboard(mongo_url)
+    try:
+        # 1. the counts move without a reload
+        wait_for(lambda: jobs(mongo_url).count_documents({"exp_key": "live", "state": 3}) >= 1, 60)
+        browser.get(f"{base}/#/exp/live")
+        try:
+            wait_for(lambda: text(browser, "#count-done b").isdigit(), 20, 0.1)
+        finally:
+            shots(browser, "0-first-render")
+        browser.execute_script("window.stillTheSamePage = true")
+        first = int(text(browser, "#count-done b")) + int(text(browser, "#count-error b"))
+        wait_for(lambda: int(text(browser, "#count-done b")) + int(text(browser, "#count-error b")) >= first + 3, 30, 0.2)
+        assert browser.execute_script("return window.stillTheSamePage") is True
+        assert int(browser.execute_script("return document.querySelector('#plot-time canvas').dataset.points")) >= 1
+        shots(browser, "1-experiment-live")
+
+        # 2. filter the table: failed trials only (the page redraws every 2 s: act and read through JS)
+        browser.execute_script("const s = document.getElementById('filter-state');"
+                               "s.value = 'error'; s.dispatchEvent(new Event('change'));")
+        row_states = "return [...document.querySelectorAll('#trials tr[data-tid]')].map(r => r.dataset.state)"
+        wait_for(lambda: (lambda states: states and set(states) == {"error"})(browser.execute_script(row_states)), 20, 0.2)
+        assert browser.execute_script("return document.getElementById('filter-state').value") == "error"
+        shots(browser, "2-filtered-errors")
+
+        # 3. a failed trial's page shows its traceback
+        browser.execute_script("document.querySelector('#trials tr[data-state=error] a').click()")
+        wait_for(lambda: text(browser, "#traceback"), 20, 0.1)
+        assert "ValueError" in text(browser, "#traceback") and "out of range" in text(browser, "#traceback")
+        assert text(browser, "#trial-state") == "error"
+        shots(browser, "3-failed-trial")
+
+        # 5 (first: nothing is cancelled yet). Without a token: no action is possible, and the API refuses
+        browser.get(f"{readonly_base}/#/exp/live")
+        wait_for(lambda: "Actions are off" in text(browser, "#actions-note"), 20, 0.1)
+        wait_for(lambda: text(browser, "#cancel"), 20, 0.1)
+        assert disabled(browser, "#cancel") and disabled(browser, "#delete")
+        assert fetch_status(browser, "POST", "/api/experiments/live/cancel", TOKEN) == 403
+        shots(browser, "5-no-token")
+        browser.get(f"{base}/#/exp/live")
+        wait_for(lambda: text(browser, "#cancel"), 20, 0.1)
+        assert not disabled(browser, "#cancel")
+        assert fetch_status(browser, "POST", "/api/experiments/live/cancel", None) == 401
+        assert fetch_status(browser, "POST", "/api/experiments/live/cancel", "wrong") == 401
+        assert jobs(mongo_url).count_documents({"exp_key": "live", "state": JOB_STATE_NEW}) >= 1  # still queuing
+
+        # 4. cancel with the token: the queue empties, the driver ends, the workers go idle
+        token = browser.find_element(By.ID, "token")  # in the header: not redrawn
+        token.send_keys(TOKEN)
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", token)
+        browser.execute_script("setTimeout(() => document.getElementById('cancel').click(), 0)")
+        wait_for(lambda: _alert(browser), 10, 0.1).accept()
+        assert driver.wait(60) == 0
+        assert jobs(mongo_url).count_documents({"exp_key": "live", "state": {"$in": [JOB_STATE_NEW, JOB_STATE_RUNNING]}}) == 0
+        try:
+            wait_for(lambda: text(browser, "#cancel") == "Cancelled" and text(browser, "#count-new b") == "0"
+                     and text(browser, "#count-running b") == "0" and int(text(browser, "#count-cancelled b")) >= 1
+                     and text(browser, "#count-eta b") == "done", 20, 0.2)
+        finally:
+            shots(browser, "4-cancelled")
+    finally:
+        stop_all([dashboard, readonly, *workers])
+        if driver.poll() is None:
+            driver.kill()
+    print(f"\nscreenshots: {shots.folder}")
