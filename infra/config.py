@@ -232,7 +232,7 @@ class StackConfig(_Model):
 
 def parse_config(raw: dict[str, Any]) -> StackConfig:
     """Validate the ``hyperfleet:*`` values (keys without the namespace); ConfigError names each problem."""
-    unknown = sorted(set(raw) - set(KEYS))
+    unknown = sorted(set(raw) - set(KEYS) - set(SECRET_KEYS))  # secrets are read apart (dashboard_token)
     problems = [f"{NAMESPACE}:{k}: unknown key (known: {', '.join(KEYS)})" for k in unknown]
     try:
         config = StackConfig.model_validate({k: v for k, v in raw.items() if k in KEYS})
