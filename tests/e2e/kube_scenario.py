@@ -102,18 +102,24 @@ class Scenario:
         workers log in, or with ``password`` instead of theirs)."""
         import pymongo
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        forward = subprocess.Popen(self.kubectl_argv("port-forward", f"svc/{self.stack.release}-mongo", f"{port}:mongo"),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert "Forwarding from" in (forward.stdout.readline() or ""), "kubectl port-forward did not start"
+        with self.port_forward(f"svc/{self.stack.release}-mongo", "mongo") as port:
             client = pymongo.MongoClient(self._mongo_url(port, password), serverSelectionTimeoutMS=10000)
             try:
                 yield client.get_default_database()["jobs"]
             finally:
                 client.close()
+
+    @contextlib.contextmanager
+    def port_forward(self, target: str, remote: str | int):
+        """``kubectl port-forward TARGET PORT:REMOTE`` on a free local port, which it yields."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        forward = subprocess.Popen(self.kubectl_argv("port-forward", target, f"{port}:{remote}"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert "Forwarding from" in (forward.stdout.readline() or ""), "kubectl port-forward did not start"
+            yield port
         finally:
             forward.terminate()
             forward.wait(10)

@@ -67,6 +67,22 @@ class KubeCiScenario(Scenario):
         with self.database(password="not-the-password") as jobs:
             with pytest.raises(pymongo.errors.OperationFailure, match="authentication failed"):
                 jobs.find_one()
+        self.check_the_dashboard()
+
+    def check_the_dashboard(self) -> None:
+        """The monitor's dashboard through its ClusterIP Service, as NOTES.txt says to reach it."""
+        import urllib.request
+
+        from tests.helpers import wait_for
+
+        assert self.get("service", f"{self.stack.release}-dashboard")["spec"]["type"] == "ClusterIP"
+        with self.port_forward(f"svc/{self.stack.release}-dashboard", "dashboard") as port:
+            def get(path):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+                    return json.loads(response.read())
+            assert get("/api/config") == {"actions": False}
+            keys = wait_for(lambda: [e["exp_key"] for e in get("/api/experiments")], timeout=60, step=1)
+            assert keys == [self.stack.exp_key]
 
 
 @pytest.mark.slow

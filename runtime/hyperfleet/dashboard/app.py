@@ -42,9 +42,11 @@ from . import data
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(store: JobStore, token: str | None = None, refresh_seconds: float = 1.0) -> Starlette:
-    """The app over ``store``; its cache of the experiments is loaded here and refreshed in a thread."""
-    cache = data.Experiments(store, refresh_seconds=refresh_seconds).start()
+def create_app(store: JobStore, token: str | None = None, refresh_seconds: float = 1.0,
+               preload: bool = True) -> Starlette:
+    """The app over ``store``; its cache of the experiments is refreshed in a thread (and, with
+    ``preload``, loaded here first)."""
+    cache = data.Experiments(store, refresh_seconds=refresh_seconds).start(preload=preload)
     def guarded(action):
         async def endpoint(request: Request):
             if not token:
@@ -121,8 +123,9 @@ def serve(store: JobStore, host: str, port: int, token: str | None = None, in_th
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(store, token), host=host, port=port, log_level="warning",
-                                           access_log=False))
+    # in the monitor's thread: the monitor's own start does not wait for the dashboard's first load
+    app = create_app(store, token, preload=not in_thread)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     if in_thread:
         threading.Thread(target=server.run, name="hyperfleet-dashboard", daemon=True).start()
     else:

@@ -56,21 +56,29 @@ class Experiments:
         self._keys_at = float("-inf")
         self._stop = threading.Event()
 
-    def start(self) -> Experiments:
-        """Load everything once (so the first page has it), then keep it fresh in a daemon thread."""
-        self.refresh()
-        threading.Thread(target=self._loop, name="hyperfleet-dashboard-refresh", daemon=True).start()
+    def start(self, preload: bool = True) -> Experiments:
+        """Keep the cache fresh in a daemon thread; with ``preload``, load it here first (so the first
+        page has it). A database that is away is waited for in the thread."""
+        if preload:
+            self._refresh_logged()
+        threading.Thread(target=self._loop, args=(not preload,), name="hyperfleet-dashboard-refresh",
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _loop(self) -> None:
+    def _loop(self, now: bool) -> None:
+        if now:
+            self._refresh_logged()
         while not self._stop.wait(self.refresh_seconds):
-            try:
-                self.refresh()
-            except (PyMongoError, RuntimeError) as err:  # an outage: the page keeps the last data
-                log.warning("dashboard refresh: %s", err)
+            self._refresh_logged()
+
+    def _refresh_logged(self) -> None:
+        try:
+            self.refresh()
+        except (PyMongoError, RuntimeError) as err:  # an outage: the page keeps the last data
+            log.warning("dashboard refresh: %s", err)
 
     def refresh(self, only: str | None = None) -> None:
         with self._refreshing:
