@@ -11,6 +11,8 @@ HYPERFLEET_CACHE ?= $(HOME)/.cache/hyperfleet
 export HYPERFLEET_CACHE
 PYTEST_ARGS ?=
 # the stock hyperopt worker for side-by-side benchmarks needs the last pymongo 3
+# BENCH_IMAGE: a runtime image bench-monitor may use as it is (make test passes the tests' own)
+BENCH_IMAGE ?=
 STOCK_HYPEROPT ?= hyperopt==0.3.0
 STOCK_PYMONGO ?= pymongo<4
 
@@ -147,6 +149,7 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 test: lint test-install docker-engine toolchain kube-server browser ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-hyperopt-suite test-hyperopt-oldest
+	$(MAKE) --no-print-directory bench-smoke BENCH_IMAGE=hyperfleet/runtime:test
 
 # hyperopt's own tests of hyperopt.mongoexp, from the installed wheel, against hyperfleet.mongoexp
 HYPEROPT_SUITE := -p tests.hyperopt_suite.plugin --pyargs hyperopt.tests.integration.test_mongoexp -rxX
@@ -185,6 +188,14 @@ test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): second
 .PHONY: bench-runtime
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
+
+.PHONY: bench-smoke
+bench-smoke: test-install docker-engine browser $(STOCK_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
+	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
+	  --trials 8 --workers 2 --out $(CURDIR)/bench/results/smoke-runtime.json
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 \
+	  $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
+	PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
 
 .PHONY: bench-dashboard
 bench-dashboard: test-install browser ## Dashboard API latency and first render in a browser, with 10^4 trials

@@ -1,15 +1,25 @@
-"""hyperfleet's worker versus stock hyperopt-mongo-worker, side by side against one server.
+"""hyperfleet's worker against stock hyperopt-mongo-worker, like against like, on one server.
 
-    make bench-runtime
+    make bench-runtime [ARGS="--repeats 5 --trials 200"]
 
-* pickup latency: a trial is enqueued while every worker is idle; latency is the time from the
-  insert to the start of the objective (same machine clock). Targets: p50 <= 50 ms.
-* throughput: trivial trials drained by 4 workers. Target: >= 10x stock.
+Pairs of the same mode (a trial evaluated in the worker's own process, or in a child per trial):
 
-Stock hyperopt 0.3.0 needs pymongo 3, so it runs from its own virtualenv (``--stock-python``).
-Both evaluate trials the way fmin's trials are evaluated: a pickled ``hyperopt.base.Domain`` of
-``bench.objectives.record_start`` stored as the experiment attachment ``FMinIter_Domain``. (Stock's
-other protocol, ``token_load``, is broken on Python 3: its ``exec`` cannot bind the function.)
+* hyperfleet in-process       vs stock --no-subprocesses, at stock's defaults and best-tuned
+* hyperfleet --subprocesses   vs stock's default (a child per trial), at its defaults and best-tuned
+
+Stock's best tuning is ``--poll-interval 0`` (the lowest it accepts; its default sleeps 5 s between
+empty reservations). Per variant, ``--repeats`` runs with fresh workers; each figure is the median
+with min and max.
+
+* pickup latency: a trial is enqueued while every worker is idle; the time from the insert to the
+  start of the objective (same machine clock).
+* throughput: ``--trials`` trivial trials drained by ``--workers`` workers, timed from the first
+  trial's start to the last one's end, so pickup is not counted twice.
+
+The warm-up queues trials until every worker has finished one (distinct trial owners). Stock hyperopt
+0.3.0 needs pymongo 3, so it runs from its own virtualenv (``--stock-python``). Both evaluate trials
+the way fmin's are: a pickled ``hyperopt.base.Domain`` of ``bench.objectives.record_start`` stored as
+the experiment attachment ``FMinIter_Domain``. Results: ``bench/results/runtime.json``.
 """
 
 from __future__ import annotations
@@ -52,11 +62,18 @@ def variants(stock_python: str) -> dict[str, callable]:
                                            "--reserve-timeout", "3600", *extra]
 
     return {
-        "hyperfleet (in-process)": hyperfleet(),
-        "hyperfleet --subprocesses": hyperfleet("--subprocesses"),
-        "stock (default: subprocesses)": stock(),
+        "hyperfleet in-process": hyperfleet(),
         "stock --no-subprocesses": stock("--no-subprocesses"),
+        "stock --no-subprocesses --poll-interval 0": stock("--no-subprocesses", "--poll-interval", "0"),
+        "hyperfleet --subprocesses": hyperfleet("--subprocesses"),
+        "stock (subprocesses)": stock(),
+        "stock (subprocesses) --poll-interval 0": stock("--poll-interval", "0"),
     }
+
+
+#: like against like: each hyperfleet variant, and the stock variants of the same mode
+PAIRS = {"hyperfleet in-process": ("stock --no-subprocesses", "stock --no-subprocesses --poll-interval 0"),
+         "hyperfleet --subprocesses": ("stock (subprocesses)", "stock (subprocesses) --poll-interval 0")}
 
 
 def enqueue(store: JobStore, exp_key: str, count: int) -> None:
@@ -94,10 +111,15 @@ class Workers:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(count)
         ]
-        # warm-up: every worker has imported its code and run one trial
-        enqueue(self.store, self.exp_key, count)
-        wait_done(self.store, self.exp_key, count, timeout=120)
-        self.done = count
+        # warm-up: until every worker has imported its code and finished a trial (distinct owners)
+        self.done = 0
+        deadline = time.monotonic() + 180
+        while len(self.store.jobs.distinct("owner", {"exp_key": self.exp_key, "state": JOB_STATE_DONE})) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the warm-up did not reach every worker in 180 s")
+            enqueue(self.store, self.exp_key, count)
+            self.done += count
+            wait_done(self.store, self.exp_key, self.done, timeout=120)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -125,11 +147,16 @@ def measure_pickup(workers: Workers, samples: int) -> list[float]:
 
 
 def measure_throughput(workers: Workers, trials: int) -> float:
-    started = time.monotonic()
+    """Trials per second from the first trial's start to the last one's end."""
+    first_tid = workers.store.allocate_tids(1)[0] + 1  # the batch's tids come after this one
     enqueue(workers.store, workers.exp_key, trials)
     workers.done += trials
     wait_done(workers.store, workers.exp_key, workers.done, timeout=900)
-    return trials / (time.monotonic() - started)
+    ended = time.time()
+    starts = [d["result"]["started_at"] for d in workers.store.jobs.find(
+        {"exp_key": workers.exp_key, "tid": {"$gte": first_tid}}, projection={"result.started_at": 1})]
+    assert len(starts) == trials, (len(starts), trials)
+    return trials / (ended - min(starts))
 
 
 def server_round_trip_ms(server: MongoServer) -> float:
@@ -143,47 +170,67 @@ def server_round_trip_ms(server: MongoServer) -> float:
     return elapsed
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def environment(server) -> dict:
+    import platform
+    from importlib.metadata import version
+
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "server": server.kind,
+            "versions": {p: version(p) for p in ("hyperfleet", "hyperopt", "pymongo")}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stock-python", required=True, help="python of a venv with hyperopt and pymongo<4")
-    parser.add_argument("--samples", type=int, default=20, help="pickup samples per variant")
-    parser.add_argument("--trials", type=int, default=100, help="trials per throughput run")
+    parser.add_argument("--samples", type=int, default=20, help="pickup samples per run")
+    parser.add_argument("--trials", type=int, default=200, help="trials per throughput run")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (fresh workers each)")
     parser.add_argument("--only", action="append", help="run only variants whose name contains this")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "runtime.json"))
     args = parser.parse_args()
 
     rows = {}
     with MongoServer(auth=False) as server:  # stock hyperopt, compared here, cannot log in with PLAIN
-        print(f"server: {server.kind} at {server.url}; ping round trip {server_round_trip_ms(server):.2f} ms")
+        print(f"server: {server.kind}; ping round trip {server_round_trip_ms(server):.2f} ms; "
+              f"{args.workers} workers, {args.repeats} runs per variant")
         for name, argv_for in variants(args.stock_python).items():
             if args.only and not any(o in name for o in args.only):
                 continue
-            print(f"-- {name}: {args.workers} workers", flush=True)
-            workers = Workers(argv_for, server, args.workers)
-            try:
-                latencies = measure_pickup(workers, args.samples)
-                throughput = measure_throughput(workers, args.trials)
-            finally:
-                workers.stop()
-            rows[name] = {
-                "pickup_p50_ms": statistics.median(latencies) * 1000,
-                "pickup_p90_ms": statistics.quantiles(latencies, n=10, method="inclusive")[-1] * 1000,
-                "pickup_max_ms": max(latencies) * 1000,
-                "throughput_per_s": throughput,
-            }
-            print(f"   pickup p50 {rows[name]['pickup_p50_ms']:.1f} ms, throughput {throughput:.1f} trials/s", flush=True)
+            pickups, throughputs = [], []
+            for _ in range(args.repeats):
+                workers = Workers(argv_for, server, args.workers)
+                try:
+                    pickups.append(statistics.median(measure_pickup(workers, args.samples)))
+                    throughputs.append(measure_throughput(workers, args.trials))
+                finally:
+                    workers.stop()
+            rows[name] = {"pickup_p50_ms": spread([p * 1000 for p in pickups]), "throughput_per_s": spread(throughputs)}
+            print(f"-- {name}: pickup p50 {rows[name]['pickup_p50_ms']['median']:.1f} ms, "
+                  f"{rows[name]['throughput_per_s']['median']:.1f} trials/s", flush=True)
+        env = environment(server)
 
-    baseline = rows.get("stock (default: subprocesses)", {}).get("throughput_per_s")
     print()
-    print(f"{'variant':32} {'pickup p50':>11} {'p90':>9} {'max':>9} {'trials/s':>9} {'vs stock':>9}")
+    print(f"{'variant':44} {'pickup p50 (min-max)':>22} {'trials/s (min-max)':>22}")
     for name, r in rows.items():
-        ratio = f"{r['throughput_per_s'] / baseline:.1f}x" if baseline else "-"
-        print(f"{name:32} {r['pickup_p50_ms']:>8.1f} ms {r['pickup_p90_ms']:>6.0f} ms {r['pickup_max_ms']:>6.0f} ms "
-              f"{r['throughput_per_s']:>9.1f} {ratio:>9}")
-    print("targets: hyperfleet pickup p50 <= 50 ms; throughput >= 10x stock")
+        p, t = r["pickup_p50_ms"], r["throughput_per_s"]
+        print(f"{name:44} {p['median']:>7.1f} ms ({p['min']:.0f}-{p['max']:.0f}) "
+              f"{t['median']:>9.1f} ({t['min']:.1f}-{t['max']:.1f})")
+    ratios = {}
+    for ours, theirs in PAIRS.items():
+        for stock in theirs:
+            if ours in rows and stock in rows:
+                ratios[f"{ours} / {stock}"] = rows[ours]["throughput_per_s"]["median"] / rows[stock]["throughput_per_s"]["median"]
+    for pair, ratio in ratios.items():
+        print(f"throughput {pair}: {ratio:.1f}x")
+    print("targets: in-process pickup p50 <= 20 ms; throughput >= 3x stock's best-tuned in-process")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"server": server.kind, "workers": args.workers, "rows": rows}, indent=2))
+    Path(args.out).write_text(json.dumps({**env, "workers": args.workers, "repeats": args.repeats,
+                                          "trials": args.trials, "rows": rows, "ratios": ratios}, indent=2))
     return 0
 
 
