@@ -7,6 +7,8 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV ?= .venv
 STOCK_VENV ?= .venv-stock
+# Optuna (RDB storage on PostgreSQL) and Ray Tune, for make bench-peers
+PEERS_VENV ?= .venv-peers
 HYPERFLEET_CACHE ?= $(HOME)/.cache/hyperfleet
 export HYPERFLEET_CACHE
 PYTEST_ARGS ?=
@@ -189,13 +191,24 @@ test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): second
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
 
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet optuna psycopg2-binary 'ray[tune]'
+	touch $@
+
+.PHONY: bench-peers
+bench-peers: test-install $(PEERS_VENV)/.installed ## hyperfleet beside Optuna (RDB on PostgreSQL) and Ray Tune: trials/s, same objective and workers
+	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
 .PHONY: bench-smoke
-bench-smoke: test-install docker-engine browser $(STOCK_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
+bench-smoke: test-install docker-engine browser $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
 	  --trials 8 --workers 2 --out $(CURDIR)/bench/results/smoke-runtime.json
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 \
 	  $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
 	PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
+	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python --trials 8 --ray-trials 4 \
+	  --repeats 1 --out $(CURDIR)/bench/results/smoke-peers.json
 
 .PHONY: bench-dashboard
 bench-dashboard: test-install browser ## Dashboard API latency and first render in a browser, with 10^4 trials
@@ -207,5 +220,5 @@ bench-monitor: test-install docker-engine ## Detection latency (heartbeat, conta
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
-	rm -rf $(VENV) $(STOCK_VENV) $(OLDEST_VENV) .pytest_cache bench/results
+	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) .pytest_cache bench/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

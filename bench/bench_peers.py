@@ -1,0 +1,160 @@
+"""hyperfleet beside its peers, same machine, same trivial objective, same number of workers.
+
+    make bench-peers [ARGS="--trials 400 --workers 4 --repeats 3"]
+
+* hyperfleet: ``hyperfleet run`` (fmin on MongoTrials) with ``--workers`` in-process workers, on the
+  test server (devserver/), TPE and random search;
+* Optuna: ``--workers`` processes running ``study.optimize`` on one study in its RDB storage, on the
+  PostgreSQL cluster the test server runs on (its own database), TPE and random sampling;
+* Ray Tune (when it imports): a local Ray, ``--workers`` concurrent trials, random search
+  (``--ray-trials`` of them).
+
+Each figure is trials per second from launching the processes to the last trial's end (process start
+included, as a user meets it), the median (min, max) of ``--repeats`` runs; and the cost per trial
+(the wall time per trial less the objective's own, which is nothing). The peers run from their own
+virtualenv (``--peers-python``; ``make bench-peers`` makes ``.venv-peers``). Results:
+``bench/results/peers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from devserver.mongo import MongoServer  # noqa: E402
+
+OPTUNA_WORKER = textwrap.dedent("""
+    import sys, optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url, name, sampler, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sampler = optuna.samplers.TPESampler() if sampler == "tpe" else optuna.samplers.RandomSampler()
+    study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", -5, 10) - 1) ** 2, n_trials=n)
+""")
+OPTUNA_CREATE = "import sys, optuna; optuna.create_study(study_name=sys.argv[2], storage=sys.argv[1])"
+RAY = textwrap.dedent("""
+    import sys, time, os
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+    from ray import tune
+    n, workers = int(sys.argv[1]), int(sys.argv[2])
+    started = time.time()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ready = time.time()
+    def objective(config):
+        return {"loss": (config["x"] - 1) ** 2}
+    tuner = tune.Tuner(objective, param_space={"x": tune.uniform(-5, 10)},
+                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=workers, metric="loss", mode="min"),
+                       run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[3]))
+    results = tuner.fit()
+    assert len(results) == n, len(results)
+    print(ready - started, time.time() - ready)
+""")
+
+
+def hyperfleet_run(server: MongoServer, algo: str, trials: int, workers: int) -> float:
+    url = server.database_url("p" + str(time.time_ns()))
+    spec = {"name": "peers", "objective": "bench.objectives:quadratic", "algo": algo, "max_evals": trials,
+            "parallelism": workers, "space": {"x": {"uniform": [-5, 10]}}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    started = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--mongo", url, "--log-level", "error"],
+                              env=env) for _ in range(workers)]
+    try:
+        subprocess.run([sys.executable, "-m", "hyperfleet", "run", f.name, "--mongo", url, "--no-progress"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        return trials / (time.monotonic() - started)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        os.unlink(f.name)
+
+
+def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int) -> float:
+    name = f"s{time.time_ns()}"
+    subprocess.run([python, "-c", OPTUNA_CREATE, pg_url, name], check=True)
+    started = time.monotonic()
+    share = [trials // workers + (i < trials % workers) for i in range(workers)]
+    procs = [subprocess.Popen([python, "-c", OPTUNA_WORKER, pg_url, name, sampler, str(n)]) for n in share]
+    for p in procs:
+        assert p.wait(900) == 0, "an Optuna worker failed"
+    return trials / (time.monotonic() - started)
+
+
+def ray_run(python: str, trials: int, workers: int) -> tuple[float, float]:
+    """(trials/s with Ray's start, trials/s after ray.init)."""
+    storage = tempfile.mkdtemp(prefix="hyperfleet-ray-")
+    started = time.monotonic()
+    out = subprocess.run([python, "-c", RAY, str(trials), str(workers), storage], check=True, capture_output=True,
+                         text=True, timeout=900).stdout.split()
+    total = time.monotonic() - started
+    _, tuning = float(out[-2]), float(out[-1])
+    return trials / total, trials / tuning
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers-python", required=True, help="python of a venv with optuna, psycopg2 (and ray)")
+    parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ray-trials", type=int, default=100,
+                        help="Ray Tune's trials (it starts an actor per trial: about a second each here)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "peers.json"))
+    args = parser.parse_args()
+    has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
+    rows: dict[str, dict] = {}
+    with MongoServer(kind="ferretdb-postgresql") as server:
+        pg_url = f"postgresql+psycopg2://postgres:{server.password}@127.0.0.1:{server.postgres_port}/postgres"
+        runs = {
+            "hyperfleet tpe": lambda: hyperfleet_run(server, "tpe", args.trials, args.workers),
+            "hyperfleet rand": lambda: hyperfleet_run(server, "rand", args.trials, args.workers),
+            "optuna rdb tpe": lambda: optuna_run(args.peers_python, pg_url, "tpe", args.trials, args.workers),
+            "optuna rdb random": lambda: optuna_run(args.peers_python, pg_url, "random", args.trials, args.workers),
+        }
+        if has_ray:
+            runs["ray tune random (with ray start)"] = lambda: ray_run(args.peers_python, args.ray_trials, args.workers)
+        for name, run in runs.items():
+            values = [run() for _ in range(args.repeats)]
+            if name.startswith("ray"):
+                rows[name] = spread([v[0] for v in values])
+                rows["ray tune random (after ray.init)"] = spread([v[1] for v in values])
+            else:
+                rows[name] = spread(values)
+            print(f"-- {name}: {rows[name]['median']:.1f} trials/s", flush=True)
+    print()
+    print(f"{'system':36} {'trials/s (min-max)':>24} {'ms per trial':>13}")
+    for name, r in rows.items():
+        print(f"{name:36} {r['median']:>9.1f} ({r['min']:.1f}-{r['max']:.1f}) {1000 / r['median'] * args.workers:>10.0f}")
+    if not has_ray:
+        print("ray tune: not importable from --peers-python (not measured)")
+    print(f"{args.workers} workers, {args.trials} trials, process start included; ms per trial = wall time per trial "
+          "x workers (each worker's cost of one trial; the objective itself takes microseconds)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                          "cpus": os.cpu_count(), "server": server.kind, "workers": args.workers,
+                                          "trials": args.trials, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
