@@ -5,11 +5,26 @@ The chart can't import Python: tests/unit/test_contract.py reads its templates a
 when they say otherwise. The same test fails when a value of this module is spelled out as a literal
 anywhere else in runtime/hyperfleet or infra/.
 
-Trial states live in :mod:`hyperfleet.store` (checked against hyperopt.base); option defaults in
-:mod:`hyperfleet.settings`.
+Option defaults live in :mod:`hyperfleet.settings`.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class TrialState(enum.IntEnum):
+    """A trial document's ``state``: hyperopt's values (``hyperopt.base.JOB_STATE_*``; a test checks
+    they agree), written here so that the CLI, the worker and the monitor start without importing
+    hyperopt (about a second)."""
+
+    NEW = 0
+    RUNNING = 1
+    DONE = 2
+    ERROR = 3
+    #: queued, then withdrawn: fmin stopped early (timeout, loss threshold, early stop) or a cancel
+    CANCEL = 4
+
 
 # -- environment variables --
 #: the Mongo address every command reads when its own variable (``HYPERFLEET_<COMMAND>_MONGO``) is unset

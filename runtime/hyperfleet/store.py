@@ -33,23 +33,22 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError, OperationFailure, PyMongoError, WriteError
 
+from .contract import TrialState
 from .mongo_url import MongoAddress, parse_mongo_url, parse_uri_user, redact_url
 
 log = logging.getLogger(__name__)
 
-# hyperopt's trial states (hyperopt.base; tests/unit/test_states.py checks they agree), kept here so the
-# worker and the CLI start without importing hyperopt
-JOB_STATE_NEW = 0
-JOB_STATE_RUNNING = 1
-JOB_STATE_DONE = 2
-JOB_STATE_ERROR = 3
-JOB_STATE_CANCEL = 4  # queued, then withdrawn: fmin stopped early (timeout, loss threshold, early stop)
-JOB_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_CANCEL)
+# the trial states under hyperopt's names (contract.TrialState; plain ints, as documents store them)
+JOB_STATE_NEW = int(TrialState.NEW)
+JOB_STATE_RUNNING = int(TrialState.RUNNING)
+JOB_STATE_DONE = int(TrialState.DONE)
+JOB_STATE_ERROR = int(TrialState.ERROR)
+JOB_STATE_CANCEL = int(TrialState.CANCEL)
+JOB_STATES = tuple(int(s) for s in TrialState)
 #: the states hyperopt's Trials shows in ``trials.trials`` (hyperopt.base.JOB_VALID_STATES)
 JOB_VALID_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE)
 #: the states a trial's ``state`` can have, by name (reports, status)
-STATE_NAMES = {JOB_STATE_NEW: "new", JOB_STATE_RUNNING: "running", JOB_STATE_DONE: "done", JOB_STATE_ERROR: "error",
-               JOB_STATE_CANCEL: "cancel"}
+STATE_NAMES = {int(s): s.name.lower() for s in TrialState}
 
 # The history of hand-backs kept on a trial is bounded so a flapping trial cannot grow without limit.
 HISTORY_LIMIT = 20
