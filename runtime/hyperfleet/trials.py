@@ -328,10 +328,8 @@ class MongoTrials(base.Trials):
         now = time.monotonic()
         if self._exp_key is not None and now - self._cancel_checked_at >= 0.25:
             self._cancel_checked_at = now
-            try:
-                self._cancelled = self.store.experiment_cancelled(self._exp_key)
-            except pymongo.errors.PyMongoError:  # an outage: refresh() rides it out; ask again next time
-                pass
+            # an outage is ridden out (and logged once) here as in refresh()
+            self._cancelled = self._riding_out_outages(self.store.experiment_cancelled, self._exp_key)
         return self._cancelled
 
     def _best_loss(self) -> float:

@@ -67,6 +67,10 @@ class KubeCiScenario(Scenario):
         with self.database(password="not-the-password") as jobs:
             with pytest.raises(pymongo.errors.OperationFailure, match="authentication failed"):
                 jobs.find_one()
+
+    def wait_for_the_experiment(self, jobs) -> None:
+        super().wait_for_the_experiment(jobs)
+        # after the recovery steps, which need a trial still RUNNING: the experiment is over by now
         self.check_the_dashboard()
 
     def check_the_dashboard(self) -> None:
@@ -81,8 +85,9 @@ class KubeCiScenario(Scenario):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
                     return json.loads(response.read())
             assert get("/api/config") == {"actions": False}
-            keys = wait_for(lambda: [e["exp_key"] for e in get("/api/experiments")], timeout=60, step=1)
-            assert keys == [self.stack.exp_key]
+            # it shows what the database holds (within a refresh): the finished experiment
+            wait_for(lambda: [(e["exp_key"], e["done"], e["complete"]) for e in get("/api/experiments")]
+                     == [(self.stack.exp_key, self.stack.max_evals, True)], timeout=30, step=1)
 
 
 @pytest.mark.slow
