@@ -44,8 +44,8 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
             "state": STATE_NAMES.get(trial.get("state"), str(trial.get("state"))),
             "loss": result.get("loss") if result.get("status") == "ok" else None,
             "status": result.get("status"),
-            "book_time": _iso(trial.get("book_time")),
-            "refresh_time": _iso(trial.get("refresh_time")),
+            "book_time": iso_time(trial.get("book_time")),
+            "refresh_time": iso_time(trial.get("refresh_time")),
             "duration_seconds": _seconds(trial.get("book_time"), trial.get("refresh_time")),
             "error": ": ".join(str(e) for e in trial["error"]) if trial.get("error") else None,
         }
@@ -54,12 +54,12 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
                 continue  # a parameter of an option this trial did not take
             if label not in params:
                 params.append(label)
-            row[label] = _option_value(labels.get(label), values[0])
+            row[label] = option_value(labels.get(label), values[0])
         rows.append(row)
     return rows, params
 
 
-def _option_value(kind_args: tuple[str, list] | None, value: Any) -> Any:
+def option_value(kind_args: tuple[str, list] | None, value: Any) -> Any:
     if kind_args and kind_args[0] == "choice":
         option = kind_args[1][int(value)]
         return f"option {int(value)}" if isinstance(option, Mapping) else option
@@ -68,7 +68,7 @@ def _option_value(kind_args: tuple[str, list] | None, value: Any) -> Any:
     return value
 
 
-def _iso(value: Any) -> str | None:
+def iso_time(value: Any) -> str | None:
     return value.replace(tzinfo=_dt.timezone.utc).isoformat() if isinstance(value, _dt.datetime) else None
 
 

@@ -20,6 +20,9 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from ..report import iso_time as _iso
+from ..report import option_value
+from ..spec import space_labels
 from ..status import status_from_docs
 from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
 from ..trials import MongoTrials
@@ -141,47 +144,39 @@ class BadRequest(ValueError):
     pass
 
 
-def _iso(value: Any) -> str | None:
-    return value.replace(tzinfo=_dt.timezone.utc).isoformat() if isinstance(value, _dt.datetime) else None
-
-
 def _number(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
-def _params(doc: dict, choices: dict[str, list] | None = None) -> dict[str, Any]:
-    """misc.vals ({label: [value]} or [] when a branch was not taken) as {label: value}; a choice
-    hyperopt stores as its index is shown as the option (``choices``: label → options)."""
-    out = {}
-    for label, values in ((doc.get("misc") or {}).get("vals") or {}).items():
-        if values:
-            value = values[0]
-            options = (choices or {}).get(label)
-            if options is not None and isinstance(value, int) and 0 <= value < len(options) \
-                    and not isinstance(options[value], (dict, list)):
-                value = options[value]
-            out[label] = value
-    return out
+def _params(doc: dict, labels: dict[str, tuple[str, list]] | None = None) -> dict[str, Any]:
+    """misc.vals ({label: [value]}, or [] when a branch was not taken) as {label: value}, a choice shown
+    by its option, as the report shows it (``labels``: from the experiment's recorded space)."""
+    return {label: option_value((labels or {}).get(label), values[0])
+            for label, values in ((doc.get("misc") or {}).get("vals") or {}).items() if values}
 
 
-def row(doc: dict, options: dict[str, list] | None = None) -> dict[str, Any]:
+def _val(doc: dict, label: str) -> Any:
+    """A parameter's stored value (a choice by its index), None when the trial has none."""
+    return ((((doc.get("misc") or {}).get("vals") or {}).get(label)) or [None])[0]
+
+
+def row(doc: dict, params: dict[str, tuple[str, list]] | None = None) -> dict[str, Any]:
     result = doc.get("result") or {}
     return {
         "tid": doc.get("tid"),
         "state": STATE_NAMES.get(doc.get("state"), str(doc.get("state"))),
         "loss": _number(result.get("loss")) if result.get("status") == "ok" else None,
-        "params": _params(doc, options),
+        "params": _params(doc, params),
         "started": _iso(doc.get("book_time")),
         "updated": _iso(doc.get("refresh_time")),
         "error": (doc.get("error") or [None, None])[1] if doc.get("state") == JOB_STATE_ERROR else None,
     }
 
 
-def choices(record: dict) -> dict[str, list]:
-    """The options of the experiment's top-level ``choice`` parameters, from its recorded spec."""
-    space = (record.get("spec") or {}).get("space") or {}
-    return {label: entry["choice"] for label, entry in space.items()
-            if isinstance(entry, dict) and isinstance(entry.get("choice"), list)}
+def labels(record: dict) -> dict[str, tuple[str, list]]:
+    """The experiment's parameters from its recorded spec (``spec.space_labels``)."""
+    space = (record.get("spec") or {}).get("space")
+    return space_labels(space) if space else {}
 
 
 def _status(key: str, snap: Snapshot) -> dict[str, Any]:
@@ -204,8 +199,8 @@ def experiment(cache: Experiments, exp_key: str) -> dict[str, Any]:
     """The summary, and every finished trial as (tid, state, loss, finished at, params): the plots' data."""
     snap = cache.snapshot(exp_key)
     if "experiment" not in snap.memo:
-        options = choices(snap.record)
-        rows = [row(d, options) for d in snap.docs]
+        params = labels(snap.record)
+        rows = [row(d, params) for d in snap.docs]
         snap.memo["experiment"] = {
             "status": _status(exp_key, snap),
             "cancelled": bool(snap.record.get("cancelled_at")),
@@ -219,8 +214,7 @@ def experiment(cache: Experiments, exp_key: str) -> dict[str, Any]:
 def _sort_value(doc: dict, field: str):
     """What a trial sorts by: values of one kind in order, missing ones last (whatever the direction)."""
     if field.startswith("param:"):
-        values = ((doc.get("misc") or {}).get("vals") or {}).get(field[len("param:"):]) or [None]
-        value = values[0]
+        value = _val(doc, field[len("param:"):])
     elif field == "loss":
         result = doc.get("result") or {}
         value = _number(result.get("loss")) if result.get("status") == "ok" else None
@@ -250,7 +244,7 @@ def trials(cache: Experiments, exp_key: str, *, state: str | None = None, param:
         docs = [d for d in docs if d["state"] == STATES[state]]
     if param is not None:
         def inside(d):
-            v = (((d.get("misc") or {}).get("vals") or {}).get(param) or [None])[0]
+            v = _val(d, param)
             return isinstance(v, (int, float)) and (low is None or v >= low) and (high is None or v <= high)
         docs = [d for d in docs if inside(d)]
     if sort != "tid":  # the snapshot is in tid order already
@@ -259,8 +253,8 @@ def trials(cache: Experiments, exp_key: str, *, state: str | None = None, param:
                                      reverse=descending)] + [d for k, d in keyed if k is None]
     elif descending:
         docs = docs[::-1]
-    options = choices(snap.record)
-    return {"total": len(docs), "offset": offset, "rows": [row(d, options) for d in docs[offset:offset + limit]]}
+    params = labels(snap.record)
+    return {"total": len(docs), "offset": offset, "rows": [row(d, params) for d in docs[offset:offset + limit]]}
 
 
 def _trial_doc(cache: Experiments, exp_key: str, tid: int) -> dict:
@@ -270,14 +264,20 @@ def _trial_doc(cache: Experiments, exp_key: str, tid: int) -> dict:
     return doc
 
 
-def trial(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
-    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})  # as it is now
+def _current_doc(cache: Experiments, exp_key: str, tid: int) -> dict:
+    """The trial as the database holds it now (the snapshot finds it; a page or an action needs it fresh)."""
+    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})
     if doc is None:
         raise NotFound(f"no trial {tid} in {exp_key!r}")
+    return doc
+
+
+def trial(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
+    doc = _current_doc(cache, exp_key, tid)
     extra = doc.get("hyperfleet") or {}
     attachments = cache.store.trial_attachments(doc)
     return {
-        **row(doc, choices(cache.snapshot(exp_key).record)),
+        **row(doc, labels(cache.snapshot(exp_key).record)),
         "result": {k: v for k, v in (doc.get("result") or {}).items() if isinstance(v, (str, int, float, bool))},
         "error": doc.get("error"),
         "traceback": extra.get("traceback"),
@@ -290,8 +290,7 @@ def trial(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
 def attachment(cache: Experiments, exp_key: str, tid: int, name: str, offset: int = 0,
                limit: int = LOG_PAGE_BYTES) -> dict[str, Any]:
     """A page of an attachment as text (a container log can be large): ``limit`` bytes from ``offset``."""
-    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})
-    attachments = cache.store.trial_attachments(doc or {})
+    attachments = cache.store.trial_attachments(_current_doc(cache, exp_key, tid))
     if name not in attachments:
         raise NotFound(f"trial {tid} has no attachment {name!r}")
     if offset < 0 or not 1 <= limit <= 1024 * 1024:
@@ -312,10 +311,9 @@ def cancel(cache: Experiments, exp_key: str) -> dict[str, Any]:
 
 
 def requeue(cache: Experiments, exp_key: str, tid: int) -> dict[str, Any]:
-    doc = cache.store.jobs.find_one({"_id": _trial_doc(cache, exp_key, tid)["_id"]})
-    if doc is None or doc["state"] != JOB_STATE_ERROR:
-        state = STATE_NAMES.get(doc["state"]) if doc else "gone"
-        raise BadRequest(f"trial {tid} is {state}: only failed (error) trials are requeued")
+    doc = _current_doc(cache, exp_key, tid)
+    if doc["state"] != JOB_STATE_ERROR:
+        raise BadRequest(f"trial {tid} is {STATE_NAMES.get(doc['state'])}: only failed (error) trials are requeued")
     if not cache.store.retry_failed(doc, "requeued from the dashboard"):
         raise BadRequest(f"trial {tid} changed meanwhile; reload and try again")
     cache.refresh(only=exp_key)
