@@ -134,7 +134,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
     notifier = Notifier(spec.key, spec.notify.webhooks if spec.notify else [])
     stall = StallWatch(spec.notify.stalled_after_minutes * 60) if spec.notify else None
     try:
-        with _watching_for_stalls(trials.store, spec.key, stall, notifier):
+        with _watching_for_stalls(trials, stall, notifier):
             fmin(objective, space, algo=algo, max_evals=max_evals, trials=trials, max_queue_len=spec.parallelism,
                  timeout=spec.timeout_seconds, loss_threshold=early.loss_threshold if early else None,
                  early_stop_fn=no_progress_loss(early.no_improvement) if early and early.no_improvement else None,
@@ -164,9 +164,10 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
 
 
 @contextlib.contextmanager
-def _watching_for_stalls(store, exp_key: str, watch: StallWatch | None, notifier: Notifier):
-    """While fmin runs: every few seconds, count the finished and pending trials, and tell the webhooks
-    once when none finished for ``watch.after_seconds`` while some were pending."""
+def _watching_for_stalls(trials, watch: StallWatch | None, notifier: Notifier):
+    """While fmin runs: every few seconds, count the finished and pending trials (from the driver's own
+    cache, which fmin keeps fresh), and tell the webhooks once when none finished for
+    ``watch.after_seconds`` while some were pending."""
     if watch is None:
         yield
         return
@@ -176,12 +177,8 @@ def _watching_for_stalls(store, exp_key: str, watch: StallWatch | None, notifier
 
     def loop():
         while not stop.wait(min(max(watch.after_seconds / 10, 0.2), 30.0)):
-            try:
-                done = store.count(exp_key, [JOB_STATE_DONE, JOB_STATE_ERROR])
-                pending = store.count(exp_key, [JOB_STATE_NEW, JOB_STATE_RUNNING])
-            except Exception as err:  # noqa: BLE001 - an outage: the next round tries again
-                log.debug("stall watch: %s", err)
-                continue
+            done = trials.counted([JOB_STATE_DONE, JOB_STATE_ERROR])
+            pending = trials.counted([JOB_STATE_NEW, JOB_STATE_RUNNING])
             if watch.check(done, pending):
                 notifier.send("stalled", reason=f"no trial finished in {watch.after_seconds / 60:g} min",
                               done=done, pending=pending)

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pymongo.errors import PyMongoError
 
 from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, ProcessLiveness
-from .mongo_url import parse_mongo_url
+from .mongo_url import MongoAddress, parse_mongo_url
 from .settings import MonitorSettings
 from .shutdown import watch_stop_signals
 from .store import CredentialsRefused, JobStore, OutageLog
@@ -195,13 +195,10 @@ def serve_health(host: str, port: int, health: Health, metrics: Metrics) -> Thre
     return server
 
 
-def _serve_dashboard(settings: MonitorSettings):
+def _serve_dashboard(settings: MonitorSettings, address: MongoAddress):
     """The dashboard in a thread, with its own connection (it reads while sweeps write)."""
     from .dashboard.app import serve
 
-    address = parse_mongo_url(settings.mongo_url)
-    if settings.collection:
-        address = dataclasses.replace(address, collection=settings.collection)
     store = JobStore.connect(address, timeout_seconds=settings.connect_timeout_seconds, check=False)
     log.info("dashboard on http://%s:%d/%s", settings.health_host, settings.dashboard_port,
              "" if settings.dashboard_token else " (actions off: no token)")
@@ -219,10 +216,10 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
         watch_stop_signals(on_stop_signal)
     metrics, health = Metrics(), Health(settings.interval_seconds)
     server = serve_health(settings.health_host, settings.health_port, health, metrics) if settings.health_port else None
-    dashboard = _serve_dashboard(settings) if settings.dashboard_port else None
     address = parse_mongo_url(settings.mongo_url)
     if settings.collection:
         address = dataclasses.replace(address, collection=settings.collection)
+    dashboard = _serve_dashboard(settings, address) if settings.dashboard_port else None
     store, reaper, backoff = None, None, settings.interval_seconds
     outage = OutageLog(log, "sweep")
     log.info("monitor watching %s (grace %gs, every %gs, policy %s, liveness %s)", address.redacted(),

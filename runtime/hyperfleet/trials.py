@@ -228,6 +228,11 @@ class MongoTrials(base.Trials):
             if state not in JOB_STATES:
                 raise ValueError("invalid state", state)
         self.refresh()
+        return self.counted(states)
+
+    def counted(self, states) -> int:
+        """Trials in ``states`` as of the last refresh: no database read (fmin's loop refreshes every
+        ``poll_interval_seconds``), so another thread may ask (the driver's stall watch)."""
         return sum(self._state_counts[s] for s in states)
 
     # -- writing ------------------------------------------------------------------------------
