@@ -85,6 +85,10 @@ user-toolchain: ## pulumi, its Python host and the docker plugin: from PATH, the
 browser: ## Install a headless browser for the dashboard's browser test: Debian's chromium and chromium-driver (root)
 	scripts/install-browser.sh
 
+.PHONY: docker-hosts
+docker-hosts: ## Install what the several-Docker-hosts test needs: Debian's openssh-server (root)
+	scripts/install-ssh-server.sh
+
 .PHONY: kube-server
 kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, helm (Go proxy)
 	scripts/install-kube-apiserver.sh
@@ -148,7 +152,7 @@ preview: install ## pulumi preview of STACK through the real engine and plugins
 ##@ Checks
 
 .PHONY: test
-test: lint test-install docker-engine toolchain kube-server browser ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
+test: lint test-install docker-engine docker-hosts toolchain kube-server browser ## Lint, then the tests: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-hyperopt-suite test-hyperopt-oldest
 	$(MAKE) --no-print-directory bench-smoke BENCH_IMAGE=hyperfleet/runtime:test

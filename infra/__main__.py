@@ -13,6 +13,8 @@ def main() -> None:
     stack = pulumi.get_stack()
     if config.target == "docker":
         from targets import docker as target
+
+        target.check_engines(config)
     else:
         from targets import kubernetes as target
     outputs = target.deploy(config, stack)

@@ -10,6 +10,7 @@ Every key is documented in ``Pulumi.yaml``.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +18,8 @@ from pydantic.alias_generators import to_camel
 
 import hyperfleet
 from hyperfleet.contract import DASHBOARD_PORT
+from hyperfleet.engines import EngineAccess, is_loopback, missing_cert_files
+from hyperfleet.engines import kind as engine_kind
 from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.spec import POD_ONLY_KEYS, ExperimentSpec, Notify, SpecError, check_env_names, parse_spec
 
@@ -162,9 +165,42 @@ class ImagesConfig(_Model):
     base_image: str = "python:3.12-slim"
 
 
+class DockerSshConfig(_Model):
+    #: the private key for every ssh:// host (default: what your ssh config and agent offer). The
+    #: monitor gets a copy (a Pulumi secret) to watch the workers' containers there.
+    identity_file: str | None = None
+    #: the hosts' public keys (default: ~/.ssh/known_hosts); an unknown host key is refused
+    known_hosts_file: str | None = None
+
+
+class DockerTlsConfig(_Model):
+    #: Docker's cert path for every tcp:// host: ca.pem, cert.pem and key.pem (the client's)
+    cert_path: str | None = None
+
+
 class DockerConfig(_Model):
     #: the network of the stack's containers (default: hyperfleet-<stack>)
     network: str | None = None
+    ssh: DockerSshConfig = DockerSshConfig()
+    tls: DockerTlsConfig = DockerTlsConfig()
+    #: reach a tcp:// host that is not this machine without TLS: whoever reaches that port is root there
+    allow_plain_tcp: bool = False
+
+    def access(self, host: str) -> EngineAccess:
+        """How the stack reaches ``host`` (the provider, the preflight check and the monitor alike)."""
+        if engine_kind(host) == "ssh":
+            return EngineAccess(host, ssh_options=tuple(self.ssh_options()))
+        if engine_kind(host) == "tcp" and self.tls.cert_path:
+            return EngineAccess(host, cert_path=str(Path(self.tls.cert_path).expanduser()))
+        return EngineAccess(host)
+
+    def ssh_options(self) -> list[str]:
+        options = []
+        if self.ssh.identity_file:
+            options += ["-i", str(Path(self.ssh.identity_file).expanduser())]
+        if self.ssh.known_hosts_file:
+            options += ["-o", f"UserKnownHostsFile={Path(self.ssh.known_hosts_file).expanduser()}"]
+        return options + ["-o", "StrictHostKeyChecking=yes"] if options else options
 
 
 class KubernetesConfig(_Model):
@@ -209,10 +245,35 @@ class StackConfig(_Model):
         if self.target != "docker" and self.images.build and "build" in self.images.model_fields_set:
             raise ValueError(f"images.build: the {self.target} target runs a runtime image that is already in "
                              "the cluster's reach (`kind load`, or pushed to a registry); set build: false")
-        if self.target == "docker" and len(self.workers.hosts) > 1 and not self.mongo.advertise_host:
-            raise ValueError("mongo.advertiseHost: needed when workers.hosts lists several Docker hosts "
-                             "(workers on the other hosts reach Mongo there)")
+        if self.target == "docker" and len(self.workers.hosts) > 1:
+            for key, value in (("advertiseHost", self.mongo.advertise_host), ("publishPort", self.mongo.publish_port)):
+                if not value:
+                    raise ValueError(f"mongo.{key}: needed when workers.hosts lists several Docker hosts "
+                                     "(workers on the other hosts reach Mongo at advertiseHost:publishPort)")
+            if is_loopback(f"tcp://{self.mongo.publish_host}"):
+                raise ValueError(f"mongo.publishHost: {self.mongo.publish_host} can't be reached from the other "
+                                 "Docker hosts; publish on advertiseHost's address (or 0.0.0.0)")
+        if self.target == "docker":
+            self._check_docker_access()
         return self
+
+    def _check_docker_access(self) -> None:
+        tcp = [h for h in self.workers.hosts if engine_kind(h) == "tcp"]
+        cert_path = self.docker.tls.cert_path
+        if cert_path and tcp:
+            missing = missing_cert_files(str(Path(cert_path).expanduser()))
+            if missing:
+                raise ValueError(f"docker.tls.certPath: {cert_path} lacks {', '.join(missing)} (Docker's cert path: "
+                                 "the CA, and the client's certificate and key)")
+        plain = [h for h in tcp if not cert_path and not is_loopback(h)]
+        if plain and not self.docker.allow_plain_tcp:
+            raise ValueError(f"workers.hosts: {', '.join(plain)} would be reached without TLS, and whoever reaches "
+                             "an engine's plain TCP port is root on that host. Set docker.tls.certPath (ca.pem, "
+                             "cert.pem, key.pem), use ssh://, or, on a network you trust, docker.allowPlainTcp: true")
+        for key in ("identity_file", "known_hosts_file"):
+            path = getattr(self.docker.ssh, key)
+            if path and not Path(path).expanduser().is_file():
+                raise ValueError(f"docker.ssh.{to_camel(key)}: no file {path}")
 
     @property
     def worker_image(self) -> str:

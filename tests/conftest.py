@@ -63,6 +63,29 @@ def test_mongo_image(docker_worker_image):
     return "hyperfleet/test-mongo:test"
 
 
+# -- the test's remote Docker hosts (tests/docker_hosts) -------------------------------------------
+
+@pytest.fixture(scope="session")
+def docker_hosts(docker_worker_image, objective_image):
+    """The ssh:// and TLS tcp:// engines, with the worker and objective images loaded (a registry's
+    job for real hosts): running ones (python -m tests.docker_hosts up) are used and left running;
+    else they are started for the session and stopped after it."""
+    from tests.docker_hosts import DockerHosts
+
+    hosts = DockerHosts()
+    was_running = hosts.running()
+    try:
+        hosts.up()
+    except ServerNotFound as err:
+        component_missing("docker", str(err))
+    try:
+        hosts.load_images([docker_worker_image, objective_image])
+        yield hosts
+    finally:
+        if not was_running:
+            hosts.down()
+
+
 # -- the single-node cluster whose pods run (tests/kube_cluster) -------------------------------------
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,32 @@ from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
 
 
 @dataclasses.dataclass
+class RemoteEngines:
+    """The Docker hosts besides the monitor's own whose worker containers it lists, and the files that
+    let it reach them (``secret_files``: keys, uploaded as Pulumi secrets)."""
+
+    #: where the files go in the monitor's container (it runs as root: ~ is /root)
+    SSH_KEY = "/root/.ssh/hyperfleet_id"
+    SSH_KNOWN_HOSTS = "/root/.ssh/known_hosts"
+    SSH_CONFIG = "/root/.ssh/config"
+    CERT_PATH = "/etc/hyperfleet/docker-tls"
+
+    urls: list[str] = dataclasses.field(default_factory=list)
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    secret_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    cert_path: str | None = None
+
+    def args(self) -> list[str]:
+        flags = [a for url in self.urls for a in ("--docker-engine", url)]
+        return flags + (["--docker-cert-path", self.cert_path] if self.cert_path else [])
+
+    def uploads(self) -> list[docker.ContainerUploadArgs]:
+        plain = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(self.files.items())]
+        return plain + [docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(text), permissions="0600")
+                        for path, text in sorted(self.secret_files.items())]
+
+
+@dataclasses.dataclass
 class MonitorArgs:
     stack: str
     config: MonitorConfig
@@ -25,6 +51,8 @@ class MonitorArgs:
     dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     #: the dashboard's token (a secret), or None: its actions are off
     dashboard_token: pulumi.Input[str] | None = None
+    #: the other Docker hosts it watches (several hosts)
+    remote_engines: RemoteEngines = dataclasses.field(default_factory=RemoteEngines)
 
 
 class Monitor(pulumi.ComponentResource):
@@ -39,7 +67,7 @@ class Monitor(pulumi.ComponentResource):
                    "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
-                   "--health-port", str(HEALTH_PORT)]
+                   "--health-port", str(HEALTH_PORT), *args.remote_engines.args()]
         board = args.dashboard
         ports, token_env = [], command_env("monitor", "dashboard_token")
         if board.enabled:
@@ -59,6 +87,7 @@ class Monitor(pulumi.ComponentResource):
             # lists worker containers through the engine; the socket is root's (read-only mount)
             volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)],
             user="0",
+            uploads=args.remote_engines.uploads(),
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "python3", "-c",
                        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz')"],

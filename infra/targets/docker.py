@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 from hyperfleet.contract import STACK_LABEL
+from hyperfleet.engines import EngineAccess, EngineUnreachable, ping
+from hyperfleet.engines import kind as engine_kind
 
 from components.common import DockerPlacement
 from components.experiment import Experiment, ExperimentArgs
 from components.mongo import Mongo, MongoArgs
-from components.monitor import Monitor, MonitorArgs
+from components.monitor import Monitor, MonitorArgs, RemoteEngines
 from components.password import GeneratedPassword
 from components.worker_pool import WorkerPool, WorkerPoolArgs
 from config import StackConfig, dashboard_token
@@ -23,7 +26,7 @@ def deploy(config: StackConfig, stack: str) -> dict:
     network_name = config.docker.network or f"hyperfleet-{stack}"
     placements = []
     for index, host in enumerate(config.workers.hosts):
-        provider = docker.Provider(f"docker-{index}", host=host)
+        provider = docker.Provider(f"docker-{index}", host=host, **provider_access(config.docker.access(host)))
         network = docker.Network(f"network-{index}", name=network_name,
                                  labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)],
                                  opts=pulumi.ResourceOptions(provider=provider))
@@ -43,7 +46,8 @@ def deploy(config: StackConfig, stack: str) -> dict:
     if config.monitor.enabled:
         monitor = Monitor("monitor", MonitorArgs(stack=stack, config=config.monitor, image=image, placement=home,
                                                  mongo_url=mongo.url, dashboard=config.dashboard,
-                                                 dashboard_token=dashboard_token()))
+                                                 dashboard_token=dashboard_token(),
+                                                 remote_engines=remote_engines(config)))
         if monitor.dashboard_url:
             outputs["dashboard_url"] = monitor.dashboard_url
     for spec, raw in zip(specs, config.experiment_spec_dicts, strict=True):
@@ -53,6 +57,63 @@ def deploy(config: StackConfig, stack: str) -> dict:
     status = f"docker exec hyperfleet-{stack}-monitor hyperfleet status"
     return {"mongo_url": mongo.url, "worker_containers": workers.container_names, "status_command": status,
             "experiments": [s.key for s in specs], **outputs}
+
+
+def check_engines(config: StackConfig, timeout_seconds: float = 15) -> None:
+    """Every Docker host answers, through the transport its provider will use; else the preview fails
+    naming each host that does not, before anything is created."""
+    accesses = [config.docker.access(host) for host in config.workers.hosts]
+
+    def problem(access: EngineAccess) -> str | None:
+        try:
+            ping(access, timeout_seconds)
+        except EngineUnreachable as err:
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(accesses)) as pool:
+        problems = [p for p in pool.map(problem, accesses) if p]
+    if problems:
+        raise pulumi.RunError("hyperfleet:workers.hosts: a Docker host does not answer, nothing was created:\n  "
+                              + "\n  ".join(problems))
+
+
+def provider_access(access: EngineAccess) -> dict:
+    """The docker provider's arguments that reach ``access`` (ssh options, or a TLS cert path)."""
+    if access.ssh_options:
+        return {"ssh_opts": list(access.ssh_options)}
+    if access.cert_path:
+        return {"cert_path": access.cert_path}
+    return {}
+
+
+def remote_engines(config: StackConfig) -> RemoteEngines:
+    """The other hosts the monitor watches, and the credentials it gets for them (as secrets): the ssh
+    key and known hosts, Docker's TLS cert path. A host it can't be given access to keeps heartbeats."""
+    remote = config.workers.hosts[1:]
+    watched, files, secret_files = [], {}, {}
+    ssh_hosts = [h for h in remote if engine_kind(h) == "ssh"]
+    if ssh_hosts:
+        ssh = config.docker.ssh
+        known_hosts = Path(ssh.known_hosts_file or "~/.ssh/known_hosts").expanduser()
+        if ssh.identity_file and known_hosts.is_file():
+            secret_files[RemoteEngines.SSH_KEY] = Path(ssh.identity_file).expanduser().read_text()
+            files[RemoteEngines.SSH_KNOWN_HOSTS] = known_hosts.read_text()
+            files[RemoteEngines.SSH_CONFIG] = f"Host *\n  IdentityFile {RemoteEngines.SSH_KEY}\n"
+            watched += ssh_hosts
+        else:
+            pulumi.log.warn(f"the monitor watches the workers on {', '.join(ssh_hosts)} by heartbeat only: "
+                            "set hyperfleet:docker.ssh.identityFile (and knownHostsFile) to let it list their containers")
+    tcp_hosts = [h for h in remote if engine_kind(h) == "tcp"]
+    cert_path = config.docker.tls.cert_path
+    if tcp_hosts and cert_path:
+        base = Path(cert_path).expanduser()
+        files[f"{RemoteEngines.CERT_PATH}/ca.pem"] = (base / "ca.pem").read_text()
+        files[f"{RemoteEngines.CERT_PATH}/cert.pem"] = (base / "cert.pem").read_text()
+        secret_files[f"{RemoteEngines.CERT_PATH}/key.pem"] = (base / "key.pem").read_text()
+    watched += tcp_hosts
+    return RemoteEngines(urls=[h for h in remote if h in watched], files=files, secret_files=secret_files,
+                         cert_path=RemoteEngines.CERT_PATH if tcp_hosts and cert_path else None)
 
 
 def runtime_image(config: StackConfig, home: DockerPlacement) -> pulumi.Input[str]:

@@ -198,6 +198,11 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--docker-url", default=None, help="Docker engine for --liveness docker (default: DOCKER_HOST).")
 @click.option("--docker-engine-id", default=None,
               help=f"With several Docker hosts: judge only workers whose {DOCKER_ENGINE_ENV} is this.")
+@click.option("--docker-engine", "docker_engines", multiple=True,
+              help="Another Docker host whose worker containers to watch (ssh://user@host, tcp://host:port; "
+                   "repeat). ssh:// takes its key and known hosts from ~/.ssh.")
+@click.option("--docker-cert-path", default=None, envvar="DOCKER_CERT_PATH",
+              help="Docker's cert path (ca.pem, cert.pem, key.pem) for tcp:// hosts: TLS. Without it, plain HTTP.")
 @click.option("--namespace", default=M.namespace, show_default=True, envvar=[command_env("monitor", "namespace"), "NAMESPACE"],
               help="Namespace of worker pods for --liveness kubernetes.")
 @click.option("--label-selector", default="", envvar=[command_env("monitor", "label_selector"), "LABEL_SELECTOR"],

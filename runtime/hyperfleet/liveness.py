@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from .engines import EngineAccess
+from .engines import client as engine_client
 from .contract import CONTAINER_NAME_ENV, DOCKER_ENGINE_ENV, ROLE_LABEL, ROLE_WORKER
 
 log = logging.getLogger("hyperfleet.monitor")
@@ -69,27 +72,38 @@ class ProcessLiveness:
 class DockerLiveness:
     """Workers in Docker containers (``hyperfleet.worker.container``): the container is gone or stopped.
 
-    With several Docker hosts, each worker records its engine (``HYPERFLEET_DOCKER_ENGINE``) and the
-    check judges only workers of the engine it lists (``engine_id``); the others keep heartbeats.
+    With several Docker hosts, each worker records its engine (``HYPERFLEET_DOCKER_ENGINE``) and each
+    check judges only workers of the engine it lists (``engine_id``); the monitor has one check per
+    host (``access``: how to reach a remote one). An engine that can't be reached is left to heartbeats
+    and tried again every ``RETRY_SECONDS`` (an ssh hiccup must not end container liveness for good).
     """
 
     name = "docker"
+    RETRY_SECONDS = 30.0
 
-    def __init__(self, base_url: str | None = None, client: Any = None, engine_id: str | None = None):
+    def __init__(self, base_url: str | None = None, client: Any = None, engine_id: str | None = None,
+                 access: EngineAccess | None = None):
         self._base_url = base_url
+        self._access = access
         self.engine_id = engine_id
         self._client = client
         self._states: dict[str, str] = {}
         self.enabled = True
+        self._retry_at = 0.0
+
+    def _connect(self):
+        if self._access is not None:
+            return engine_client(self._access)
+        import docker
+
+        return docker.DockerClient(base_url=self._base_url) if self._base_url else docker.from_env()
 
     def refresh(self) -> None:
-        if not self.enabled:
+        if not self.enabled and time.monotonic() < self._retry_at:
             return
         try:
             if self._client is None:
-                import docker
-
-                self._client = docker.DockerClient(base_url=self._base_url) if self._base_url else docker.from_env()
+                self._client = self._connect()
             states = {}
             for c in self._client.api.containers(all=True, filters={"label": f"{ROLE_LABEL}={ROLE_WORKER}"}):
                 state = c.get("State", "unknown")
@@ -97,9 +111,17 @@ class DockerLiveness:
                     states[name.lstrip("/")] = state
                 states[c["Id"]] = states[c["Id"][:12]] = state
             self._states = states
-        except Exception as err:  # engine unreachable, no SDK: heartbeats only from now on
+            if not self.enabled:
+                log.info("docker liveness of %s is back", self.engine_id or "the local engine")
+            self.enabled = True
+        except Exception as err:  # engine unreachable, no SDK: heartbeats only until the next try
+            if self.enabled:
+                log.warning("docker liveness of %s off, falling back to heartbeats (next try in %gs): %s",
+                            self.engine_id or "the local engine", self.RETRY_SECONDS, err)
             self.enabled = False
-            log.warning("docker liveness off, falling back to heartbeats: %s", err)
+            self._retry_at = time.monotonic() + self.RETRY_SECONDS
+            if self._access is not None:
+                self._client = None  # a new connection next time
 
     def gone(self, worker: Mapping[str, Any]) -> str | None:
         container = worker.get("container")

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pymongo.errors import PyMongoError
 
+from .engines import EngineAccess
 from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, ProcessLiveness
 from .mongo_url import MongoAddress, parse_mongo_url
 from .settings import MonitorSettings
@@ -147,6 +148,8 @@ def build_checks(settings: MonitorSettings) -> list[LivenessCheck]:
         checks.append(ProcessLiveness())
     if "docker" in settings.liveness:
         checks.append(DockerLiveness(settings.docker_url, engine_id=settings.docker_engine_id))
+        checks += [DockerLiveness(engine_id=url, access=EngineAccess(url, cert_path=settings.docker_cert_path))
+                   for url in settings.docker_engines]
     if "kubernetes" in settings.liveness:
         checks.append(KubernetesLiveness(settings.namespace, settings.label_selector))
     return checks

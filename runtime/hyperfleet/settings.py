@@ -85,6 +85,10 @@ class MonitorSettings:
     docker_url: str | None = None
     #: the engine this monitor lists, as workers record it (several Docker hosts)
     docker_engine_id: str | None = None
+    #: more engines whose worker containers to watch (ssh://, tcp://); each one's ID is its address
+    docker_engines: tuple[str, ...] = ()
+    #: Docker's cert path (ca.pem, cert.pem, key.pem) for the tcp:// engines; None: plain HTTP
+    docker_cert_path: str | None = None
     #: namespace and label selector of worker pods for the ``kubernetes`` check
     namespace: str = "default"
     label_selector: str = ""

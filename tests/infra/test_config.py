@@ -18,6 +18,15 @@ INVALID = [
     ({"workers": {"hosts": ["myhost:2375"]}}, "hyperfleet:workers.hosts: Docker hosts are unix://"),
     ({"workers": {"hosts": []}}, "hyperfleet:workers.hosts: List should have at least 1 item"),
     ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}}, "hyperfleet:mongo.advertiseHost: needed when"),
+    ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}, "mongo": {"advertiseHost": "10.0.0.5"}},
+     "hyperfleet:mongo.publishPort: needed when"),
+    ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}, "mongo": {"advertiseHost": "10.0.0.5", "publishPort": 27017}},
+     "hyperfleet:mongo.publishHost: 127.0.0.1 can't be reached from the other Docker hosts"),
+    ({"workers": {"hosts": ["tcp://gpu-1:2375"]}}, "hyperfleet:workers.hosts: tcp://gpu-1:2375 would be reached without TLS"),
+    ({"workers": {"hosts": ["tcp://10.0.0.7:2376"]}, "docker": {"tls": {"certPath": "/nonexistent"}}},
+     "hyperfleet:docker.tls.certPath: /nonexistent lacks ca.pem, cert.pem, key.pem"),
+    ({"docker": {"ssh": {"identityFile": "/nonexistent/id"}}}, "hyperfleet:docker.ssh.identityFile: no file /nonexistent/id"),
+    ({"docker": {"allowPlainTCP": True}}, "hyperfleet:docker.allowPlainTCP: unknown key"),
     ({"workers": {"resources": {"memory": "lots"}}}, "hyperfleet:workers.resources.memory: a memory"),
     ({"workers": {"resources": {"cpu": "2 cores"}}}, "hyperfleet:workers.resources.cpu: a CPU"),
     ({"workers": {"env": {"1BAD": "x"}}}, "hyperfleet:workers.env: not a variable name: 1BAD"),
@@ -50,6 +59,24 @@ def test_invalid_config_is_rejected_naming_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+def test_plain_tcp_is_for_this_machine_or_said_explicitly_and_each_host_kind_gets_its_access(tmp_path):
+    assert parse_config({"workers": {"hosts": ["tcp://127.0.0.1:2375"]}}).docker.access("tcp://127.0.0.1:2375").cert_path is None
+    assert parse_config({"workers": {"hosts": ["tcp://gpu-1:2375"]}, "docker": {"allowPlainTcp": True}})
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "id").write_text("key")
+    config = parse_config({"workers": {"hosts": ["unix:///var/run/docker.sock", "tcp://gpu-1:2376", "ssh://me@gpu-2:2222"]},
+                           "mongo": {"advertiseHost": "10.0.0.5", "publishPort": 27017, "publishHost": "10.0.0.5"},
+                           "docker": {"tls": {"certPath": str(tmp_path)},
+                                      "ssh": {"identityFile": str(tmp_path / "id"), "knownHostsFile": str(tmp_path / "id")}}})
+    assert config.docker.access("tcp://gpu-1:2376").cert_path == str(tmp_path)
+    assert config.docker.access("tcp://gpu-1:2376").base_url() == "https://gpu-1:2376"
+    assert config.docker.access("ssh://me@gpu-2:2222").ssh_options == (
+        "-i", str(tmp_path / "id"), "-o", f"UserKnownHostsFile={tmp_path / 'id'}", "-o", "StrictHostKeyChecking=yes")
+    assert config.docker.access("unix:///var/run/docker.sock") == config.docker.access("unix:///var/run/docker.sock").__class__(
+        "unix:///var/run/docker.sock")
 
 
 def test_defaults_are_a_local_docker_stack():

@@ -1,5 +1,6 @@
 """The Docker target's wiring, with Pulumi's mocks (no engine): what each component creates and how."""
 
+import json
 import pulumi
 
 from config import parse_config
@@ -187,3 +188,43 @@ def test_the_stacks_notify_goes_to_every_experiment_without_its_own():
                for r in by_type(mocks, "docker:index/container:Container") if r.name.endswith("-driver")}
     assert drivers["experiment-demo-driver"]["notify"]["webhooks"][0]["url"] == "https://hooks.example/x"
     assert drivers["experiment-own-driver"]["notify"]["webhooks"][0]["url"] == "https://other.example/y"
+
+
+def test_ssh_and_tls_hosts_get_their_access_and_the_monitor_watches_them_with_secret_keys(tmp_path):
+    for name in ("ca.pem", "cert.pem"):
+        (tmp_path / name).write_text(f"PUBLIC {name}")
+    (tmp_path / "key.pem").write_text("TLS-PRIVATE-KEY")
+    (tmp_path / "id").write_text("SSH-PRIVATE-KEY")
+    (tmp_path / "known_hosts").write_text("gpu-1 ssh-ed25519 AAAA\n")
+    hosts = ["unix:///var/run/docker.sock", "ssh://ops@gpu-1", "tcp://gpu-2:2376"]
+    raw = {"images": {"build": False}, "workers": {"replicas": 3, "hosts": hosts},
+           "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0", "advertiseHost": "10.0.0.5"},
+           "docker": {"tls": {"certPath": str(tmp_path)},
+                      "ssh": {"identityFile": str(tmp_path / "id"), "knownHostsFile": str(tmp_path / "known_hosts")}}}
+    mocks, _ = deploy(raw)
+    providers = {r.inputs["host"]: r.inputs for r in by_type(mocks, "pulumi:providers:docker")}
+    assert "sshOpts" not in providers[hosts[0]] and "certPath" not in providers[hosts[0]]
+    assert json.loads(providers[hosts[1]]["sshOpts"]) == [
+        "-i", str(tmp_path / "id"), "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes"]
+    assert providers[hosts[2]]["certPath"] == str(tmp_path)
+    monitor = next(r for r in by_type(mocks, "docker:index/container:Container") if label_map(r)["hyperfleet.role"] == "monitor")
+    command = monitor.inputs["command"]
+    assert command[command.index("--docker-engine-id") + 1] == hosts[0]
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--docker-engine"] == hosts[1:]
+    assert command[command.index("--docker-cert-path") + 1] == "/etc/hyperfleet/docker-tls"
+    # the keys make the uploads a secret (Pulumi marks the whole list): encrypted in the state, hidden in output
+    assert isinstance(monitor.inputs["uploads"], dict) and SECRET_SIG in monitor.inputs["uploads"]
+    uploads = {u["file"]: u["content"] for u in monitor.inputs["uploads"]["value"]}
+    assert uploads["/root/.ssh/hyperfleet_id"] == "SSH-PRIVATE-KEY"
+    assert uploads["/etc/hyperfleet/docker-tls/key.pem"] == "TLS-PRIVATE-KEY"
+    assert uploads["/root/.ssh/known_hosts"] == "gpu-1 ssh-ed25519 AAAA\n"
+    assert uploads["/root/.ssh/config"] == "Host *\n  IdentityFile /root/.ssh/hyperfleet_id\n"
+    assert uploads["/etc/hyperfleet/docker-tls/ca.pem"] == "PUBLIC ca.pem"
+
+
+def test_without_a_key_the_monitor_leaves_ssh_hosts_to_heartbeats():
+    raw = {"images": {"build": False}, "workers": {"hosts": ["unix:///var/run/docker.sock", "ssh://ops@gpu-1"]},
+           "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0", "advertiseHost": "10.0.0.5"}}
+    mocks, _ = deploy(raw)
+    monitor = next(r for r in by_type(mocks, "docker:index/container:Container") if label_map(r)["hyperfleet.role"] == "monitor")
+    assert "--docker-engine" not in monitor.inputs["command"] and not monitor.inputs.get("uploads")

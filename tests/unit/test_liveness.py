@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 import sys
 
 from kubernetes.client import V1ObjectMeta, V1Pod, V1PodList, V1PodStatus
@@ -85,3 +86,31 @@ def test_docker_liveness_judges_only_workers_on_its_own_engine():
     assert check.gone({"container": "hyperfleet-worker-1", "engine": "unix:///var/run/docker.sock"}) == \
         "container hyperfleet-worker-1 is gone"
     assert check.gone({"container": "hyperfleet-worker-1", "engine": "ssh://gpu-2"}) is None  # another host
+
+
+def test_an_unreachable_engine_is_tried_again_later(monkeypatch):
+    """A remote engine that did not answer once (an ssh hiccup) is asked again after RETRY_SECONDS,
+    and judged again once it answers."""
+    class FlakyApi(FakeDockerApi):
+        calls = 0
+
+        def containers(self, all, filters):
+            FlakyApi.calls += 1
+            if FlakyApi.calls == 1:
+                raise ConnectionError("ssh: connect to host gpu-1 port 22: Connection timed out")
+            return super().containers(all, filters)
+
+    class FlakyClient:
+        api = FlakyApi()
+
+    monkeypatch.setattr(DockerLiveness, "RETRY_SECONDS", 0.3)
+    check = DockerLiveness(client=FlakyClient(), engine_id="ssh://gpu-1")
+    worker = {"container": "hyperfleet-worker-1", "engine": "ssh://gpu-1"}
+    check.refresh()
+    assert not check.enabled and check.gone(worker) is None  # heartbeats only meanwhile
+    check.refresh()
+    assert FlakyApi.calls == 1  # too soon: not asked
+    time.sleep(0.35)
+    check.refresh()
+    assert FlakyApi.calls == 2 and check.enabled
+    assert check.gone(worker) == "container hyperfleet-worker-1 is gone"

@@ -1,0 +1,289 @@
+"""Two more Docker engines on this machine that a stack reaches as remote hosts: one over SSH, one over
+TCP with TLS and client certificates. ``python -m tests.docker_hosts up|down|status`` starts and stops
+them by hand; the tests' ``docker_hosts`` fixture uses running ones, or starts them for the session.
+
+Each engine is a machine of its own as far as a client can tell:
+
+* its own network namespace, linked to a bridge made for them (``hf-hosts0``) by a veth pair: the
+  home host (this machine's own engine, where Mongo is published) is 10.213.0.1, the SSH host
+  10.213.0.2 and the TLS host 10.213.0.3, as on a LAN. The engine has its own docker0, iptables rules
+  and container networks there; its containers reach the home host by its address;
+* its own filesystem view: dockerd runs in a private mount namespace where ``/run``,
+  ``/var/lib/docker`` and ``/etc/docker`` (its key, hence its engine ID) are its own directories.
+  So ``/var/run/docker.sock`` is *its* socket there: the ssh session's ``docker system dial-stdio``
+  (Docker's own ssh transport) and a worker container that mounts the socket reach this engine, not
+  the home one, as on a real remote host;
+* its own cgroup parent.
+
+Why not a ``--bridge`` of its own in this machine's network namespace: a dockerd given ``--bridge``
+deletes ``docker0``, the home engine's default bridge (seen here).
+
+The SSH host runs Debian's sshd (openssh-server) in the engine's namespace, on port 22 of its address,
+with a host key and a client key made for the test (``known_hosts`` and ``id_ed25519`` in
+:attr:`DockerHosts.ssh_dir`). The TLS host serves the engine API on port 2376 with ``--tlsverify``:
+a CA, a server certificate naming 10.213.0.3, and a client certificate, laid out as Docker's cert path
+(``ca.pem``, ``cert.pem``, ``key.pem`` in :attr:`DockerHosts.cert_path`).
+
+Kept across down/up (a warm start takes seconds): each engine's data root (its images). Made anew at
+each up: keys, certificates, the run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devserver.processes import CACHE_DIR, ServerNotFound
+from tests.kube_server import issue_certificate, make_ca
+
+BRIDGE = "hf-hosts0"
+HOME_ADDRESS = "10.213.0.1"
+SSH_PORT, TLS_PORT = 22, 2376
+STATE_DIR = CACHE_DIR / "docker-hosts"
+INSTALL_HINT = "make docker-hosts (Debian's openssh-server)"
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    address: str
+
+    @property
+    def netns(self) -> str:
+        return f"hf-host-{self.name}"
+
+    @property
+    def veth(self) -> str:
+        """The host's end of the link into the engine's network namespace (on the bridge)."""
+        return f"hf-{self.name}-h"
+
+    @property
+    def root(self) -> Path:
+        return STATE_DIR / self.name
+
+    @property
+    def run_dir(self) -> Path:
+        """The engine's /run (its docker.sock, containerd, sshd's privilege separation directory)."""
+        return self.root / "run"
+
+    @property
+    def socket(self) -> str:
+        """The engine's socket as seen from this machine (in its namespace: /var/run/docker.sock)."""
+        return f"unix://{self.run_dir}/docker.sock"
+
+
+SSH_ENGINE = Engine("ssh", "10.213.0.2")
+TLS_ENGINE = Engine("tls", "10.213.0.3")
+ENGINES = (SSH_ENGINE, TLS_ENGINE)
+
+
+def run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result
+
+
+class DockerHosts:
+    """The SSH and TLS engines: :meth:`up`, :meth:`down`, :meth:`running`, :meth:`load_images`, and the
+    addresses and credentials a stack config names."""
+
+    ssh_host = f"ssh://root@{SSH_ENGINE.address}"
+    tls_host = f"tcp://{TLS_ENGINE.address}:{TLS_PORT}"
+    home_address = HOME_ADDRESS
+
+    def __init__(self):
+        self.credentials = STATE_DIR / "credentials"
+        self.ssh_dir = self.credentials / "ssh"
+        self.cert_path = self.credentials / "docker-tls"
+        self.identity_file = self.ssh_dir / "id_ed25519"
+        self.known_hosts_file = self.ssh_dir / "known_hosts"
+        self.pids_file = STATE_DIR / "pids.json"
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _pids(self) -> dict[str, int]:
+        try:
+            return json.loads(self.pids_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save_pid(self, name: str, pid: int) -> None:
+        pids = self._pids()
+        pids[name] = pid
+        self.pids_file.write_text(json.dumps(pids))
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except (ProcessLookupError, OSError):
+            return False
+
+    def running(self) -> bool:
+        pids = self._pids()
+        wanted = [f"dockerd-{e.name}" for e in ENGINES] + ["sshd"]
+        return all(name in pids and self._alive(pids[name]) for name in wanted) and all(
+            run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
+
+    def engine_env(self, engine: Engine) -> dict[str, str]:
+        """The environment of a `docker` command that talks to ``engine`` from this machine."""
+        return dict(os.environ, DOCKER_HOST=engine.socket)
+
+    # --- up / down ------------------------------------------------------------------------------
+
+    def up(self, timeout_seconds: float = 90) -> DockerHosts:
+        if os.geteuid() != 0:
+            raise ServerNotFound("the test's Docker hosts need root (network namespaces, dockerd, sshd)")
+        for binary in ("dockerd", "docker", "nsenter", "unshare", "ssh-keygen", "openssl", "ip"):
+            if shutil.which(binary) is None:
+                raise ServerNotFound(f"{binary} is missing; run `{INSTALL_HINT}`")
+        if not Path("/usr/sbin/sshd").is_file():
+            raise ServerNotFound(f"/usr/sbin/sshd is missing; run `{INSTALL_HINT}`")
+        if self.running():
+            return self
+        self.down()
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._network()
+        self._credentials()
+        deadline = time.monotonic() + timeout_seconds
+        for engine in ENGINES:
+            self._start_engine(engine)
+        for engine in ENGINES:
+            while run("docker", "-H", engine.socket, "version", check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"dockerd of the {engine.name} host did not start: see {engine.root}/dockerd.log")
+                time.sleep(0.3)
+        self._start_sshd()
+        return self
+
+    def down(self) -> None:
+        pids = self._pids()
+        for name in ["sshd"] + [f"dockerd-{e.name}" for e in ENGINES]:
+            pid = pids.get(name)
+            if pid and self._alive(pid):
+                os.kill(pid, 15)
+                for _ in range(150):
+                    if not self._alive(pid):
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.kill(pid, 9)
+        self.pids_file.unlink(missing_ok=True)
+        for engine in ENGINES:
+            run("ip", "netns", "del", engine.netns, check=False)  # its veth pair goes with it
+            shutil.rmtree(engine.run_dir, ignore_errors=True)
+        run("ip", "link", "del", BRIDGE, check=False)
+
+    def _network(self) -> None:
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", f"{HOME_ADDRESS}/24", "dev", BRIDGE)
+        run("ip", "link", "set", BRIDGE, "up")
+        for engine in ENGINES:
+            ns = engine.netns
+            run("ip", "netns", "add", ns)
+            run("ip", "link", "add", engine.veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            run("ip", "link", "set", engine.veth, "master", BRIDGE, "up")
+            run("ip", "-n", ns, "addr", "add", f"{engine.address}/24", "dev", "eth0")
+            run("ip", "-n", ns, "link", "set", "eth0", "up")
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            run("ip", "-n", ns, "route", "add", "default", "via", HOME_ADDRESS)
+
+    def _credentials(self) -> None:
+        shutil.rmtree(self.credentials, ignore_errors=True)
+        self.ssh_dir.mkdir(parents=True)
+        self.cert_path.mkdir(parents=True)
+        sshd_dir = SSH_ENGINE.root / "sshd"
+        shutil.rmtree(sshd_dir, ignore_errors=True)
+        sshd_dir.mkdir(parents=True)
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hyperfleet-test", "-f", str(self.identity_file))
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(sshd_dir / "host_key"))
+        shutil.copy(self.identity_file.with_suffix(".pub"), sshd_dir / "authorized_keys")
+        host_key = (sshd_dir / "host_key.pub").read_text().split()[:2]
+        self.known_hosts_file.write_text(f"{SSH_ENGINE.address} {' '.join(host_key)}\n")
+        pki = str(self.credentials / "pki")
+        os.makedirs(pki)
+        make_ca(pki)
+        issue_certificate(pki, "server", f"/CN={TLS_ENGINE.address}", "serverAuth", san=f"IP:{TLS_ENGINE.address}")
+        issue_certificate(pki, "client", "/CN=hyperfleet-test-client", "clientAuth")
+        for source, target in (("ca.crt", "ca.pem"), ("client.crt", "cert.pem"), ("client.key", "key.pem")):
+            shutil.copy(os.path.join(pki, source), self.cert_path / target)
+
+    def _start_engine(self, engine: Engine) -> None:
+        lib = engine.root / "lib"  # kept: the images loaded into this engine
+        lib.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(engine.run_dir, ignore_errors=True)
+        engine.run_dir.mkdir(parents=True)
+        (engine.run_dir / "sshd").mkdir(mode=0o755)
+        config = engine.root / "daemon.json"
+        config.write_text("{}")
+        args = ["dockerd", "--config-file", str(config), "-H", "unix:///var/run/docker.sock",
+                "--cgroup-parent", f"hyperfleet-host-{engine.name}"]
+        if engine is TLS_ENGINE:
+            pki = self.credentials / "pki"
+            args += ["-H", f"tcp://{engine.address}:{TLS_PORT}", "--tlsverify", f"--tlscacert={pki}/ca.crt",
+                     f"--tlscert={pki}/server.crt", f"--tlskey={pki}/server.key"]
+        etc = engine.root / "etc-docker"  # its own key.json, hence its own engine ID
+        etc.mkdir(exist_ok=True)
+        Path("/etc/docker").mkdir(exist_ok=True)
+        # in its network namespace and a mount namespace of its own: its own /run, /var/lib/docker and
+        # /etc/docker (not `ip netns exec`: its fresh /sys hides the cgroup mounts dockerd needs)
+        script = (f"mount --bind {engine.run_dir} /run && mount --bind {lib} /var/lib/docker && "
+                  f"mount --bind {etc} /etc/docker && exec {' '.join(args)}")
+        with open(engine.root / "dockerd.log", "wb") as log:
+            proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{engine.netns}", "--", "unshare", "--mount",
+                                     "--propagation", "private", "--", "sh", "-c", script],
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._save_pid(f"dockerd-{engine.name}", proc.pid)
+
+    def _start_sshd(self) -> None:
+        sshd_dir = SSH_ENGINE.root / "sshd"
+        config = sshd_dir / "sshd_config"
+        config.write_text("\n".join([
+            f"ListenAddress {SSH_ENGINE.address}:{SSH_PORT}", f"HostKey {sshd_dir}/host_key",
+            f"AuthorizedKeysFile {sshd_dir}/authorized_keys", "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
+            f"PidFile {sshd_dir}/sshd.pid", "LogLevel ERROR", ""]))
+        dockerd = self._pids()[f"dockerd-{SSH_ENGINE.name}"]
+        with open(SSH_ENGINE.root / "sshd.log", "wb") as log:
+            proc = subprocess.Popen(["nsenter", f"--target={dockerd}", "--mount", "--net", "--", "/usr/sbin/sshd", "-D", "-e",
+                                     "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._save_pid("sshd", proc.pid)
+        deadline = time.monotonic() + 20
+        while self.ssh("true", check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd of the ssh host did not answer: see {SSH_ENGINE.root}/sshd.log")
+            time.sleep(0.2)
+
+    # --- use ------------------------------------------------------------------------------------
+
+    def ssh_options(self) -> list[str]:
+        return ["-i", str(self.identity_file), "-o", f"UserKnownHostsFile={self.known_hosts_file}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+
+    def ssh(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run("ssh", *self.ssh_options(), "-p", str(SSH_PORT), f"root@{SSH_ENGINE.address}", "--", *command,
+                   check=check)
+
+    def docker(self, engine: Engine, *args: str) -> str:
+        return run("docker", "-H", engine.socket, *args).stdout.strip()
+
+    def load_images(self, images: list[str]) -> None:
+        """Copy images from this machine's engine into each host (what a registry does for real hosts);
+        an image whose ID is there already is skipped."""
+        for image in images:
+            image_id = run("docker", "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+            for engine in ENGINES:
+                there = run("docker", "-H", engine.socket, "image", "inspect", "--format", "{{.Id}}", image, check=False)
+                if there.returncode == 0 and there.stdout.strip() == image_id:
+                    continue
+                save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+                run("docker", "-H", engine.socket, "load", stdin=save.stdout)
+                if save.wait() != 0:
+                    raise RuntimeError(f"docker save {image} failed")
