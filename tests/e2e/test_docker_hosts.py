@@ -26,7 +26,7 @@ from tests.pulumi_engine import engine_env, pulumi_runner
 STACK = "hosts-ci"
 PASSPHRASE = "hyperfleet-hosts-ci"
 PYTHON_EXP, CONTAINER_EXP = "hosts-branin", "hosts-container"
-MAX_EVALS = {PYTHON_EXP: 24, CONTAINER_EXP: 9}
+MAX_EVALS = {PYTHON_EXP: 24, CONTAINER_EXP: 12}
 HOME = "unix:///var/run/docker.sock"
 LABEL = f"label={STACK_LABEL}={STACK}"
 
@@ -90,6 +90,7 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     assert "unix:///var/run/docker.sock:" not in out  # the one that answers is not named
     assert all(leftovers(socket) == [] for socket in hosts.values())
 
+    since = str(int(time.time()))  # the engines' event logs may hold earlier runs
     started = time.monotonic()
     up = stack("up", "--yes", "--skip-preview")
     up_seconds = time.monotonic() - started
@@ -125,12 +126,12 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
         docker(hosts[workers[name]], "kill", name)
         killed = time.monotonic()
 
-        def requeued(tid=tid):
-            doc = jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid})
-            return doc.get("hyperfleet", {}).get("history") and doc
-        doc = wait_for(requeued, timeout=30, step=0.05)
+        def history(tid=tid):  # a trial requeued from an earlier kill has that event already
+            return jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid}).get("hyperfleet", {}).get("history", [])
+        before = len(history())
+        events = wait_for(lambda: len(history()) > before and history(), timeout=30, step=0.05)
         detections[workers[name].split(":")[0]] = time.monotonic() - killed
-        event = doc["hyperfleet"]["history"][0]
+        event = events[-1]
         assert event["event"] == "requeued" and f"container {name} is exited" in event["reason"], event
 
     def finished():
@@ -139,14 +140,14 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     wait_for(finished, timeout=400, step=1.0)
     assert jobs.count_documents({"state": {"$ne": 2}}) == 0
 
-    # trials were done by workers on every engine, for both experiments
-    for key in MAX_EVALS:
-        done_on = set(jobs.distinct("hyperfleet.worker.engine", {"exp_key": key, "state": 2}))
-        assert done_on == set(hosts), (key, done_on)
+    # the Python experiment's trials were done by workers on every engine; the container experiment's
+    # on more than the home one (which engines exactly is up to who polls first)
+    done_on = {key: set(jobs.distinct("hyperfleet.worker.engine", {"exp_key": key, "state": 2})) for key in MAX_EVALS}
+    assert done_on[PYTHON_EXP] == set(hosts) and done_on[CONTAINER_EXP] - {HOME}, done_on
     # each trial container ran on the engine of the worker that reserved the trial
     ran_on = {}
     for address, socket in hosts.items():
-        for line in docker(socket, "events", "--since", "30m", "--until", "0s", "--filter", "event=create",
+        for line in docker(socket, "events", "--since", since, "--until", "0s", "--filter", "event=create",
                            "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}", "--filter", f"label={EXP_KEY_LABEL}={CONTAINER_EXP}",
                            "--format", '{{index .Actor.Attributes "%s"}}' % TID_LABEL).splitlines():
             ran_on.setdefault(int(line), set()).add(address)
