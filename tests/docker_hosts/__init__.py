@@ -30,7 +30,6 @@ each up: keys, certificates, the run directories.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from devserver.processes import CACHE_DIR, ServerNotFound
 from tests.kube_server import issue_certificate, make_ca
+from tests.processes import PidFile, alive, run, terminate
 
 BRIDGE = "hf-hosts0"
 HOME_ADDRESS = "10.213.0.1"
@@ -82,13 +82,6 @@ TLS_ENGINE = Engine("tls", "10.213.0.3")
 ENGINES = (SSH_ENGINE, TLS_ENGINE)
 
 
-def run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
-    return result
-
-
 class DockerHosts:
     """The SSH and TLS engines: :meth:`up`, :meth:`down`, :meth:`running`, :meth:`load_images`, and the
     addresses and credentials a stack config names."""
@@ -103,33 +96,12 @@ class DockerHosts:
         self.cert_path = self.credentials / "docker-tls"
         self.identity_file = self.ssh_dir / "id_ed25519"
         self.known_hosts_file = self.ssh_dir / "known_hosts"
-        self.pids_file = STATE_DIR / "pids.json"
-
-    # --- state ----------------------------------------------------------------------------------
-
-    def _pids(self) -> dict[str, int]:
-        try:
-            return json.loads(self.pids_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def _save_pid(self, name: str, pid: int) -> None:
-        pids = self._pids()
-        pids[name] = pid
-        self.pids_file.write_text(json.dumps(pids))
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-        except (ProcessLookupError, OSError):
-            return False
+        self.pids = PidFile(STATE_DIR / "pids.json")
 
     def running(self) -> bool:
-        pids = self._pids()
+        pids = self.pids.read()
         wanted = [f"dockerd-{e.name}" for e in ENGINES] + ["sshd"]
-        return all(name in pids and self._alive(pids[name]) for name in wanted) and all(
+        return all(name in pids and alive(pids[name]) for name in wanted) and all(
             run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
 
     def engine_env(self, engine: Engine) -> dict[str, str]:
@@ -164,18 +136,11 @@ class DockerHosts:
         return self
 
     def down(self) -> None:
-        pids = self._pids()
+        pids = self.pids.read()
         for name in ["sshd"] + [f"dockerd-{e.name}" for e in ENGINES]:
-            pid = pids.get(name)
-            if pid and self._alive(pid):
-                os.kill(pid, 15)
-                for _ in range(150):
-                    if not self._alive(pid):
-                        break
-                    time.sleep(0.1)
-                else:
-                    os.kill(pid, 9)
-        self.pids_file.unlink(missing_ok=True)
+            if pids.get(name):
+                terminate(pids[name])
+        self.pids.path.unlink(missing_ok=True)
         for engine in ENGINES:
             run("ip", "netns", "del", engine.netns, check=False)  # its veth pair goes with it
             shutil.rmtree(engine.run_dir, ignore_errors=True)
@@ -240,7 +205,7 @@ class DockerHosts:
             proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{engine.netns}", "--", "unshare", "--mount",
                                      "--propagation", "private", "--", "sh", "-c", script],
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._save_pid(f"dockerd-{engine.name}", proc.pid)
+        self.pids.save(f"dockerd-{engine.name}", proc.pid)
 
     def _start_sshd(self) -> None:
         sshd_dir = SSH_ENGINE.root / "sshd"
@@ -250,11 +215,11 @@ class DockerHosts:
             f"AuthorizedKeysFile {sshd_dir}/authorized_keys", "PermitRootLogin prohibit-password",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
             f"PidFile {sshd_dir}/sshd.pid", "LogLevel ERROR", ""]))
-        dockerd = self._pids()[f"dockerd-{SSH_ENGINE.name}"]
+        dockerd = self.pids.read()[f"dockerd-{SSH_ENGINE.name}"]
         with open(SSH_ENGINE.root / "sshd.log", "wb") as log:
             proc = subprocess.Popen(["nsenter", f"--target={dockerd}", "--mount", "--net", "--", "/usr/sbin/sshd", "-D", "-e",
                                      "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._save_pid("sshd", proc.pid)
+        self.pids.save("sshd", proc.pid)
         deadline = time.monotonic() + 20
         while self.ssh("true", check=False).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -129,7 +129,7 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
         def history(tid=tid):  # a trial requeued from an earlier kill has that event already
             return jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid}).get("hyperfleet", {}).get("history", [])
         before = len(history())
-        events = wait_for(lambda: len(history()) > before and history(), timeout=30, step=0.05)
+        events = wait_for(lambda before=before: len(history()) > before and history(), timeout=30, step=0.05)
         detections[workers[name].split(":")[0]] = time.monotonic() - killed
         event = events[-1]
         assert event["event"] == "requeued" and f"container {name} is exited" in event["reason"], event

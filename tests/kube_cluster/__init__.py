@@ -51,7 +51,7 @@ from tests.kube_server import (
     write_kubeconfig,
 )
 from devserver.processes import CACHE_DIR, ServerNotFound
-from tests.processes import base_image_of_tests
+from tests.processes import PidFile, alive, base_image_of_tests, run, terminate
 
 CONTEXT = "hyperfleet-local"
 NODE_NAME = "hyperfleet-node"
@@ -98,13 +98,6 @@ def tool(name: str) -> str:
     raise ServerNotFound(f"{name} not found in {TOOLS_DIR} nor on PATH; run `{INSTALL_HINT}`")
 
 
-def run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
-    return result
-
-
 class LocalCluster:
     """The single-node cluster: :meth:`up`, :meth:`down`, :meth:`running`, :meth:`load_images`."""
 
@@ -118,31 +111,15 @@ class LocalCluster:
     # --- state ----------------------------------------------------------------------------------
 
     def _pids(self) -> dict[str, int]:
-        try:
-            return json.loads(self.pids_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        return PidFile(self.pids_file).read()
 
     def _save_pid(self, name: str, pid: int) -> None:
-        pids = self._pids()
-        pids[name] = pid
-        self.pids_file.write_text(json.dumps(pids))
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        try:  # a zombie (child of this process, not reaped yet) is dead
-            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-        except OSError:
-            return False
+        PidFile(self.pids_file).save(name, pid)
 
     def running(self) -> bool:
         """Every component's process is there and the API server answers."""
         pids = self._pids()
-        return (set(COMPONENTS) <= set(pids) and all(self._alive(p) for p in pids.values())
+        return (set(COMPONENTS) <= set(pids) and all(alive(p) for p in pids.values())
                 and self._kubectl_ok("get", "--raw", "/readyz"))
 
     def log_tail(self, name: str, size: int = 3000) -> str:
@@ -459,15 +436,15 @@ state = "{CONTAINERD_SOCKET.parent}"
         if CONTAINERD_SOCKET.exists():
             # pods first, through the runtime: the CNI plugins undo their addresses and rules
             if "kubelet" in pids:
-                _terminate(pids.pop("kubelet"))
+                terminate(pids.pop("kubelet"))
             crictl = [tool("crictl"), f"--runtime-endpoint=unix://{CONTAINERD_SOCKET}", "--timeout=20s"]
             run(*crictl, "rmp", "--all", "--force", check=False)
         for name in reversed(COMPONENTS):
             if name in pids:
-                _terminate(pids[name])
+                terminate(pids[name])
         # containers the runtime lost track of (a crash): their shims name our socket
         for pid in _pids_matching(str(CONTAINERD_SOCKET.parent)):
-            _terminate(pid, sig=signal.SIGKILL)
+            terminate(pid, sig=signal.SIGKILL)
         try:
             run(find_binary("kube-proxy"), "--cleanup", check=False)
         except ServerNotFound:
@@ -540,23 +517,6 @@ def _dns_answers(server: str, name: str) -> bool:
         except OSError:
             return False
     return len(answer) > 12 and struct.unpack(">H", answer[6:8])[0] > 0
-
-
-def _terminate(pid: int, sig: int = signal.SIGTERM, timeout_seconds: float = 15) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_seconds
-    while LocalCluster._alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            break
-        time.sleep(0.1)
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _pids_matching(text: str) -> list[int]:
