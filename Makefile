@@ -205,21 +205,33 @@ bench-peers: test-install $(PEERS_VENV)/.installed ## hyperfleet beside Optuna (
 	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 
 .PHONY: bench-smoke
-bench-smoke: test-install docker-engine browser $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
+bench-smoke: test-install docker-engine kube-server browser $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
 	  --trials 8 --workers 2 --out $(CURDIR)/bench/results/smoke-runtime.json
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 \
-	  $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
+	  --liveness-trials 10 $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
+	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python --sizes 100 --iterations 3 \
+	  --out $(CURDIR)/bench/results/smoke-driver.json
+	PYTHONPATH=. $(PY) bench/bench_trial_commands.py --sizes 0 100 --trials 5 \
+	  --out $(CURDIR)/bench/results/smoke-trial-commands.json
 	PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
 	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python --trials 8 --ray-trials 4 \
 	  --repeats 1 --out $(CURDIR)/bench/results/smoke-peers.json
+
+.PHONY: bench-driver
+bench-driver: test-install $(STOCK_VENV)/.installed ## fmin's refresh at 10^3 and 10^4 trials: hyperfleet's incremental one vs stock MongoTrials, TPE beside it
+	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python $(ARGS)
+
+.PHONY: bench-trial
+bench-trial: test-install ## One trial broken down: a worker's commands, their round trips and the server's plans, as the experiment grows
+	PYTHONPATH=. $(PY) bench/bench_trial_commands.py $(ARGS)
 
 .PHONY: bench-dashboard
 bench-dashboard: test-install browser ## Dashboard API latency and first render in a browser, with 10^4 trials
 	PYTHONPATH=. $(PY) bench/bench_dashboard.py $(ARGS)
 
 .PHONY: bench-monitor
-bench-monitor: test-install docker-engine ## Detection latency (heartbeat, container) and sweep time over 10^6 trials
+bench-monitor: test-install docker-engine kube-server ## Detection latency, liveness check per mode, sweep and failed-trial query over 10^6 trials
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py
 
 .PHONY: clean

@@ -7,7 +7,12 @@
   requeue written on the trial. No baseline is printed: stock hyperopt has no monitor (such a
   trial stays RUNNING), and hyperkops' monitor judges a trial by its age against its timeout (the
   trial's own length), so there is no detection time of the same kind to measure beside ours.
-* sweep time: 10^6 trial documents of which 100 RUNNING. Target: <= 20 ms per sweep. The sweep asks
+* liveness, one check of 100 RUNNING trials per mode (a check lists its world once per sweep, then
+  judges each trial): process (100 live pids), docker (100 worker containers on the local engine,
+  created, not started), kubernetes (100 pods on the tests' API server, tests/kube_server: pods are
+  only listed, so they need not run).
+* sweep time: 10^6 trial documents of which 100 RUNNING. Target: <= 20 ms per sweep. Beside it, the
+  failed-trial query a sweep adds with ``--max-objective-retries`` (ERROR trials within their budget). The sweep asks
   for ``{state: 1}`` only, which mongod serves from the ``(state, exp_key, tid)`` index. FerretDB v1
   cannot use an index for it: it sends PostgreSQL ``_jsonb -> $1 @> $2`` with the field name as a
   parameter, which no expression index matches, so on FerretDB each sweep is a sequential scan.
@@ -126,6 +131,66 @@ def sweep_times(store: JobStore, repeats: int) -> list[float]:
     return times
 
 
+def failed_query_times(store: JobStore, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        store.failed_trials(3)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def check_times(check, workers: list[dict], repeats: int) -> list[float]:
+    """One sweep's use of a liveness check: refresh (list the world), then judge every RUNNING trial."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        check.refresh()
+        gone = [check.gone(w) for w in workers]
+        times.append(time.perf_counter() - started)
+        assert getattr(check, "enabled", True) and gone == [None] * len(workers), gone[:3]
+    return times
+
+
+def liveness_costs(image: str, running: int, repeats: int) -> list[tuple[str, list[float]]]:
+    import socket
+
+    from hyperfleet.contract import ROLE_LABEL, ROLE_WORKER
+    from hyperfleet.liveness import DockerLiveness, KubernetesLiveness, ProcessLiveness, process_start_ticks
+
+    out = []
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}
+    out.append(("process", check_times(ProcessLiveness(), [me] * running, repeats)))
+
+    label = f"hyperfleet.bench={uuid.uuid4().hex[:8]}"
+    names = [f"hyperfleet-bench-liveness-{i}" for i in range(running)]
+    try:
+        for name in names:
+            subprocess.run(["docker", "create", "--name", name, "--label", f"{ROLE_LABEL}={ROLE_WORKER}",
+                            "--label", label, "--entrypoint", "sleep", image, "3600"], check=True, capture_output=True)
+        subprocess.run(["docker", "start", *names], check=True, capture_output=True)
+        out.append(("docker", check_times(DockerLiveness(), [{"container": n} for n in names], repeats)))
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+    from kubernetes import client, config
+
+    from tests.kube_server import KubeServer
+    with KubeServer(controller_manager=False) as kube:
+        core = client.CoreV1Api(config.new_client_from_config(config_file=kube.kubeconfig, context=kube.context))
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))
+        core.create_namespaced_service_account("bench", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default")))
+        for i in range(running):
+            core.create_namespaced_pod("bench", client.V1Pod(
+                metadata=client.V1ObjectMeta(name=f"worker-{i}", labels={"app": "worker"}),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="w", image="none")],
+                                      automount_service_account_token=False)))
+        check = KubernetesLiveness("bench", "app=worker", core_api=core)
+        out.append(("kubernetes", check_times(check, [{"pod": f"worker-{i}", "namespace": "bench"}
+                                                      for i in range(running)], repeats)))
+    return out
+
+
 def ms(values: list[float]) -> str:
     return f"p50 {statistics.median(values) * 1000:8.1f} ms   max {max(values) * 1000:8.1f} ms"
 
@@ -140,6 +205,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=1_000_000)
     parser.add_argument("--image", default=None, help="worker image for the container check (built when missing)")
     parser.add_argument("--skip-detection", action="store_true")
+    parser.add_argument("--liveness-trials", type=int, default=100, help="RUNNING trials of the liveness checks")
     args = parser.parse_args()
 
     image = args.image or "hyperfleet/runtime:bench"
@@ -157,12 +223,18 @@ def main() -> int:
                 rows.append((f"detection, {mode}", seconds(values), f"bound {bound:.1f} s"))
                 print("  ", *rows[-1], flush=True)
 
+            for mode, values in liveness_costs(image, args.liveness_trials, 30):
+                rows.append((f"liveness check, {mode}, {args.liveness_trials} RUNNING", ms(values), "once per sweep"))
+                print("  ", *rows[-1], flush=True)
+
         database = "s" + uuid.uuid4().hex[:8]
         store = JobStore.connect(server.database_url(database))
         took = fill(store, args.documents, 100)
         print(f"   inserted {args.documents} trials in {took:.0f} s", flush=True)
         rows.append((f"sweep, {args.documents} trials, 100 RUNNING", ms(sweep_times(store, 30)),
                      "target 20 ms; reads the 100 RUNNING documents only"))
+        rows.append((f"failed-trial query, {args.documents} trials", ms(failed_query_times(store, 10)),
+                     "with --max-objective-retries; mongod: the (state, exp_key, tid) index"))
         store.client.drop_database(database)
         store.close()
 
