@@ -190,9 +190,13 @@ class DockerConfig(_Model):
         """How the stack reaches ``host`` (the provider, the preflight check and the monitor alike)."""
         if engine_kind(host) == "ssh":
             return EngineAccess(host, ssh_options=tuple(self.ssh_options()))
-        if engine_kind(host) == "tcp" and self.tls.cert_path:
-            return EngineAccess(host, cert_path=str(Path(self.tls.cert_path).expanduser()))
+        if engine_kind(host) == "tcp" and self.cert_dir():
+            return EngineAccess(host, cert_path=self.cert_dir())
         return EngineAccess(host)
+
+    def cert_dir(self) -> str | None:
+        """``tls.certPath`` with ``~`` expanded, or None."""
+        return str(Path(self.tls.cert_path).expanduser()) if self.tls.cert_path else None
 
     def ssh_options(self) -> list[str]:
         options = []
@@ -261,7 +265,7 @@ class StackConfig(_Model):
         tcp = [h for h in self.workers.hosts if engine_kind(h) == "tcp"]
         cert_path = self.docker.tls.cert_path
         if cert_path and tcp:
-            missing = missing_cert_files(str(Path(cert_path).expanduser()))
+            missing = missing_cert_files(self.docker.cert_dir())
             if missing:
                 raise ValueError(f"docker.tls.certPath: {cert_path} lacks {', '.join(missing)} (Docker's cert path: "
                                  "the CA, and the client's certificate and key)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 from hyperfleet.contract import STACK_LABEL
-from hyperfleet.engines import EngineAccess, EngineUnreachable, ping
+from hyperfleet.engines import CERT_FILES, CERT_KEY_FILE, EngineAccess, EngineUnreachable, ping
 from hyperfleet.engines import kind as engine_kind
 
 from components.common import DockerPlacement
@@ -105,15 +105,14 @@ def remote_engines(config: StackConfig) -> RemoteEngines:
             pulumi.log.warn(f"the monitor watches the workers on {', '.join(ssh_hosts)} by heartbeat only: "
                             "set hyperfleet:docker.ssh.identityFile (and knownHostsFile) to let it list their containers")
     tcp_hosts = [h for h in remote if engine_kind(h) == "tcp"]
-    cert_path = config.docker.tls.cert_path
-    if tcp_hosts and cert_path:
-        base = Path(cert_path).expanduser()
-        files[f"{RemoteEngines.CERT_PATH}/ca.pem"] = (base / "ca.pem").read_text()
-        files[f"{RemoteEngines.CERT_PATH}/cert.pem"] = (base / "cert.pem").read_text()
-        secret_files[f"{RemoteEngines.CERT_PATH}/key.pem"] = (base / "key.pem").read_text()
+    cert_dir = config.docker.cert_dir()
+    if tcp_hosts and cert_dir:
+        for name in CERT_FILES:
+            (secret_files if name == CERT_KEY_FILE else files)[f"{RemoteEngines.CERT_PATH}/{name}"] = \
+                (Path(cert_dir) / name).read_text()
     watched += tcp_hosts
     return RemoteEngines(urls=[h for h in remote if h in watched], files=files, secret_files=secret_files,
-                         cert_path=RemoteEngines.CERT_PATH if tcp_hosts and cert_path else None)
+                         cert_path=RemoteEngines.CERT_PATH if tcp_hosts and cert_dir else None)
 
 
 def runtime_image(config: StackConfig, home: DockerPlacement) -> pulumi.Input[str]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 KINDS = ("unix", "ssh", "tcp")
 #: the files of a Docker cert path (``docker --tlsverify``, ``DOCKER_CERT_PATH``)
-CERT_FILES = ("ca.pem", "cert.pem", "key.pem")
+CERT_KEY_FILE = "key.pem"  # the client's private key: the one secret of the three
+CERT_FILES = ("ca.pem", "cert.pem", CERT_KEY_FILE)
 
 
 #: the API version spoken to a remote engine (what listing and pinging need; every engine since 1.12

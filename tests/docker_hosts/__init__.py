@@ -104,10 +104,6 @@ class DockerHosts:
         return all(name in pids and alive(pids[name]) for name in wanted) and all(
             run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
 
-    def engine_env(self, engine: Engine) -> dict[str, str]:
-        """The environment of a `docker` command that talks to ``engine`` from this machine."""
-        return dict(os.environ, DOCKER_HOST=engine.socket)
-
     # --- up / down ------------------------------------------------------------------------------
 
     def up(self, timeout_seconds: float = 90) -> DockerHosts:
@@ -235,9 +231,6 @@ class DockerHosts:
     def ssh(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         return run("ssh", *self.ssh_options(), "-p", str(SSH_PORT), f"root@{SSH_ENGINE.address}", "--", *command,
                    check=check)
-
-    def docker(self, engine: Engine, *args: str) -> str:
-        return run("docker", "-H", engine.socket, *args).stdout.strip()
 
     def load_images(self, images: list[str]) -> None:
         """Copy images from this machine's engine into each host (what a registry does for real hosts);
