@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -31,6 +32,9 @@ SECRET_KEYS = ("dashboardToken",)
 _QUANTITY_CPU = re.compile(r"^\d+(\.\d+)?m?$")
 _QUANTITY_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
+#: the chart's own defaults for the worker autoscaling (one place: charts/hyperfleet/values.yaml)
+_AUTOSCALING = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/hyperfleet/values.yaml").read_text()
+                              )["workers"]["autoscaling"]
 
 
 class ConfigError(ValueError):
@@ -98,8 +102,31 @@ class MongoConfig(_Model):
     resources: ResourcesConfig = ResourcesConfig()
 
 
+class AutoscalingConfig(_Model):
+    """``workers.autoscaling``, mapped to the chart's values of the same names (Kubernetes targets)."""
+
+    #: fixed: ``workers.replicas``; keda: KEDA scales on the open trials (queued + running); cpu: an HPA on CPU
+    mode: Literal["fixed", "keda", "cpu"] = _AUTOSCALING["mode"]
+    min_replicas: int = Field(default=_AUTOSCALING["minReplicas"], ge=0, le=1000)
+    max_replicas: int = Field(default=_AUTOSCALING["maxReplicas"], ge=1, le=1000)
+    trials_per_worker: float = Field(default=_AUTOSCALING["trialsPerWorker"], gt=0)
+    cooldown_seconds: int = Field(default=_AUTOSCALING["cooldownSeconds"], ge=0)
+    polling_seconds: int = Field(default=_AUTOSCALING["pollingSeconds"], ge=1)
+    cpu_utilization: int = Field(default=_AUTOSCALING["cpuUtilization"], ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.mode != "fixed" and self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
+        if self.mode == "cpu" and self.min_replicas == 0:
+            raise ValueError("minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0 (use mode keda, or at least 1)")
+        return self
+
+
 class WorkersConfig(_Model):
     replicas: int = Field(default=2, ge=0, le=1000)
+    #: Kubernetes: scale with the queue (KEDA) or CPU instead of ``replicas``; Docker: fixed only
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
     #: the worker image (default: images.runtime)
     image: str | None = None
     resources: ResourcesConfig = ResourcesConfig()
@@ -259,6 +286,12 @@ class StackConfig(_Model):
                                  "Docker hosts; publish on advertiseHost's address (or 0.0.0.0)")
         if self.target == "docker":
             self._check_docker_access()
+            if self.workers.autoscaling.mode != "fixed":
+                raise ValueError("workers.autoscaling.mode: the docker target runs workers.replicas workers (mode "
+                                 "fixed); size the pool from `hyperfleet status --json` (open) and pulumi up")
+        elif self.workers.autoscaling.mode == "keda" and not self.monitor.enabled:
+            raise ValueError("workers.autoscaling.mode: keda reads the monitor's open-trials gauge; it needs "
+                             "monitor.enabled")
         return self
 
     def _check_docker_access(self) -> None:

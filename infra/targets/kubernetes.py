@@ -118,6 +118,7 @@ def chart_values(config: StackConfig, stack: str) -> dict:
         },
         "workers": {
             "replicas": workers.replicas,
+            "autoscaling": workers.autoscaling.model_dump(by_alias=True),
             "resources": resources(workers.resources),
             "nodeSelector": dict(workers.node_selector),
             "tolerations": list(workers.tolerations),

@@ -187,6 +187,10 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--interval-seconds", "--update-interval", "--update_interval", "-u", "interval_seconds",
               type=click.FloatRange(min=0.01), default=M.interval_seconds, show_default=True,
               envvar=[command_env("monitor", "interval_seconds"), "UPDATE_INTERVAL"], help="Time between sweeps.")
+@click.option("--metrics-interval-seconds", type=click.FloatRange(min=0.01), default=M.metrics_interval_seconds,
+              show_default=True, help="Time between refreshes of the per-experiment metrics on /metrics.")
+@click.option("--metrics-retention-seconds", type=click.FloatRange(min=0.01), default=M.metrics_retention_seconds,
+              show_default=True, help="An experiment idle this long (nothing open, nothing finished) leaves /metrics.")
 @click.option("--policy", type=click.Choice(POLICIES), default=M.policy, show_default=True,
               help="requeue orphans (until --max-retries, then ERROR) or mark them ERROR at once.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=M.max_retries, show_default=True,

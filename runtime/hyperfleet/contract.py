@@ -73,5 +73,7 @@ ALIVE_FILE = "/tmp/hyperfleet-alive"
 MONGO_PORT = 27017
 #: the monitor's /healthz and /metrics
 HEALTH_PORT = 8080
+#: the gauge on /metrics that autoscalers read (the chart's KEDA trigger): trials that want a worker now
+OPEN_TRIALS_METRIC = "hyperfleet_open_trials"
 #: the dashboard (``hyperfleet dashboard``, or the monitor's ``--dashboard-port``)
 DASHBOARD_PORT = 8090

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pymongo.errors import PyMongoError
 
 from .engines import EngineAccess
+from .experiment_metrics import ExperimentMetrics, run_refresher
 from .liveness import DockerLiveness, KubernetesLiveness, LivenessCheck, ProcessLiveness
 from .mongo_url import MongoAddress, parse_mongo_url
 from .settings import MonitorSettings
@@ -41,9 +42,12 @@ class SweepReport:
 
 
 class Metrics:
-    def __init__(self):
+    """The monitor's own metrics, and the experiments' (hyperfleet.experiment_metrics) in the same registry."""
+
+    def __init__(self, retention_seconds: float = MonitorSettings.metrics_retention_seconds, exp_key: str | None = None):
         self.registry = CollectorRegistry()
         r = self.registry
+        self.experiments = ExperimentMetrics(r, retention_seconds, exp_key)
         self.reaped = Counter("hyperfleet_monitor_trials_reaped", "Orphaned trials recovered, by how they were detected",
                               ["cause"], registry=r)
         self.requeued = Counter("hyperfleet_monitor_trials_requeued", "Orphaned trials put back in the queue", registry=r)
@@ -217,7 +221,7 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
             stop.set()
 
         watch_stop_signals(on_stop_signal)
-    metrics, health = Metrics(), Health(settings.interval_seconds)
+    metrics, health = Metrics(settings.metrics_retention_seconds, settings.exp_key), Health(settings.interval_seconds)
     server = serve_health(settings.health_host, settings.health_port, health, metrics) if settings.health_port else None
     address = parse_mongo_url(settings.mongo_url)
     if settings.collection:
@@ -225,6 +229,8 @@ def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) 
     dashboard = _serve_dashboard(settings, address) if settings.dashboard_port else None
     store, reaper, backoff = None, None, settings.interval_seconds
     outage = OutageLog(log, "sweep")
+    if server:
+        run_refresher(metrics.experiments, lambda: store, settings.metrics_interval_seconds, stop)
     log.info("monitor watching %s (grace %gs, every %gs, policy %s, liveness %s)", address.redacted(),
              settings.grace_seconds, settings.interval_seconds, settings.policy, ",".join(settings.liveness) or "none")
     try:

@@ -73,6 +73,10 @@ class MonitorSettings:
     grace_seconds: float = 15.0
     #: time between sweeps (hyperkops' ``update_interval``)
     interval_seconds: float = 1.0
+    #: time between two refreshes of the per-experiment metrics (hyperfleet.experiment_metrics)
+    metrics_interval_seconds: float = 5.0
+    #: an experiment with nothing open and nothing newly finished this long leaves the metrics
+    metrics_retention_seconds: float = 900.0
     #: ``requeue`` orphans until ``max_retries``, then ERROR; or ``error`` at once (hyperkops)
     policy: str = "requeue"
     #: how often a trial may be recovered from lost infrastructure before it is marked ERROR
@@ -101,7 +105,8 @@ class MonitorSettings:
     dashboard_token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds"):
+        for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds", "metrics_interval_seconds",
+                     "metrics_retention_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_retries", "max_objective_retries"):

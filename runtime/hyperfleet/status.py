@@ -46,7 +46,10 @@ class ExperimentStatus:
         return bool(self.cancelled) or (self.max_evals is not None and self.finished >= self.max_evals)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "finished": self.finished, "total": self.total, "complete": self.complete}
+        # queued and open (queued + running: the trials that want a worker now) are what a script that
+        # sizes a worker pool reads (`hyperfleet status --json`)
+        return {**dataclasses.asdict(self), "queued": self.new, "open": self.new + self.running,
+                "finished": self.finished, "total": self.total, "complete": self.complete}
 
 
 def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RATE_WINDOW_SECONDS) -> ExperimentStatus:

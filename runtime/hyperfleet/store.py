@@ -8,7 +8,8 @@ attachment with an ``exp_key`` field for experiment-wide ones).
 
 What hyperfleet adds lives under one sub-document, ``hyperfleet`` (see runtime/README.md):
 ``attempts``, ``requeues``, ``orphaned``, ``objective_failures``, ``worker``, ``history``,
-``traceback`` and ``domain_file_id``.
+``traceback``, ``domain_file_id`` and ``queued_at`` (when the trial last entered the queue, by the
+clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field).
 
 Every write that moves a trial out of RUNNING is conditional: a worker's on it still owning the
 trial, the monitor's on the trial being exactly as its sweep read it. So a worker whose trial was
@@ -186,10 +187,11 @@ class JobStore:
         is how often a worker runs a trial again whose objective failed."""
         prepared = []
         domain_ids: dict[tuple, ObjectId | None] = {}
+        queued_at = _utcnow()
         for doc in docs:
             doc = dict(doc)
             doc.setdefault("version", 0)
-            extra = {"attempts": 0, "requeues": 0, "retries": retries}
+            extra = {"attempts": 0, "requeues": 0, "retries": retries, "queued_at": queued_at}
             cmd = (doc.get("misc") or {}).get("cmd") or ()
             if len(cmd) == 2 and cmd[0] == "domain_attachment":
                 key = (cmd[1], doc.get("exp_key"))
@@ -304,6 +306,23 @@ class JobStore:
         fields = ["tid", "exp_key", "owner", "refresh_time", "book_time", "hyperfleet"]
         return list(self.jobs.find(query, projection=fields))
 
+    def open_trials(self, exp_key: str | None = None) -> list[dict]:
+        """NEW and RUNNING trials as ``{_id, exp_key, tid, state}``: one query per state, each served by
+        the state index (an equality filter, which FerretDB also passes on to its backend)."""
+        found = []
+        for state in (JOB_STATE_NEW, JOB_STATE_RUNNING):
+            query: dict[str, Any] = {"state": state}
+            if exp_key is not None:
+                query["exp_key"] = exp_key
+            found += self.jobs.find(query, projection=["exp_key", "tid", "state"])
+        return found
+
+    def finished_trials(self, exp_key: str, state: int, min_tid: int) -> list[dict]:
+        """An experiment's trials in ``state`` (DONE or ERROR) from ``min_tid`` on, with their times:
+        a range of the ``(state, exp_key, tid)`` index."""
+        query = {"state": state, "exp_key": exp_key, "tid": {"$gte": min_tid}}
+        return list(self.jobs.find(query, projection=["tid", "book_time", "refresh_time", "hyperfleet.queued_at"]))
+
     def failed_trials(self, max_objective_failures: int, exp_key: str | None = None) -> list[dict]:
         """ERROR trials of the objective still within a retry budget of ``max_objective_failures``."""
         query: dict[str, Any] = {"state": JOB_STATE_ERROR,
@@ -346,7 +365,8 @@ class JobStore:
     def _requeue(self, query: dict, event: str, reason: str, owner: str | None, counters: dict,
                  unset_error: bool = False) -> bool:
         update: dict[str, Any] = {
-            "$set": {"state": JOB_STATE_NEW, "owner": None, "book_time": None, "hyperfleet.worker": None},
+            "$set": {"state": JOB_STATE_NEW, "owner": None, "book_time": None, "hyperfleet.worker": None,
+                     "hyperfleet.queued_at": _utcnow()},
             "$currentDate": {"refresh_time": True},
             "$inc": {"version": 1, "hyperfleet.requeues": 1, **counters},
             "$push": _history(event, reason, owner),
@@ -456,8 +476,12 @@ def attachment_entries(doc: Mapping | None) -> list[tuple[str, ObjectId]]:
     ]
 
 
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
 def _history(event: str, reason: str, owner: str | None) -> dict:
-    entry = {"event": event, "reason": reason, "owner": owner, "at": _dt.datetime.now(_dt.timezone.utc)}
+    entry = {"event": event, "reason": reason, "owner": owner, "at": _utcnow()}
     return {"hyperfleet.history": {"$each": [entry], "$slice": -HISTORY_LIMIT}}
 
 

@@ -67,7 +67,7 @@ def test_defaults_render_every_part(helm, tmp_path):
     objects = render(helm, tmp_path)
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == ["Deployment", "Deployment", "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service",
-                     "ServiceAccount", "StatefulSet"]
+                     "Service", "ServiceAccount", "StatefulSet"]
     assert all(o["metadata"]["namespace"] == "ml" for o in objects)
     mongo = by_kind(objects, "StatefulSet")["exp-hyperfleet-mongo"]
     assert mongo["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
@@ -217,12 +217,69 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     ({"experiments": [{"name": "e", "objective": "m:f"}]}, "/experiments/0"),
     ({"wrokers": {"replicas": 2}}, "'wrokers' not allowed"),
     ({"dashboard": {"port": 0}}, "/dashboard/port"),
+    ({"workers": {"autoscaling": {"mode": "hpa"}}}, "/workers/autoscaling/mode"),
+    ({"workers": {"autoscaling": {"maxReplicas": 0}}}, "/workers/autoscaling/maxReplicas"),
+    ({"workers": {"autoscaling": {"trialsPerWorker": 0}}}, "/workers/autoscaling/trialsPerWorker"),
 ])
 def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
     for command in ("lint", "template"):
         result = helm(command, str(CHART), "-f", values_file(tmp_path, values), check=False)
         assert result.returncode != 0, command
         assert key in result.stdout + result.stderr, (command, result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"workers": {"autoscaling": {"mode": "keda", "minReplicas": 3, "maxReplicas": 2}}},
+     "workers.autoscaling.minReplicas (3) is above workers.autoscaling.maxReplicas (2)"),
+    ({"workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}}, "it needs monitor.enabled"),
+    ({"workers": {"autoscaling": {"mode": "cpu"}}}, "workers.autoscaling.minReplicas: a CPU HorizontalPodAutoscaler"),
+])
+def test_values_the_schema_cant_judge_fail_the_render_naming_the_key(helm, tmp_path, values, message):
+    result = helm("template", str(CHART), "-f", values_file(tmp_path, values), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_keda_scales_the_workers_on_the_monitors_open_trials_gauge(helm, tmp_path):
+    from hyperfleet.contract import HEALTH_PORT, OPEN_TRIALS_METRIC
+
+    scaling = {"mode": "keda", "minReplicas": 0, "maxReplicas": 4, "trialsPerWorker": 2, "cooldownSeconds": 15,
+               "pollingSeconds": 2}
+    objects = render(helm, tmp_path, {"workers": {"autoscaling": scaling}})
+    deployment = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]
+    assert "replicas" not in deployment["spec"]  # KEDA's to set; an upgrade must not reset it
+    spec = by_kind(objects, "ScaledObject")["exp-hyperfleet-worker"]["spec"]
+    assert spec["scaleTargetRef"] == {"name": "exp-hyperfleet-worker"}
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"], spec["pollingInterval"]) == \
+        (0, 4, 15, 2)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"] == {"url": f"http://exp-hyperfleet-monitor.ml.svc:{HEALTH_PORT}/metrics",
+                                   "format": "prometheus", "valueLocation": OPEN_TRIALS_METRIC,
+                                   "targetValue": "2", "activationTargetValue": "0"}
+    service = by_kind(objects, "Service")["exp-hyperfleet-monitor"]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": HEALTH_PORT, "targetPort": "health"}]
+    monitor = by_kind(objects, "Deployment")["exp-hyperfleet-monitor"]["spec"]["template"]
+    assert service["spec"]["selector"].items() <= monitor["metadata"]["labels"].items()
+    # a scaled-down worker hands its trial back within its grace period (the worker's shutdown deadline)
+    from hyperfleet.settings import WorkerSettings
+
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > WorkerSettings.shutdown_deadline_seconds
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
+
+
+def test_fixed_and_cpu_modes(helm, tmp_path):
+    objects = render(helm, tmp_path)
+    assert by_kind(objects, "Deployment")["exp-hyperfleet-worker"]["spec"]["replicas"] == 2
+    assert not {"ScaledObject", "HorizontalPodAutoscaler"} & {o["kind"] for o in objects}
+    objects = render(helm, tmp_path, {"workers": {"autoscaling": {"mode": "cpu", "minReplicas": 1, "maxReplicas": 6,
+                                                                  "cpuUtilization": 70}}})
+    hpa = by_kind(objects, "HorizontalPodAutoscaler")["exp-hyperfleet-worker"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "exp-hyperfleet-worker"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 6)
+    assert hpa["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+    assert "replicas" not in by_kind(objects, "Deployment")["exp-hyperfleet-worker"]["spec"]
 
 
 def test_a_container_objective_gives_the_workers_exactly_the_rights_trial_pods_need(helm, tmp_path):
@@ -269,7 +326,7 @@ def test_rendered_objects_pass_the_api_servers_schemas(helm, tmp_path, kube_api,
                                      field_manager="hyperfleet-test", dry_run="All")
 
     objects = render(helm, tmp_path, FULL, namespace=namespace)
-    assert len(objects) == 19  # 13, a third driver (ConfigMap, Job), the workers' RBAC for trial pods, the dashboard
+    assert len(objects) == 20  # 14, a third driver (ConfigMap, Job), the workers' RBAC for trial pods, the dashboard
     for obj in objects:
         applied = dry_apply(obj)
         assert applied.metadata.name == obj["metadata"]["name"]

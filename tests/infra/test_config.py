@@ -35,6 +35,19 @@ INVALID = [
     ({"mongo": {"authMechanism": "MAGIC"}}, "hyperfleet:mongo.authMechanism: Input should be"),
     ({"monitor": {"graceSeconds": 1, "intervalSeconds": 2}}, "hyperfleet:monitor: graceSeconds must be longer"),
     ({"monitor": {"policy": "ignore"}}, "hyperfleet:monitor.policy: Input should be 'requeue' or 'error'"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "hpa"}}},
+     "hyperfleet:workers.autoscaling.mode: Input should be 'fixed', 'keda' or 'cpu'"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "minReplicas": 5, "maxReplicas": 2}}},
+     "hyperfleet:workers.autoscaling: minReplicas (5) is above maxReplicas (2)"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 0}}},
+     "hyperfleet:workers.autoscaling.maxReplicas: Input should be greater than or equal to 1"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "trialsPerWorker": 0}}},
+     "hyperfleet:workers.autoscaling.trialsPerWorker: Input should be greater than 0"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "cpu"}}},
+     "hyperfleet:workers.autoscaling: minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0"),
+    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}},
+     "hyperfleet:workers.autoscaling.mode: keda reads the monitor's open-trials gauge"),
+    ({"workers": {"autoscaling": {"mode": "keda"}}}, "hyperfleet:workers.autoscaling.mode: the docker target runs"),
     ({"target": "gke"}, "hyperfleet:gke: needed when target is gke"),
     ({"target": "gke", "gke": {"project": "p"}}, "hyperfleet:gke.region: required"),
     ({"target": "gke", "gke": {"region": "europe-west1"}}, "hyperfleet:gke.project: required"),
@@ -118,3 +131,15 @@ def test_bad_dashboard_and_notify_config_names_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert message in str(err.value), str(err.value)
+
+
+def test_autoscaling_defaults_are_the_charts_and_map_to_its_values():
+    from targets.kubernetes import chart_values
+
+    chart = yaml.safe_load((REPO / "charts/hyperfleet/values.yaml").read_text())["workers"]["autoscaling"]
+    config = parse_config({"target": "kind"})
+    assert chart_values(config, "s")["workers"]["autoscaling"] == chart
+    config = parse_config({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4,
+                                                                          "cooldownSeconds": 15}}})
+    assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
+                                                                   "cooldownSeconds": 15}

@@ -10,7 +10,7 @@ import yaml
 
 from hyperfleet.status import experiment_status
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
-from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, worker_env
+from tests.helpers import REPO, enqueue_slow_trial, jobs, run_cli, start_worker, stop_all, worker_env
 
 SPEC = {"name": "mixed", "objective": "tests.objectives:mixed", "algo": "rand", "max_evals": 16, "seed": 3,
         "parallelism": 2, "space": {"x": {"uniform": [-2, 6]}, "lr": {"loguniform": [1e-5, 1e-1]},
@@ -61,6 +61,14 @@ def test_status_counts_best_rate_and_eta(mongo_url, finished_experiment):
 
     missing = hyperfleet("status", "nope", "--mongo", mongo_url)
     assert missing.returncode == 1 and "no experiment 'nope'" in missing.stderr
+
+
+def test_status_json_says_what_a_script_sizing_the_workers_needs(store, mongo_url):
+    for _ in range(3):
+        enqueue_slow_trial(store, "sizing")
+    store.reserve("test:1", {"host": "test", "pid": 1}, "sizing")
+    (status,) = json.loads(hyperfleet("status", "sizing", "--mongo", mongo_url, "--json").stdout)
+    assert (status["queued"], status["running"], status["open"], status["complete"]) == (2, 1, 3, False)
 
 
 @pytest.mark.timeout(180)

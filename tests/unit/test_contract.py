@@ -50,6 +50,10 @@ def test_the_chart_uses_the_contracts_names_and_numbers():
         assert f"- name: {env}\n" in workers, env
     assert f"--health-port={contract.HEALTH_PORT}" in monitor
     assert f"containerPort: {contract.HEALTH_PORT}}}" in monitor
+    assert f"port: {contract.HEALTH_PORT}," in TEMPLATES["monitor-service.yaml"]
+    scaling = TEMPLATES["worker-autoscaling.yaml"]
+    assert f"valueLocation: {contract.OPEN_TRIALS_METRIC}\n" in scaling
+    assert f".svc:{contract.HEALTH_PORT}/metrics" in scaling
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["mongo"]["port"] == contract.MONGO_PORT
     assert values["dashboard"]["port"] == contract.DASHBOARD_PORT
