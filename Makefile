@@ -90,9 +90,10 @@ docker-hosts: ## Install what the several-Docker-hosts test needs: Debian's open
 	scripts/install-ssh-server.sh
 
 .PHONY: kube-server
-kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, helm (Go proxy)
+kube-server: ## Install the tests' Kubernetes: etcd, containerd, CNI (apt); Kubernetes 1.30, CoreDNS, KEDA, helm (Go proxy)
 	scripts/install-kube-apiserver.sh
 	scripts/install-local-cluster.sh
+	scripts/install-keda.sh
 	scripts/install-helm.sh
 
 .PHONY: cluster-up

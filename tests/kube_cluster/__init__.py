@@ -13,7 +13,12 @@ What runs, all as host processes of root (one such cluster per machine: fixed po
 * pod network: Debian's CNI plugins (bridge + host-local + portmap + firewall: dockerd sets the
   FORWARD policy to DROP, the firewall plugin lets pod traffic through);
 * CoreDNS on the node's IP, port 53, with its kubernetes plugin: the kubelet's ``clusterDNS``;
-* rancher's local-path-provisioner as the default StorageClass ``local-path``.
+* rancher's local-path-provisioner as the default StorageClass ``local-path``;
+* KEDA's operator and its external-metrics adapter (scripts/install-keda.sh), behind the API server's
+  aggregation layer (a front-proxy CA, the APIService ``v1beta1.external.metrics.k8s.io`` pointing at
+  the adapter on the node's IP): the chart's ``workers.autoscaling.mode keda``. The operator resolves
+  Service names through CoreDNS: it runs in a mount namespace of its own whose ``/etc/resolv.conf``
+  names the cluster's DNS, as a pod's would.
 
 Traps of this VM, and what is done about them:
 
@@ -31,6 +36,7 @@ else (etcd, certificates, pods' directories, volumes) is made anew at each ``up`
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -61,7 +67,7 @@ POD_CIDR = "10.244.0.0/16"
 BRIDGE = "hf-cni0"
 CNI_NETWORK = "hyperfleet"
 CNI_BIN_DIR = "/usr/lib/cni"
-INSTALL_HINT = "make kube-server (scripts/install-kube-apiserver.sh, scripts/install-local-cluster.sh)"
+INSTALL_HINT = "make kube-server (scripts/install-kube-apiserver.sh, scripts/install-local-cluster.sh, scripts/install-keda.sh)"
 
 #: kept across up/down: containerd's images
 STATE_DIR = CACHE_DIR / "cluster"
@@ -78,7 +84,15 @@ SYSCTLS = ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
            "net.ipv4.conf.all.route_localnet", "net.ipv4.ip_forward"]
 # the start order; down stops them in reverse
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
-              "kube-proxy", "coredns", "local-path-provisioner"]
+              "kube-proxy", "coredns", "local-path-provisioner", "keda-operator", "keda-adapter"]
+#: KEDA's CRDs, next to its binaries (scripts/install-keda.sh)
+KEDA_CRDS = CACHE_DIR / "cluster-tools" / "keda-crds"
+#: the adapter's HTTPS port on the node's IP (the API server's is 6443); the operator's gRPC, metrics and
+#: health ports on loopback (their defaults, 8080/8081, are everyone's)
+KEDA_ADAPTER_PORT, KEDA_GRPC_PORT = 6444, 9666
+KEDA_OPERATOR_METRICS_PORT, KEDA_OPERATOR_HEALTH_PORT, KEDA_ADAPTER_METRICS_PORT = 18080, 18081, 18082
+EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
+KEDA_NAMESPACE, KEDA_ADAPTER_SERVICE = "keda", "keda-metrics-apiserver"
 
 
 def node_ip() -> str:
@@ -149,7 +163,10 @@ class LocalCluster:
             raise PermissionError("the local cluster runs containerd, a kubelet and iptables: it needs root")
         binaries = {name: find_binary(name) for name in
                     ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")}
-        binaries |= {name: tool(name) for name in ("coredns", "local-path-provisioner", "crictl", "pause")}
+        binaries |= {name: tool(name) for name in ("coredns", "local-path-provisioner", "crictl", "pause",
+                                                   "keda-operator", "keda-adapter")}
+        if not any(KEDA_CRDS.glob("*.yaml")):
+            raise ServerNotFound(f"no KEDA CRDs in {KEDA_CRDS}; run `{INSTALL_HINT}`")
         for name in ("containerd", "runc", "iptables", "kubectl", "docker"):
             if shutil.which(name) is None:
                 raise ServerNotFound(f"{name} is not on PATH; run `{INSTALL_HINT}`")
@@ -168,6 +185,7 @@ class LocalCluster:
         self._start_node(binaries, deadline)
         self._start_dns(binaries["coredns"], deadline)
         self._start_provisioner(binaries["local-path-provisioner"], deadline)
+        self._start_keda(binaries, deadline)
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
@@ -206,6 +224,20 @@ class LocalCluster:
         issue_certificate(pki, "kubelet-serving", f"/CN={NODE_NAME}", "serverAuth",
                           f"DNS:{NODE_NAME},IP:{self.ip}", days=30)
         make_service_account_keys(pki)
+        # the aggregation layer: a CA of its own for the API server's client certificate towards extension
+        # API servers (KEDA's adapter), which trust it through the extension-apiserver-authentication map
+        front_proxy = self.pki / "front-proxy"
+        front_proxy.mkdir(exist_ok=True)
+        make_ca(str(front_proxy), days=30)
+        issue_certificate(str(front_proxy), "front-proxy-client", "/CN=front-proxy-client", "clientAuth", days=30)
+        # KEDA: the operator's gRPC server and the adapter (its client, and the HTTPS server the API server
+        # calls) share one certificate; both read ca.crt, tls.crt and tls.key from one directory
+        keda = self.pki / "keda"
+        keda.mkdir(exist_ok=True)
+        make_ca(str(keda), days=30)
+        service = f"{KEDA_ADAPTER_SERVICE}.{KEDA_NAMESPACE}.svc"  # the name the API server checks
+        issue_certificate(str(keda), "tls", "/CN=keda", "serverAuth,clientAuth",
+                          f"DNS:localhost,DNS:{service},DNS:{service}.cluster.local,IP:127.0.0.1,IP:{self.ip}", days=30)
         server = f"https://{self.ip}:{API_PORT}"
         for name in users:
             path = KUBECONFIG if name == "admin" else RUN_DIR / f"{name}.kubeconfig"
@@ -236,6 +268,14 @@ class LocalCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki}/sa.pub", f"--service-account-signing-key-file={pki}/sa.key",
             "--allow-privileged=true", "--profiling=false",
+            # the aggregation layer (KEDA's external metrics), calling the adapter at its endpoint's address
+            f"--requestheader-client-ca-file={pki}/front-proxy/ca.crt",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki}/front-proxy/front-proxy-client.crt",
+            f"--proxy-client-key-file={pki}/front-proxy/front-proxy-client.key",
+            "--enable-aggregator-routing=true",
         ])
         self._wait("kube-apiserver", deadline, lambda: self._kubectl_ok("get", "--raw", "/readyz"))
         # the API server's client identity may use the kubelet API (logs, exec, port-forward)
@@ -426,6 +466,54 @@ state = "{CONTAINERD_SOCKET.parent}"
         ], env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
         started = time.monotonic()  # it has no health endpoint: alive after a second is good enough
         self._wait("local-path-provisioner", deadline, lambda: time.monotonic() - started > 1)
+
+    def _start_keda(self, binaries: dict, deadline: float) -> None:
+        """KEDA's operator and adapter as host processes with the admin kubeconfig, its CRDs, and the
+        APIService that sends external metrics to the adapter."""
+        certs, namespace = self.pki / "keda", KEDA_NAMESPACE
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KEDA_CRDS))  # one is over 256 KiB
+        env = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "WATCH_NAMESPACE": "", "POD_NAMESPACE": namespace,
+               "KEDA_CLUSTER_OBJECT_NAMESPACE": namespace}
+        self.kubectl("create", "namespace", namespace)
+        # the scalers dial Service names: a resolv.conf like a pod's, in a mount namespace of its own
+        resolv = RUN_DIR / "keda-resolv.conf"
+        resolv.write_text(f"nameserver {self.ip}\nsearch svc.cluster.local cluster.local\noptions ndots:5\n")
+        operator = shlex.join([
+            binaries["keda-operator"], f"--kubeconfig={KUBECONFIG}", "--leader-elect=false",
+            f"--cert-dir={certs}", "--enable-cert-rotation=false", "--enable-webhook-patching=false",
+            "--enable-apiservice-patching=false", f"--metrics-service-bind-address=127.0.0.1:{KEDA_GRPC_PORT}",
+            f"--metrics-bind-address=127.0.0.1:{KEDA_OPERATOR_METRICS_PORT}",
+            f"--health-probe-bind-address=127.0.0.1:{KEDA_OPERATOR_HEALTH_PORT}", "--zap-encoder=console",
+        ])
+        self._spawn("keda-operator", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                      f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && exec {operator}"],
+                    env=env)
+        self._spawn("keda-adapter", [
+            binaries["keda-adapter"], f"--kubeconfig={KUBECONFIG}", f"--lister-kubeconfig={KUBECONFIG}",
+            f"--authentication-kubeconfig={KUBECONFIG}", f"--authorization-kubeconfig={KUBECONFIG}",
+            f"--secure-port={KEDA_ADAPTER_PORT}", f"--bind-address={self.ip}", f"--cert-dir={certs}",
+            f"--tls-cert-file={certs}/tls.crt", f"--tls-private-key-file={certs}/tls.key",
+            f"--metrics-service-address=127.0.0.1:{KEDA_GRPC_PORT}", f"--port={KEDA_ADAPTER_METRICS_PORT}",
+        ], env=env)
+        self._wait("keda-adapter", deadline, lambda: _port_open(self.ip, KEDA_ADAPTER_PORT))
+        # after the adapter listens: an APIService found unavailable is only looked at again later
+        ca_bundle = base64.b64encode((certs / "ca.crt").read_bytes()).decode()
+        service = KEDA_ADAPTER_SERVICE
+        objects = [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": namespace},
+             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": KEDA_ADAPTER_PORT}]}},
+            {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": service, "namespace": namespace},
+             "subsets": [{"addresses": [{"ip": self.ip}],
+                          "ports": [{"name": "https", "port": KEDA_ADAPTER_PORT}]}]},
+            {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+             "metadata": {"name": "v1beta1.external.metrics.k8s.io"},
+             "spec": {"service": {"name": service, "namespace": namespace, "port": 443},
+                      "group": "external.metrics.k8s.io", "version": "v1beta1", "caBundle": ca_bundle,
+                      "groupPriorityMinimum": 100, "versionPriority": 100}},
+        ]
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+        self._wait("keda-operator", deadline, lambda: _port_open("127.0.0.1", KEDA_GRPC_PORT))
+        self._wait("keda-adapter", deadline, lambda: self._kubectl_ok("get", "--raw", EXTERNAL_METRICS))
 
     # --- down -----------------------------------------------------------------------------------
 

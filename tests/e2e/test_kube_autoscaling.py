@@ -1,0 +1,112 @@
+"""Workers that scale with the queue, for real: `pulumi up` of stack keda-ci (workers.autoscaling.mode
+keda, min 0, max 4) on the tests' single-node cluster, where KEDA's operator and adapter run
+(tests/kube_cluster). With nothing queued the pool parks at 0; an experiment of 40 trials started from
+outside makes it 4; lowering the ScaledObject's maximum to 2 mid-run scales down workers that hold
+trials (they hand them back on SIGTERM); when the queue drains the pool goes back to 0. Every trial
+ends DONE, exactly once: none is lost on scale-down.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import time
+
+import pymongo
+import pytest
+import yaml
+
+from tests.e2e.kube_scenario import Scenario, Stack
+from tests.helpers import REPO, wait_for
+from tests.pulumi_engine import engine_env, pulumi_runner
+
+STACK = "keda-ci"
+PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
+TRIALS, MAX_WORKERS, TRIAL_SECONDS = 40, 4, 4
+EXPERIMENT = {"name": "keda-branin", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": TRIALS,
+              "parallelism": TRIALS,  # the whole search is queued at once
+              "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]},
+                        "sleep_seconds": {"choice": [TRIAL_SECONDS]}}}
+
+
+@pytest.fixture
+def pulumi(kube_cluster, tmp_path):
+    env = engine_env(tmp_path / "state", PASSPHRASE)
+    env["KUBECONFIG"] = kube_cluster.kubeconfig
+    run = pulumi_runner(REPO, STACK, env)
+    run("stack", "select", "--create")
+    yield run
+    run("destroy", "--yes", check=False)  # whatever a failed test left
+
+
+def worker_count(scenario: Scenario) -> tuple[int, int, int]:
+    """(the Deployment's spec.replicas, worker pods not terminating, of which Ready)."""
+    deployment = scenario.get("deployment", f"{scenario.stack.release}-worker")
+    pods = [p for p in scenario.pods("worker") if not p["metadata"].get("deletionTimestamp")]
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                    for c in p["status"].get("conditions", []))]
+    return deployment["spec"].get("replicas", 1), len(pods), len(ready)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pulumi, kube_cluster, tmp_path):
+    config = yaml.safe_load((REPO / f"Pulumi.{STACK}.yaml").read_text())["config"]
+    stack = Stack(name=STACK, namespace=config["hyperfleet:kubernetes"]["namespace"], release=f"hyperfleet-{STACK}",
+                  exp_key=EXPERIMENT["name"], max_evals=TRIALS)
+    scenario = Scenario(stack, pulumi, kube_cluster.kubeconfig, kube_cluster.context, node_exec=[])
+    timings, driver = {}, None
+    try:
+        pulumi("up", "--yes", "--skip-preview")
+        scaled = scenario.get("scaledobject", f"{stack.release}-worker")  # KEDA's CRD took it
+        assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, MAX_WORKERS)
+        # nothing queued: KEDA parks the pool
+        wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=120, step=1)
+        spec = tmp_path / "experiment.yaml"
+        spec.write_text(yaml.safe_dump(EXPERIMENT))
+        with scenario.port_forward(f"svc/{stack.release}-mongo", "mongo") as port:
+            url = scenario._mongo_url(port)
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
+            jobs = client.get_default_database()["jobs"]
+            driver = subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec), "--mongo", url,
+                                       "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            wait_for(lambda: jobs.find_one({"exp_key": stack.exp_key}), timeout=60, step=0.05)
+            queued = time.monotonic()
+            wait_for(lambda: worker_count(scenario)[1] >= 1, timeout=120, step=0.25)
+            timings["queue -> first worker pod"] = time.monotonic() - queued
+            wait_for(lambda: worker_count(scenario)[2] >= 1, timeout=120, step=0.25)
+            timings["queue -> first worker Ready"] = time.monotonic() - queued
+            wait_for(lambda: worker_count(scenario)[2] == MAX_WORKERS, timeout=180, step=0.5)
+            timings[f"queue -> {MAX_WORKERS} workers Ready"] = time.monotonic() - queued
+            assert jobs.count_documents({"exp_key": stack.exp_key, "state": 0}) > 0, "the queue drained too soon"
+            # scale down with work in flight: the workers that go get SIGTERM while they hold trials
+            scenario.kubectl("patch", "scaledobject", f"{stack.release}-worker", "--type=merge",
+                             "-p", json.dumps({"spec": {"maxReplicaCount": MAX_WORKERS // 2}}))
+            wait_for(lambda: worker_count(scenario)[:2] == (MAX_WORKERS // 2, MAX_WORKERS // 2), timeout=120, step=0.5)
+            out, _ = driver.communicate(timeout=600)
+            assert driver.returncode == 0, out
+            drained = time.monotonic()
+            docs = list(jobs.find({"exp_key": stack.exp_key}))
+            client.close()
+        # every trial DONE, once; the scaled-down workers handed theirs back
+        assert len(docs) == TRIALS and len({d["tid"] for d in docs}) == TRIALS
+        assert [d["tid"] for d in docs if d["state"] != 2] == []
+        handed_back = [d for d in docs if any(h["event"] == "handed back" for h in d["hyperfleet"].get("history", []))]
+        assert handed_back, "no worker held a trial when it was scaled down"
+        assert all("SIGTERM" in h["reason"] for d in handed_back for h in d["hyperfleet"]["history"]
+                   if h["event"] == "handed back"), [d["hyperfleet"]["history"] for d in handed_back]
+        # the queue drained: back to 0 after the cooldown
+        wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
+        timings["drained -> 0 workers"] = time.monotonic() - drained
+        timings["trials handed back on scale-down"] = len(handed_back)
+        pulumi("destroy", "--yes")
+        scenario.check_nothing_left()
+    except BaseException:
+        if driver and driver.poll() is None:
+            driver.kill()
+        print(scenario.diagnostics())
+        print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+        raise
+    print(f"\nkeda-ci at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
