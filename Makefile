@@ -209,7 +209,7 @@ bench-peers: test-install $(PEERS_VENV)/.installed ## hyperfleet beside Optuna (
 bench-smoke: test-install docker-engine kube-server browser $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
 	  --trials 8 --workers 2 --only hyperfleet --only "poll-interval 0" --out $(CURDIR)/bench/results/smoke-runtime.json
-	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 \
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 --metrics-documents 2000 \
 	  --liveness-trials 10 $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
 	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python --sizes 100 --iterations 3 \
 	  --out $(CURDIR)/bench/results/smoke-driver.json

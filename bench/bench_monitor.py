@@ -11,6 +11,9 @@
   judges each trial): process (100 live pids), docker (100 worker containers on the local engine,
   created, not started), kubernetes (100 pods on the tests' API server, tests/kube_server: pods are
   only listed, so they need not run).
+* experiment metrics (hyperfleet.experiment_metrics): one refresh over 10^5 trials of one experiment
+  (100 RUNNING, 100 queued): the first (counts every finished trial once), a steady one, one after 10
+  trials finished.
 * sweep time: 10^6 trial documents of which 100 RUNNING. Target: <= 20 ms per sweep. Beside it, the
   failed-trial query a sweep adds with ``--max-objective-retries`` (ERROR trials within their budget). The sweep asks
   for ``{state: 1}`` only, which mongod serves from the ``(state, exp_key, tid)`` index. FerretDB v1
@@ -32,6 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from hyperfleet.experiment_metrics import ExperimentMetrics  # noqa: E402
 from hyperfleet.monitor import Reaper  # noqa: E402
 from hyperfleet.settings import MonitorSettings  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore  # noqa: E402
@@ -199,6 +205,42 @@ def seconds(values: list[float]) -> str:
     return f"p50 {statistics.median(values):5.2f} s   max {max(values):5.2f} s"
 
 
+def metrics_refresh_times(server: MongoServer, total: int, repeats: int) -> list[tuple[str, list[float]]]:
+    """The per-experiment metrics' refresh over ``total`` trials of one experiment, 100 RUNNING and 100
+    queued at the top of the tids: the first refresh (counts every finished trial once), a steady one
+    (nothing changed), and one after 10 trials finished."""
+    database = "m" + uuid.uuid4().hex[:8]
+    store = JobStore.connect(server.database_url(database))
+    try:
+        fill(store, total, 0)
+        top = total - 200
+        store.jobs.update_many({"exp_key": "bench", "tid": {"$gte": top}},
+                               {"$set": {"state": JOB_STATE_RUNNING}, "$currentDate": {"book_time": True}})
+        store.jobs.update_many({"exp_key": "bench", "tid": {"$gte": top + 100}}, {"$set": {"state": JOB_STATE_NEW}})
+        registry = CollectorRegistry()
+        metrics = ExperimentMetrics(registry)
+
+        def timed() -> float:
+            started = time.perf_counter()
+            metrics.refresh(store)
+            return time.perf_counter() - started
+
+        rows = [("first refresh", [timed()]), ("steady refresh", [timed() for _ in range(repeats)])]
+        after = []
+        for _ in range(repeats):
+            for doc in list(store.jobs.find({"state": JOB_STATE_RUNNING}, limit=10, projection=["_id"])):
+                store.jobs.update_one({"_id": doc["_id"]},
+                                      {"$set": {"state": JOB_STATE_DONE}, "$currentDate": {"refresh_time": True}})
+            after.append(timed())
+        rows.append(("refresh after 10 trials finished", after))
+        assert registry.get_sample_value("hyperfleet_experiment_trials", {"exp_key": "bench", "state": "done"}) == \
+            total - 200 + 10 * repeats
+        return rows
+    finally:
+        store.client.drop_database(database)
+        store.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=5)
@@ -206,6 +248,8 @@ def main() -> int:
     parser.add_argument("--image", default=None, help="worker image for the container check (built when missing)")
     parser.add_argument("--skip-detection", action="store_true")
     parser.add_argument("--liveness-trials", type=int, default=100, help="RUNNING trials of the liveness checks")
+    parser.add_argument("--metrics-documents", type=int, default=100_000,
+                        help="trials of the experiment whose metrics refresh is timed")
     args = parser.parse_args()
 
     image = args.image or "hyperfleet/runtime:bench"
@@ -226,6 +270,11 @@ def main() -> int:
             for mode, values in liveness_costs(image, args.liveness_trials, 30):
                 rows.append((f"liveness check, {mode}, {args.liveness_trials} RUNNING", ms(values), "once per sweep"))
                 print("  ", *rows[-1], flush=True)
+
+        for name, values in metrics_refresh_times(server, args.metrics_documents, 5):
+            rows.append((f"experiment metrics, {name}, {args.metrics_documents} trials", ms(values),
+                         "its own thread; mongod: ranges of the (state, exp_key, tid) index"))
+            print("  ", *rows[-1], flush=True)
 
         database = "s" + uuid.uuid4().hex[:8]
         store = JobStore.connect(server.database_url(database))

@@ -16,12 +16,15 @@ label on each (an experiment with no open trial and no newly finished one for
 * ``hyperfleet_experiment_trials_finished_total{exp_key, state}``: counter of trials seen to finish
   (``done``, ``error``) since the monitor started.
 
-Cost, per refresh: one query per open state (``{state: 0}``, ``{state: 1}``) and, per experiment with
-open trials, one per finished state over the tids from the lowest open one on (``{state, exp_key,
-tid >= low}``): all ranges of the ``(state, exp_key, tid)`` index, so on MongoDB a refresh reads the
-open trials and those finished since the oldest open one, not the experiment. Finished trials below
-that watermark are kept as counts. The histograms and the counter observe a trial once, when a refresh
-first sees it finished; a trial finished before the monitor started is counted in the gauges only.
+Cost, per refresh: one query per open state (``{state: 0}``, ``{state: 1}``, served by the state
+index), the ``job_ids`` counter, and one lookup by ``_id`` per trial that left the open set since the
+last refresh: O(what changed), on any server. Two cases read more: an experiment seen for the first
+time is counted once with ``{state, exp_key}`` per finished state, and when trial ids were handed out
+that no refresh saw open (trials queued and finished between two refreshes), the finished trials from
+the lowest such id on are read per experiment (``{state, exp_key, tid >= low}``: a range of the
+``(state, exp_key, tid)`` index on mongod; FerretDB reads every finished trial of the experiment).
+The histograms and the counter observe a trial once, when a refresh first finds it finished; one
+finished before the monitor started is in the gauges only.
 """
 
 from __future__ import annotations
@@ -51,14 +54,11 @@ RUN_TIME_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600
 
 @dataclasses.dataclass
 class _Experiment:
-    #: finished trials with a lower tid are only counted (``below``); from it on they are read each refresh
-    low_tid: int = 0
-    below: _Tally = dataclasses.field(default_factory=_Tally)
-    #: tid -> state of the finished trials from ``low_tid`` on, already observed
-    seen: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: tid -> state of every finished trial (DONE or ERROR) counted so far
+    finished: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: tid -> _id of the trials open (NEW or RUNNING) at the last refresh
+    open: dict[int, ObjectId] = dataclasses.field(default_factory=dict)
     last_active: float = 0.0
-    #: False until the first refresh: what finished before it is counted, not observed
-    started: bool = False
 
 
 class ExperimentMetrics:
@@ -78,54 +78,78 @@ class ExperimentMetrics:
         self.finished = Counter("hyperfleet_experiment_trials_finished", "Trials seen to finish, per outcome",
                                 ["exp_key", "state"], registry=registry)
         self._experiments: dict[str, _Experiment] = {}
+        #: the job_ids counter at the last refresh: ids handed out since then must be seen open, or looked for
+        self._last_tid: int | None = None
 
     @property
     def experiments(self) -> list[str]:
         return sorted(self._experiments)
 
-    def refresh(self, store: JobStore, now: float | None = None) -> None:
+    def refresh(self, store: JobStore, now: float | None = None) -> float:
+        """Read what changed and publish it; returns the seconds spent counting newly seen experiments
+        (a one-off cost, which the refresher's pacing leaves out)."""
         now = time.monotonic() if now is None else now
-        open_tids: dict[str, dict[int, int]] = {}
+        first_counts = 0.0
+        last_tid = store.last_tid()
         found = store.open_trials(self.exp_key)
         self.open.set(len(found))
+        open_now: dict[str, dict[int, ObjectId]] = {}
+        open_states: dict[str, _Tally] = {}
         for doc in found:
             if doc.get("exp_key") is not None and isinstance(doc.get("tid"), int):
-                open_tids.setdefault(doc["exp_key"], {})[doc["tid"]] = doc["state"]
-        for key in open_tids.keys() - self._experiments.keys():
-            self._experiments[key] = _Experiment(last_active=now)
+                open_now.setdefault(doc["exp_key"], {})[doc["tid"]] = doc["_id"]
+                open_states.setdefault(doc["exp_key"], _Tally())[doc["state"]] += 1
+        seen_open = {tid for tids in open_now.values() for tid in tids}
+        # ids handed out since the last refresh that are not open now: queued and finished in between
+        # (or never inserted); the range read below finds the finished ones
+        unseen = [] if self._last_tid is None else \
+            [tid for tid in range(self._last_tid, last_tid) if tid not in seen_open]
+        self._last_tid = last_tid
+        for key in open_now.keys() - self._experiments.keys():
+            started = time.monotonic()
+            self._experiments[key] = self._first_count(store, key, now)
+            first_counts += time.monotonic() - started
         for key in list(self._experiments):
-            exp, tids = self._experiments[key], open_tids.get(key, {})
-            if tids and min(tids) < exp.low_tid:  # queued again below the watermark: count it afresh
-                exp = self._experiments[key] = _Experiment(last_active=now)
-            finished_any = self._read_finished(store, key, exp, tids)
-            if tids or finished_any:
+            exp, tids = self._experiments[key], open_now.get(key, {})
+            changed = self._update(store, key, exp, tids, min(unseen) if unseen else None)
+            if tids or changed:
                 exp.last_active = now
             elif now - exp.last_active > self.retention_seconds:
                 self._forget(key)
                 continue
-            self._publish(key, exp, tids)
+            self._publish(key, exp, open_states.get(key, _Tally()))
+        return first_counts
 
-    def _read_finished(self, store: JobStore, key: str, exp: _Experiment, open_tids: dict[int, int]) -> bool:
-        """Observe the trials finished since the last refresh; True when there were any."""
-        new = 0
-        for tid in exp.seen.keys() & open_tids.keys():  # queued again (a retry): it will finish again
-            del exp.seen[tid]
+    def _first_count(self, store: JobStore, key: str, now: float) -> _Experiment:
+        """A newly seen experiment: its finished trials counted (not observed: they ended before)."""
+        exp = _Experiment(last_active=now)
         for state in FINISHED_STATES:
-            for doc in store.finished_trials(key, state, exp.low_tid):
-                if exp.seen.get(doc["tid"]) == state:
-                    continue
-                exp.seen[doc["tid"]] = state
-                new += 1
-                if exp.started:
-                    self._observe(key, state, doc)
-        exp.started = True
-        # the watermark: the lowest open tid, or past everything seen when nothing is open
-        low = min(open_tids) if open_tids else max(exp.seen, default=exp.low_tid - 1) + 1
-        if low > exp.low_tid:
-            for tid in [t for t in exp.seen if t < low]:
-                exp.below[exp.seen.pop(tid)] += 1
-            exp.low_tid = low
+            for doc in store.finished_trials(key, state, 0):
+                exp.finished[doc["tid"]] = state
+        return exp
+
+    def _update(self, store: JobStore, key: str, exp: _Experiment, open_now: dict[int, ObjectId],
+                unseen_from: int | None) -> bool:
+        """Observe what finished since the last refresh; True when something did."""
+        new = 0
+        for tid in exp.finished.keys() & open_now.keys():  # queued again (a retry, a requeue from the dashboard)
+            del exp.finished[tid]
+        for tid in exp.open.keys() - open_now.keys():  # left the queue: how did it end?
+            doc = store.trial_times(exp.open[tid])
+            if doc is not None and doc.get("state") in FINISHED_STATES and doc.get("tid") not in exp.finished:
+                new += self._count(key, exp, doc)
+        if unseen_from is not None:
+            for state in FINISHED_STATES:
+                for doc in store.finished_trials(key, state, unseen_from):
+                    if doc["tid"] not in exp.finished:
+                        new += self._count(key, exp, doc)
+        exp.open = dict(open_now)
         return new > 0
+
+    def _count(self, key: str, exp: _Experiment, doc: dict) -> int:
+        exp.finished[doc["tid"]] = doc["state"]
+        self._observe(key, doc["state"], doc)
+        return 1
 
     def _observe(self, key: str, state: int, doc: dict) -> None:
         self.finished.labels(exp_key=key, state=GAUGE_STATES[state]).inc()
@@ -139,8 +163,8 @@ class ExperimentMetrics:
         if booked is not None and finished is not None:
             self.run_time.labels(exp_key=key).observe(max(0.0, (finished - booked).total_seconds()))
 
-    def _publish(self, key: str, exp: _Experiment, open_tids: dict[int, int]) -> None:
-        counts = _Tally(open_tids.values()) + exp.below + _Tally(exp.seen.values())
+    def _publish(self, key: str, exp: _Experiment, open_states: _Tally) -> None:
+        counts = _Tally(exp.finished.values()) + open_states
         for state, label in GAUGE_STATES.items():
             self.trials.labels(exp_key=key, state=label).set(counts.get(state, 0))
 
@@ -164,19 +188,28 @@ def _naive_utc(moment):
     return moment.replace(tzinfo=None) if moment.tzinfo is not None else moment
 
 
+#: a refresh waits at least this many times as long as the previous one took (first counts of new
+#: experiments left out), so that on a slow server the metrics take at most about a fifth of its time
+REFRESH_DUTY_FACTOR = 4.0
+
+
 def run_refresher(metrics: ExperimentMetrics, store_of, interval_seconds: float, stop: threading.Event) -> threading.Thread:
-    """Refresh every ``interval_seconds`` in a thread of its own, so a slow refresh never delays a
-    sweep. ``store_of()`` returns the monitor's current store (None while MongoDB is unreachable)."""
+    """Refresh every ``interval_seconds`` (or :data:`REFRESH_DUTY_FACTOR` times the last refresh's
+    time, if longer) in a thread of its own, so a slow refresh never delays a sweep. ``store_of()``
+    returns the monitor's current store (None while MongoDB is unreachable)."""
 
     def loop() -> None:
-        while not stop.wait(interval_seconds):
+        took = 0.0
+        while not stop.wait(max(interval_seconds, REFRESH_DUTY_FACTOR * took)):
             store = store_of()
             if store is None:
                 continue
+            started, one_off = time.monotonic(), 0.0
             try:
-                metrics.refresh(store)
+                one_off = metrics.refresh(store)
             except Exception as err:  # noqa: BLE001 - an outage is the sweep's to report; try again next time
                 log.debug("experiment metrics not refreshed: %s", err)
+            took = time.monotonic() - started - one_off
 
     thread = threading.Thread(target=loop, name="hyperfleet-experiment-metrics", daemon=True)
     thread.start()

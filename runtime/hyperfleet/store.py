@@ -55,6 +55,8 @@ STATE_NAMES = {int(s): s.name.lower() for s in TrialState}
 HISTORY_LIMIT = 20
 # what `hyperfleet run` ran, by exp_key (its spec and max_evals), for status and reports
 EXPERIMENTS = "hyperfleet_experiments"
+# what the experiment metrics read of a finished trial
+_TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at"]
 
 
 class OutageLog:
@@ -306,6 +308,15 @@ class JobStore:
         fields = ["tid", "exp_key", "owner", "refresh_time", "book_time", "hyperfleet"]
         return list(self.jobs.find(query, projection=fields))
 
+    def last_tid(self) -> int:
+        """How many trial ids were handed out so far (the ``job_ids`` counter; 0 before the first)."""
+        doc = self.db.job_ids.find_one({"a": 0}, projection=["last_id"])
+        return int((doc or {}).get("last_id") or 0)
+
+    def trial_times(self, trial_id: ObjectId) -> dict | None:
+        """One trial's state and times, by ``_id``."""
+        return self.jobs.find_one({"_id": trial_id}, projection=_TIMES)
+
     def open_trials(self, exp_key: str | None = None) -> list[dict]:
         """NEW and RUNNING trials as ``{_id, exp_key, tid, state}``: one query per state, each served by
         the state index (an equality filter, which FerretDB also passes on to its backend)."""
@@ -321,7 +332,7 @@ class JobStore:
         """An experiment's trials in ``state`` (DONE or ERROR) from ``min_tid`` on, with their times:
         a range of the ``(state, exp_key, tid)`` index."""
         query = {"state": state, "exp_key": exp_key, "tid": {"$gte": min_tid}}
-        return list(self.jobs.find(query, projection=["tid", "book_time", "refresh_time", "hyperfleet.queued_at"]))
+        return list(self.jobs.find(query, projection=_TIMES))
 
     def failed_trials(self, max_objective_failures: int, exp_key: str | None = None) -> list[dict]:
         """ERROR trials of the objective still within a retry budget of ``max_objective_failures``."""

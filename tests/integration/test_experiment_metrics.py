@@ -86,6 +86,24 @@ def test_counts_histograms_retries_and_ageing_out(store):
     assert counts(registry, "b")["queued"] == 1
 
 
+def test_trials_queued_and_finished_between_two_refreshes_are_counted_and_observed(store):
+    registry = CollectorRegistry()
+    metrics = ExperimentMetrics(registry)
+    enqueue_slow_trial(store, "fast", sleep=0)
+    metrics.refresh(store, now=0)
+    for _ in range(3):
+        enqueue_slow_trial(store, "fast", sleep=0)
+    store.allocate_tids(2)  # handed out and never used (a driver that died): looked for once, then forgotten
+    while (trial := book(store, "fast")) is not None:
+        store.finish(trial["_id"], "test:1", {"status": "ok", "loss": 0.0})
+    metrics.refresh(store, now=1)
+    assert counts(registry, "fast") == {"queued": 0, "running": 0, "done": 4, "error": 0}
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 4
+    assert value(registry, "hyperfleet_experiment_run_seconds_count", exp_key="fast") == 4
+    metrics.refresh(store, now=2)
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 4
+
+
 def test_queue_wait_of_a_trial_inserted_by_another_client_uses_its_id(store):
     registry = CollectorRegistry()
     metrics = ExperimentMetrics(registry)
