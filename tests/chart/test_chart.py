@@ -330,6 +330,12 @@ def test_rendered_objects_pass_the_api_servers_schemas(helm, tmp_path, kube_api,
     for obj in objects:
         applied = dry_apply(obj)
         assert applied.metadata.name == obj["metadata"]["name"]
+    # the CPU autoscaler (KEDA's ScaledObject is applied on the cluster where KEDA runs:
+    # tests/e2e/test_kube_autoscaling.py)
+    scaling = {"mode": "cpu", "minReplicas": 1, "maxReplicas": 5}
+    for obj in render(helm, tmp_path, {"workers": {"autoscaling": scaling}}, namespace=namespace):
+        if obj["kind"] in ("HorizontalPodAutoscaler", "Deployment"):
+            assert dry_apply(obj).metadata.name == obj["metadata"]["name"]
     # the check can fail: a field in the wrong place is refused
     worker = by_kind(objects, "Deployment")["exp-hyperfleet-worker"]
     worker["spec"]["template"]["spec"]["containers"][0]["probes"] = {}
