@@ -8,7 +8,9 @@ made by an in-memory fmin of a 2-parameter space), on one server. Each implement
 (bench/driver_refresh.py in its own virtualenv: stock hyperopt 0.3.0 needs pymongo 3) loads it, then
 refreshes ``--iterations`` times while one trial finishes and one starts between refreshes, as in a
 steady fmin. Reported: the first load, the median refresh (seconds and documents the server sent),
-and TPE's ``suggest`` of one trial over the same history (in memory: hyperopt's cost, not ours).
+and TPE's ``suggest`` of one trial over the same history (in memory: hyperopt's cost, not ours), and
+the floor: the server's cheapest reads of that collection (one trial by ``_id``, the RUNNING ones by
+equality), which no refresh can beat.
 Results: ``bench/results/driver.json``.
 """
 
@@ -76,6 +78,24 @@ def refresh_run(python: str, impl: str, url: str, iterations: int) -> dict:
             "refresh_documents": statistics.median(r["documents"] for r in run["refreshes"])}
 
 
+def floor_seconds(url: str, repeats: int = 9) -> dict:
+    """The cheapest reads the server offers over the same collection, the floor under any refresh: one
+    document by ``_id``, and the RUNNING trials by an equality filter (both index lookups on mongod)."""
+    jobs = pymongo.MongoClient(url).get_default_database().jobs
+    some = jobs.find_one({"exp_key": EXP_KEY}, projection=["_id"])["_id"]
+    reads = {"by _id": lambda: jobs.find_one({"_id": some}),
+             "RUNNING by state": lambda: list(jobs.find({"exp_key": EXP_KEY, "state": 1}))}
+    out = {}
+    for name, read in reads.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - started)
+        out[name] = statistics.median(times)
+    return out
+
+
 def suggest_seconds(docs: list[dict], repeats: int = 5) -> dict:
     trials = Trials(exp_key=EXP_KEY)
     trials.insert_trial_docs([dict(d, state=2, result={"status": "ok", "loss": 1.0}) if d["state"] != 2 else dict(d)
@@ -107,7 +127,9 @@ def main() -> int:
             docs = history(size)
             row = {"trials": size, "suggest_seconds": suggest_seconds(docs)}
             for impl, python in (("hyperfleet", sys.executable), ("stock", args.stock_python)):
-                row[impl] = refresh_run(python, impl, seed(server, docs), args.iterations)
+                url = seed(server, docs)
+                row[impl] = refresh_run(python, impl, url, args.iterations)
+            row["floor_seconds"] = floor_seconds(url)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'trials':>7} {'impl':>10} {'load s':>8} {'refresh ms (min-max)':>24} {'docs/refresh':>13}")
@@ -118,6 +140,9 @@ def main() -> int:
                   f"({r['refresh_min'] * 1000:.1f}-{r['refresh_max'] * 1000:.1f}) {r['refresh_documents']:>13.0f}")
         s = row["suggest_seconds"]
         print(f"{row['trials']:>7} {'suggest':>10}  tpe {s['tpe'] * 1000:.1f} ms, rand {s['rand'] * 1000:.1f} ms (in memory)")
+        f = row["floor_seconds"]
+        print(f"{row['trials']:>7} {'floor':>10}  one trial by _id {f['by _id'] * 1000:.1f} ms, RUNNING by state "
+              f"{f['RUNNING by state'] * 1000:.1f} ms (the cheapest reads of this server)")
     print(f"server: {env['server']}; median of {args.iterations} refreshes, one trial finishing and one starting "
           "between two")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -83,3 +83,19 @@ def slow_mixed(params):
     """``mixed`` after ``params['sleep']`` seconds: some trials fail, and the counts move at a visible pace."""
     time.sleep(params["sleep"])
     return mixed(params)
+
+
+_CALLS = []
+
+
+def calls_in_this_process(x):
+    """How often this process ran the objective: 1 every time when each trial gets a fresh process."""
+    _CALLS.append(x)
+    return {"loss": float(len(_CALLS)), "status": "ok", "pid": os.getpid()}
+
+
+def exits_without_a_result(x):
+    """A crash no exception handler sees (as a segfault or the OOM killer would do)."""
+    if x > 0:
+        os._exit(3)
+    return x

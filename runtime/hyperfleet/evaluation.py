@@ -7,8 +7,8 @@ A trial's ``misc.cmd`` says how to find the objective, as in hyperopt:
   so it is downloaded and unpickled once per experiment run, not once per trial;
 * ``("token_load", "package.module.function")``: an importable function ``fn(spec, ctrl)``.
 
-``child_main()`` is the child process of a worker started with ``--subprocesses``: it reads the job
-from a pickle and writes the outcome to another.
+``run_job_file()`` is what the child process of a worker started with ``--subprocesses`` runs: it
+reads the job from a pickle and writes the outcome to another.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import dataclasses
 import importlib
 import os
 import pickle
-import sys
 import traceback
 from typing import Any, Callable
 
@@ -165,15 +164,9 @@ def evaluate_job(job: Job) -> Outcome:
     return Outcome(result=result, attachments=attachments)
 
 
-def child_main() -> int:
-    """Wait for a job (two lines on stdin: IN and OUT paths), evaluate it once, exit.
-
-    The worker starts the next child while the current trial runs, so the child has imported
-    hyperopt by the time a trial arrives and a fresh process costs no pickup latency.
-    """
-    in_path, out_path = sys.stdin.readline().strip(), sys.stdin.readline().strip()
-    if not in_path or not out_path:
-        return 0  # the worker went away or shut down before giving this spare a job
+def run_job_file(in_path: str, out_path: str) -> None:
+    """Evaluate the pickled job at ``in_path`` once and write the pickled outcome to ``out_path``
+    (atomically: a half-written file never looks like a result)."""
     with open(in_path, "rb") as f:
         job = pickle.load(f)
     outcome = evaluate_job(job)
@@ -184,4 +177,3 @@ def child_main() -> int:
     with open(out_path + ".tmp", "wb") as f:
         f.write(payload)
     os.replace(out_path + ".tmp", out_path)
-    return 0

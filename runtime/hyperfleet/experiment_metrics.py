@@ -48,6 +48,8 @@ log = logging.getLogger("hyperfleet.monitor")
 GAUGE_STATES = {JOB_STATE_NEW: "queued", JOB_STATE_RUNNING: "running", JOB_STATE_DONE: STATE_NAMES[JOB_STATE_DONE],
                 JOB_STATE_ERROR: STATE_NAMES[JOB_STATE_ERROR]}
 FINISHED_STATES = (JOB_STATE_DONE, JOB_STATE_ERROR)
+#: how many refreshes look for a trial id that was handed out but never seen open
+UNSEEN_REFRESHES = 3
 QUEUE_WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RUN_TIME_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
 
@@ -80,6 +82,9 @@ class ExperimentMetrics:
         self._experiments: dict[str, _Experiment] = {}
         #: the job_ids counter at the last refresh: ids handed out since then must be seen open, or looked for
         self._last_tid: int | None = None
+        #: ids handed out but neither seen open nor found finished yet -> refreshes left to look for them
+        #: (a driver inserts a trial a moment after it takes its id: TPE suggests in between)
+        self._unseen: dict[int, int] = {}
 
     @property
     def experiments(self) -> list[str]:
@@ -99,25 +104,33 @@ class ExperimentMetrics:
             if doc.get("exp_key") is not None and isinstance(doc.get("tid"), int):
                 open_now.setdefault(doc["exp_key"], {})[doc["tid"]] = doc["_id"]
                 open_states.setdefault(doc["exp_key"], _Tally())[doc["state"]] += 1
-        seen_open = {tid for tids in open_now.values() for tid in tids}
-        # ids handed out since the last refresh that are not open now: queued and finished in between
-        # (or never inserted); the range read below finds the finished ones
-        unseen = [] if self._last_tid is None else \
-            [tid for tid in range(self._last_tid, last_tid) if tid not in seen_open]
+        # ids handed out since the last refresh that are not open now: queued and finished in between,
+        # or not inserted yet, or never; the range read below finds the finished ones
+        if self._last_tid is not None:
+            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._last_tid, last_tid))
         self._last_tid = last_tid
+        for tids in open_now.values():
+            for tid in tids:
+                self._unseen.pop(tid, None)
+        unseen_from = min(self._unseen, default=None)
         for key in open_now.keys() - self._experiments.keys():
             started = time.monotonic()
             self._experiments[key] = self._first_count(store, key, now)
             first_counts += time.monotonic() - started
         for key in list(self._experiments):
             exp, tids = self._experiments[key], open_now.get(key, {})
-            changed = self._update(store, key, exp, tids, min(unseen) if unseen else None)
+            changed = self._update(store, key, exp, tids, unseen_from)
             if tids or changed:
                 exp.last_active = now
             elif now - exp.last_active > self.retention_seconds:
                 self._forget(key)
                 continue
             self._publish(key, exp, open_states.get(key, _Tally()))
+        for tid in list(self._unseen):
+            found = any(tid in exp.finished for exp in self._experiments.values())
+            self._unseen[tid] -= 1
+            if found or self._unseen[tid] <= 0:
+                del self._unseen[tid]
         return first_counts
 
     def _first_count(self, store: JobStore, key: str, now: float) -> _Experiment:

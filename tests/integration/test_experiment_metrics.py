@@ -100,8 +100,20 @@ def test_trials_queued_and_finished_between_two_refreshes_are_counted_and_observ
     assert counts(registry, "fast") == {"queued": 0, "running": 0, "done": 4, "error": 0}
     assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 4
     assert value(registry, "hyperfleet_experiment_run_seconds_count", exp_key="fast") == 4
+    # an id taken before a refresh, its trial inserted after it (TPE suggests in between) and finished
+    # before the next one
+    (late,) = store.allocate_tids(1)
     metrics.refresh(store, now=2)
-    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 4
+    store.insert_trials([{"state": JOB_STATE_NEW, "tid": late, "exp_key": "fast", "owner": None, "book_time": None,
+                          "refresh_time": None, "misc": {"tid": late, "cmd": ("token_load", "x")}}])
+    store.finish(book(store, "fast")["_id"], "test:1", {"status": "ok", "loss": 0.0})
+    metrics.refresh(store, now=3)
+    assert counts(registry, "fast")["done"] == 5
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 5
+    for now in (4, 5, 6, 7):
+        metrics.refresh(store, now=now)
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 5
+    assert not metrics._unseen  # the ids never used are looked for a few times, then forgotten
 
 
 def test_queue_wait_of_a_trial_inserted_by_another_client_uses_its_id(store):

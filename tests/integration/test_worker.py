@@ -67,6 +67,30 @@ def test_an_objective_that_raises_is_an_error_with_traceback_and_the_worker_carr
         stop_all(workers)
 
 
+@pytest.mark.timeout(120)
+def test_subprocesses_give_each_trial_a_fresh_process_and_survive_one_that_dies(mongo_url):
+    from tests.objectives import calls_in_this_process, exits_without_a_result
+
+    worker = start_worker(mongo_url, "--subprocesses", "--log-level", "warning")
+    try:
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="fresh")
+        fmin(calls_in_this_process, hp.uniform("x", 0, 1), algo=rand.suggest, max_evals=5, trials=trials,
+             show_progressbar=False)
+        results = [t["result"] for t in trials.trials]
+        assert [r["loss"] for r in results] == [1.0] * 5  # nothing carried over from one trial to the next
+        assert len({r["pid"] for r in results}) == 5 and worker.pid not in {r["pid"] for r in results}
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="dies")
+        with pytest.raises(Exception, match="no evaluation tasks"):  # every trial failed
+            fmin(exits_without_a_result, hp.choice("x", [1]), algo=rand.suggest, max_evals=2, trials=trials,
+                 show_progressbar=False)
+        errors = list(trials.store.jobs.find({"exp_key": "dies"}))
+        assert [d["state"] for d in errors] == [JOB_STATE_ERROR] * 2
+        assert all("evaluation process exited with code 3" in d["error"][1] for d in errors), errors[0]["error"]
+        assert worker.poll() is None
+    finally:
+        assert stop_all([worker]) == [0]
+
+
 def insert_trials(store, exp_key, cmd, count):
     tids = store.allocate_tids(count)
     store.insert_trials([
