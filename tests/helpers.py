@@ -136,16 +136,21 @@ def requeue_time(store, trial_id, timeout: float = 30.0) -> float:
 
 
 class DocsReturned(monitoring.CommandListener):
-    """Counts documents the server returns to find/getMore commands."""
+    """Counts documents the server returns to find/getMore commands (of ``collection`` only, if given)."""
 
-    def __init__(self):
+    def __init__(self, collection: str | None = None):
         self.documents = 0
+        self.collection = collection
+        self._requests: dict[int, str] = {}
 
     def started(self, event):
-        pass
+        if event.command_name in ("find", "getMore"):
+            self._requests[event.request_id] = event.command.get(event.command_name) \
+                if event.command_name == "find" else event.command.get("collection")
 
     def succeeded(self, event):
-        if event.command_name in ("find", "getMore"):
+        collection = self._requests.pop(event.request_id, None)
+        if event.command_name in ("find", "getMore") and self.collection in (None, collection):
             cursor = event.reply.get("cursor", {})
             self.documents += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
 

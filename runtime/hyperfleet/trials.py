@@ -6,10 +6,13 @@
 Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
 
 * it runs on pymongo 4;
-* ``refresh()`` is incremental: it reads the trials this driver still sees as NEW or RUNNING and
-  trials with a higher tid than any it has seen, not the whole collection on every fmin iteration.
+* ``refresh()`` is incremental, and built from equality filters (which every server, FerretDB too,
+  can hand to its index or backend): the experiment's NEW and RUNNING trials (``{exp_key, state}``),
+  one lookup by ``_id`` per trial that left that set since the last refresh, and the ``job_ids``
+  counter. Only when ids were handed out that it saw neither open nor in its cache (trials another
+  client queued and that finished in between) does it read the trials from the lowest such id on.
   Every ``resync_seconds`` it compares ``(_id, version)`` pairs of the whole experiment to catch
-  trials inserted or deleted by another client;
+  trials inserted with ids of their own, or deleted, by another client;
 * ``fmin`` polls every ``poll_interval_seconds`` (default 20 ms) instead of every second.
 """
 
@@ -38,11 +41,13 @@ from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES
 log = logging.getLogger("hyperfleet.trials")
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
+#: how many refreshes look for a trial id that was handed out but is not in the cache
+UNSEEN_REFRESHES = 3
 _EPOCH = _dt.datetime(1970, 1, 1)
 
 
 def _is_int_tid(tid) -> bool:
-    """hyperopt allows any tid; the incremental refresh ("tids above the highest seen") needs integers."""
+    """hyperopt allows any tid; the incremental refresh (ids from the job_ids counter) needs integers."""
     return isinstance(tid, int) and not isinstance(tid, bool)
 
 
@@ -109,7 +114,10 @@ class MongoTrials(base.Trials):
     def _reset_cache(self) -> None:
         self._docs: dict[Any, dict] = {}  # _id -> latest document seen, every state
         self._open: set = set()  # _ids of NEW and RUNNING trials
-        self._max_tid = -1
+        self._tids: set = set()  # tids of the documents in the cache
+        self._counter: int | None = None  # the job_ids counter at the last refresh
+        self._unseen: dict[int, int] = {}  # ids handed out, not in the cache yet -> refreshes left to look
+        self._inserted: set = set()  # _ids this object inserted since the last refresh
         self._int_tids = True  # every tid seen is an integer (_is_int_tid)
         self._state_counts: collections.Counter = collections.Counter()
         self._trials: list[dict] = []  # hyperopt's view: NEW, RUNNING and DONE, in tid order
@@ -165,17 +173,40 @@ class MongoTrials(base.Trials):
         return list(self._docs.values())
 
     def _refresh(self) -> None:
-        jobs = self.store.jobs
         if not self._int_tids or time.monotonic() - self._last_resync >= self.resync_seconds:
             self._resync()
-        else:
-            changed = {"tid": {"$gt": self._max_tid}}
-            if self._open:
-                changed = {"$or": [changed, {"_id": {"$in": list(self._open)}}]}
-            self._apply(jobs.find(self._query(changed)))
+            return
+        jobs = self.store.jobs
+        counter = self.store.last_tid()
+        changed = [doc for state in _OPEN_STATES for doc in jobs.find(self._query({"state": state}))]
+        still_open = {doc["_id"] for doc in changed}
+        # finished, withdrawn or deleted since; or inserted here, and not open (finished already, or
+        # inserted finished, as hyperopt's tests do)
+        for _id in [i for i in self._open | self._inserted if i not in still_open]:
+            doc = jobs.find_one({"_id": _id})
+            if doc is not None:
+                changed.append(doc)
+            elif _id in self._docs:
+                self._forget(_id)
+        self._inserted = set()
+        self._apply(changed)
+        # ids handed out since the last refresh that the cache lacks: another client's trials that were
+        # queued and finished in between, or trials not inserted yet (a driver suggests in between), or never
+        if self._counter is not None:
+            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._counter, counter))
+        self._counter = counter
+        for tid in [t for t in self._unseen if t in self._tids]:
+            del self._unseen[tid]
+        if self._unseen:
+            self._apply(jobs.find(self._query({"tid": {"$gte": min(self._unseen)}})))
+            for tid in list(self._unseen):
+                self._unseen[tid] -= 1
+                if tid in self._tids or self._unseen[tid] <= 0:
+                    del self._unseen[tid]
 
     def _resync(self) -> None:
         """Bring the cache in line with the database, fetching only documents that differ."""
+        counter = self.store.last_tid()  # before the read: what is handed out later, the next refresh looks for
         versions = {d["_id"]: d.get("version", 0) for d in self.store.jobs.find(self._query(), {"version": 1})}
         stale = [i for i, v in versions.items() if i not in self._docs or self._docs[i].get("version", 0) != v]
         gone = [i for i in self._docs if i not in versions]
@@ -184,11 +215,14 @@ class MongoTrials(base.Trials):
         fresh = list(self.store.jobs.find({"_id": {"$in": stale}})) if stale else []
         self._apply(fresh, rebuild=bool(gone))
         self._last_resync = time.monotonic()
+        self._counter, self._inserted = counter, set()
 
     def _forget(self, _id: Any) -> None:
         old = self._docs.pop(_id)
         self._state_counts[old["state"]] -= 1
         self._open.discard(_id)
+        if _is_int_tid(old["tid"]):
+            self._tids.discard(old["tid"])
 
     def _apply(self, docs, rebuild: bool = False) -> None:
         for doc in docs:
@@ -203,7 +237,7 @@ class MongoTrials(base.Trials):
             else:
                 self._open.discard(_id)
             if _is_int_tid(doc["tid"]):
-                self._max_tid = max(self._max_tid, doc["tid"])
+                self._tids.add(doc["tid"])
             elif self._int_tids:
                 self._int_tids, rebuild = False, True
 
@@ -249,6 +283,7 @@ class MongoTrials(base.Trials):
         for doc in docs:  # ids chosen here, so an insert tried again after an outage cannot insert twice
             doc.setdefault("_id", ObjectId())
         self._riding_out_outages(lambda: self.store.insert_trials(docs, retries=self.retries))
+        self._inserted.update(d["_id"] for d in docs)
         return [d["tid"] for d in docs]
 
     def delete_all(self) -> None:

@@ -51,7 +51,7 @@ def test_trials_api_matches_hyperopt(mongo_url):
 
 
 def test_refresh_reads_only_what_changed(mongo_server, mongo_url):
-    listener = DocsReturned()
+    listener = DocsReturned("jobs")  # the trials, not the job_ids counter (one document per refresh)
     import pymongo
 
     client = pymongo.MongoClient(mongo_server.url, event_listeners=[listener])
@@ -76,7 +76,7 @@ def test_refresh_reads_only_what_changed(mongo_server, mongo_url):
     assert len(trials) == 201
 
 
-def test_resync_catches_what_another_client_inserted_below_the_highest_tid(mongo_url):
+def test_another_clients_trials_are_seen_at_once_and_hand_made_ones_at_the_resync(mongo_url):
     trials = hyperfleet.MongoTrials(mongo_url, exp_key="e1", resync_seconds=3600)
     other = hyperfleet.MongoTrials(mongo_url, exp_key="e1")
     early = other.new_trial_ids(1)  # allocated first, inserted last
@@ -88,11 +88,17 @@ def test_resync_catches_what_another_client_inserted_below_the_highest_tid(mongo
         {"tid": early[0], "cmd": None, "workdir": None, "idxs": {"x": [early[0]]}, "vals": {"x": [0.5]}}])
     other.insert_trial_docs(doc)
     trials.refresh()
-    assert len(trials) == 2  # the incremental refresh only looks above the highest tid it knows
+    assert len(trials) == 3  # its id came from the job_ids counter: the next refresh has it
+    # a finished trial with an id of its own (not from the counter): only the resync can know of it
+    own = {**doc[0], "tid": 10_000, "state": 2, "result": {"status": "ok", "loss": 1.0},
+           "misc": {**doc[0]["misc"], "tid": 10_000}}
+    own.pop("_id", None)
+    trials.store.jobs.insert_one(own)
+    trials.refresh()
+    assert len(trials) == 3
     trials.resync_seconds = 0
     trials.refresh()
-    assert sorted(trials.tids) == sorted(early + [t for t in trials.tids if t not in early])
-    assert len(trials) == 3 and trials.tids == sorted(trials.tids)
+    assert len(trials) == 4 and trials.tids == sorted(trials.tids) and 10_000 in trials.tids
 
 
 def test_errors_are_counted_but_not_in_trials(mongo_url):
