@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ray-trials", type=int, default=100,
                         help="Ray Tune's trials (it starts an actor per trial: about a second each here)")
+    parser.add_argument("--only", action="append", help="run only the systems whose name contains this")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "peers.json"))
     args = parser.parse_args()
     has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
@@ -134,6 +135,8 @@ def main() -> int:
         if has_ray:
             runs["ray tune random (with ray start)"] = lambda: ray_run(args.peers_python, args.ray_trials, args.workers)
         for name, run in runs.items():
+            if args.only and not any(o in name for o in args.only):
+                continue
             values = [run() for _ in range(args.repeats)]
             if name.startswith("ray"):
                 rows[name] = spread([v[0] for v in values])

@@ -191,9 +191,9 @@ class MongoTrials(base.Trials):
         self._inserted = set()
         self._apply(changed)
         # ids handed out since the last refresh that the cache lacks: another client's trials that were
-        # queued and finished in between, or trials not inserted yet (a driver suggests in between), or never
-        if self._counter is not None:
-            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._counter, counter))
+        # queued and finished in between, or not inserted yet (a driver suggests in between), or never
+        if self._counter is not None:  # this object's own ids are not looked for: it inserts them itself
+            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._counter, counter) if tid not in self._ids)
         self._counter = counter
         for tid in [t for t in self._unseen if t in self._tids]:
             del self._unseen[tid]
