@@ -38,3 +38,16 @@ def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600
                 f"pulumi {' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
         return result
     return run
+
+
+def kube_stack(cwd: Path, stack: str, passphrase: str, state_dir, kubeconfig: str):
+    """A Kubernetes stack's runner, selected (created if new) on the cluster of ``kubeconfig``; yields
+    it, then destroys whatever a failed test left."""
+    env = engine_env(state_dir, passphrase)
+    env["KUBECONFIG"] = kubeconfig
+    run = pulumi_runner(cwd, stack, env)
+    run("stack", "select", "--create")
+    try:
+        yield run
+    finally:
+        run("destroy", "--yes", check=False)

@@ -20,7 +20,7 @@ import yaml
 
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.helpers import REPO, wait_for
-from tests.pulumi_engine import engine_env, pulumi_runner
+from tests.pulumi_engine import kube_stack
 
 STACK = "keda-ci"
 PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
@@ -33,12 +33,7 @@ EXPERIMENT = {"name": "keda-branin", "objective": "hyperfleet.demo:branin", "alg
 
 @pytest.fixture
 def pulumi(kube_cluster, tmp_path):
-    env = engine_env(tmp_path / "state", PASSPHRASE)
-    env["KUBECONFIG"] = kube_cluster.kubeconfig
-    run = pulumi_runner(REPO, STACK, env)
-    run("stack", "select", "--create")
-    yield run
-    run("destroy", "--yes", check=False)  # whatever a failed test left
+    yield from kube_stack(REPO, STACK, PASSPHRASE, tmp_path / "state", kube_cluster.kubeconfig)
 
 
 def worker_count(scenario: Scenario) -> tuple[int, int, int]:

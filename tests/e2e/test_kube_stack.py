@@ -16,7 +16,7 @@ import yaml
 
 from tests.helpers import REPO
 from tests.e2e.kube_scenario import Scenario, Stack
-from tests.pulumi_engine import engine_env, pulumi_runner
+from tests.pulumi_engine import kube_stack
 
 STACK = "kube-ci"
 PASSPHRASE = "hyperfleet-kube-ci"  # the test stack's secrets protect nothing of value
@@ -24,12 +24,7 @@ PASSPHRASE = "hyperfleet-kube-ci"  # the test stack's secrets protect nothing of
 
 @pytest.fixture
 def pulumi(kube_cluster, tmp_path):
-    env = engine_env(tmp_path / "state", PASSPHRASE)
-    env["KUBECONFIG"] = kube_cluster.kubeconfig
-    run = pulumi_runner(REPO, STACK, env)
-    run("stack", "select", "--create")
-    yield run
-    run("destroy", "--yes", check=False)  # whatever a failed test left
+    yield from kube_stack(REPO, STACK, PASSPHRASE, tmp_path / "state", kube_cluster.kubeconfig)
 
 
 class KubeCiScenario(Scenario):
