@@ -24,7 +24,7 @@ from tests.pulumi_engine import kube_stack
 
 STACK = "keda-ci"
 PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
-TRIALS, MAX_WORKERS, TRIAL_SECONDS = 40, 4, 4
+TRIALS, MAX_WORKERS, TRIAL_SECONDS = 40, 4, 2
 EXPERIMENT = {"name": "keda-branin", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": TRIALS,
               "parallelism": TRIALS,  # the whole search is queued at once
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]},
