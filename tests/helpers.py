@@ -126,6 +126,12 @@ def enqueue_slow_trial(store, exp_key: str = "e1", sleep: float = 30.0) -> int:
     return tid
 
 
+def finish_all(store, exp_key, loss_of=lambda doc: doc["tid"] * 0.1) -> None:
+    """Book and finish (DONE) every queued trial of ``exp_key``, as one worker would."""
+    while (doc := store.reserve("w", {}, exp_key)) is not None:
+        assert store.finish(doc["_id"], "w", {"loss": loss_of(doc), "status": "ok"})
+
+
 def requeue_time(store, trial_id, timeout: float = 30.0) -> float:
     """Seconds until the trial's history shows the monitor's requeue."""
     started = time.monotonic()

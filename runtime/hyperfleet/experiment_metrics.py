@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .contract import OPEN_TRIALS_METRIC
 from .settings import MonitorSettings
-from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, STATE_NAMES, JobStore
+from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, STATE_NAMES, HandedOutIds, JobStore
 
 log = logging.getLogger("hyperfleet.monitor")
 
@@ -48,8 +48,6 @@ log = logging.getLogger("hyperfleet.monitor")
 GAUGE_STATES = {JOB_STATE_NEW: "queued", JOB_STATE_RUNNING: "running", JOB_STATE_DONE: STATE_NAMES[JOB_STATE_DONE],
                 JOB_STATE_ERROR: STATE_NAMES[JOB_STATE_ERROR]}
 FINISHED_STATES = (JOB_STATE_DONE, JOB_STATE_ERROR)
-#: how many refreshes look for a trial id that was handed out but never seen open
-UNSEEN_REFRESHES = 3
 QUEUE_WAIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RUN_TIME_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
 
@@ -80,11 +78,8 @@ class ExperimentMetrics:
         self.finished = Counter("hyperfleet_experiment_trials_finished", "Trials seen to finish, per outcome",
                                 ["exp_key", "state"], registry=registry)
         self._experiments: dict[str, _Experiment] = {}
-        #: the job_ids counter at the last refresh: ids handed out since then must be seen open, or looked for
-        self._last_tid: int | None = None
-        #: ids handed out but neither seen open nor found finished yet -> refreshes left to look for them
-        #: (a driver inserts a trial a moment after it takes its id: TPE suggests in between)
-        self._unseen: dict[int, int] = {}
+        #: ids the job_ids counter handed out that no refresh saw open nor found finished yet
+        self._handed_out = HandedOutIds()
 
     @property
     def experiments(self) -> list[str]:
@@ -96,7 +91,7 @@ class ExperimentMetrics:
         now = time.monotonic() if now is None else now
         first_counts = 0.0
         last_tid = store.last_tid()
-        found = store.open_trials(self.exp_key)
+        found = store.open_trials(self.exp_key, fields=["exp_key", "tid", "state"])
         self.open.set(len(found))
         open_now: dict[str, dict[int, ObjectId]] = {}
         open_states: dict[str, _Tally] = {}
@@ -104,15 +99,10 @@ class ExperimentMetrics:
             if doc.get("exp_key") is not None and isinstance(doc.get("tid"), int):
                 open_now.setdefault(doc["exp_key"], {})[doc["tid"]] = doc["_id"]
                 open_states.setdefault(doc["exp_key"], _Tally())[doc["state"]] += 1
-        # ids handed out since the last refresh that are not open now: queued and finished in between,
-        # or not inserted yet, or never; the range read below finds the finished ones
-        if self._last_tid is not None:
-            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._last_tid, last_tid))
-        self._last_tid = last_tid
-        for tids in open_now.values():
-            for tid in tids:
-                self._unseen.pop(tid, None)
-        unseen_from = min(self._unseen, default=None)
+        # ids handed out since that are not open now (queued and finished in between, or not inserted
+        # yet, or never): the range read below finds the finished ones
+        self._handed_out.note(last_tid, lambda tid: any(tid in tids for tids in open_now.values()))
+        unseen_from = self._handed_out.lowest()
         for key in open_now.keys() - self._experiments.keys():
             started = time.monotonic()
             self._experiments[key] = self._first_count(store, key, now)
@@ -126,11 +116,7 @@ class ExperimentMetrics:
                 self._forget(key)
                 continue
             self._publish(key, exp, open_states.get(key, _Tally()))
-        for tid in list(self._unseen):
-            found = any(tid in exp.finished for exp in self._experiments.values())
-            self._unseen[tid] -= 1
-            if found or self._unseen[tid] <= 0:
-                del self._unseen[tid]
+        self._handed_out.looked(lambda tid: any(tid in exp.finished for exp in self._experiments.values()))
         return first_counts
 
     def _first_count(self, store: JobStore, key: str, now: float) -> _Experiment:
@@ -150,19 +136,20 @@ class ExperimentMetrics:
         for tid in exp.open.keys() - open_now.keys():  # left the queue: how did it end?
             doc = store.trial_times(exp.open[tid])
             if doc is not None and doc.get("state") in FINISHED_STATES and doc.get("tid") not in exp.finished:
-                new += self._count(key, exp, doc)
+                self._count(key, exp, doc)
+                new += 1
         if unseen_from is not None:
             for state in FINISHED_STATES:
                 for doc in store.finished_trials(key, state, unseen_from):
                     if doc["tid"] not in exp.finished:
-                        new += self._count(key, exp, doc)
+                        self._count(key, exp, doc)
+                        new += 1
         exp.open = dict(open_now)
         return new > 0
 
-    def _count(self, key: str, exp: _Experiment, doc: dict) -> int:
+    def _count(self, key: str, exp: _Experiment, doc: dict) -> None:
         exp.finished[doc["tid"]] = doc["state"]
         self._observe(key, doc["state"], doc)
-        return 1
 
     def _observe(self, key: str, state: int, doc: dict) -> None:
         self.finished.labels(exp_key=key, state=GAUGE_STATES[state]).inc()

@@ -25,7 +25,7 @@ import datetime as _dt
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import gridfs
@@ -57,6 +57,45 @@ HISTORY_LIMIT = 20
 EXPERIMENTS = "hyperfleet_experiments"
 # what the experiment metrics read of a finished trial
 _TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at"]
+
+
+#: how many reads look for a handed-out trial id before giving it up (its trial may never be inserted)
+HANDED_OUT_LOOKS = 3
+
+
+class HandedOutIds:
+    """Trial ids the ``job_ids`` counter handed out that a reader (the driver's refresh, the monitor's
+    metrics) has not seen yet: a trial another client queued and that finished between two reads, one
+    not inserted yet (a driver takes ids, suggests, then inserts), or one never inserted. Each is looked
+    for at the next :data:`HANDED_OUT_LOOKS` reads, then given up."""
+
+    def __init__(self):
+        self._counter: int | None = None
+        self._looks_left: dict[int, int] = {}
+
+    def reset(self, counter: int) -> None:
+        """The reader has read everything up to ``counter`` (a full read): nothing to look for."""
+        self._counter, self._looks_left = counter, {}
+
+    def note(self, counter: int, known: Callable[[int], bool]) -> None:
+        """The counter as read now: the ids handed out since the last note are to be looked for, but
+        not those ``known`` (seen already, or the reader's own), nor any noted before that are now."""
+        if self._counter is not None:
+            self._looks_left.update((tid, HANDED_OUT_LOOKS) for tid in range(self._counter, counter))
+        self._counter = counter
+        for tid in [t for t in self._looks_left if known(t)]:
+            del self._looks_left[tid]
+
+    def lowest(self) -> int | None:
+        """The lowest id to look for (a read of the tids from it on finds them), or None."""
+        return min(self._looks_left, default=None)
+
+    def looked(self, found: Callable[[int], bool]) -> None:
+        """A read looked for them: those ``found`` and those looked for often enough are given up."""
+        for tid in list(self._looks_left):
+            self._looks_left[tid] -= 1
+            if found(tid) or self._looks_left[tid] <= 0:
+                del self._looks_left[tid]
 
 
 class OutageLog:
@@ -317,15 +356,15 @@ class JobStore:
         """One trial's state and times, by ``_id``."""
         return self.jobs.find_one({"_id": trial_id}, projection=_TIMES)
 
-    def open_trials(self, exp_key: str | None = None) -> list[dict]:
-        """NEW and RUNNING trials as ``{_id, exp_key, tid, state}``: one query per state, each served by
-        the state index (an equality filter, which FerretDB also passes on to its backend)."""
+    def open_trials(self, exp_key: str | None = None, fields: list[str] | None = None) -> list[dict]:
+        """NEW and RUNNING trials (``fields`` of them, whole when None): one query per state, each served
+        by the state index (an equality filter, which FerretDB also passes on to its backend)."""
         found = []
         for state in (JOB_STATE_NEW, JOB_STATE_RUNNING):
             query: dict[str, Any] = {"state": state}
             if exp_key is not None:
                 query["exp_key"] = exp_key
-            found += self.jobs.find(query, projection=["exp_key", "tid", "state"])
+            found += self.jobs.find(query, projection=fields)
         return found
 
     def finished_trials(self, exp_key: str, state: int, min_tid: int) -> list[dict]:

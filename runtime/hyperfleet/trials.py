@@ -35,14 +35,12 @@ from hyperopt.fmin import FMinIter, generate_trials_to_calculate, space_eval
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from .mongo_url import MongoAddress
-from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, JobStore,
+from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, HandedOutIds, JobStore,
                     OutageLog, StoreUnavailable)
 
 log = logging.getLogger("hyperfleet.trials")
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
-#: how many refreshes look for a trial id that was handed out but is not in the cache
-UNSEEN_REFRESHES = 3
 _EPOCH = _dt.datetime(1970, 1, 1)
 
 
@@ -115,8 +113,7 @@ class MongoTrials(base.Trials):
         self._docs: dict[Any, dict] = {}  # _id -> latest document seen, every state
         self._open: set = set()  # _ids of NEW and RUNNING trials
         self._tids: set = set()  # tids of the documents in the cache
-        self._counter: int | None = None  # the job_ids counter at the last refresh
-        self._unseen: dict[int, int] = {}  # ids handed out, not in the cache yet -> refreshes left to look
+        self._handed_out = HandedOutIds()  # ids the job_ids counter handed out that the cache lacks
         self._inserted: set = set()  # _ids this object inserted since the last refresh
         self._int_tids = True  # every tid seen is an integer (_is_int_tid)
         self._state_counts: collections.Counter = collections.Counter()
@@ -178,7 +175,7 @@ class MongoTrials(base.Trials):
             return
         jobs = self.store.jobs
         counter = self.store.last_tid()
-        changed = [doc for state in _OPEN_STATES for doc in jobs.find(self._query({"state": state}))]
+        changed = self.store.open_trials(self._exp_key)
         still_open = {doc["_id"] for doc in changed}
         # finished, withdrawn or deleted since; or inserted here, and not open (finished already, or
         # inserted finished, as hyperopt's tests do)
@@ -190,19 +187,13 @@ class MongoTrials(base.Trials):
                 self._forget(_id)
         self._inserted = set()
         self._apply(changed)
-        # ids handed out since the last refresh that the cache lacks: another client's trials that were
-        # queued and finished in between, or not inserted yet (a driver suggests in between), or never
-        if self._counter is not None:  # this object's own ids are not looked for: it inserts them itself
-            self._unseen.update((tid, UNSEEN_REFRESHES) for tid in range(self._counter, counter) if tid not in self._ids)
-        self._counter = counter
-        for tid in [t for t in self._unseen if t in self._tids]:
-            del self._unseen[tid]
-        if self._unseen:
-            self._apply(jobs.find(self._query({"tid": {"$gte": min(self._unseen)}})))
-            for tid in list(self._unseen):
-                self._unseen[tid] -= 1
-                if tid in self._tids or self._unseen[tid] <= 0:
-                    del self._unseen[tid]
+        # ids handed out since that the cache lacks (this object's own are not looked for: it inserts
+        # them itself)
+        self._handed_out.note(counter, lambda tid: tid in self._tids or tid in self._ids)
+        lowest = self._handed_out.lowest()
+        if lowest is not None:
+            self._apply(jobs.find(self._query({"tid": {"$gte": lowest}})))
+            self._handed_out.looked(self._tids.__contains__)
 
     def _resync(self) -> None:
         """Bring the cache in line with the database, fetching only documents that differ."""
@@ -215,7 +206,8 @@ class MongoTrials(base.Trials):
         fresh = list(self.store.jobs.find({"_id": {"$in": stale}})) if stale else []
         self._apply(fresh, rebuild=bool(gone))
         self._last_resync = time.monotonic()
-        self._counter, self._inserted = counter, set()
+        self._handed_out.reset(counter)
+        self._inserted = set()
 
     def _forget(self, _id: Any) -> None:
         old = self._docs.pop(_id)

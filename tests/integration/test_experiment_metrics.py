@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hyperfleet.experiment_metrics import ExperimentMetrics
 from hyperfleet.store import JOB_STATE_ERROR, JOB_STATE_NEW
 from devserver.processes import free_port
-from tests.helpers import enqueue_slow_trial, start_monitor, start_worker, stop_all, wait_for
+from tests.helpers import enqueue_slow_trial, finish_all, start_monitor, start_worker, stop_all, wait_for
 
 
 def value(registry, name, **labels):
@@ -63,15 +63,14 @@ def test_counts_histograms_retries_and_ageing_out(store):
     metrics.refresh(store, now=2)
     assert counts(registry, "a") == {"queued": 2, "running": 1, "done": 3, "error": 0}
     store.finish(trials[0]["_id"], "test:1", {"status": "ok", "loss": 0.5})
-    while (trial := book(store, "a")) is not None:
-        store.finish(trial["_id"], "test:1", {"status": "ok", "loss": 3.0})
+    finish_all(store, "a")
     metrics.refresh(store, now=3)
     assert counts(registry, "a") == {"queued": 0, "running": 0, "done": 6, "error": 0}
     assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="a", state="done") == 5
     assert value(registry, "hyperfleet_experiment_run_seconds_count", exp_key="a") == 6
     assert store.count("a", [2]) == 6
 
-    # a trial queued again below the watermark (the dashboard's requeue of a DONE trial): counted afresh
+    # a DONE trial queued again (the dashboard's requeue): no longer counted done
     store.jobs.update_one({"tid": early}, {"$set": {"state": JOB_STATE_NEW, "owner": None}})
     metrics.refresh(store, now=4)
     assert counts(registry, "a") == {"queued": 1, "running": 0, "done": 5, "error": 0}
@@ -93,9 +92,8 @@ def test_trials_queued_and_finished_between_two_refreshes_are_counted_and_observ
     metrics.refresh(store, now=0)
     for _ in range(3):
         enqueue_slow_trial(store, "fast", sleep=0)
-    store.allocate_tids(2)  # handed out and never used (a driver that died): looked for once, then forgotten
-    while (trial := book(store, "fast")) is not None:
-        store.finish(trial["_id"], "test:1", {"status": "ok", "loss": 0.0})
+    store.allocate_tids(2)  # handed out and never used (a driver that died): looked for a few times, then given up
+    finish_all(store, "fast")
     metrics.refresh(store, now=1)
     assert counts(registry, "fast") == {"queued": 0, "running": 0, "done": 4, "error": 0}
     assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 4
@@ -113,7 +111,7 @@ def test_trials_queued_and_finished_between_two_refreshes_are_counted_and_observ
     for now in (4, 5, 6, 7):
         metrics.refresh(store, now=now)
     assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="fast", state="done") == 5
-    assert not metrics._unseen  # the ids never used are looked for a few times, then forgotten
+    assert metrics._handed_out.lowest() is None  # the ids never used are looked for a few times, then given up
 
 
 def test_queue_wait_of_a_trial_inserted_by_another_client_uses_its_id(store):

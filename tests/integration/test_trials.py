@@ -7,7 +7,7 @@ from hyperopt import hp, rand
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from tests.helpers import DocsReturned
+from tests.helpers import DocsReturned, finish_all
 
 
 def suggest_and_insert(trials, count, seed=0):
@@ -20,11 +20,6 @@ def suggest_and_insert(trials, count, seed=0):
     docs = rand.suggest(tids, domain, trials, np.random.default_rng(seed).integers(2**31 - 1))
     trials.insert_trial_docs(docs)
     return tids
-
-
-def finish_all(store, exp_key, loss_of=lambda doc: doc["tid"] * 0.1):
-    while (doc := store.reserve("w", {}, exp_key)) is not None:
-        assert store.finish(doc["_id"], "w", {"loss": loss_of(doc), "status": "ok"})
 
 
 def test_tids_are_unique_across_drivers(mongo_url):
