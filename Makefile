@@ -192,6 +192,10 @@ lint: install ## ruff (ruff.toml), shellcheck of scripts/, helm lint --strict of
 test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): seconds, no server, no root
 	PYTHONPATH=. $(PY) -m pytest tests/unit tests/infra -q $(PYTEST_ARGS)
 
+.PHONY: bench-ceiling
+bench-ceiling: test-install ## The server's own limit: 4 clients issuing only one trial's commands (insert, reserve, result), trials/s
+	PYTHONPATH=. $(PY) bench/bench_ceiling.py $(ARGS)
+
 .PHONY: bench-runtime
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
@@ -207,6 +211,7 @@ bench-peers: test-install $(PEERS_VENV)/.installed ## hyperfleet beside Optuna (
 
 .PHONY: bench-smoke
 bench-smoke: test-install docker-engine kube-server browser $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
+	PYTHONPATH=. $(PY) bench/bench_ceiling.py --trials 40 --documents 100 --repeats 1 --out $(CURDIR)/bench/results/smoke-ceiling.json
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
 	  --trials 8 --workers 2 --only hyperfleet --only "poll-interval 0" --out $(CURDIR)/bench/results/smoke-runtime.json
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py --samples 1 --documents 2000 --metrics-documents 2000 \

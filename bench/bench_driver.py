@@ -121,7 +121,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "driver.json"))
     args = parser.parse_args()
     rows = []
-    with MongoServer(auth=False) as server:  # stock hyperopt, compared here, cannot log in with PLAIN
+    with MongoServer(auth=False) as server:  # no users on either side: like for like with stock hyperopt
         env = environment(server)
         for size in args.sizes:
             docs = history(size)

@@ -124,8 +124,9 @@ def main() -> int:
     args = parser.parse_args()
     has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
     rows: dict[str, dict] = {}
-    with MongoServer(kind="ferretdb-postgresql") as server:
-        pg_url = f"postgresql+psycopg2://postgres:{server.password}@127.0.0.1:{server.postgres_port}/postgres"
+    with MongoServer(kind="ferretdb") as server:
+        pg_url = (f"postgresql+psycopg2://{server.username}:{server.password}@127.0.0.1:{server.postgres_port}"
+                  "/postgres")
         runs = {
             "hyperfleet tpe": lambda: hyperfleet_run(server, "tpe", args.trials, args.workers),
             "hyperfleet rand": lambda: hyperfleet_run(server, "rand", args.trials, args.workers),

@@ -195,7 +195,7 @@ def main() -> int:
     args = parser.parse_args()
 
     rows = {}
-    with MongoServer(auth=False) as server:  # stock hyperopt, compared here, cannot log in with PLAIN
+    with MongoServer(auth=False) as server:  # no users on either side: like for like with stock hyperopt
         print(f"server: {server.kind}; ping round trip {server_round_trip_ms(server):.2f} ms; "
               f"{args.workers} workers, {args.repeats} runs per variant")
         for name, argv_for in variants(args.stock_python).items():

@@ -1,19 +1,21 @@
 """A real MongoDB wire-protocol server for the examples, benchmarks and tests, started and stopped by them.
 
-In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod``, ``ferretdb-postgresql``,
-``ferretdb-sqlite``):
+In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod`` or ``ferretdb``):
 
 * ``mongod`` from PATH;
-* FerretDB on a private PostgreSQL cluster: the FerretDB test server that
-  ``scripts/install-test-server.sh`` builds into ``$HYPERFLEET_CACHE/bin``, and Debian's PostgreSQL.
-  PostgreSQL lets FerretDB run filters in the database (SQLite only looks up ``_id``), so queries on
-  ``state`` cost what they cost on mongod instead of a scan of the whole collection;
-* FerretDB on SQLite, when no PostgreSQL is installed.
+* FerretDB 2 on a private PostgreSQL cluster with the DocumentDB extension, which
+  ``scripts/install-test-server.sh`` (``make mongo-server``) builds: indexes, atomic findAndModify and
+  SCRAM-SHA-256 logins, served by the database itself (no proxy of ours in between).
+
+``python -m devserver.mongo --dbpath DIR --port N [--no-auth]`` runs one in the foreground until
+SIGTERM (hyperopt's own test suite starts its servers that way).
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
+import hashlib
 import os
 import pwd
 import secrets
@@ -28,62 +30,69 @@ import pymongo
 
 from .processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
-FERRETDB = CACHE_DIR / "bin" / "hyperfleet-ferretdb"
-
-
-def postgres_bindir() -> str | None:
-    if shutil.which("postgres") and shutil.which("initdb"):
-        return os.path.dirname(os.path.realpath(shutil.which("postgres")))
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(p.split("/")[4]))
-    return os.path.dirname(found[-1]) if found else None
+#: the FerretDB build of scripts/install-test-server.sh (a link to the pinned version)
+FERRETDB = CACHE_DIR / "bin" / "ferretdb"
+#: scripts/test-server-versions.sh: PG_MAJOR
+POSTGRES_BINDIR = "/usr/lib/postgresql/15/bin"
+POSTGRES_SHAREDIR = "/usr/share/postgresql/15"
+#: the PostgreSQL extensions DocumentDB loads at start
+PRELOAD = "pg_cron,pg_documentdb_core,pg_documentdb"
+KINDS = ("mongod", "ferretdb")
 
 
 def choose_kind() -> str:
     wanted = os.environ.get("HYPERFLEET_TEST_SERVER", "auto")
+    if wanted not in ("auto", *KINDS):
+        raise ServerNotFound(f"HYPERFLEET_TEST_SERVER={wanted}: choose one of {', '.join(KINDS)}")
     if wanted in ("auto", "mongod") and shutil.which("mongod"):
         return "mongod"
-    if wanted in ("auto", "ferretdb-postgresql", "ferretdb-sqlite") and not FERRETDB.exists():
-        raise ServerNotFound(f"no MongoDB server: neither mongod on PATH nor {FERRETDB}; run `make mongo-server`")
-    if wanted in ("auto", "ferretdb-postgresql") and postgres_bindir():
-        return "ferretdb-postgresql"
-    if wanted in ("auto", "ferretdb-sqlite"):
-        return "ferretdb-sqlite"
-    raise ServerNotFound(f"HYPERFLEET_TEST_SERVER={wanted}: that server is not installed here")
+    if wanted == "mongod":
+        raise ServerNotFound("HYPERFLEET_TEST_SERVER=mongod: no mongod on PATH")
+    if not FERRETDB.exists() or not os.path.exists(f"{POSTGRES_BINDIR}/postgres"):
+        raise ServerNotFound(f"no MongoDB server: neither mongod on PATH nor {FERRETDB} with PostgreSQL; "
+                             "run `make mongo-server`")
+    return "ferretdb"
 
 
 class MongoServer(ManagedServer):
-    """``auth``: clients must log in as ``username``/``password``; the URLs carry the credentials.
-    On FerretDB with PostgreSQL they log in with ``authMechanism=PLAIN``: FerretDB v1 hands the
-    credentials to PostgreSQL, whose cluster here requires scram-sha-256 passwords, so a wrong password
-    is refused. mongod runs with ``--auth`` and a root user made through its localhost exception
-    (SCRAM). FerretDB on SQLite has no users: no auth there."""
+    """``auth``: clients must log in as ``username``/``password`` with SCRAM-SHA-256; the URLs carry the
+    credentials. mongod runs with ``--auth`` and a root user made through its localhost exception;
+    FerretDB's users are PostgreSQL roles, and ``username`` is the cluster's superuser, whose password
+    PostgreSQL checks. FerretDB itself reaches PostgreSQL through the cluster's private socket
+    directory, where local connections are trusted."""
 
-    def __init__(self, kind: str | None = None, auth: bool = True):
+    def __init__(self, kind: str | None = None, auth: bool = True, data_dir: str | None = None,
+                 port: int | None = None):
         self.kind = kind or choose_kind()
-        self.auth = auth and self.kind in ("ferretdb-postgresql", "mongod")
-        self.username = "postgres" if self.kind == "ferretdb-postgresql" else "hyperfleet"
+        self.auth = auth
+        self.username = "hyperfleet"
         self.password = secrets.token_urlsafe(18) if self.auth else None
-        self.port = free_port()
-        self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-mongo-")
+        self.port = port or free_port()
+        self._own_data_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="hyperfleet-mongo-")
         self.process: subprocess.Popen | None = None  # the wire-protocol server
         self._postgres: subprocess.Popen | None = None
-        self.postgres_port: int | None = None  # of the PostgreSQL cluster under FerretDB, if any
+        self.postgres_port: int | None = None  # of the PostgreSQL cluster under FerretDB
         self._logs: list = []
 
     @property
     def url(self) -> str:
         return self.database_url("")
 
+    @property
+    def postgres_dsn(self) -> str:
+        """libpq keywords of the PostgreSQL cluster under FerretDB, as its superuser (trusted socket)."""
+        return f"host={self.data_dir} port={self.postgres_port} user={self.username} dbname=postgres"
+
     def database_url(self, database: str, password: str | None = None) -> str:
         """The address of ``database`` with this server's credentials (or with ``password`` instead)."""
         if not self.auth:
             return f"mongodb://127.0.0.1:{self.port}/{database}"
         secret = urllib.parse.quote(password if password is not None else self.password, safe="")
-        options = "authMechanism=PLAIN" if self.kind == "ferretdb-postgresql" else "authSource=admin"
-        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?{options}"
+        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?authSource=admin"
 
     def _spawn(self, argv: list[str], name: str, **kwargs) -> subprocess.Popen:
-        log = open(os.path.join(self.data_dir, f"{name}.log"), "wb")
+        log = open(os.path.join(self.data_dir, f"{name}.log"), "ab")
         self._logs.append(log)
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
 
@@ -95,14 +104,34 @@ class MongoServer(ManagedServer):
         if self.kind == "mongod":
             argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
                     "--bind_ip", "127.0.0.1", "--quiet"] + (["--auth"] if self.auth else [])
-        elif self.kind == "ferretdb-postgresql":
-            # with auth, no user in the URL: FerretDB connects to PostgreSQL with each client's credentials
-            user = "" if self.auth else f"{self.username}@"
-            argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}",
-                    f"--postgresql-url=postgres://{user}127.0.0.1:{self._start_postgres()}/postgres"]
         else:
-            argv = [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--sqlite-url=file:{self.data_dir}/"]
+            self._start_postgres()
+            argv = self._ferretdb_argv()
         self.process = self._spawn(argv, "server")
+        self._wait_until_ready(timeout_seconds)
+        return self
+
+    def _ferretdb_argv(self) -> list[str]:
+        backend = f"postgres://{self.username}@/postgres?host={urllib.parse.quote(self.data_dir)}&port={self.postgres_port}"
+        return [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--postgresql-url={backend}",
+                "--telemetry=disable", f"--state-dir={self.data_dir}", "--debug-addr=-", "--log-level=warn",
+                *([] if self.auth else ["--no-auth"])]
+
+    def restart_ferretdb(self, timeout_seconds: float = 30.0) -> None:
+        """Stop and start FerretDB only (its PostgreSQL keeps running): its PostgreSQL sessions end, and
+        with them whatever statistics they had not reported yet (PostgreSQL reports a busy session's
+        table statistics only after it idled for up to 10 s)."""
+        stop_process(self.process, signal.SIGKILL)  # its sessions end all the same; SIGTERM waits seconds
+        deadline = time.monotonic() + timeout_seconds
+        while int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                            "AND pid <> pg_backend_pid()")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("FerretDB's PostgreSQL sessions did not end")
+            time.sleep(0.02)
+        self.process = self._spawn(self._ferretdb_argv(), "server")
+        self._wait_until_ready(timeout_seconds)
+
+    def _wait_until_ready(self, timeout_seconds: float) -> None:
         deadline = time.monotonic() + timeout_seconds
         if self.kind == "mongod" and self.auth:
             self._create_mongod_user(deadline)
@@ -114,7 +143,7 @@ class MongoServer(ManagedServer):
                 try:
                     client.admin.command("ping")
                     client.admin.command("listDatabases")  # reaches the storage backend too
-                    return self
+                    return
                 except pymongo.errors.PyMongoError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(
@@ -140,40 +169,50 @@ class MongoServer(ManagedServer):
         finally:
             client.close()
 
+    @staticmethod
+    def _as_postgres() -> dict:
+        """subprocess keywords that run PostgreSQL's programs as ``postgres`` when we are root (it refuses root)."""
+        if os.geteuid() != 0:
+            return {}
+        user = pwd.getpwnam("postgres")
+        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
     def _start_postgres(self) -> int:
-        """A throwaway PostgreSQL cluster, tuned for tests (no fsync), on a free loopback port."""
-        bindir = postgres_bindir()
+        """A private PostgreSQL cluster with DocumentDB, tuned for tests (no fsync), on a free loopback port
+        and a socket in the data directory; copied from a cached template, so it starts in well under a
+        second. A restart keeps the cluster, its port and its data."""
         pgdata = os.path.join(self.data_dir, "pg")
-        as_user: dict = {}
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            postgres_user = pwd.getpwnam("postgres")
-            os.chown(self.data_dir, postgres_user.pw_uid, postgres_user.pw_gid)
-            as_user = {"user": postgres_user.pw_uid, "group": postgres_user.pw_gid, "extra_groups": []}
-        if not os.path.isdir(pgdata):  # a restart keeps the cluster and its port
-            auth = ["-A", "trust"]
-            if self.auth:
-                pwfile = os.path.join(self.data_dir, "pgpass")
-                with open(pwfile, "w") as f:
-                    f.write(self.password + "\n")
-                if as_user:
-                    os.chown(pwfile, as_user["user"], as_user["group"])
-                auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
-            subprocess.run([f"{bindir}/initdb", "-D", pgdata, *auth, "-U", self.username, "-E", "UTF8"],
-                           check=True, capture_output=True, cwd=self.data_dir, **as_user)
+        as_user = self._as_postgres()
+        first_start = not os.path.isdir(pgdata)
+        if first_start:
+            subprocess.run(["cp", "-a", cluster_template(), pgdata], check=True)
+            if as_user:
+                os.chown(self.data_dir, as_user["user"], as_user["group"])
+            # DocumentDB connects back to its own server through the socket without a password
+            with open(os.path.join(pgdata, "pg_hba.conf"), "w") as hba:
+                hba.write(f"local all all trust\nhost all all 127.0.0.1/32 {'scram-sha-256' if self.auth else 'trust'}\n")
         port = self.postgres_port or free_port()
         self._postgres = self._spawn(
-            [f"{bindir}/postgres", "-D", pgdata, "-p", str(port), "-k", self.data_dir,
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off"],
-            "postgres", cwd=self.data_dir, **as_user,
-        )
+            [f"{POSTGRES_BINDIR}/postgres", "-D", pgdata, "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+             "-c", f"unix_socket_directories={self.data_dir}", "-c", f"cron.host={self.data_dir}",
+             "-c", f"documentdb.localhost_connection_string=host={self.data_dir} port={port} dbname=postgres"],
+            "postgres", cwd=self.data_dir, **as_user)
         deadline = time.monotonic() + 30
-        while subprocess.run([f"{bindir}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode != 0:
+        while subprocess.run([f"{POSTGRES_BINDIR}/pg_isready", "-q", "-h", self.data_dir, "-p", str(port),
+                              "-U", self.username]).returncode:
             if self._postgres.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"postgres did not start: {self._log_tail('postgres')}")
-            time.sleep(0.05)
+            time.sleep(0.02)
         self.postgres_port = port
+        if first_start and self.auth:  # on stdin: no password in any process's arguments
+            self.psql(input=f"ALTER ROLE {self.username} PASSWORD '{self.password}'")
         return port
+
+    def psql(self, sql: str | None = None, input: str | None = None) -> str:
+        """Run ``sql`` (or the script ``input``) in the PostgreSQL cluster under FerretDB as its superuser:
+        unaligned rows."""
+        return psql(self.postgres_dsn, sql, input)
+
 
     def stop_processes(self) -> None:
         """Stop the server (FerretDB and its PostgreSQL), keeping the data: ``start()`` resumes it."""
@@ -186,4 +225,75 @@ class MongoServer(ManagedServer):
         self.stop_processes()
         for log in self._logs:
             log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._own_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def psql(dsn: str, sql: str | None = None, input: str | None = None) -> str:
+    result = subprocess.run([f"{POSTGRES_BINDIR}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", dsn,
+                             *(["-c", sql] if sql else [])], input=input, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"psql: {result.stderr.strip()}")
+    return result.stdout
+
+
+def cluster_template() -> str:
+    """A PostgreSQL cluster with DocumentDB created and nothing else, made once per installed build of the
+    extensions (``scripts/install-test-server.sh`` leaves a marker of it) and kept in the cache; servers
+    start from copies of it. Its superuser has no password; the copies' pg_hba.conf decides."""
+    markers = sorted(glob.glob(f"{POSTGRES_SHAREDIR}/extension/.hyperfleet-*"))
+    if not markers:
+        raise ServerNotFound("PostgreSQL has no DocumentDB built by hyperfleet: run `make mongo-server`")
+    key = hashlib.sha256("\n".join(markers).encode()).hexdigest()[:16]
+    template = CACHE_DIR / "pg-template" / key
+    if template.is_dir():
+        return str(template)
+    template.parent.mkdir(parents=True, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="hyperfleet-template-")  # where postgres may write (not in root's home)
+    as_user = MongoServer._as_postgres()
+    if as_user:
+        os.chown(work, as_user["user"], as_user["group"])
+    pgdata = os.path.join(work, "pg")
+    subprocess.run([f"{POSTGRES_BINDIR}/initdb", "-D", pgdata, "-A", "trust", "-U", "hyperfleet", "-E", "UTF8"],
+                   check=True, capture_output=True, cwd=work, **as_user)
+    with open(os.path.join(pgdata, "postgresql.conf"), "a") as conf:
+        conf.write(f"shared_preload_libraries = '{PRELOAD}'\ncron.database_name = 'postgres'\n"
+                   "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n")
+    port = free_port()
+    pg_ctl = [f"{POSTGRES_BINDIR}/pg_ctl", "-D", pgdata, "-w", "-o",
+              f"-p {port} -c listen_addresses='' -c unix_socket_directories={work}"]
+    subprocess.run([*pg_ctl, "-l", os.path.join(work, "log"), "start"], check=True, capture_output=True, cwd=work, **as_user)
+    try:
+        psql(f"host={work} port={port} user=hyperfleet dbname=postgres", "CREATE EXTENSION documentdb CASCADE")
+    finally:
+        subprocess.run([*pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True, cwd=work, **as_user)
+    staged = tempfile.mkdtemp(prefix="template-", dir=template.parent)
+    subprocess.run(["cp", "-a", pgdata, staged], check=True)
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        os.rename(os.path.join(staged, "pg"), template)
+    except OSError:  # another process made it meanwhile
+        if not template.is_dir():
+            raise
+    shutil.rmtree(staged, ignore_errors=True)
+    return str(template)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m devserver.mongo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dbpath", required=True, help="the server's data directory (kept)")
+    parser.add_argument("--port", type=int, default=27017)
+    parser.add_argument("--no-auth", action="store_true", help="no users: any client may do anything")
+    args = parser.parse_args()
+    server = MongoServer(auth=not args.no_auth, data_dir=os.path.abspath(args.dbpath), port=args.port)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    with server:
+        print(f"{server.kind} ready on 127.0.0.1:{server.port}", flush=True)
+        while not stopping and server.process.poll() is None:
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()

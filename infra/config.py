@@ -92,8 +92,8 @@ class MongoConfig(_Model):
     username: str = "hyperfleet"
     #: the database of the trials
     database: str = "hyperfleet"
-    #: the driver's authentication mechanism (default: the driver's choice, SCRAM); PLAIN for FerretDB
-    auth_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"] | None = None
+    #: the driver's authentication mechanism (default: the driver's choice, SCRAM)
+    auth_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-1"] | None = None
     #: publish Mongo's port on the first Docker host (127.0.0.1 only unless publishHost says otherwise)
     publish_port: int | None = Field(default=None, ge=1, le=65535)
     publish_host: str = "127.0.0.1"

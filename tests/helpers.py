@@ -36,6 +36,15 @@ def start_worker(mongo_url: str, *args: str, env: dict | None = None, **popen) -
                             env=env or worker_env(), **popen)
 
 
+def start_polling_workers(mongo_url: str, count: int, workdir, *args: str) -> list[subprocess.Popen]:
+    """``count`` workers, returned once each polls (its ``--alive-file`` exists): a test that needs the
+    work shared does not race their start."""
+    files = [Path(workdir) / f"worker-{n}.alive" for n in range(count)]
+    workers = [start_worker(mongo_url, "--alive-file", str(f), *args) for f in files]
+    wait_for(lambda: all(f.exists() for f in files), timeout=60)
+    return workers
+
+
 def start_monitor(mongo_url: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "hyperfleet", "monitor", "--mongo", mongo_url,
                              "--log-level", "warning", *args], env=env or worker_env(), **popen)

@@ -1,33 +1,54 @@
 #!/bin/sh
-# PostgreSQL in /data/db/pg (created on first start, with MONGO_INITDB_ROOT_USERNAME/PASSWORD when
-# given), then FerretDB on 0.0.0.0:27017. SIGTERM stops both cleanly, so a restart keeps every write.
+# PostgreSQL with DocumentDB in /data/db/pg (created on first start, with MONGO_INITDB_ROOT_USERNAME and
+# _PASSWORD when given), then FerretDB on 0.0.0.0:27017. SIGTERM stops both cleanly, so a restart keeps
+# every write. PostgreSQL listens on loopback, where it checks passwords (scram-sha-256: FerretDB hands
+# it each client's SCRAM login), and on a socket in /tmp, which it trusts: FerretDB and DocumentDB's own
+# connections back to the server (and pg_cron's jobs) use it.
 set -eu
 for bin in /usr/lib/postgresql/*/bin; do :; done  # the newest (the only) version
 pgdata=/data/db/pg
+socket=/tmp
 user=${MONGO_INITDB_ROOT_USERNAME:-}
+host_auth=scram-sha-256
+if [ -z "$user" ]; then
+  user=postgres
+  host_auth=trust
+fi
+first_start=
 if [ ! -d "$pgdata" ]; then
-  if [ -n "$user" ]; then
-    pwfile=/data/db/.initdb-password
+  first_start=1
+  pwfile=/data/db/.initdb-password
+  if [ "$host_auth" = scram-sha-256 ]; then
     (umask 077 && printf '%s\n' "${MONGO_INITDB_ROOT_PASSWORD:?MONGO_INITDB_ROOT_PASSWORD is required with a user}" > "$pwfile")
-    "$bin/initdb" -D "$pgdata" -U "$user" -A scram-sha-256 --pwfile="$pwfile" -E UTF8 >/dev/null
+    "$bin/initdb" -D "$pgdata" -U "$user" --auth-local=trust --auth-host=scram-sha-256 --pwfile="$pwfile" -E UTF8 >/dev/null
     rm -f "$pwfile"
   else
-    "$bin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 >/dev/null
+    "$bin/initdb" -D "$pgdata" -U "$user" -A trust -E UTF8 >/dev/null
   fi
+  cat >> "$pgdata/postgresql.conf" <<CONF
+shared_preload_libraries = 'pg_cron,pg_documentdb_core,pg_documentdb'
+cron.database_name = 'postgres'
+cron.host = '$socket'
+listen_addresses = '127.0.0.1'
+port = 5432
+unix_socket_directories = '$socket'
+documentdb.localhost_connection_string = 'host=$socket port=5432 dbname=postgres'
+CONF
 fi
-# no unix socket (the root filesystem may be read-only), loopback only
-"$bin/postgres" -D "$pgdata" -p 5432 -c listen_addresses=127.0.0.1 -c unix_socket_directories= &
+"$bin/postgres" -D "$pgdata" &
 pg=$!
-until "$bin/pg_isready" -q -h 127.0.0.1 -p 5432; do
+until "$bin/pg_isready" -q -h "$socket" -p 5432 -U "$user"; do
   kill -0 "$pg" 2>/dev/null || { echo "hyperfleet-test-mongo: postgres exited" >&2; exit 1; }
   sleep 0.1
 done
-if [ -n "$user" ]; then
-  backend=postgres://127.0.0.1:5432/postgres  # no user: FerretDB uses each client's credentials
-else
-  backend=postgres://postgres@127.0.0.1:5432/postgres
+if [ -n "$first_start" ]; then
+  PGOPTIONS='-c client_min_messages=warning' "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$socket" -p 5432 -U "$user" \
+    -d postgres -c 'CREATE EXTENSION documentdb CASCADE'
 fi
-hyperfleet-ferretdb --listen-addr 0.0.0.0:27017 --postgresql-url "$backend" &
+auth=--auth
+[ "$host_auth" = trust ] && auth=--no-auth
+ferretdb --listen-addr 0.0.0.0:27017 --postgresql-url "postgres://$user@/postgres?host=$socket&port=5432" \
+  "$auth" --telemetry=disable --state-dir=/tmp --debug-addr=- --log-level=warn &
 ferretdb=$!
 trap 'kill -TERM "$ferretdb" 2>/dev/null; wait "$ferretdb"; kill -INT "$pg"; wait "$pg"; exit 0' TERM INT
 wait "$ferretdb" || true

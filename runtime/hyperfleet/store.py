@@ -59,6 +59,31 @@ EXPERIMENTS = "hyperfleet_experiments"
 _TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at"]
 
 
+#: how often an upsert that lost a race to create its document is tried again
+UPSERT_ATTEMPTS = 5
+
+
+def upsert_conflict(err: PyMongoError) -> bool:
+    """Did an upsert lose a race with another client's upsert of the same new document? mongod says so
+    with DuplicateKeyError; DocumentDB (FerretDB 2) with code 1 and PostgreSQL's words for it."""
+    if isinstance(err, DuplicateKeyError):
+        return True
+    return (isinstance(err, OperationFailure) and err.code == 1
+            and any(words in str(err) for words in ("deadlock detected", "violates exclusion constraint")))
+
+
+def retry_upsert(upsert: Callable[[], Any]) -> Any:
+    """``upsert()``, again when it lost a race to create its document (the winner's document is there
+    then, so the next attempt updates it)."""
+    for attempt in range(UPSERT_ATTEMPTS):
+        try:
+            return upsert()
+        except PyMongoError as err:
+            if not upsert_conflict(err) or attempt == UPSERT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 #: how many reads look for a handed-out trial id before giving it up (its trial may never be inserted)
 HANDED_OUT_LOOKS = 3
 
@@ -83,6 +108,10 @@ class HandedOutIds:
         if self._counter is not None:
             self._looks_left.update((tid, HANDED_OUT_LOOKS) for tid in range(self._counter, counter))
         self._counter = counter
+        self.prune(known)
+
+    def prune(self, known: Callable[[int], bool]) -> None:
+        """Stop looking for the ids that are ``known`` now."""
         for tid in [t for t in self._looks_left if known(t)]:
             del self._looks_left[tid]
 
@@ -164,7 +193,7 @@ class JobStore:
                 connectTimeoutMS=timeout_ms,
                 appname="hyperfleet",
             )
-        except ConfigurationError as err:  # e.g. authMechanism=PLAIN without a user
+        except ConfigurationError as err:  # e.g. an authMechanism without a user
             raise StoreUnavailable(f"cannot use the MongoDB address {address.redacted()}: {err}") from None
         if not check:
             return cls(client, address)
@@ -210,24 +239,20 @@ class JobStore:
         """Reserve ``count`` consecutive trial ids, unique across the whole database."""
         if count <= 0:
             return []
-        for _ in range(5):
-            try:
-                before = self.db.job_ids.find_one_and_update(
-                    {"a": 0}, {"$inc": {"last_id": count}}, upsert=True,
-                    return_document=ReturnDocument.BEFORE,
-                )
-            except DuplicateKeyError:
-                continue  # two first-ever allocations raced on the upsert; the loser retries
-            first = (before or {}).get("last_id", 0)
-            return list(range(first, first + count))
-        raise RuntimeError("could not allocate trial ids: the job_ids counter keeps conflicting")
+        before = retry_upsert(lambda: self.db.job_ids.find_one_and_update(
+            {"a": 0}, {"$inc": {"last_id": count}}, upsert=True, return_document=ReturnDocument.BEFORE))
+        first = (before or {}).get("last_id", 0)
+        return list(range(first, first + count))
 
-    def insert_trials(self, docs: Iterable[dict], retries: int = 0) -> list[ObjectId]:
-        """Insert NEW trials. Each trial that evaluates an experiment attachment (fmin's pickled
-        domain) is stamped with that file's id, so workers need not look it up per trial; ``retries``
-        is how often a worker runs a trial again whose objective failed."""
+    def insert_trials(self, docs: Iterable[dict], retries: int = 0,
+                      domain_ids: dict[tuple, ObjectId | None] | None = None) -> list[dict]:
+        """Insert NEW trials; returns the documents as inserted. Each trial that evaluates an experiment
+        attachment (fmin's pickled domain) is stamped with that file's id, so workers need not look it
+        up per trial (``domain_ids``: a cache of those ids by (name, exp_key) that the caller keeps
+        across calls, one lookup per experiment instead of one per insert); ``retries`` is how often a
+        worker runs a trial again whose objective failed."""
         prepared = []
-        domain_ids: dict[tuple, ObjectId | None] = {}
+        domain_ids = {} if domain_ids is None else domain_ids
         queued_at = _utcnow()
         for doc in docs:
             doc = dict(doc)
@@ -245,13 +270,13 @@ class JobStore:
         if not prepared:
             return []
         try:
-            return self.jobs.insert_many(prepared, ordered=False).inserted_ids
+            self.jobs.insert_many(prepared, ordered=False)
         except BulkWriteError as err:
             # inserted again after a connection was lost: the trials already there (same _id) stay as they are
             errors = err.details.get("writeErrors") or []
             if not errors or any(e.get("code") != 11000 for e in errors):
                 raise
-            return [doc["_id"] for doc in prepared]
+        return prepared
 
     def cancel_queued(self, exp_key: str | None) -> int:
         """Withdraw the experiment's NEW trials (state CANCEL); a worker that already took one keeps it."""
@@ -357,15 +382,12 @@ class JobStore:
         return self.jobs.find_one({"_id": trial_id}, projection=_TIMES)
 
     def open_trials(self, exp_key: str | None = None, fields: list[str] | None = None) -> list[dict]:
-        """NEW and RUNNING trials (``fields`` of them, whole when None): one query per state, each served
-        by the state index (an equality filter, which FerretDB also passes on to its backend)."""
-        found = []
-        for state in (JOB_STATE_NEW, JOB_STATE_RUNNING):
-            query: dict[str, Any] = {"state": state}
-            if exp_key is not None:
-                query["exp_key"] = exp_key
-            found += self.jobs.find(query, projection=fields)
-        return found
+        """NEW and RUNNING trials (``fields`` of them, whole when None): one query, served by the
+        ``(state, exp_key, tid)`` index."""
+        query: dict[str, Any] = {"state": {"$in": [JOB_STATE_NEW, JOB_STATE_RUNNING]}}
+        if exp_key is not None:
+            query["exp_key"] = exp_key
+        return list(self.jobs.find(query, projection=fields))
 
     def finished_trials(self, exp_key: str, state: int, min_tid: int) -> list[dict]:
         """An experiment's trials in ``state`` (DONE or ERROR) from ``min_tid`` on, with their times:
@@ -429,18 +451,19 @@ class JobStore:
 
     def save_experiment(self, exp_key: str, spec: Mapping[str, Any], max_evals: int | None) -> None:
         """Record what the driver runs (the spec as JSON text: spaces may hold nested lists)."""
-        self.db[EXPERIMENTS].update_one(
+        retry_upsert(lambda: self.db[EXPERIMENTS].update_one(
             {"_id": exp_key},
             # a run resumes an experiment, also one that was cancelled
             {"$set": {"spec_json": json.dumps(spec, sort_keys=True), "max_evals": max_evals},
              "$currentDate": {"updated": True}, "$unset": {"cancelled_at": ""}},
             upsert=True,
-        )
+        ))
 
     def cancel_experiment(self, exp_key: str) -> int:
         """Stop an experiment: its record says so (its driver reads that and queues nothing more), and its
         queued trials are withdrawn (CANCEL); running ones finish. Returns how many were withdrawn."""
-        self.db[EXPERIMENTS].update_one({"_id": exp_key}, {"$currentDate": {"cancelled_at": True}}, upsert=True)
+        retry_upsert(lambda: self.db[EXPERIMENTS].update_one(
+            {"_id": exp_key}, {"$currentDate": {"cancelled_at": True}}, upsert=True))
         return self.cancel_queued(exp_key)
 
     def experiment_cancelled(self, exp_key: str) -> bool:

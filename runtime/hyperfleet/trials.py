@@ -6,14 +6,19 @@
 Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
 
 * it runs on pymongo 4;
-* ``refresh()`` is incremental, and built from equality filters (which every server, FerretDB too,
-  can hand to its index or backend): the experiment's NEW and RUNNING trials (``{exp_key, state}``),
-  one lookup by ``_id`` per trial that left that set since the last refresh, and the ``job_ids``
-  counter. Only when ids were handed out that it saw neither open nor in its cache (trials another
-  client queued and that finished in between) does it read the trials from the lowest such id on.
-  Every ``resync_seconds`` it compares ``(_id, version)`` pairs of the whole experiment to catch
-  trials inserted with ids of their own, or deleted, by another client;
-* ``fmin`` polls every ``poll_interval_seconds`` (default 20 ms) instead of every second.
+* ``refresh()`` is incremental, from the ``(state, exp_key, tid)`` index: the experiment's NEW and
+  RUNNING trials (one query), the trials that left that set since the last refresh (one query by
+  ``_id``, when some did), and the ``job_ids`` counter (unless this object took ids since the last
+  refresh: the counter's answer to that tells the same; within fmin's loop at most every 0.25 s).
+  Only when ids were handed out that it saw neither open nor in its cache (trials another client
+  queued and that finished in between) does it read the trials from the lowest such id on. Every
+  ``resync_seconds`` it compares ``(_id, version)`` pairs of the whole experiment to catch trials
+  inserted with ids of their own, or deleted, by another client. The trials it inserts itself it
+  knows without reading them back;
+* ``fmin`` polls every ``poll_interval_seconds`` (default 20 ms) instead of every second, and within
+  its loop reads the database at most once per poll interval (hyperopt's loop asks for a refresh or a
+  count six times per trial): about 4 commands per trial in all (the ids, the insert, the open trials,
+  the finished ones).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES
 log = logging.getLogger("hyperfleet.trials")
 
 _OPEN_STATES = (JOB_STATE_NEW, JOB_STATE_RUNNING)
+#: within fmin's loop, how often a refresh reads the job_ids counter when this object took no ids
+COUNTER_SECONDS = 0.25
 _EPOCH = _dt.datetime(1970, 1, 1)
 
 
@@ -114,7 +121,12 @@ class MongoTrials(base.Trials):
         self._open: set = set()  # _ids of NEW and RUNNING trials
         self._tids: set = set()  # tids of the documents in the cache
         self._handed_out = HandedOutIds()  # ids the job_ids counter handed out that the cache lacks
-        self._inserted: set = set()  # _ids this object inserted since the last refresh
+        self._counter_known = False  # this object took ids since the last refresh: the counter is noted
+        self._counter_read_at = float("-inf")
+        self._read_at = float("-inf")  # when a refresh last read the database (monotonic)
+        self._throttled = False  # in fmin's loop: refresh at most once per poll interval
+        self._domain_ids: dict = {}  # fmin's domain attachment, by (name, exp_key): looked up once
+        self._inserted: list[dict] = []  # trials this object inserted since the last refresh, as inserted
         self._int_tids = True  # every tid seen is an integer (_is_int_tid)
         self._state_counts: collections.Counter = collections.Counter()
         self._trials: list[dict] = []  # hyperopt's view: NEW, RUNNING and DONE, in tid order
@@ -162,7 +174,12 @@ class MongoTrials(base.Trials):
             return False
 
     def refresh(self) -> None:
+        inserted, self._inserted = self._inserted, []
+        self._apply(inserted)
+        if self._throttled and time.monotonic() - self._read_at < self.poll_interval_seconds:
+            return  # fmin's loop asked again within one poll interval: nothing it needs is newer
         self._riding_out_outages(self._refresh)
+        self._read_at = time.monotonic()
 
     def documents(self) -> list[dict]:
         """Every trial document of the experiment as of the last refresh, in every state (hyperopt's
@@ -174,22 +191,26 @@ class MongoTrials(base.Trials):
             self._resync()
             return
         jobs = self.store.jobs
-        counter = self.store.last_tid()
+        # before the read: what is handed out later, the next refresh looks for. Within fmin's loop at
+        # most every COUNTER_SECONDS: it only finds trials another client queued that finished meanwhile
+        now = time.monotonic()
+        counter = None
+        if not self._counter_known and not (self._throttled and now - self._counter_read_at < COUNTER_SECONDS):
+            counter, self._counter_read_at = self.store.last_tid(), now
+        self._counter_known = False
         changed = self.store.open_trials(self._exp_key)
         still_open = {doc["_id"] for doc in changed}
-        # finished, withdrawn or deleted since; or inserted here, and not open (finished already, or
-        # inserted finished, as hyperopt's tests do)
-        for _id in [i for i in self._open | self._inserted if i not in still_open]:
-            doc = jobs.find_one({"_id": _id})
-            if doc is not None:
-                changed.append(doc)
-            elif _id in self._docs:
+        left = [i for i in self._open if i not in still_open]  # finished, withdrawn or deleted since
+        if left:
+            found = list(jobs.find({"_id": {"$in": left}}))
+            changed += found
+            for _id in set(left) - {doc["_id"] for doc in found}:
                 self._forget(_id)
-        self._inserted = set()
         self._apply(changed)
-        # ids handed out since that the cache lacks (this object's own are not looked for: it inserts
-        # them itself)
-        self._handed_out.note(counter, lambda tid: tid in self._tids or tid in self._ids)
+        if counter is not None:
+            self._note_counter(counter)
+        else:
+            self._handed_out.prune(self._known_tid)
         lowest = self._handed_out.lowest()
         if lowest is not None:
             self._apply(jobs.find(self._query({"tid": {"$gte": lowest}})))
@@ -207,7 +228,15 @@ class MongoTrials(base.Trials):
         self._apply(fresh, rebuild=bool(gone))
         self._last_resync = time.monotonic()
         self._handed_out.reset(counter)
-        self._inserted = set()
+        self._counter_known = False
+
+    def _note_counter(self, counter: int) -> None:
+        """The job_ids counter stood at ``counter``: the ids below it that the cache lacks were handed out
+        to others (this object's own are not looked for: it inserts them itself)."""
+        self._handed_out.note(counter, self._known_tid)
+
+    def _known_tid(self, tid: int) -> bool:
+        return tid in self._tids or tid in self._ids
 
     def _forget(self, _id: Any) -> None:
         old = self._docs.pop(_id)
@@ -266,6 +295,9 @@ class MongoTrials(base.Trials):
     def new_trial_ids(self, n: int) -> list[int]:
         tids = self._riding_out_outages(self.store.allocate_tids, n)
         self._ids.update(tids)
+        if tids:  # the counter stood at tids[0] before: what others took up to then is noted as a read would
+            self._note_counter(tids[-1] + 1)
+            self._counter_known = True
         return tids
 
     def _insert_trial_docs(self, docs) -> list[int]:
@@ -274,8 +306,9 @@ class MongoTrials(base.Trials):
             self._int_tids = False
         for doc in docs:  # ids chosen here, so an insert tried again after an outage cannot insert twice
             doc.setdefault("_id", ObjectId())
-        self._riding_out_outages(lambda: self.store.insert_trials(docs, retries=self.retries))
-        self._inserted.update(d["_id"] for d in docs)
+        inserted = self._riding_out_outages(
+            lambda: self.store.insert_trials(docs, retries=self.retries, domain_ids=self._domain_ids))
+        self._inserted += inserted  # shown at the next refresh, as on plain Trials; never read back
         return [d["tid"] for d in docs]
 
     def delete_all(self) -> None:
@@ -345,7 +378,11 @@ class MongoTrials(base.Trials):
             wait_for_workers()
 
         loop.block_until_done = withdraw_queued_then_wait
-        loop.exhaust()
+        self._throttled = True
+        try:
+            loop.exhaust()
+        finally:
+            self._throttled = False
         if return_argmin:
             if not self.trials:
                 raise Exception("There are no evaluation tasks, cannot return argmin of task losses.")

@@ -23,7 +23,7 @@ FULL = {
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 "extraEnv": [{"name": "OMP_NUM_THREADS", "value": "1"}],
                 "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"nvidia.com/gpu": 1}}},
-    "mongo": {"persistence": {"storageClass": "standard", "size": "20Gi"}, "auth": {"mechanism": "PLAIN"}},
+    "mongo": {"persistence": {"storageClass": "standard", "size": "20Gi"}, "auth": {"mechanism": "SCRAM-SHA-1"}},
     "networkPolicy": {"extraIngressFrom": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
     "imagePullSecrets": ["registry-credentials"],
     "workloadAnnotations": {"pulumi.com/skipAwait": "true"},
@@ -141,7 +141,7 @@ def test_workers_get_the_mongo_url_from_the_secret_and_their_pod_name(helm, tmp_
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     assert env["MONGO_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "exp-hyperfleet-mongo", "key": "password"}
     assert env["MONGO_URL"]["value"] == ("mongodb://$(MONGO_USERNAME):$(MONGO_PASSWORD)@exp-hyperfleet-mongo.ml.svc:"
-                                         "27017/hyperfleet?authSource=admin&authMechanism=PLAIN")
+                                         "27017/hyperfleet?authSource=admin&authMechanism=SCRAM-SHA-1")
     assert env["HYPERFLEET_WORKER_MONGO"]["value"] == "$(MONGO_URL)"
     assert env["HYPERFLEET_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["OMP_NUM_THREADS"]["value"] == "1"

@@ -50,8 +50,7 @@ def values(runtime_image: str, mongo_image: str) -> dict:
     return {
         "fullnameOverride": RELEASE,
         "image": {**image(runtime_image), "pullPolicy": "IfNotPresent"},
-        "mongo": {"image": {**image(mongo_image), "pullPolicy": "IfNotPresent"}, "auth": {"mechanism": "PLAIN"},
-                  "persistence": {"size": "1Gi"}},
+        "mongo": {"image": {**image(mongo_image), "pullPolicy": "IfNotPresent"}, "persistence": {"size": "1Gi"}},
         "workers": {"replicas": 2, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}},
         "monitor": {"graceSeconds": 5, "intervalSeconds": 0.5},
         "driver": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},

@@ -8,11 +8,12 @@ This plugin, loaded before the suite is collected:
 * resolves ``hyperopt.mongoexp`` to ``hyperfleet.mongoexp`` (an entry in ``sys.modules``, which the
   import system consults before any finder);
 * where no real ``mongod`` is on PATH (none can be had here), puts ``bin/mongod`` first on PATH: the
-  suite starts ``mongod --dbpath=… --noprealloc --port=22334``, and that script runs the FerretDB test
-  server instead;
-* marks the tests that cannot pass on FerretDB v1 as expected failures, each with its reason and the
-  exception it must fail with (``FERRETDB_LIMITS``); strict, so a test that starts passing is
-  reported. With a real mongod every test must pass.
+  suite starts ``mongod --dbpath=… --noprealloc --port=22334``, and that script runs the tests' server
+  (FerretDB 2 with DocumentDB, devserver/mongo.py) instead;
+* marks the tests that cannot pass on that server as expected failures, each with its reason and the
+  exception it must fail with (``FERRETDB_LIMITS``: none today; FerretDB v1 failed three, for nested
+  arrays and NaN); strict, so a test that starts passing is reported. With a real mongod every test
+  must pass.
 
 Tests that fail through their own fault are marked the same way (``TESTS_AT_FAULT``): none in
 hyperopt 0.3.0. Every other failure is ours to fix.
@@ -32,19 +33,12 @@ from importlib.metadata import version
 
 import hyperopt
 import pytest
-from pymongo.errors import AutoReconnect, BulkWriteError
 
 import hyperfleet.mongoexp
-from devserver.mongo import FERRETDB
+from devserver.mongo import choose_kind
 
-_NESTED = "FerretDB v1 stores no nested arrays; the trial spec of the test holds a tuple of tuples"
-#: test name -> (why it cannot pass on FerretDB v1, the exception it fails with there)
-FERRETDB_LIMITS: dict[str, tuple[str, type[Exception]]] = {
-    "test_valid": (_NESTED, BulkWriteError),
-    "test_insert_sync": (_NESTED, BulkWriteError),
-    "test_best_trial": ("FerretDB v1 refuses NaN (it closes the connection); the test stores a NaN loss",
-                        AutoReconnect),
-}
+#: test name -> (why it cannot pass on the tests' FerretDB server, the exception it fails with there)
+FERRETDB_LIMITS: dict[str, tuple[str, type[Exception]]] = {}
 
 #: test name -> (why it fails whatever the implementation, the exception it fails with)
 TESTS_AT_FAULT: dict[str, tuple[str, type[Exception]]] = {}
@@ -58,9 +52,11 @@ def _install() -> None:
     sys.modules["hyperopt.mongoexp"] = hyperfleet.mongoexp
     hyperopt.mongoexp = hyperfleet.mongoexp
     if ON_FERRETDB:
-        if not FERRETDB.exists():
-            raise pytest.UsageError(f"{FERRETDB} is missing: run `make mongo-server`")
-        os.environ["HYPERFLEET_FERRETDB"] = str(FERRETDB)
+        choose_kind()  # says what to install when the server is missing
+        os.environ["HYPERFLEET_PYTHON"] = sys.executable
+        os.environ["HYPERFLEET_TEST_SERVER"] = "ferretdb"  # not the stand-in `mongod` put on PATH below
+        repo = str(Path(__file__).resolve().parents[2])
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
         os.environ["PATH"] = f"{Path(__file__).parent / 'bin'}{os.pathsep}{os.environ['PATH']}"
 
 

@@ -76,7 +76,7 @@ def test_kind_uses_the_named_context_and_gives_the_chart_the_config(tmp_path):
         "workers": {"replicas": 5, "resources": {"cpu": "2", "memory": "4Gi"}, "env": {"OMP_NUM_THREADS": "1"},
                     "nodeSelector": {"pool": "gpu"},
                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
-        "mongo": {"image": "registry.local:5000/mongo:7.0", "storage": "50Gi", "authMechanism": "PLAIN"},
+        "mongo": {"image": "registry.local:5000/mongo:7.0", "storage": "50Gi", "authMechanism": "SCRAM-SHA-1"},
         "monitor": {"graceSeconds": 30, "policy": "error"},
         "images": {"runtime": "registry.local:5000/hyperfleet/runtime:1.2"},
         "experiments": [EXPERIMENT],
@@ -98,7 +98,7 @@ def test_kind_uses_the_named_context_and_gives_the_chart_the_config(tmp_path):
                                "pullPolicy": "IfNotPresent"}
     assert values["mongo"]["image"] == {"repository": "registry.local:5000/mongo", "tag": "7.0"}
     assert values["mongo"]["auth"] == {"existingSecret": "hyperfleet-exp-mongo-auth", "username": "hyperfleet",
-                                       "mechanism": "PLAIN"}
+                                       "mechanism": "SCRAM-SHA-1"}
     assert values["mongo"]["persistence"] == {"size": "50Gi"}
     workers = values["workers"]
     assert workers["replicas"] == 5 and workers["nodeSelector"] == {"pool": "gpu"}

@@ -69,14 +69,15 @@ def test_a_worker_and_a_monitor_at_debug_level_log_no_password(secured, log_json
     for proc in (worker, monitor):
         proc.terminate()
     printed = [out + err for out, err in (worker.communicate(timeout=20), monitor.communicate(timeout=20))]
-    assert "polling mongodb://postgres:***@" in printed[0] and "watching mongodb://postgres:***@" in printed[1]
+    shown = f"mongodb://{secured.username}:***@"
+    assert f"polling {shown}" in printed[0] and f"watching {shown}" in printed[1]
     assert all(secured.password not in text for text in printed)
 
 
 def test_settings_and_status_show_no_password(secured):
     url = secured.database_url("secrets")
     settings = hyperfleet("worker", "--mongo", url, "--print-settings")
-    assert settings.returncode == 0 and "postgres:***@" in settings.stdout and secured.password not in settings.stdout
+    assert settings.returncode == 0 and f"{secured.username}:***@" in settings.stdout and secured.password not in settings.stdout
     status = hyperfleet("status", "--json", "--mongo", url)
     assert status.returncode == 0 and secured.password not in status.stdout + status.stderr
 

@@ -1,12 +1,14 @@
 """The job store against the real server: atomicity, conditional writes, server-clock heartbeats."""
 
+import multiprocessing
 import threading
 import time
+import uuid
 
 import hyperopt
 from hyperopt import base
 
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 
 def new_trials(store, count, exp_key="e1"):
@@ -56,6 +58,56 @@ def test_each_trial_is_reserved_exactly_once_under_concurrency(store):
     assert len(reserved) == 120
     assert len(set(reserved)) == 120
     assert store.count("e1", [JOB_STATE_RUNNING]) == 120
+
+
+def _reserve_until_empty(url: str, name: str, start) -> list[int]:
+    """A worker process: its own connection, reserving as fast as it can once all have started."""
+    store = JobStore.connect(url)
+    start.wait()
+    tids = []
+    while (doc := store.reserve(name, {"host": "test", "process": name}, "e1")) is not None:
+        tids.append(doc["tid"])
+    store.close()
+    return tids
+
+
+def test_processes_reserving_from_one_queue_never_share_a_trial(store, mongo_url):
+    """The server's findAndModify is atomic: 4 processes, each with its own connections, empty a queue of
+    400 trials; each trial is handed out once, to the process its document names."""
+    new_trials(store, 400)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        start = manager.Barrier(4)
+        results = [pool.apply_async(_reserve_until_empty, (mongo_url, f"p{n}", start)) for n in range(4)]
+        got = {f"p{n}": result.get(timeout=120) for n, result in enumerate(results)}
+    handed_out = [tid for tids in got.values() for tid in tids]
+    assert len(handed_out) == 400 and sorted(handed_out) == list(range(400)), "a trial was handed out twice"
+    owners = {doc["tid"]: doc["owner"] for doc in store.jobs.find({}, projection=["tid", "owner"])}
+    assert all(owners[tid] == [name] for name, tids in got.items() for tid in tids)
+    assert all(got.values()), "a process got nothing: the test raced no one"
+
+
+def _allocate_at_once(store, start, got):
+    start.wait()
+    got.extend(store.allocate_tids(2))
+
+
+def test_first_tid_allocations_that_race_to_create_the_counter_all_succeed(mongo_server):
+    """8 clients allocate the first ids of fresh databases at once: their upserts of the counter race
+    (DocumentDB answers the losers with code 1, mongod with DuplicateKeyError); every one gets its ids."""
+    for _ in range(10):
+        url = mongo_server.database_url("t" + uuid.uuid4().hex[:12])
+        stores = [JobStore.connect(url) for _ in range(8)]
+        start, got = threading.Barrier(8), []
+        threads = [threading.Thread(target=_allocate_at_once, args=(s, start, got)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stores[0].client.drop_database(stores[0].address.database)
+        for s in stores:
+            s.close()
+        assert sorted(got) == list(range(16))
 
 
 def test_reserve_takes_the_oldest_trial_of_the_requested_experiment(store):

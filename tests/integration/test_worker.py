@@ -11,13 +11,13 @@ import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
 from devserver.processes import free_port
 from tests.objectives import flaky, quadratic
-from tests.helpers import start_worker, stop_all, worker_env
+from tests.helpers import start_polling_workers, start_worker, stop_all, worker_env
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_fmin_of_50_trials_served_by_3_workers(mongo_url):
-    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(3)]
+def test_fmin_of_50_trials_served_by_3_workers(mongo_url, tmp_path):
+    workers = start_polling_workers(mongo_url, 3, tmp_path, "--log-level", "warning")
     try:
         trials = hyperfleet.MongoTrials(mongo_url, exp_key="fifty")
         best = fmin(quadratic, hp.uniform("x", -10, 10), algo=tpe.suggest, max_evals=50, trials=trials,
