@@ -7,8 +7,10 @@ MAKEFLAGS += --no-print-directory
 PYTHON ?= python3
 VENV ?= .venv
 STOCK_VENV ?= .venv-stock
-# Optuna (RDB storage on PostgreSQL) and Ray Tune, for make bench-peers
+# Optuna (RDB storage on PostgreSQL, JournalStorage) and Ray Tune, for make bench-peers, pinned
 PEERS_VENV ?= .venv-peers
+PEERS ?= optuna==5.1.0 psycopg2-binary==2.9.13 'ray[tune]==2.60.0'
+
 HYPERFLEET_CACHE ?= $(HOME)/.cache/hyperfleet
 export HYPERFLEET_CACHE
 PYTEST_ARGS ?=
@@ -200,9 +202,9 @@ bench-ceiling: test-install ## The server's own limit: 4 clients issuing only on
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python
 
-$(PEERS_VENV)/.installed:
+$(PEERS_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/python -m pip install --quiet optuna psycopg2-binary 'ray[tune]'
+	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS)
 	touch $@
 
 .PHONY: bench-peers
@@ -218,6 +220,7 @@ bench-smoke: test-install docker-engine kube-server browser $(STOCK_VENV)/.insta
 	  --liveness-trials 10 $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
 	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python --sizes 100 --iterations 3 \
 	  --out $(CURDIR)/bench/results/smoke-driver.json
+	PYTHONPATH=. $(PY) bench/bench_driver_commands.py --trials 12 --workers 2 --out $(CURDIR)/bench/results/smoke-driver-commands.json
 	PYTHONPATH=. $(PY) bench/bench_trial_commands.py --sizes 0 100 --trials 5 \
 	  --out $(CURDIR)/bench/results/smoke-trial-commands.json
 	PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
@@ -225,8 +228,9 @@ bench-smoke: test-install docker-engine kube-server browser $(STOCK_VENV)/.insta
 	  --repeats 1 --out $(CURDIR)/bench/results/smoke-peers.json
 
 .PHONY: bench-driver
-bench-driver: test-install $(STOCK_VENV)/.installed ## fmin's refresh at 10^3 and 10^4 trials: hyperfleet's incremental one vs stock MongoTrials, TPE beside it
+bench-driver: test-install $(STOCK_VENV)/.installed ## fmin's refresh at 10^3 and 10^4 trials vs stock MongoTrials, TPE beside it; the driver's commands per trial
 	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python $(ARGS)
+	PYTHONPATH=. $(PY) bench/bench_driver_commands.py
 
 .PHONY: bench-trial
 bench-trial: test-install ## One trial broken down: a worker's commands, their round trips and the server's plans, as the experiment grows

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ class CommandCounter(monitoring.CommandListener):
 def run(server: MongoServer, counter: CommandCounter, algo: str, trials: int, workers: int) -> dict:
     url = server.database_url(f"d{time.time_ns()}")
     procs = [subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--mongo", url, "--log-level", "error"],
-                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}) for _ in range(workers)]
+                              env=dict(os.environ, PYTHONPATH=str(REPO))) for _ in range(workers)]
     try:
         search = MongoTrials(url, exp_key="commands")
         counter.counts.clear()

@@ -4,10 +4,14 @@
 
 * hyperfleet: ``hyperfleet run`` (fmin on MongoTrials) with ``--workers`` in-process workers, on the
   test server (devserver/), TPE and random search;
-* Optuna: ``--workers`` processes running ``study.optimize`` on one study in its RDB storage, on the
-  PostgreSQL cluster the test server runs on (its own database), TPE and random sampling;
+* Optuna: ``--workers`` processes running ``study.optimize`` on one study, TPE and random sampling, in
+  each of its storages that several processes can share, so that it is measured at its best: RDB on
+  the PostgreSQL cluster the test server runs on, with and without a heartbeat (``heartbeat_interval``,
+  what recovers a killed worker's trial, as hyperfleet's monitor does), and JournalStorage on a file;
 * Ray Tune (when it imports): a local Ray, ``--workers`` concurrent trials, random search
-  (``--ray-trials`` of them).
+  (``--ray-trials`` of them), ``reuse_actors=True`` and no loggers (its fastest set-up).
+
+The peers' versions are pinned in the Makefile (``PEERS``).
 
 Each figure is trials per second from launching the processes to the last trial's end (process start
 included, as a user meets it), the median (min, max) of ``--repeats`` runs; and the cost per trial
@@ -34,15 +38,25 @@ sys.path.insert(0, str(REPO))
 
 from devserver.mongo import MongoServer  # noqa: E402
 
-OPTUNA_WORKER = textwrap.dedent("""
+OPTUNA_STORAGE = textwrap.dedent("""
     import sys, optuna
+    def storage(url):
+        kind, _, target = url.partition(":")
+        if kind == "journal":
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            return JournalStorage(JournalFileBackend(target))
+        if kind == "heartbeat":
+            return optuna.storages.RDBStorage(target, heartbeat_interval=1, grace_period=5)
+        return optuna.storages.RDBStorage(url)
+""")
+OPTUNA_WORKER = OPTUNA_STORAGE + textwrap.dedent("""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, name, sampler, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     sampler = optuna.samplers.TPESampler() if sampler == "tpe" else optuna.samplers.RandomSampler()
-    study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
+    study = optuna.load_study(study_name=name, storage=storage(url), sampler=sampler)
     study.optimize(lambda t: (t.suggest_float("x", -5, 10) - 1) ** 2, n_trials=n)
 """)
-OPTUNA_CREATE = "import sys, optuna; optuna.create_study(study_name=sys.argv[2], storage=sys.argv[1])"
+OPTUNA_CREATE = OPTUNA_STORAGE + "optuna.create_study(study_name=sys.argv[2], storage=storage(sys.argv[1]))"
 RAY = textwrap.dedent("""
     import sys, time, os
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -55,8 +69,9 @@ RAY = textwrap.dedent("""
     def objective(config):
         return {"loss": (config["x"] - 1) ** 2}
     tuner = tune.Tuner(objective, param_space={"x": tune.uniform(-5, 10)},
-                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=workers, metric="loss", mode="min"),
-                       run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[3]))
+                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=workers, metric="loss", mode="min",
+                                                   reuse_actors=True),
+                       run_config=tune.RunConfig(verbose=0, storage_path=sys.argv[3], callbacks=[]))
     results = tuner.fit()
     assert len(results) == n, len(results)
     print(ready - started, time.time() - ready)
@@ -87,7 +102,8 @@ def hyperfleet_run(server: MongoServer, algo: str, trials: int, workers: int) ->
 
 def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int) -> float:
     name = f"s{time.time_ns()}"
-    subprocess.run([python, "-c", OPTUNA_CREATE, pg_url, name], check=True)
+    created = subprocess.run([python, "-c", OPTUNA_CREATE, pg_url, name], capture_output=True, text=True)
+    assert created.returncode == 0, f"creating an Optuna study failed: {created.stderr[-2000:]}"
     started = time.monotonic()
     share = [trials // workers + (i < trials % workers) for i in range(workers)]
     procs = [subprocess.Popen([python, "-c", OPTUNA_WORKER, pg_url, name, sampler, str(n)]) for n in share]
@@ -124,15 +140,20 @@ def main() -> int:
     args = parser.parse_args()
     has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
     rows: dict[str, dict] = {}
+    journal_dir = tempfile.mkdtemp(prefix="hyperfleet-optuna-")
     with MongoServer(kind="ferretdb") as server:
         pg_url = (f"postgresql+psycopg2://{server.username}:{server.password}@127.0.0.1:{server.postgres_port}"
                   "/postgres")
+        storages = {"rdb": lambda: pg_url, "rdb+heartbeat": lambda: f"heartbeat:{pg_url}",
+                    "journal file": lambda: f"journal:{journal_dir}/{time.time_ns()}.log"}
         runs = {
             "hyperfleet tpe": lambda: hyperfleet_run(server, "tpe", args.trials, args.workers),
             "hyperfleet rand": lambda: hyperfleet_run(server, "rand", args.trials, args.workers),
-            "optuna rdb tpe": lambda: optuna_run(args.peers_python, pg_url, "tpe", args.trials, args.workers),
-            "optuna rdb random": lambda: optuna_run(args.peers_python, pg_url, "random", args.trials, args.workers),
         }
+        for storage, url in storages.items():
+            for sampler in ("tpe", "random"):
+                runs[f"optuna {storage} {sampler}"] = (
+                    lambda url=url, sampler=sampler: optuna_run(args.peers_python, url(), sampler, args.trials, args.workers))
         if has_ray:
             runs["ray tune random (with ray start)"] = lambda: ray_run(args.peers_python, args.ray_trials, args.workers)
         for name, run in runs.items():
