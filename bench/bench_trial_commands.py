@@ -7,15 +7,16 @@ Per size: an experiment of that many finished trials (bench_runtime's trivial ob
 ``--trials`` more queued and taken by one in-process ``hyperfleet worker`` (``max_jobs``). pymongo's
 command events give each command's round trip as the worker sees it; they are grouped by command,
 collection and filter shape, per trial. A command whose time grows with the experiment is the O(trials)
-term; ``explain`` of its filter says whether the server serves it from an index (mongod: IXSCAN) or
-scans (FerretDB: a PostgreSQL sequential scan; ``filterPushdown`` false: every document goes through
-FerretDB's own filter). Results: ``bench/results/trial-commands.json``.
+term; ``explain`` of its filter says whether the server serves it from an index (mongod: IXSCAN;
+FerretDB 2: PostgreSQL's index scans and the index's name) or scans (COLLSCAN; a sequential scan).
+Results: ``bench/results/trial-commands.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -86,11 +87,13 @@ def explain(store: JobStore, example: dict) -> str:
         plan = store.db.command({"explain": {"find": example["find"], "filter": example["filter"]}})
     except Exception as err:  # noqa: BLE001 - a server may not explain every command
         return f"no plan ({err})"[:120]
-    if "filterPushdown" in plan:  # FerretDB: PostgreSQL's plan, and whether the filter went to it
-        nodes = json.dumps(plan.get("queryPlanner", {}))
-        scan = "Seq Scan" if "Seq Scan" in nodes else ("Index Scan" if "Index" in nodes else "?")
-        return f"FerretDB: PostgreSQL {scan}, filter pushdown {str(plan['filterPushdown']).lower()}"
-    winning = json.dumps(plan.get("queryPlanner", {}).get("winningPlan", {}))
+    planner = plan.get("queryPlanner", {})
+    if "Plan" in planner:  # FerretDB 2: PostgreSQL's plan of DocumentDB's query, and the indexes it uses
+        nodes = json.dumps(planner)
+        kinds = [k for k in ("Seq Scan", "Bitmap Index Scan", "Index Scan", "Sort") if f'"{k}"' in nodes]
+        indexes = sorted(set(re.findall(r'"Index Name": "([^"]+)"', nodes)))
+        return f"FerretDB: PostgreSQL {', '.join(kinds) or '?'}" + (f" on {', '.join(indexes)}" if indexes else "")
+    winning = json.dumps(planner.get("winningPlan", {}))
     stages = [s for s in ("IXSCAN", "COLLSCAN", "IDHACK", "COUNT_SCAN") if s in winning]
     return "mongod: " + (", ".join(stages) or "?")
 
