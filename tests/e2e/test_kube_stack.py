@@ -60,7 +60,7 @@ class KubeCiScenario(Scenario):
         assert logs and password not in logs
         # and the database checks it
         with self.database(password="not-the-password") as jobs:
-            with pytest.raises(pymongo.errors.OperationFailure, match="authentication failed"):
+            with pytest.raises(pymongo.errors.OperationFailure, match="(?i)authentication failed"):
                 jobs.find_one()
 
     def wait_for_the_experiment(self, jobs) -> None:

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from hyperfleet.store import attachment_entries
 from tests.chart.test_chart import CHART
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.kube_server import wait_until
@@ -107,7 +108,7 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
         assert [d["state"] for d in done] == [2] * MAX_EVALS, [(d["tid"], d["state"], d.get("error")) for d in done]
         assert len({d["tid"] for d in done}) == MAX_EVALS
         for d in done:
-            assert {a["name"] for a in d["_attachments"]} == {"container.log", "out.tar"}, d["tid"]
+            assert {name for name, _ in attachment_entries(d)} == {"container.log", "out.tar"}, d["tid"]
             assert isinstance(d["result"]["loss"], float) and "branin_x" in d["result"]
         # reserved -> result written, less the objective's own 2 s: what a trial pod costs
         overheads = sorted((d["refresh_time"] - d["book_time"]).total_seconds() - 2 for d in done)
