@@ -17,8 +17,8 @@ Differences from ``hyperopt.mongoexp.MongoTrials`` that users notice:
   knows without reading them back;
 * ``fmin`` polls every ``poll_interval_seconds`` (default 20 ms) instead of every second, and within
   its loop reads the database at most once per poll interval (hyperopt's loop asks for a refresh or a
-  count six times per trial): about 4 commands per trial in all (the ids, the insert, the open trials,
-  the finished ones).
+  count six times per trial): at most about 4 commands per trial in all (the ids, the insert, the open
+  trials, the finished ones; bench/README.md has the counts).
 """
 
 from __future__ import annotations
