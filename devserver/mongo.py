@@ -18,6 +18,7 @@ import glob
 import hashlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+from pathlib import Path
 
 import pymongo
 
@@ -32,10 +34,12 @@ from .processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop
 
 #: the FerretDB build of scripts/install-test-server.sh (a link to the pinned version)
 FERRETDB = CACHE_DIR / "bin" / "ferretdb"
-#: scripts/test-server-versions.sh: PG_MAJOR
-POSTGRES_BINDIR = "/usr/lib/postgresql/15/bin"
-POSTGRES_SHAREDIR = "/usr/share/postgresql/15"
-#: the PostgreSQL extensions DocumentDB loads at start
+#: the pins of scripts/install-test-server.sh, read from the one file that holds them
+VERSIONS_FILE = Path(__file__).resolve().parents[1] / "scripts" / "test-server-versions.sh"
+PG_MAJOR = re.search(r"^PG_MAJOR=(\d+)$", VERSIONS_FILE.read_text(), re.MULTILINE).group(1)
+POSTGRES_BINDIR = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
+POSTGRES_SHAREDIR = f"/usr/share/postgresql/{PG_MAJOR}"
+#: the PostgreSQL extensions DocumentDB loads at start (images/test-mongo/entrypoint.sh: the same, tested)
 PRELOAD = "pg_cron,pg_documentdb_core,pg_documentdb"
 KINDS = ("mongod", "ferretdb")
 

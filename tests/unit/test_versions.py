@@ -18,3 +18,10 @@ def test_the_package_chart_and_stacks_name_one_version():
         config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
         assert config["hyperfleet:images"]["runtime"] == f"hyperfleet/runtime:{VERSION}", stack
     assert f"runtime (hyperfleet/runtime:{VERSION})" in (REPO / "Pulumi.yaml").read_text()
+
+
+def test_the_test_server_and_its_image_load_the_same_extensions():
+    from devserver.mongo import PRELOAD
+
+    entrypoint = (REPO / "images" / "test-mongo" / "entrypoint.sh").read_text()
+    assert f"shared_preload_libraries = '{PRELOAD}'" in entrypoint
