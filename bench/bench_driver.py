@@ -17,6 +17,7 @@ Results: ``bench/results/driver.json``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -42,15 +43,29 @@ EXP_KEY = "bench-driver"
 RUNNING = 4
 
 
+#: trials made by a real in-memory fmin; beyond it, copies of its documents with new ids and points
+#: (hyperopt's in-memory loop is quadratic in the trials: minutes at 10^5)
+FMIN_HISTORY = 2000
+
+
 def history(size: int) -> list[dict]:
     """``size`` finished trials and RUNNING more, as fmin writes them (an in-memory rand search)."""
     trials = Trials()
-    fmin(lambda p: (p["x"] - 1) ** 2 + p["y"], SPACE, algo=rand.suggest, max_evals=size + RUNNING, trials=trials,
+    made = min(size, FMIN_HISTORY) + RUNNING
+    fmin(lambda p: (p["x"] - 1) ** 2 + p["y"], SPACE, algo=rand.suggest, max_evals=made, trials=trials,
          rstate=np.random.default_rng(0), show_progressbar=False)
     docs = []
     for doc in trials.trials:
         doc = {k: v for k, v in doc.items() if k != "_id"}
         doc.update(exp_key=EXP_KEY, version=0)
+        docs.append(doc)
+    rng = np.random.default_rng(1)
+    while len(docs) < size + RUNNING:
+        tid = len(docs)
+        x, y = float(rng.uniform(-5, 10)), float(rng.uniform(0, 15))
+        doc = copy.deepcopy(docs[tid % FMIN_HISTORY])
+        doc.update(tid=tid, result={"status": "ok", "loss": (x - 1) ** 2 + y})
+        doc["misc"].update(tid=tid, idxs={"x": [tid], "y": [tid]}, vals={"x": [x], "y": [y]})
         docs.append(doc)
     for doc in docs[-RUNNING:]:
         doc.update(state=1, result={"status": "new"}, owner=["bench:1"])
