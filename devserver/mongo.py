@@ -42,6 +42,8 @@ POSTGRES_SHAREDIR = f"/usr/share/postgresql/{PG_MAJOR}"
 #: the PostgreSQL extensions DocumentDB loads at start (images/test-mongo/entrypoint.sh: the same, tested)
 PRELOAD = "pg_cron,pg_documentdb_core,pg_documentdb"
 KINDS = ("mongod", "ferretdb")
+#: the user clients log in as: mongod's root user, or the PostgreSQL cluster's superuser under FerretDB
+SUPERUSER = "hyperfleet"
 
 
 def choose_kind() -> str:
@@ -69,7 +71,7 @@ class MongoServer(ManagedServer):
                  port: int | None = None):
         self.kind = kind or choose_kind()
         self.auth = auth
-        self.username = "hyperfleet"
+        self.username = SUPERUSER
         self.password = secrets.token_urlsafe(18) if self.auth else None
         self.port = port or free_port()
         self._own_data_dir = data_dir is None
@@ -173,20 +175,12 @@ class MongoServer(ManagedServer):
         finally:
             client.close()
 
-    @staticmethod
-    def _as_postgres() -> dict:
-        """subprocess keywords that run PostgreSQL's programs as ``postgres`` when we are root (it refuses root)."""
-        if os.geteuid() != 0:
-            return {}
-        user = pwd.getpwnam("postgres")
-        return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-
     def _start_postgres(self) -> int:
         """A private PostgreSQL cluster with DocumentDB, tuned for tests (no fsync), on a free loopback port
         and a socket in the data directory; copied from a cached template, so it starts in well under a
         second. A restart keeps the cluster, its port and its data."""
         pgdata = os.path.join(self.data_dir, "pg")
-        as_user = self._as_postgres()
+        as_user = as_postgres()
         first_start = not os.path.isdir(pgdata)
         if first_start:
             subprocess.run(["cp", "-a", cluster_template(), pgdata], check=True)
@@ -217,7 +211,6 @@ class MongoServer(ManagedServer):
         unaligned rows."""
         return psql(self.postgres_dsn, sql, input)
 
-
     def stop_processes(self) -> None:
         """Stop the server (FerretDB and its PostgreSQL), keeping the data: ``start()`` resumes it."""
         if self.process is not None and self.process.poll() is None:
@@ -235,6 +228,14 @@ class MongoServer(ManagedServer):
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
+def as_postgres() -> dict:
+    """subprocess keywords that run PostgreSQL's programs as ``postgres`` when we are root (it refuses root)."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam("postgres")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
 def psql(dsn: str, sql: str | None = None, input: str | None = None) -> str:
     result = subprocess.run([f"{POSTGRES_BINDIR}/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", dsn,
                              *(["-c", sql] if sql else [])], input=input, capture_output=True, text=True)
@@ -250,17 +251,18 @@ def cluster_template() -> str:
     markers = sorted(glob.glob(f"{POSTGRES_SHAREDIR}/extension/.hyperfleet-*"))
     if not markers:
         raise ServerNotFound("PostgreSQL has no DocumentDB built by hyperfleet: run `make mongo-server`")
-    key = hashlib.sha256("\n".join(markers).encode()).hexdigest()[:16]
+    # the build's versions (the names) and the PostgreSQL release it was made against (the contents)
+    key = hashlib.sha256("\n".join(f"{m}={Path(m).read_text()}" for m in markers).encode()).hexdigest()[:16]
     template = CACHE_DIR / "pg-template" / key
     if template.is_dir():
         return str(template)
     template.parent.mkdir(parents=True, exist_ok=True)
     work = tempfile.mkdtemp(prefix="hyperfleet-template-")  # where postgres may write (not in root's home)
-    as_user = MongoServer._as_postgres()
+    as_user = as_postgres()
     if as_user:
         os.chown(work, as_user["user"], as_user["group"])
     pgdata = os.path.join(work, "pg")
-    subprocess.run([f"{POSTGRES_BINDIR}/initdb", "-D", pgdata, "-A", "trust", "-U", "hyperfleet", "-E", "UTF8"],
+    subprocess.run([f"{POSTGRES_BINDIR}/initdb", "-D", pgdata, "-A", "trust", "-U", SUPERUSER, "-E", "UTF8"],
                    check=True, capture_output=True, cwd=work, **as_user)
     with open(os.path.join(pgdata, "postgresql.conf"), "a") as conf:
         conf.write(f"shared_preload_libraries = '{PRELOAD}'\ncron.database_name = 'postgres'\n"
@@ -270,7 +272,7 @@ def cluster_template() -> str:
               f"-p {port} -c listen_addresses='' -c unix_socket_directories={work}"]
     subprocess.run([*pg_ctl, "-l", os.path.join(work, "log"), "start"], check=True, capture_output=True, cwd=work, **as_user)
     try:
-        psql(f"host={work} port={port} user=hyperfleet dbname=postgres", "CREATE EXTENSION documentdb CASCADE")
+        psql(f"host={work} port={port} user={SUPERUSER} dbname=postgres", "CREATE EXTENSION documentdb CASCADE")
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True, cwd=work, **as_user)
     staged = tempfile.mkdtemp(prefix="template-", dir=template.parent)

@@ -75,13 +75,13 @@ def upsert_conflict(err: PyMongoError) -> bool:
 def retry_upsert(upsert: Callable[[], Any]) -> Any:
     """``upsert()``, again when it lost a race to create its document (the winner's document is there
     then, so the next attempt updates it)."""
-    for attempt in range(UPSERT_ATTEMPTS):
+    for _ in range(UPSERT_ATTEMPTS - 1):
         try:
             return upsert()
         except PyMongoError as err:
-            if not upsert_conflict(err) or attempt == UPSERT_ATTEMPTS - 1:
+            if not upsert_conflict(err):
                 raise
-    raise AssertionError("unreachable")
+    return upsert()
 
 
 #: how many reads look for a handed-out trial id before giving it up (its trial may never be inserted)

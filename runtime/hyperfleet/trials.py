@@ -295,7 +295,7 @@ class MongoTrials(base.Trials):
     def new_trial_ids(self, n: int) -> list[int]:
         tids = self._riding_out_outages(self.store.allocate_tids, n)
         self._ids.update(tids)
-        if tids:  # the counter stood at tids[0] before: what others took up to then is noted as a read would
+        if tids:  # the counter stands at tids[-1] + 1 now: the ids others took before ours are noted as a read would
             self._note_counter(tids[-1] + 1)
             self._counter_known = True
         return tids
