@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.bench_runtime import environment  # noqa: E402
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JobStore  # noqa: E402
 
 

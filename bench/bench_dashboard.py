@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore  # noqa: E402
 from tests.helpers import start_dashboard  # noqa: E402
 

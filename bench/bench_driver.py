@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_runtime import environment  # noqa: E402
 from hyperfleet.store import JobStore  # noqa: E402
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 
 SPACE = {"x": hp.uniform("x", -5, 10), "y": hp.uniform("y", 0, 15)}
 EXP_KEY = "bench-driver"

@@ -9,7 +9,7 @@
   trial's own length), so there is no detection time of the same kind to measure beside ours.
 * liveness, one check of 100 RUNNING trials per mode (a check lists its world once per sweep, then
   judges each trial): process (100 live pids), docker (100 worker containers on the local engine,
-  created, not started), kubernetes (100 pods on the tests' API server, tests/kube_server: pods are
+  created, not started), kubernetes (100 pods on the tests' API server, testbed/kube_server: pods are
   only listed, so they need not run).
 * experiment metrics (hyperfleet.experiment_metrics): one refresh over 10^5 trials of one experiment
   (100 RUNNING, 100 queued): the first (counts every finished trial once), a steady one, one after 10
@@ -41,7 +41,7 @@ from hyperfleet.experiment_metrics import ExperimentMetrics  # noqa: E402
 from hyperfleet.monitor import Reaper  # noqa: E402
 from hyperfleet.settings import MonitorSettings  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore  # noqa: E402
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 
 GRACE, INTERVAL, HEARTBEAT = 3.0, 0.5, 1.0
 
@@ -181,7 +181,7 @@ def liveness_costs(image: str, running: int, repeats: int) -> list[tuple[str, li
 
     from kubernetes import client, config
 
-    from tests.kube_server import KubeServer
+    from testbed.kube_server import KubeServer
     with KubeServer(controller_manager=False) as kube:
         core = client.CoreV1Api(config.new_client_from_config(config_file=kube.kubeconfig, context=kube.context))
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))

@@ -3,7 +3,7 @@
     make bench-peers [ARGS="--trials 400 --workers 4 --repeats 3"]
 
 * hyperfleet: ``hyperfleet run`` (fmin on MongoTrials) with ``--workers`` in-process workers, on the
-  test server (devserver/), TPE and random search;
+  test server (testbed/mongo.py), TPE and random search;
 * Optuna: ``--workers`` processes running ``study.optimize`` on one study, TPE and random sampling, in
   each of its storages that several processes can share, so that it is measured at its best: RDB on
   the PostgreSQL cluster the test server runs on, with and without a heartbeat (``heartbeat_interval``,
@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 
 OPTUNA_STORAGE = textwrap.dedent("""
     import sys, optuna

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.objectives import record_start  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JobStore  # noqa: E402
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 
 DOMAIN = "FMinIter_Domain"
 

@@ -36,7 +36,7 @@ from bench.objectives import record_start  # noqa: E402
 from hyperfleet.settings import WorkerSettings  # noqa: E402
 from hyperfleet.store import JOB_STATE_DONE, JobStore  # noqa: E402
 from hyperfleet.worker import run_worker  # noqa: E402
-from devserver.mongo import MongoServer  # noqa: E402
+from testbed.mongo import MongoServer  # noqa: E402
 
 EXP_KEY = "bench-trial"
 

@@ -15,7 +15,7 @@ from hyperopt import fmin, hp, tpe
 import hyperfleet
 from hyperfleet.mongo_url import redact_url
 from examples.objectives import branin
-from devserver.mongo import MongoServer
+from testbed.mongo import MongoServer
 
 WORKERS = 3
 MAX_EVALS = 60

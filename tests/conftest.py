@@ -6,9 +6,10 @@ import uuid
 import pytest
 
 from tests.helpers import REPO
-from devserver.mongo import MongoServer
-from devserver.processes import ServerNotFound
-from tests.processes import base_image_of_tests, component_missing
+from testbed.mongo import MongoServer
+from testbed.processes import ServerNotFound
+from testbed import base_image
+from tests.components import component_missing
 
 
 
@@ -42,7 +43,7 @@ def docker_worker_image():
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         component_missing("docker", "no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
-    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image_of_tests()], check=True,
+    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()], check=True,
                    env=dict(os.environ, PYTHON=sys.executable))
     return image
 
@@ -51,26 +52,26 @@ def docker_worker_image():
 def objective_image(docker_worker_image):
     """hyperfleet/example-objective:test: the container objective of examples/container-objective."""
     image = "hyperfleet/example-objective:test"
-    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image_of_tests()}", "-t", image,
+    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}", "-t", image,
                     str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
     return image
 
 
 @pytest.fixture(scope="session")
 def test_mongo_image(docker_worker_image):
-    """hyperfleet/test-mongo:test (images/test-mongo): FerretDB, where no mongo image can be pulled."""
-    subprocess.run([str(REPO / "scripts" / "build-test-mongo-image.sh")], check=True, capture_output=True)
+    """hyperfleet/test-mongo:test (testbed/images/test-mongo): FerretDB, where no mongo image can be pulled."""
+    subprocess.run([str(REPO / "testbed" / "install" / "test-mongo-image.sh")], check=True, capture_output=True)
     return "hyperfleet/test-mongo:test"
 
 
-# -- the test's remote Docker hosts (tests/docker_hosts) -------------------------------------------
+# -- the test's remote Docker hosts (testbed/docker_hosts) -------------------------------------------
 
 @pytest.fixture(scope="session")
 def docker_hosts(docker_worker_image, objective_image):
     """The ssh:// and TLS tcp:// engines, with the worker and objective images loaded (a registry's
-    job for real hosts): running ones (python -m tests.docker_hosts up) are used and left running;
+    job for real hosts): running ones (python -m testbed.docker_hosts up) are used and left running;
     else they are started for the session and stopped after it."""
-    from tests.docker_hosts import DockerHosts
+    from testbed.docker_hosts import DockerHosts
 
     hosts = DockerHosts()
     was_running = hosts.running()
@@ -86,13 +87,13 @@ def docker_hosts(docker_worker_image, objective_image):
             hosts.down()
 
 
-# -- the single-node cluster whose pods run (tests/kube_cluster) -------------------------------------
+# -- the single-node cluster whose pods run (testbed/kube_cluster) -------------------------------------
 
 @pytest.fixture(scope="session")
 def kube_cluster(docker_worker_image, test_mongo_image):
     """The local cluster, with the test images loaded: a running one (make cluster-up) is used and left
     running; else one is started for the session and stopped after it."""
-    from tests.kube_cluster import LocalCluster
+    from testbed.kube_cluster import LocalCluster
 
     cluster = LocalCluster()
     was_running = cluster.running()
@@ -118,11 +119,11 @@ def cluster_api(kube_cluster):
     api_client.close()
 
 
-# -- the test Kubernetes API server (tests/kube_server), shared by every test that needs one --------
+# -- the test Kubernetes API server (testbed/kube_server), shared by every test that needs one --------
 
 @pytest.fixture(scope="session")
 def kube_server():
-    from tests.kube_server import KubeServer
+    from testbed.kube_server import KubeServer
 
     try:
         with KubeServer() as server:
@@ -161,9 +162,9 @@ def namespace(kube_server, kube_api):
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory):
     """``helm(*args, check=True)``: the built helm with its own throwaway cache/config/data homes."""
-    from tests.kube_server import find_helm
+    from testbed.kube_server import find_helm
 
-    path = find_helm() or component_missing("helm", "helm not found: scripts/install-helm.sh builds it (make kube-server)")
+    path = find_helm() or component_missing("helm", "helm not found: testbed/install/helm.sh builds it (make kube-server)")
     home = tmp_path_factory.mktemp("helm-home")
     env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
            "HELM_DATA_HOME": str(home / "data")}

@@ -54,7 +54,7 @@ def start_dashboard(mongo_url: str, *args: str, token: str | None = None) -> tup
     """``hyperfleet dashboard`` on a free port, once it answers: the process and its base URL."""
     import urllib.request
 
-    from devserver.processes import free_port
+    from testbed.processes import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hyperfleet", "dashboard", "--mongo", mongo_url, "--port", str(port),

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from devserver.processes import CACHE_DIR
-from tests.processes import component_missing
+from testbed.processes import CACHE_DIR
+from tests.components import component_missing
 
 
 def engine_env(state_dir, passphrase: str) -> dict:

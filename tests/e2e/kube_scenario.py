@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.kube_server import wait_until
+from testbed.kube_server import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_DONE = 0, 1, 2

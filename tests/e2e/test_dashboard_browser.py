@@ -16,7 +16,7 @@ import yaml
 
 from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
 from tests.helpers import jobs, run_cli, start_dashboard, start_worker, stop_all, wait_for
-from tests.processes import component_missing
+from tests.components import component_missing
 
 TOKEN = "browser-t0ken"
 BROWSER, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

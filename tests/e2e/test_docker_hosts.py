@@ -1,5 +1,5 @@
 """Several Docker hosts for real: this machine's engine, an ssh:// one and a TLS tcp:// one
-(tests/docker_hosts), one stack over the three through the real Pulumi engine and docker provider.
+(testbed/docker_hosts), one stack over the three through the real Pulumi engine and docker provider.
 
 A host that does not answer fails the preview naming it before anything is created; `pulumi up` puts
 the workers round-robin on the three engines, with Mongo reached through its advertised address; both
@@ -16,10 +16,10 @@ import time
 import pymongo
 import pytest
 
-from devserver.processes import CACHE_DIR
+from testbed.processes import CACHE_DIR
 from hyperfleet.contract import EXP_KEY_LABEL, ROLE_LABEL, ROLE_TRIAL, ROLE_WORKER, STACK_LABEL, TID_LABEL
 from hyperfleet.mongo_url import parse_mongo_url
-from tests.docker_hosts import SSH_ENGINE, TLS_ENGINE
+from testbed.docker_hosts import SSH_ENGINE, TLS_ENGINE
 from tests.helpers import REPO, wait_for
 from tests.pulumi_engine import engine_env, pulumi_runner
 

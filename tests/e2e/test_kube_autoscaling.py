@@ -1,6 +1,6 @@
 """Workers that scale with the queue, for real: `pulumi up` of stack keda-ci (workers.autoscaling.mode
 keda, min 0, max 4) on the tests' single-node cluster, where KEDA's operator and adapter run
-(tests/kube_cluster). With nothing queued the pool parks at 0; an experiment of 40 trials started from
+(testbed/kube_cluster). With nothing queued the pool parks at 0; an experiment of 40 trials started from
 outside makes it 4; lowering the ScaledObject's maximum to 2 mid-run scales down workers that hold
 trials (they hand them back on SIGTERM); when the queue drains the pool goes back to 0. Every trial
 ends DONE, exactly once: none is lost on scale-down.

@@ -1,5 +1,5 @@
 """`pulumi up` of the Kubernetes target (stack kube-ci: the chart with values from the stack config) on
-the tests' single-node cluster (tests/kube_cluster), through the real engine and the real
+the tests' single-node cluster (testbed/kube_cluster), through the real engine and the real
 pulumi-kubernetes provider of `make toolchain`, with real pods: the scenario of
 tests/e2e/kube_scenario.py (the same one `make kind-test` runs on kind), plus what the stack config
 must have changed in the objects, and the password kept out of Pulumi's state.

@@ -21,7 +21,7 @@ import pytest
 from hyperfleet.store import attachment_entries
 from tests.chart.test_chart import CHART
 from tests.e2e.kube_scenario import Scenario, Stack
-from tests.kube_server import wait_until
+from testbed.kube_server import wait_until
 
 RELEASE = "pods-hyperfleet"  # the helm release and the objects' prefix, as the Pulumi targets name them
 MAX_EVALS = 8

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
-from devserver.processes import CACHE_DIR
+from testbed.processes import CACHE_DIR
 
 FORBIDDEN = ("go", "gofmt", "apt-get", "apt", "dpkg", "debootstrap", "sudo")
 

@@ -9,7 +9,7 @@ This plugin, loaded before the suite is collected:
   import system consults before any finder);
 * where no real ``mongod`` is on PATH (none can be had here), puts ``bin/mongod`` first on PATH: the
   suite starts ``mongod --dbpath=… --noprealloc --port=22334``, and that script runs the tests' server
-  (FerretDB 2 with DocumentDB, devserver/mongo.py) instead;
+  (FerretDB 2 with DocumentDB, testbed/mongo.py) instead;
 * marks the tests that cannot pass on that server as expected failures, each with its reason and the
   exception it must fail with (``FERRETDB_LIMITS``: none today; FerretDB v1 failed three, for nested
   arrays and NaN); strict, so a test that starts passing is reported. With a real mongod every test
@@ -35,7 +35,7 @@ import hyperopt
 import pytest
 
 import hyperfleet.mongoexp
-from devserver.mongo import choose_kind
+from testbed.mongo import choose_kind
 
 #: test name -> (why it cannot pass on the tests' FerretDB server, the exception it fails with there)
 FERRETDB_LIMITS: dict[str, tuple[str, type[Exception]]] = {}

@@ -194,7 +194,7 @@ def test_cancel_withdraws_the_queue_stops_the_driver_and_the_workers_go_idle(mon
 
 
 def test_the_monitor_serves_the_dashboard_when_asked(mongo_url):
-    from devserver.processes import free_port
+    from testbed.processes import free_port
 
     port = free_port()
     monitor = start_monitor(mongo_url, "--health-port", "0", "--dashboard-port", str(port), "--dashboard-token", TOKEN)

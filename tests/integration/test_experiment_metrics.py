@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hyperfleet.experiment_metrics import ExperimentMetrics
 from hyperfleet.store import JOB_STATE_ERROR, JOB_STATE_NEW
-from devserver.processes import free_port
+from testbed.processes import free_port
 from tests.helpers import enqueue_slow_trial, finish_all, start_monitor, start_worker, stop_all, wait_for
 
 

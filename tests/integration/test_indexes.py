@@ -13,7 +13,7 @@ import pymongo
 import pytest
 from bson import ObjectId
 
-from devserver.mongo import MongoServer
+from testbed.mongo import MongoServer
 from hyperfleet.mongoexp import MongoTrials
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
 from tests.integration.test_store import new_trials

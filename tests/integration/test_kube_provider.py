@@ -19,8 +19,8 @@ from importlib.metadata import version
 from kubernetes import client
 
 from tests.helpers import REPO
-from tests.kube_cluster import PAUSE_IMAGE
-from tests.kube_server import find_helm, gone
+from testbed.kube_cluster import PAUSE_IMAGE
+from testbed.kube_server import find_helm, gone
 from tests.pulumi_engine import engine_env, pulumi_runner
 
 KUBERNETES_SDK_VERSION = version("pulumi-kubernetes")  # infra/requirements.txt: the plugin's version
@@ -88,7 +88,7 @@ CHART = {
 def write_project(directory, stack: str, settings: dict[str, str], secrets: dict[str, str], state_dir):
     """A Pulumi project in ``directory`` (PROGRAM, the chart), a stack with its config; its `pulumi` runner."""
     pulumi = pulumi_runner(directory, stack, engine_env(state_dir, PASSPHRASE), timeout_seconds=300)
-    assert find_helm() is not None, "no helm: run scripts/install-helm.sh (make kube-server)"
+    assert find_helm() is not None, "no helm: run testbed/install/helm.sh (make kube-server)"
     (directory / "Pulumi.yaml").write_text(
         f"name: provider-test\nruntime:\n  name: python\n  options:\n    virtualenv: {REPO / '.venv'}\n")
     (directory / "__main__.py").write_text(PROGRAM)

@@ -1,4 +1,4 @@
-"""The test Kubernetes API server (tests/kube_server) against the official Python client: what later
+"""The test Kubernetes API server (testbed/kube_server) against the official Python client: what later
 tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part by patching Pod status."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import uuid
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.kube_server import KUBE_VERSION, gone, wait_until
+from testbed.kube_server import KUBE_VERSION, gone, wait_until
 
 
 def test_server_reports_its_version(kube_api):

@@ -16,7 +16,7 @@ import hyperfleet
 from hyperfleet.monitor import Reaper
 from hyperfleet.settings import MonitorSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from devserver.processes import free_port
+from testbed.processes import free_port
 from tests.objectives import slow_quadratic
 from tests.helpers import (enqueue_slow_trial, requeue_time, running_trial, start_monitor, start_worker, stop_all,
                            wait_for, worker_env)

@@ -13,7 +13,7 @@ from hyperfleet.liveness import KubernetesLiveness
 from hyperfleet.monitor import Reaper
 from hyperfleet.settings import MonitorSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_RUNNING
-from tests.kube_server import gone, wait_until
+from testbed.kube_server import gone, wait_until
 from tests.helpers import enqueue_slow_trial, requeue_time, start_monitor, start_worker, stop_all, wait_for, worker_env
 
 WORKER_LABELS = {"app.kubernetes.io/instance": "t", "app.kubernetes.io/component": "worker"}

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from devserver.processes import free_port
+from testbed.processes import free_port
 from hyperfleet import notify
 from hyperfleet.notify import Notifier, StallWatch
 from hyperfleet.spec import Webhook

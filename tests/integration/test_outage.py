@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hyperfleet.store import JOB_STATE_DONE
-from devserver.mongo import MongoServer
+from testbed.mongo import MongoServer
 from tests.helpers import jobs, run_cli, start_monitor, start_worker, stop_all, wait_for
 
 OUTAGE_SECONDS = 15

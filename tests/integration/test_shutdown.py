@@ -13,8 +13,8 @@ from hyperopt import fmin, hp, rand
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from devserver.mongo import MongoServer
-from tests.processes import component_missing
+from testbed.mongo import MongoServer
+from tests.components import component_missing
 from tests.objectives import slow_quadratic
 from tests.helpers import enqueue_slow_trial, running_trial, start_worker, wait_for, worker_env
 

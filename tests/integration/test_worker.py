@@ -9,7 +9,7 @@ from hyperopt import fmin, hp, rand, tpe
 
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
-from devserver.processes import free_port
+from testbed.processes import free_port
 from tests.objectives import flaky, quadratic
 from tests.helpers import start_polling_workers, start_worker, stop_all, worker_env
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.processes import OPT_OUT, component_missing
+from tests.components import OPT_OUT, component_missing
 
 
 def test_a_missing_component_fails_with_how_to_get_it(monkeypatch):

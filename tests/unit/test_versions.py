@@ -21,7 +21,7 @@ def test_the_package_chart_and_stacks_name_one_version():
 
 
 def test_the_test_server_and_its_image_load_the_same_extensions():
-    from devserver.mongo import PRELOAD
+    from testbed.mongo import PRELOAD
 
-    entrypoint = (REPO / "images" / "test-mongo" / "entrypoint.sh").read_text()
+    entrypoint = (REPO / "testbed" / "images" / "test-mongo" / "entrypoint.sh").read_text()
     assert f"shared_preload_libraries = '{PRELOAD}'" in entrypoint

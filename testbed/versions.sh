@@ -1,7 +1,21 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # read by the scripts that source this file
-# The test database server's versions, read by scripts/install-test-server.sh and
-# scripts/build-test-mongo-image.sh (one place for each pin).
+# Every version the testbed installs, in one place: read by install/*.sh (through lib.sh) and by the
+# Python side (testbed.pins()). A pin written VAR="${VAR:-x}" may be overridden from the environment.
+
+# -- Kubernetes (install/kube-apiserver.sh, install/local-cluster.sh, install/keda.sh, install/helm.sh)
+# v1.30.14, not 1.31: the module proxy reachable here serves no v0.31.x of several staging modules
+# that these commands import (k8s.io/kube-scheduler, endpointslice, csi-translation-lib,
+# kube-controller-manager, cri-client), while every one at v0.30.14 is there. 1.30 also still runs on
+# cgroup v1 hosts (1.35+ refuses them by default).
+KUBE_VERSION="${KUBE_VERSION:-v1.30.14}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.3}"
+LOCAL_PATH_PROVISIONER_VERSION="${LOCAL_PATH_PROVISIONER_VERSION:-v0.0.30}"
+CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
+KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+
+# -- the test database server (install/test-server.sh, install/test-mongo-image.sh, mongo.py)
 # FerretDB 2.7.0 pins DocumentDB 0.107, which no archive here serves; with 0.106 it logs a version
 # warning at start and answers every command hyperfleet and hyperopt's suite send.
 FERRETDB_MODULE=github.com/FerretDB/FerretDB/v2/cmd/ferretdb

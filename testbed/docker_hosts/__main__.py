@@ -1,8 +1,8 @@
-"""python -m tests.docker_hosts up|down|status: the test's SSH and TLS Docker hosts (tests/docker_hosts)."""
+"""python -m testbed.docker_hosts up|down|status: the test's SSH and TLS Docker hosts (testbed/docker_hosts)."""
 
 import sys
 
-from tests.docker_hosts import ENGINES, DockerHosts
+from testbed.docker_hosts import ENGINES, DockerHosts
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "status"
@@ -17,4 +17,4 @@ if __name__ == "__main__":
         print("running" if hosts.running() else "stopped")
         sys.exit(0 if hosts.running() else 1)
     else:
-        sys.exit(f"usage: python -m tests.docker_hosts up|down|status ({', '.join(e.name for e in ENGINES)} hosts)")
+        sys.exit(f"usage: python -m testbed.docker_hosts up|down|status ({', '.join(e.name for e in ENGINES)} hosts)")

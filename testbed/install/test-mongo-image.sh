@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# Builds hyperfleet/test-mongo (images/test-mongo): FerretDB 2 on PostgreSQL with DocumentDB, for
+# Builds hyperfleet/test-mongo (testbed/images/test-mongo): FerretDB 2 on PostgreSQL with DocumentDB, for
 # end-to-end tests where no mongo image can be pulled. Takes FerretDB and the staged PostgreSQL
-# extensions from what scripts/install-test-server.sh built (make mongo-server).
-#   scripts/build-test-mongo-image.sh [IMAGE] [BASE_IMAGE]
+# extensions from what testbed/install/test-server.sh built (make mongo-server).
+#   testbed/install/test-mongo-image.sh [IMAGE] [BASE_IMAGE]
 set -euo pipefail
 
 IMAGE="${1:-hyperfleet/test-mongo:test}"
 BASE_IMAGE="${2:-${BASE_IMAGE:-hyperfleet/base:bookworm}}"
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-# shellcheck source=scripts/test-server-versions.sh
-source "$REPO/scripts/test-server-versions.sh"
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 binary="$CACHE_DIR/bin/ferretdb-$FERRETDB_VERSION"
 stage="$CACHE_DIR/pg-extensions/$PG_EXTENSIONS_KEY"
 [[ -x "$binary" && -f "$stage/.complete" ]] || {
@@ -18,7 +16,7 @@ stage="$CACHE_DIR/pg-extensions/$PG_EXTENSIONS_KEY"
 
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "$REPO/images/test-mongo/Dockerfile" "$REPO/images/test-mongo/entrypoint.sh" "$context/"
+cp "$TESTBED/images/test-mongo/Dockerfile" "$TESTBED/images/test-mongo/entrypoint.sh" "$context/"
 cp "$binary" "$context/ferretdb"
 cp -a "$stage/usr" "$context/usr"
 # the server the extensions were built against, from where this machine got it

@@ -4,10 +4,10 @@ In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod`` or ``fe
 
 * ``mongod`` from PATH;
 * FerretDB 2 on a private PostgreSQL cluster with the DocumentDB extension, which
-  ``scripts/install-test-server.sh`` (``make mongo-server``) builds: indexes, atomic findAndModify and
+  ``testbed/install/test-server.sh`` (``make mongo-server``) builds: indexes, atomic findAndModify and
   SCRAM-SHA-256 logins, served by the database itself (no proxy of ours in between).
 
-``python -m devserver.mongo --dbpath DIR --port N [--no-auth]`` runs one in the foreground until
+``python -m testbed.mongo --dbpath DIR --port N [--no-auth]`` runs one in the foreground until
 SIGTERM (hyperopt's own test suite starts its servers that way).
 """
 
@@ -18,7 +18,6 @@ import glob
 import hashlib
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -30,16 +29,16 @@ from pathlib import Path
 
 import pymongo
 
+from . import pins
 from .processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
-#: the FerretDB build of scripts/install-test-server.sh (a link to the pinned version)
+#: the FerretDB build of testbed/install/test-server.sh (a link to the pinned version)
 FERRETDB = CACHE_DIR / "bin" / "ferretdb"
-#: the pins of scripts/install-test-server.sh, read from the one file that holds them
-VERSIONS_FILE = Path(__file__).resolve().parents[1] / "scripts" / "test-server-versions.sh"
-PG_MAJOR = re.search(r"^PG_MAJOR=(\d+)$", VERSIONS_FILE.read_text(), re.MULTILINE).group(1)
+#: the PostgreSQL release of testbed/install/test-server.sh, read from the one file of pins
+PG_MAJOR = pins()["PG_MAJOR"]
 POSTGRES_BINDIR = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
 POSTGRES_SHAREDIR = f"/usr/share/postgresql/{PG_MAJOR}"
-#: the PostgreSQL extensions DocumentDB loads at start (images/test-mongo/entrypoint.sh: the same, tested)
+#: the PostgreSQL extensions DocumentDB loads at start (testbed/images/test-mongo/entrypoint.sh: the same, tested)
 PRELOAD = "pg_cron,pg_documentdb_core,pg_documentdb"
 KINDS = ("mongod", "ferretdb")
 #: the user clients log in as: mongod's root user, or the PostgreSQL cluster's superuser under FerretDB
@@ -246,7 +245,7 @@ def psql(dsn: str, sql: str | None = None, input: str | None = None) -> str:
 
 def cluster_template() -> str:
     """A PostgreSQL cluster with DocumentDB created and nothing else, made once per installed build of the
-    extensions (``scripts/install-test-server.sh`` leaves a marker of it) and kept in the cache; servers
+    extensions (``testbed/install/test-server.sh`` leaves a marker of it) and kept in the cache; servers
     start from copies of it. Its superuser has no password; the copies' pg_hba.conf decides."""
     markers = sorted(glob.glob(f"{POSTGRES_SHAREDIR}/extension/.hyperfleet-*"))
     if not markers:
@@ -288,7 +287,7 @@ def cluster_template() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m devserver.mongo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m testbed.mongo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dbpath", required=True, help="the server's data directory (kept)")
     parser.add_argument("--port", type=int, default=27017)
     parser.add_argument("--no-auth", action="store_true", help="no users: any client may do anything")

@@ -1,20 +1,20 @@
 """A real single-node Kubernetes cluster on this machine, whose pods really run: the stand-in for kind
 where kind's node image can't be pulled. ``make cluster-up`` / ``make cluster-down`` (or
-``python -m tests.kube_cluster up|down|status``) start and stop it; the tests' ``kube_cluster``
+``python -m testbed.kube_cluster up|down|status``) start and stop it; the tests' ``kube_cluster``
 fixture uses a running one, or starts one for the session.
 
 What runs, all as host processes of root (one such cluster per machine: fixed ports, bridge, DNS):
 
 * etcd, kube-apiserver (on the node's IP, which pods reach), kube-controller-manager, kube-scheduler,
-  kubelet and kube-proxy v1.30 (scripts/install-kube-apiserver.sh: 1.30 still runs on cgroup v1);
+  kubelet and kube-proxy v1.30 (testbed/install/kube-apiserver.sh: 1.30 still runs on cgroup v1);
 * containerd from Debian as its own instance (own config, root, state and socket), runc, the pause
-  image made locally (scripts/install-local-cluster.sh); images come from the local Docker engine,
+  image made locally (testbed/install/local-cluster.sh); images come from the local Docker engine,
   the way ``kind load docker-image`` does it (:meth:`LocalCluster.load_images`);
 * pod network: Debian's CNI plugins (bridge + host-local + portmap + firewall: dockerd sets the
   FORWARD policy to DROP, the firewall plugin lets pod traffic through);
 * CoreDNS on the node's IP, port 53, with its kubernetes plugin: the kubelet's ``clusterDNS``;
 * rancher's local-path-provisioner as the default StorageClass ``local-path``;
-* KEDA's operator and its external-metrics adapter (scripts/install-keda.sh), behind the API server's
+* KEDA's operator and its external-metrics adapter (testbed/install/keda.sh), behind the API server's
   aggregation layer (a front-proxy CA, the APIService ``v1beta1.external.metrics.k8s.io`` pointing at
   the adapter on the node's IP): the chart's ``workers.autoscaling.mode keda``. The operator resolves
   Service names through CoreDNS: it runs in a mount namespace of its own whose ``/etc/resolv.conf``
@@ -47,7 +47,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.kube_server import (
+from testbed.kube_server import (
     SERVICE_CLUSTER_IP_RANGE,
     apiserver_names,
     find_binary,
@@ -56,8 +56,9 @@ from tests.kube_server import (
     make_service_account_keys,
     write_kubeconfig,
 )
-from devserver.processes import CACHE_DIR, ServerNotFound
-from tests.processes import PidFile, alive, base_image_of_tests, run, terminate
+from testbed.processes import CACHE_DIR, ServerNotFound
+from testbed import base_image
+from testbed.processes import PidFile, alive, run, terminate
 
 CONTEXT = "hyperfleet-local"
 NODE_NAME = "hyperfleet-node"
@@ -67,7 +68,7 @@ POD_CIDR = "10.244.0.0/16"
 BRIDGE = "hf-cni0"
 CNI_NETWORK = "hyperfleet"
 CNI_BIN_DIR = "/usr/lib/cni"
-INSTALL_HINT = "make kube-server (scripts/install-kube-apiserver.sh, scripts/install-local-cluster.sh, scripts/install-keda.sh)"
+INSTALL_HINT = "make kube-server (testbed/install/kube-apiserver.sh, testbed/install/local-cluster.sh, testbed/install/keda.sh)"
 
 #: kept across up/down: containerd's images
 STATE_DIR = CACHE_DIR / "cluster"
@@ -85,7 +86,7 @@ SYSCTLS = ["vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.pa
 # the start order; down stops them in reverse
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet",
               "kube-proxy", "coredns", "local-path-provisioner", "keda-operator", "keda-adapter"]
-#: KEDA's CRDs, next to its binaries (scripts/install-keda.sh)
+#: KEDA's CRDs, next to its binaries (testbed/install/keda.sh)
 KEDA_CRDS = CACHE_DIR / "cluster-tools" / "keda-crds"
 #: the adapter's HTTPS port on the node's IP (the API server's is 6443); the operator's gRPC, metrics and
 #: health ports on loopback (their defaults, 8080/8081, are everyone's)
@@ -434,8 +435,8 @@ state = "{CONTAINERD_SOCKET.parent}"
 
     def _start_provisioner(self, provisioner: str, deadline: float) -> None:
         namespace, volumes = "local-path-storage", RUN_DIR / "volumes"
-        base_image = base_image_of_tests()
-        self.load_images([base_image])
+        image = base_image()
+        self.load_images([image])
         objects = [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
             {"apiVersion": "v1", "kind": "ServiceAccount",
@@ -449,7 +450,7 @@ state = "{CONTAINERD_SOCKET.parent}"
                  "teardown": '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n',
                  "helperPod.yaml": json.dumps({
                      "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "helper-pod"},
-                     "spec": {"containers": [{"name": "helper-pod", "image": base_image,
+                     "spec": {"containers": [{"name": "helper-pod", "image": image,
                                               "imagePullPolicy": "IfNotPresent"}]}}),
              }},
             {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -462,7 +463,7 @@ state = "{CONTAINERD_SOCKET.parent}"
         self._spawn("local-path-provisioner", [
             provisioner, "start", f"--kubeconfig={KUBECONFIG}", f"--namespace={namespace}",
             "--configmap-name=local-path-config", "--service-account-name=local-path-provisioner",
-            f"--helper-image={base_image}", "--provisioner-name=rancher.io/local-path",
+            f"--helper-image={image}", "--provisioner-name=rancher.io/local-path",
         ], env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
         started = time.monotonic()  # it has no health endpoint: alive after a second is good enough
         self._wait("local-path-provisioner", deadline, lambda: time.monotonic() - started > 1)

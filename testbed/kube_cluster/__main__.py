@@ -1,4 +1,4 @@
-"""``python -m tests.kube_cluster up|down|status|load IMAGE...``: the tests' single-node cluster
+"""``python -m testbed.kube_cluster up|down|status|load IMAGE...``: the tests' single-node cluster
 (``make cluster-up`` / ``make cluster-down``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from tests.kube_cluster import CONTEXT, KUBECONFIG, LocalCluster
+from testbed.kube_cluster import CONTEXT, KUBECONFIG, LocalCluster
 
 
 def main(argv: list[str]) -> int:

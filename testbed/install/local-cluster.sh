@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests' single-node cluster (tests/kube_cluster, `make cluster-up`) runs besides the
-# Kubernetes binaries of scripts/install-kube-apiserver.sh, for machines where kind's node image can't
+# Installs what the tests' single-node cluster (testbed/kube_cluster, `make cluster-up`) runs besides the
+# Kubernetes binaries of testbed/install/kube-apiserver.sh, for machines where kind's node image can't
 # be pulled. Idempotent; root is needed only for the Debian packages.
 #  1. Debian packages: containerd and runc (the container runtime; the tests run their own instance of
 #     containerd, beside the Docker engine's), containernetworking-plugins (bridge, host-local, loopback,
@@ -13,14 +13,10 @@
 #  3. the pause binary of every pod sandbox: a static C program that waits for a signal, made with gcc.
 set -euo pipefail
 
-COREDNS_VERSION="${COREDNS_VERSION:-v1.14.3}"
-LOCAL_PATH_PROVISIONER_VERSION="${LOCAL_PATH_PROVISIONER_VERSION:-v0.0.30}"
-CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 BIN_DIR="$CACHE_DIR/cluster-tools/bin"
 t0=$(date +%s)
-log() { echo "[local-cluster] $*"; }
-die() { echo "[local-cluster] error: $*" >&2; exit 1; }
 
 # --- Debian packages --------------------------------------------------------------------------------
 missing=()
@@ -31,12 +27,7 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    die "missing: ${missing[*]}; installing them needs root and apt-get"
-  fi
-  log "installing ${missing[*]} ..."
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install --no-install-recommends "${missing[@]}"
 fi
 log "containerd: $(containerd --version | cut -d' ' -f3), runc: $(runc --version | head -1 | cut -d' ' -f3)"
 

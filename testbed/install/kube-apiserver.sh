@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Kubernetes binaries of the tests' clusters, for machines where no cluster can be had
-# (no kind node image, no release downloads): the API-only server of tests/kube_server and the
-# single-node cluster of tests/kube_cluster (scripts/local-cluster.sh):
+# (no kind node image, no release downloads): the API-only server of testbed/kube_server and the
+# single-node cluster of testbed/kube_cluster (testbed/install/local-cluster.sh):
 #  1. etcd from Debian's `etcd-server` package, when `etcd` is missing (root, apt-get);
 #  2. kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy, built from the
 #     Go module proxy into a cache outside the repository:
@@ -18,33 +18,23 @@
 # clients that check the server version (pulumi-kubernetes among them) refuse it; they are set below.
 set -euo pipefail
 
-# v1.30.14, not 1.31: the module proxy reachable here serves no v0.31.x of several staging modules
-# that these commands import (k8s.io/kube-scheduler, endpointslice, csi-translation-lib,
-# kube-controller-manager, cri-client), while every one at v0.30.14 is there.
-KUBE_VERSION="${KUBE_VERSION:-v1.30.14}"
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 BIN_DIR="$CACHE_DIR/kubernetes/$KUBE_VERSION/bin"
-# kubelet 1.30 still runs on cgroup v1 hosts (1.35+ refuses them by default).
 COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 t0=$(date +%s)
-elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 
 # --- etcd -----------------------------------------------------------------------------------------
 if command -v etcd >/dev/null; then
   echo "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -1))"
-elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+else
   t=$(date +%s)
-  echo "installing etcd (Debian's etcd-server) ..."
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  apt_install --no-install-recommends etcd-server
   # the package starts a system etcd on the default ports; the tests start their own
   if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
   echo "etcd installed in $(elapsed "$t"): $(etcd --version 2>/dev/null | head -1)"
-else
-  echo "error: etcd is missing and cannot be installed here (needs root and apt-get: etcd-server)" >&2
-  exit 1
 fi
 
 # --- kube-apiserver, kube-controller-manager ------------------------------------------------------
@@ -59,7 +49,7 @@ if built_ok; then
   echo "kubernetes $KUBE_VERSION already built: $BIN_DIR (${COMMANDS[*]})"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go (>= 1.26) is needed to build kube-apiserver" >&2; exit 1; }
+command -v go >/dev/null || die "Go (>= 1.26) is needed to build kube-apiserver"
 
 if [[ ! "$KUBE_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]]; then
   echo "error: KUBE_VERSION must look like v1.31.14, not $KUBE_VERSION" >&2
@@ -76,9 +66,9 @@ cd "$work"
 t=$(date +%s)
 echo "reading the staging modules of k8s.io/kubernetes $KUBE_VERSION ..."
 kube_gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-[[ -f "$kube_gomod" ]] || { echo "error: could not download k8s.io/kubernetes@$KUBE_VERSION" >&2; exit 1; }
+[[ -f "$kube_gomod" ]] || die "could not download k8s.io/kubernetes@$KUBE_VERSION"
 mapfile -t staging < <(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\) => \./staging/.*#\1#p' "$kube_gomod")
-(( ${#staging[@]} > 0 )) || { echo "error: no staging replacements found in $kube_gomod" >&2; exit 1; }
+(( ${#staging[@]} > 0 )) || die "no staging replacements found in $kube_gomod"
 go_directive=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kube_gomod")
 
 {
@@ -129,7 +119,7 @@ for cmd in "${COMMANDS[@]}"; do
   mv "out/$cmd" "$BIN_DIR/$cmd"
 done
 echo "built in $(elapsed "$t")"
-built_ok || { echo "error: the built binaries do not report Kubernetes $KUBE_VERSION" >&2; exit 1; }
+built_ok || die "the built binaries do not report Kubernetes $KUBE_VERSION"
 for cmd in "${COMMANDS[@]}"; do
   echo "  $BIN_DIR/$cmd: $("$BIN_DIR/$cmd" --version) ($(du -h "$BIN_DIR/$cmd" | cut -f1))"
 done

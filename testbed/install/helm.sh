@@ -8,8 +8,8 @@
 # and `helm lint` assume when no cluster is asked (derived, as helm does, from its k8s.io/client-go).
 set -euo pipefail
 
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 BIN_DIR="$CACHE_DIR/helm/$HELM_VERSION/bin"
 TARGET="$BIN_DIR/helm"
 
@@ -20,12 +20,12 @@ if built_ok; then
   echo "helm $HELM_VERSION already built: $TARGET"
   exit 0
 fi
-command -v go >/dev/null || { echo "error: Go is needed to build helm" >&2; exit 1; }
+command -v go >/dev/null || die "Go is needed to build helm"
 
 start=$(date +%s)
 echo "resolving helm.sh/helm/v3@$HELM_VERSION ..."
 helm_gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-[[ -f "$helm_gomod" ]] || { echo "error: could not download helm.sh/helm/v3@$HELM_VERSION" >&2; exit 1; }
+[[ -f "$helm_gomod" ]] || die "could not download helm.sh/helm/v3@$HELM_VERSION"
 # k8s.io/client-go v0.M.P goes with Kubernetes 1.M
 client_go=$(sed -n 's#^[[:space:]]*k8s\.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$helm_gomod" | head -1)
 
@@ -46,5 +46,5 @@ CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/hel
 mkdir -p "$BIN_DIR"
 mv "$tmp/helm" "$TARGET"
 rm -rf "$tmp"
-built_ok || { echo "error: $TARGET does not report $HELM_VERSION" >&2; exit 1; }
+built_ok || die "$TARGET does not report $HELM_VERSION"
 echo "helm built in $(( $(date +%s) - start )) s: $TARGET ($(du -h "$TARGET" | cut -f1))"

@@ -1,42 +1,65 @@
-"""What the tests need besides the servers (devserver/): the base of their images, and how a test that
-needs a missing component fails (or, opted out, is skipped)."""
+"""What the testbed's servers share (testbed/mongo.py, the Kubernetes API server and cluster, the Docker
+hosts): where the install scripts put their builds, free ports, host processes and how they stop,
+the error that names a missing installer."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
-
-def base_image_of_tests() -> str:
-    """The base of the tests' images: the offline one of `make docker-engine` unless BASE_IMAGE says."""
-    return os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
+#: where the install scripts put what they build (binaries, the Pulumi toolchain, helm)
+CACHE_DIR = Path(os.environ.get("HYPERFLEET_CACHE", Path.home() / ".cache" / "hyperfleet"))
 
 
-#: the components a test may need; HYPERFLEET_TESTS_WITHOUT=docker,helm (say) opts out of them
-COMPONENTS = ("docker", "pulumi", "helm", "kubernetes", "root", "browser")
-OPT_OUT = "HYPERFLEET_TESTS_WITHOUT"
+class ServerNotFound(RuntimeError):
+    """A server binary is missing; the message names what installs it."""
 
 
-def component_missing(component: str, problem: str):
-    """A test that needs ``component`` fails when it is missing, saying how to get it, unless the user
-    opted out of it explicitly (``HYPERFLEET_TESTS_WITHOUT``): then, and only then, it is skipped."""
-    import pytest
-
-    assert component in COMPONENTS, component
-    opted_out = {c.strip() for c in os.environ.get(OPT_OUT, "").split(",") if c.strip()}
-    unknown = opted_out - set(COMPONENTS)
-    if unknown:
-        pytest.fail(f"{OPT_OUT}: unknown component(s) {', '.join(sorted(unknown))}; known: {', '.join(COMPONENTS)}")
-    if component in opted_out:
-        pytest.skip(f"needs {component} ({OPT_OUT} opts out of it)")
-    pytest.fail(f"{problem} (or set {OPT_OUT}={component} to skip the tests that need it)")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-# -- host processes of the tests' own servers (tests/kube_cluster, tests/docker_hosts) -------------
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_seconds: float = 15) -> None:
+    """Ask a server to stop with ``sig``; kill it if it is still there after ``timeout_seconds``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout_seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class ManagedServer:
+    """``with Server() as server:`` for a test server with ``start()`` (returns self) and ``stop()``;
+    a failed start still stops whatever it had started."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# -- host processes (the cluster's and the Docker hosts' daemons) ----------------------------------
 
 def run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run a command, its output captured; with check, a failure raises with the end of its stderr."""

@@ -1,5 +1,5 @@
 """Two more Docker engines on this machine that a stack reaches as remote hosts: one over SSH, one over
-TCP with TLS and client certificates. ``python -m tests.docker_hosts up|down|status`` starts and stops
+TCP with TLS and client certificates. ``python -m testbed.docker_hosts up|down|status`` starts and stops
 them by hand; the tests' ``docker_hosts`` fixture uses running ones, or starts them for the session.
 
 Each engine is a machine of its own as far as a client can tell:
@@ -37,9 +37,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devserver.processes import CACHE_DIR, ServerNotFound
-from tests.kube_server import issue_certificate, make_ca
-from tests.processes import PidFile, alive, run, terminate
+from testbed.processes import CACHE_DIR, ServerNotFound
+from testbed.kube_server import issue_certificate, make_ca
+from testbed.processes import PidFile, alive, run, terminate
 
 BRIDGE = "hf-hosts0"
 HOME_ADDRESS = "10.213.0.1"

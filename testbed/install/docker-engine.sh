@@ -7,24 +7,21 @@
 # Idempotent. Without root it only checks and says what is missing.
 set -euo pipefail
 
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 BASE_IMAGE="${BASE_IMAGE:-hyperfleet/base:bookworm}"
 mkdir -p "$CACHE_DIR"
-root() { [[ $(id -u) -eq 0 ]]; }
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-  root || { echo "error: docker.io and debootstrap are missing and this is not root" >&2; exit 1; }
-  echo "installing docker.io and debootstrap ..."
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+  apt_install docker.io debootstrap
 fi
 
 if ! docker info >/dev/null 2>&1; then
-  root || { echo "error: no Docker engine answers and this is not root to start one" >&2; exit 1; }
+  is_root || die "no Docker engine answers and this is not root to start one"
   echo "starting dockerd ..."
   nohup dockerd >"$CACHE_DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || { echo "error: dockerd did not start; see $CACHE_DIR/dockerd.log" >&2; exit 1; }
+  docker info >/dev/null 2>&1 || die "dockerd did not start; see $CACHE_DIR/dockerd.log"
 fi
 
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
@@ -36,6 +33,6 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" >/dev/null
   fi
   tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
-  echo "base image $BASE_IMAGE ready in $(( $(date +%s) - start )) s"
+  echo "base image $BASE_IMAGE ready in $(elapsed "$start")"
 fi
 echo "docker engine: $(docker version --format '{{.Server.Version}}'); base image: $BASE_IMAGE"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds KEDA (the operator and its external-metrics adapter) from the Go module proxy for the tests'
-# single-node cluster (tests/kube_cluster starts them as host processes, like the rest of the cluster),
+# single-node cluster (testbed/kube_cluster starts them as host processes, like the rest of the cluster),
 # and keeps KEDA's CRDs from the same module. Users install KEDA with its own chart instead; the
 # chart's workers.autoscaling.mode keda needs it in the cluster.
 # Into ${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}/cluster-tools: bin/keda-operator, bin/keda-adapter,
@@ -9,14 +9,12 @@
 # cores: it links every scaler's cloud SDK); Go's build cache makes a rebuild take a minute.
 set -euo pipefail
 
-KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 KEDA_MODULE=github.com/kedacore/keda/v2
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 TOOLS="$CACHE_DIR/cluster-tools"
 BUILD="$CACHE_DIR/build/keda-$KEDA_VERSION"
 STAMP="$TOOLS/bin/keda.version"
-log() { echo "[keda] $*"; }
-die() { echo "[keda] error: $*" >&2; exit 1; }
 
 if [[ -x "$TOOLS/bin/keda-operator" && -x "$TOOLS/bin/keda-adapter" && -f "$STAMP" &&
       "$(cat "$STAMP")" == "$KEDA_MODULE@$KEDA_VERSION" && -n "$(ls "$TOOLS/keda-crds" 2>/dev/null)" ]]; then

@@ -16,16 +16,14 @@
 # repacked as NAME-VERSION.tar.xz); their sums are checked before anything is built.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
-# shellcheck source=scripts/test-server-versions.sh
-source "$REPO/scripts/test-server-versions.sh"
+# shellcheck source=testbed/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
 if command -v mongod >/dev/null; then
   echo "test server: $(command -v mongod)"
   exit 0
 fi
 
-CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 SOURCES="${HYPERFLEET_SOURCES:-$REPO/../shared/sources}"
 PG_CONFIG="/usr/lib/postgresql/$PG_MAJOR/bin/pg_config"
 STAGE="$CACHE_DIR/pg-extensions/$PG_EXTENSIONS_KEY"
@@ -33,29 +31,20 @@ FERRETDB_BIN="$CACHE_DIR/bin/ferretdb-$FERRETDB_VERSION"
 start=$(date +%s)
 
 # -- 1. packages ---------------------------------------------------------------------------------
-apt_install() {
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "error: missing Debian packages: $*; install them as root (apt-get install $*)" >&2; exit 1
-  fi
-  echo "installing $* ..."
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
-}
 missing=()
 for pkg in "${PG_BUILD_PACKAGES[@]}" "${PG_RUNTIME_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
-[[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+[[ ${#missing[@]} -eq 0 ]] || apt_install --no-install-recommends "${missing[@]}"
 # Debian's pg_cron 1.4 refuses DocumentDB's 'N seconds' schedules: ours must be the one PostgreSQL loads
 if dpkg-query -W -f='${Status}' "postgresql-$PG_MAJOR-cron" 2>/dev/null | grep -q 'install ok installed'; then
-  echo "error: Debian's postgresql-$PG_MAJOR-cron is installed; DocumentDB needs pg_cron $PG_CRON_VERSION: remove it" >&2
-  exit 1
+  die "Debian's postgresql-$PG_MAJOR-cron is installed; DocumentDB needs pg_cron $PG_CRON_VERSION: remove it"
 fi
 
 # -- 2. the extensions ----------------------------------------------------------------------------
 source_archive() {  # NAME-VERSION: the checked archive's path
   local archive="$SOURCES/$1.tar.xz" want="${SOURCE_SHA256[$1]}"
-  [[ -f "$archive" ]] || { echo "error: $archive is missing (see the head of $0)" >&2; exit 1; }
+  [[ -f "$archive" ]] || die "$archive is missing (see the head of $0)"
   [[ "$(sha256sum "$archive" | cut -d' ' -f1)" == "$want" ]] || {
     echo "error: $archive: SHA-256 is not $want" >&2; exit 1; }
   echo "$archive"
@@ -87,19 +76,19 @@ if [[ "$(cat "$STAGE/.complete" 2>/dev/null)" != "$server_version" ]]; then
     make -s -C "$work/$name/$part" PG_CONFIG="$PG_CONFIG" with_llvm=no DESTDIR="$STAGE" install >/dev/null
   done
   rm -rf "$work"
-  # what the build was made against: the server must be this version (scripts/build-test-mongo-image.sh)
+  # what the build was made against: the server must be this version (testbed/install/test-mongo-image.sh)
   printf '%s' "$server_version" > "$STAGE/.complete"
 fi
 # into PostgreSQL's own directories (extension control files can live nowhere else before PostgreSQL 18)
 if ! cmp -s "$STAGE/.complete" "$("$PG_CONFIG" --sharedir)/extension/.hyperfleet-$PG_EXTENSIONS_KEY" 2>/dev/null; then
-  [[ $(id -u) -eq 0 ]] || { echo "error: installing the extensions into PostgreSQL needs root" >&2; exit 1; }
+  [[ $(id -u) -eq 0 ]] || die "installing the extensions into PostgreSQL needs root"
   cp -a "$STAGE/usr" /
   cp "$STAGE/.complete" "$("$PG_CONFIG" --sharedir)/extension/.hyperfleet-$PG_EXTENSIONS_KEY"
 fi
 
 # -- 3. FerretDB ------------------------------------------------------------------------------------
 if [[ ! -x "$FERRETDB_BIN" ]]; then
-  command -v go >/dev/null || { echo "error: Go (>= 1.24) is needed to build FerretDB" >&2; exit 1; }
+  command -v go >/dev/null || die "Go (>= 1.24) is needed to build FerretDB"
   echo "building FerretDB $FERRETDB_VERSION (the first build downloads its Go modules) ..."
   mkdir -p "$CACHE_DIR/bin"
   gobin="$CACHE_DIR/build/ferretdb-$FERRETDB_VERSION"

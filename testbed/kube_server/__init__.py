@@ -1,7 +1,7 @@
 """A real Kubernetes API server for tests, started and stopped by them: etcd, kube-apiserver and
 (optionally) kube-controller-manager on loopback, with throwaway certificates and data.
 
-``scripts/install-kube-apiserver.sh`` builds the Kubernetes binaries into
+``testbed/install/kube-apiserver.sh`` builds the Kubernetes binaries into
 ``$HYPERFLEET_CACHE/kubernetes/<version>/bin`` and installs Debian's etcd; binaries on PATH are used
 when the cache has none. There is no kubelet and no scheduler: Pods stay Pending unless a test patches
 their status, the way a kubelet would.
@@ -33,10 +33,11 @@ import time
 import urllib.error
 import urllib.request
 
-from devserver.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
+from testbed import pins
+from testbed.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
 
-KUBE_VERSION = os.environ.get("HYPERFLEET_KUBE_VERSION", "v1.30.14")
-INSTALL_SCRIPT = "scripts/install-kube-apiserver.sh"
+KUBE_VERSION = pins()["KUBE_VERSION"]
+INSTALL_SCRIPT = "testbed/install/kube-apiserver.sh"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of the range: the `kubernetes` Service
 
@@ -67,7 +68,7 @@ def _b64(path: str) -> str:
         return base64.b64encode(f.read()).decode()
 
 
-# --- certificates and kubeconfigs of the tests' clusters (this API server and tests/kube_cluster) ---
+# --- certificates and kubeconfigs of the tests' clusters (this API server and testbed/kube_cluster) ---
 
 _EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -311,7 +312,7 @@ class KubeServer(ManagedServer):
 
 
 def find_helm() -> str | None:
-    """helm as scripts/install-helm.sh built it (newest first), else from PATH."""
+    """helm as testbed/install/helm.sh built it (newest first), else from PATH."""
     import glob
 
     built = sorted(glob.glob(str(CACHE_DIR / "helm" / "*" / "bin" / "helm")), reverse=True)
