@@ -112,12 +112,14 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
             assert isinstance(d["result"]["loss"], float) and "branin_x" in d["result"]
         # reserved -> result written, less the objective's own 2 s: what a trial pod costs
         overheads = sorted((d["refresh_time"] - d["book_time"]).total_seconds() - 2 for d in done)
-        assert jobs.find_one({"exp_key": "pods-ok", "tid": tid})["state"] == 2  # the handed-back trial, finished
+        # the handed-back trial ran again, on another worker, to its end
+        again = jobs.find_one({"exp_key": "pods-ok", "tid": tid})
+        assert again["hyperfleet"]["attempts"] >= 2 and again["hyperfleet"]["worker"]["pod"] != worker, \
+            again["hyperfleet"]
 
         for name, (_, reason) in BROKEN.items():
             trial = wait_until(lambda name=name: jobs.find_one({"exp_key": name, "state": 3}), 120,
                                f"the trial of {name} to fail")
-            assert trial["state"] == 3, (name, trial["state"])
             reasons = reason if isinstance(reason, tuple) else (reason,)
             assert any(r in trial["error"][1] for r in reasons), (name, trial["error"])
         crash = jobs.find_one({"exp_key": "pods-crash", "state": 3})

@@ -76,7 +76,10 @@ def test_invalid_config_is_rejected_naming_the_key(raw, message):
 
 def test_plain_tcp_is_for_this_machine_or_said_explicitly_and_each_host_kind_gets_its_access(tmp_path):
     assert parse_config({"workers": {"hosts": ["tcp://127.0.0.1:2375"]}}).docker.access("tcp://127.0.0.1:2375").cert_path is None
-    assert parse_config({"workers": {"hosts": ["tcp://gpu-1:2375"]}, "docker": {"allowPlainTcp": True}})
+    plain = parse_config({"workers": {"hosts": ["tcp://gpu-1:2375"]}, "docker": {"allowPlainTcp": True}})
+    assert plain.workers.hosts == ["tcp://gpu-1:2375"] and plain.docker.access("tcp://gpu-1:2375").cert_path is None
+    with pytest.raises(ConfigError, match="allowPlainTcp"):
+        parse_config({"workers": {"hosts": ["tcp://gpu-1:2375"]}})
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("x")
     (tmp_path / "id").write_text("key")

@@ -146,7 +146,8 @@ def test_malformed_url_is_a_usage_error():
 
 
 def test_hyperopt_mongo_worker_entry_point_takes_stock_flags(store, mongo_url):
-    insert_trials(store, "stock", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    """4 trials queued, --max-jobs 2: the worker runs 2 and exits (not on --reserve-timeout: trials wait)."""
+    insert_trials(store, "stock", ("token_load", "tests.objectives.quadratic_trial"), 4)
     bare = mongo_url.removeprefix("mongodb://")  # hyperopt-mongo-worker's host:port/db form
     proc = subprocess.run(
         [sys.executable, "-c", "from hyperfleet.cli import mongo_worker_main; mongo_worker_main()",
@@ -155,7 +156,8 @@ def test_hyperopt_mongo_worker_entry_point_takes_stock_flags(store, mongo_url):
         env=worker_env(), capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert [d["result"]["loss"] for d in store.jobs.find().sort("tid")] == [9.0, 9.0]
+    assert [(d["state"], d["result"].get("loss")) for d in store.jobs.find().sort("tid")] == \
+        [(JOB_STATE_DONE, 9.0)] * 2 + [(JOB_STATE_NEW, None)] * 2
 
 
 def test_reserve_timeout_exits_an_idle_worker(mongo_url):

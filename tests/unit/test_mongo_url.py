@@ -23,7 +23,14 @@ def test_password_is_redacted():
     assert parse_mongo_url("mongodb://user:secret@h/db").redacted() == "mongodb://user:***@h/db"
 
 
-@pytest.mark.parametrize("text", ["", "http://h/db", "mongodb://h:port/db", "mongo://h/db/c/extra", "mongodb://h/bad name"])
-def test_rejected(text):
-    with pytest.raises(MongoUrlError):
+@pytest.mark.parametrize("text,message", [
+    ("", "empty MongoDB address"),
+    ("http://h/db", "unsupported scheme 'http': use mongodb:// or mongo://"),
+    ("mongodb://h:port/db", "malformed MongoDB URL: "),
+    ("mongo://h/db/c/extra", "malformed MongoDB URL: too many path parts in "),
+    ("mongodb://h/bad name", "malformed MongoDB URL: Bad database name"),
+])
+def test_rejected_saying_why(text, message):
+    with pytest.raises(MongoUrlError) as err:
         parse_mongo_url(text)
+    assert str(err.value).startswith(message), str(err.value)
