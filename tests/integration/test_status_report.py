@@ -4,13 +4,14 @@ import csv
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
 from hyperfleet.status import experiment_status
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JobStore
-from tests.helpers import REPO, enqueue_slow_trial, jobs, run_cli, start_worker, stop_all, worker_env
+from tests.helpers import REPO, enqueue_slow_trial, jobs, run_cli, start_worker, stop_all, wait_for, worker_env
 
 SPEC = {"name": "mixed", "objective": "tests.objectives:mixed", "algo": "rand", "max_evals": 16, "seed": 3,
         "parallelism": 2, "space": {"x": {"uniform": [-2, 6]}, "lr": {"loguniform": [1e-5, 1e-1]},
@@ -61,6 +62,36 @@ def test_status_counts_best_rate_and_eta(mongo_url, finished_experiment):
 
     missing = hyperfleet("status", "nope", "--mongo", mongo_url)
     assert missing.returncode == 1 and "no experiment 'nope'" in missing.stderr
+
+
+@pytest.mark.timeout(180)
+def test_watch_follows_a_running_experiment_and_exits_when_it_completes(mongo_url, tmp_path):
+    """--watch on an experiment that is still running: it stays while trials are open and exits 0 once
+    the last one finishes, its last line the complete count."""
+    spec = {"name": "watched", "objective": "tests.objectives:slow_quadratic", "algo": "rand", "max_evals": 6,
+            "parallelism": 1, "space": {"x": {"uniform": [0, 6]}, "sleep": {"choice": [0.4]}}}
+    (path := tmp_path / "watched.yaml").write_text(yaml.safe_dump(spec))
+    worker = start_worker(mongo_url, "--log-level", "warning")
+    driver = run_cli(mongo_url, path, stdout=subprocess.DEVNULL)
+    try:
+        collection = jobs(mongo_url)
+        wait_for(lambda: collection.count_documents({"exp_key": "watched"}) > 0, 60)
+        watch = subprocess.Popen([sys.executable, "-m", "hyperfleet", "status", "watched", "--watch", "--mongo", mongo_url,
+                                  "--interval-seconds", "0.2"], env=worker_env(), cwd=REPO, stdout=subprocess.PIPE, text=True)
+        finished_while_watched = []
+        while watch.poll() is None:
+            finished_while_watched.append(collection.count_documents({"exp_key": "watched", "state": JOB_STATE_DONE}))
+            time.sleep(0.1)
+        # it exited: every trial is done (an early exit would leave some open right now)
+        assert collection.count_documents({"exp_key": "watched", "state": JOB_STATE_DONE}) == 6
+        assert min(finished_while_watched) < 6, "the experiment ended before the watch started"
+        assert driver.wait(60) == 0
+        out, _ = watch.communicate(timeout=30)
+        assert watch.returncode == 0 and "6/6" in out, out
+        assert collection.count_documents({"exp_key": "watched", "state": JOB_STATE_DONE}) == 6
+    finally:
+        driver.kill()
+        stop_all([worker])
 
 
 def test_status_json_says_what_a_script_sizing_the_workers_needs(store, mongo_url):
