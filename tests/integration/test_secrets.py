@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO, start_monitor, worker_env
+from tests.helpers import REPO, start_monitor, wait_for, worker_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,20 +57,26 @@ def test_no_credentials_at_all_are_refused_too(secured):
 
 
 @pytest.mark.parametrize("log_json", [False, True])
-def test_a_worker_and_a_monitor_at_debug_level_log_no_password(secured, log_json):
+def test_a_worker_and_a_monitor_at_debug_level_log_no_password(secured, log_json, tmp_path):
     url = secured.database_url("secrets")
     flags = ["--log-level", "debug"] + (["--log-json"] if log_json else [])
     env = worker_env(HYPERFLEET_WORKER_MONGO=url)
-    worker = subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", *flags], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    monitor = start_monitor(url, "--health-port", "0", "--interval-seconds", "0.2", *flags,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    for proc in (worker, monitor):
-        proc.terminate()
-    printed = [out + err for out, err in (worker.communicate(timeout=20), monitor.communicate(timeout=20))]
+    logs = [tmp_path / "worker.log", tmp_path / "monitor.log"]
+    with open(logs[0], "w") as worker_log, open(logs[1], "w") as monitor_log:
+        worker = subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", *flags], env=env, text=True,
+                                  stdout=worker_log, stderr=subprocess.STDOUT)
+        monitor = start_monitor(url, "--health-port", "0", "--interval-seconds", "0.2", *flags,
+                                stdout=monitor_log, stderr=subprocess.STDOUT, text=True)
     shown = f"mongodb://{secured.username}:***@"
-    assert f"polling {shown}" in printed[0] and f"watching {shown}" in printed[1]
+    try:
+        # each has logged where it connected, then pymongo's debug log of a few commands (with the login)
+        wait_for(lambda: all(log.read_text().count("Command succeeded") >= 3 for log in logs)
+                 and f"polling {shown}" in logs[0].read_text() and f"watching {shown}" in logs[1].read_text(), timeout=30)
+    finally:
+        for proc in (worker, monitor):
+            proc.terminate()
+            proc.wait(20)
+    printed = [log.read_text() for log in logs]
     assert all(secured.password not in text for text in printed)
 
 

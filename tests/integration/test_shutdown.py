@@ -112,10 +112,10 @@ def test_second_signal_exits_at_once_and_the_deadline_bounds_a_stuck_shutdown(ow
             impatient.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             impatient.send_signal(signal.SIGTERM)
-            assert impatient.wait(5) == 128 + signal.SIGTERM
-            assert time.monotonic() - started < 1.5
+            # a second SIGTERM ends it now (its code says so), not at the 2 s deadline (code 1)
+            assert impatient.wait(10) == 128 + signal.SIGTERM
             assert patient.wait(10) == 1  # gave up at the deadline
-            assert 1.8 < time.monotonic() - started < 5
+            assert 1.8 < time.monotonic() - started < 6
         finally:
             os.kill(own_server.process.pid, signal.SIGCONT)
         # nothing is lost: a trial is either still RUNNING (the monitor recovers it) or back in the

@@ -11,7 +11,7 @@ import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
 from testbed.processes import free_port
 from tests.objectives import flaky, quadratic
-from tests.helpers import start_polling_workers, start_worker, stop_all, worker_env
+from tests.helpers import start_polling_workers, start_worker, stop_all, wait_for, worker_env
 
 
 @pytest.mark.slow
@@ -160,11 +160,19 @@ def test_hyperopt_mongo_worker_entry_point_takes_stock_flags(store, mongo_url):
         [(JOB_STATE_DONE, 9.0)] * 2 + [(JOB_STATE_NEW, None)] * 2
 
 
-def test_reserve_timeout_exits_an_idle_worker(mongo_url):
-    started = time.monotonic()
-    proc = start_worker(mongo_url, "--reserve-timeout", "0.5")
-    assert proc.wait(30) == 0
-    assert time.monotonic() - started < 15
+def test_reserve_timeout_exits_an_idle_worker_after_that_long(mongo_url):
+    """Two idle workers started together, --reserve-timeout 0.5 and 4: both exit 0, 3.5 s apart (their
+    start-up costs the same and cancels out)."""
+    short, long = (start_worker(mongo_url, "--reserve-timeout", seconds) for seconds in ("0.5", "4"))
+    exits = {}
+    while len(exits) < 2:
+        for name, proc in (("short", short), ("long", long)):
+            if name not in exits and proc.poll() is not None:
+                exits[name] = (proc.returncode, time.monotonic())
+        time.sleep(0.02)
+        assert not exits or time.monotonic() - min(t for _, t in exits.values()) < 30, exits
+    assert exits["short"][0] == exits["long"][0] == 0
+    assert 2.5 < exits["long"][1] - exits["short"][1] < 6, exits
 
 
 @pytest.mark.timeout(60)
@@ -179,8 +187,8 @@ def test_alive_file_is_touched_while_idle_and_the_probe_judges_its_age(mongo_url
         while not alive.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         first = alive.stat().st_mtime
-        time.sleep(2.5)
-        assert alive.stat().st_mtime > first  # an idle worker's loop keeps turning
+        # an idle worker's loop keeps turning
+        assert wait_for(lambda: alive.stat().st_mtime > first, timeout=15), "the alive file was not touched again"
         assert subprocess.run(probe, env=worker_env()).returncode == 0
     finally:
         assert stop_all([worker]) == [0]
