@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import containers
+from . import objectives
 from .notify import Notifier, StallWatch
 from .spec import ExperimentSpec, SpecError, build_space, grid_points, parse_spec
 
@@ -117,7 +117,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
             check_objective(spec)
         objective = ImportedObjective(*spec.objective_path())
     else:
-        objective = containers.from_spec(spec.objective.model_dump(exclude_none=True))
+        objective = objectives.from_spec(spec.objective.model_dump(exclude_none=True))
 
     space = build_space(spec.space)
     max_evals = spec.max_evals

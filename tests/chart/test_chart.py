@@ -283,7 +283,7 @@ def test_fixed_and_cpu_modes(helm, tmp_path):
 
 
 def test_a_container_objective_gives_the_workers_exactly_the_rights_trial_pods_need(helm, tmp_path):
-    from hyperfleet.trial_pods import PERMISSIONS
+    from hyperfleet.objectives.kubernetes import PERMISSIONS
 
     objects = render(helm, tmp_path, {"experiments": FULL["experiments"]})
     (role,) = [r for name, r in by_kind(objects, "Role").items() if name == "exp-hyperfleet-worker"]
