@@ -38,6 +38,7 @@ from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError
 
 from .contract import TrialState
 from .mongo_url import MongoAddress, parse_mongo_url, parse_uri_user, redact_url
+from .settings import CONNECT_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,8 @@ class JobStore:
         self.gfs = gridfs.GridFS(self.db)
 
     @classmethod
-    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = 10.0, check: bool = True) -> JobStore:
+    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+                check: bool = True) -> JobStore:
         """Connect and check the server answers within ``timeout_seconds`` (with ``check=False``, the
         first command finds out: for a reader that must start while the server is away)."""
         address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)

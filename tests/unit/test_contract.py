@@ -14,10 +14,11 @@ from tests.helpers import REPO
 
 CHART = REPO / "charts/hyperfleet"
 TEMPLATES = {p.name: p.read_text() for p in (CHART / "templates").iterdir()}
-#: the role names are everyday words ("worker", "trial"): only the names below must not be copied
+#: the role names are everyday words ("worker", "trial"), the stack's connect timeout an everyday number
+#: (120): only the names below must not be copied
 SHARED = {f"contract.{name}": value for name, value in vars(contract).items()
           if name.isupper() and name not in ("ROLE_WORKER", "ROLE_MONITOR", "ROLE_MONGO", "ROLE_DRIVER", "ROLE_TRIAL",
-                                             "COMMAND_ENV_PREFIX")}
+                                             "COMMAND_ENV_PREFIX", "STACK_CONNECT_TIMEOUT_SECONDS")}
 #: what a trial container sees (hyperfleet.objectives.contract): its variables and paths
 SHARED.update({f"objectives.contract.{name}": value for name, value in vars(trial_contract).items()
                if name.endswith(("_ENV", "_PATH")) or name == "MOUNT"})
@@ -66,6 +67,25 @@ def test_the_chart_uses_the_contracts_names_and_numbers():
     for template in ("experiment-jobs.yaml", "NOTES.txt"):
         assert f"{contract.K8S_EXP_KEY_LABEL}:" in TEMPLATES[template] or \
             f"{contract.K8S_EXP_KEY_LABEL}=" in TEMPLATES[template], template
+
+
+def test_the_charts_helpers_write_the_contracts_facts_once():
+    helpers = dict(re.findall(r'{{- define "hyperfleet\.(\w+)" -}}\n([^\n{]*)\n{{- end -}}', TEMPLATES["_helpers.tpl"]))
+    assert helpers["runtimeUid"] == str(contract.RUNTIME_UID)
+    assert helpers["connectTimeoutSeconds"] == str(contract.STACK_CONNECT_TIMEOUT_SECONDS)
+    assert helpers["driverSpecPath"] == contract.DRIVER_SPEC_PATH
+    for name, text in TEMPLATES.items():
+        if name != "_helpers.tpl":
+            for fact in (str(contract.RUNTIME_UID), f"connect-timeout-seconds={contract.STACK_CONNECT_TIMEOUT_SECONDS}",
+                         contract.DRIVER_SPEC_PATH):
+                assert fact not in text, f"{name} writes {fact} out: include the helper of _helpers.tpl"
+
+
+def test_the_runtime_image_runs_as_the_contracts_user():
+    dockerfile = (REPO / "images/runtime/Dockerfile").read_text()
+    assert re.search(r"^ARG RUNTIME_UID=(\d+)$", dockerfile, re.M).group(1) == str(contract.RUNTIME_UID)
+    assert "USER ${RUNTIME_UID}:${RUNTIME_UID}" in dockerfile
+    assert str(contract.RUNTIME_UID) in (REPO / "images/README.md").read_text()
 
 
 def test_every_hyperfleet_label_the_chart_writes_is_in_the_contract():

@@ -2,6 +2,7 @@
 line and the stack config take theirs from there; the chart's values.yaml and Pulumi.yaml's
 documentation can't import Python, so this test reads them and fails when they say otherwise."""
 
+import inspect
 import re
 
 import click
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from hyperfleet.cli import monitor, worker
+from hyperfleet import driver, settings, store, trials
 from hyperfleet.settings import MonitorSettings, WorkerSettings
 from tests.helpers import REPO
 
@@ -53,3 +55,11 @@ def test_every_copy_of_a_default_is_the_settings_value(settings, field, command,
         assert documented, f"Pulumi.yaml documents no default for {pulumi_name}"
         assert yaml.safe_load(documented.group(1)) == expected, f"Pulumi.yaml {pulumi_name}"
 
+
+
+@pytest.mark.parametrize("function,parameter", [(driver.run_experiment, "connect_timeout_seconds"),
+                                                (trials.MongoTrials.__init__, "connect_timeout_seconds"),
+                                                (store.JobStore.connect, "timeout_seconds")])
+def test_every_connect_timeout_default_is_the_settings_one(function, parameter):
+    assert WorkerSettings.connect_timeout_seconds == MonitorSettings.connect_timeout_seconds == settings.CONNECT_TIMEOUT_SECONDS
+    assert inspect.signature(function).parameters[parameter].default == settings.CONNECT_TIMEOUT_SECONDS
