@@ -35,6 +35,10 @@ _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
 #: the chart's own defaults for the worker autoscaling (one place: charts/hyperfleet/values.yaml)
 _AUTOSCALING = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/hyperfleet/values.yaml").read_text()
                               )["workers"]["autoscaling"]
+#: the base images (one place: images/versions.env, KEY=value lines)
+_VERSIONS = dict(line.split("=", 1) for line in
+                 (Path(__file__).resolve().parent.parent / "images/versions.env").read_text().splitlines()
+                 if line and not line.startswith("#"))
 
 
 class ConfigError(ValueError):
@@ -189,7 +193,7 @@ class ImagesConfig(_Model):
     #: the kind and gke targets always use the name as it is
     build: bool = True
     #: the base the runtime image is built on
-    base_image: str = "python:3.12-slim"
+    base_image: str = _VERSIONS["PYTHON_BASE_IMAGE"]
 
 
 class DockerSshConfig(_Model):
