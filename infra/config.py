@@ -4,7 +4,7 @@ All config reads happen here, before any resource is registered; a bad value fai
 a message that names the key (``hyperfleet:workers.replicas: Input should be greater than or equal to
 1``). Keys are camelCase as Pulumi config keys usually are, except inside ``experiments``, which use
 the experiment spec's own schema (``runtime/hyperfleet/spec.py``) so a spec file can be pasted in.
-Every key is documented in ``Pulumi.yaml``.
+Every key is documented in ``docs/stack-config.md``, made from the fields' docstrings (infra/stack_config_doc.py).
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
 #: the chart's own defaults for the worker autoscaling (one place: charts/hyperfleet/values.yaml)
 _AUTOSCALING = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/hyperfleet/values.yaml").read_text()
                               )["workers"]["autoscaling"]
+#: the base images (one place: images/versions.env, KEY=value lines)
+_VERSIONS = dict(line.split("=", 1) for line in
+                 (Path(__file__).resolve().parent.parent / "images/versions.env").read_text().splitlines()
+                 if line and not line.startswith("#"))
 
 
 class ConfigError(ValueError):
@@ -46,14 +50,16 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # a field's docstring is its description: docs/stack-config.md is made of them (infra/stack_config_doc.py)
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
+                              use_attribute_docstrings=True)
 
 
 class ResourcesConfig(_Model):
-    #: CPU as Kubernetes writes it: "500m", "2"; on Docker it becomes a CPU limit
     cpu: str | None = None
-    #: memory as Kubernetes writes it: "512Mi", "2Gi"; on Docker a memory limit
+    """CPU as Kubernetes writes it: "500m", "2"; on Docker it becomes a CPU limit"""
     memory: str | None = None
+    """memory as Kubernetes writes it: "512Mi", "2Gi"; on Docker a memory limit"""
 
     @field_validator("cpu")
     @classmethod
@@ -84,35 +90,43 @@ class ResourcesConfig(_Model):
 
 
 class MongoConfig(_Model):
-    #: the MongoDB image (the official one by default; any wire-compatible image works)
     image: str = "mongo:7.0"
-    #: Kubernetes: the PVC size (on Docker the data is in a named volume, which has no size)
+    """the MongoDB image (the official one by default; any wire-compatible image works)"""
     storage: str = "10Gi"
-    #: root user created by the image (MONGO_INITDB_ROOT_USERNAME); its password is generated and secret
+    """Kubernetes: the PVC size (on Docker the data is in a named volume, which has no size)"""
     username: str = "hyperfleet"
-    #: the database of the trials
+    """root user created by the image (MONGO_INITDB_ROOT_USERNAME); its password is generated and secret"""
     database: str = "hyperfleet"
-    #: the driver's authentication mechanism (default: the driver's choice, SCRAM)
+    """the database of the trials"""
     auth_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-1"] | None = None
-    #: publish Mongo's port on the first Docker host (127.0.0.1 only unless publishHost says otherwise)
+    """the driver's authentication mechanism (default: the driver's choice, SCRAM)"""
     publish_port: int | None = Field(default=None, ge=1, le=65535)
+    """publish Mongo's port on the first Docker host (127.0.0.1 only unless publishHost says otherwise)"""
     publish_host: str = "127.0.0.1"
-    #: how workers on other Docker hosts reach Mongo (an address of the first host); needed with several hosts
+    """the address publishPort is published on"""
     advertise_host: str | None = None
+    """how workers on other Docker hosts reach Mongo (an address of the first host); needed with several hosts"""
     resources: ResourcesConfig = ResourcesConfig()
+    """cpu and memory"""
 
 
 class AutoscalingConfig(_Model):
     """``workers.autoscaling``, mapped to the chart's values of the same names (Kubernetes targets)."""
 
-    #: fixed: ``workers.replicas``; keda: KEDA scales on the open trials (queued + running); cpu: an HPA on CPU
     mode: Literal["fixed", "keda", "cpu"] = _AUTOSCALING["mode"]
+    """fixed: ``workers.replicas``; keda: KEDA scales on the open trials (queued + running); cpu: an HPA on CPU"""
     min_replicas: int = Field(default=_AUTOSCALING["minReplicas"], ge=0, le=1000)
+    """the fewest workers (keda may scale to 0; cpu needs at least 1)"""
     max_replicas: int = Field(default=_AUTOSCALING["maxReplicas"], ge=1, le=1000)
+    """the most workers"""
     trials_per_worker: float = Field(default=_AUTOSCALING["trialsPerWorker"], gt=0)
+    """keda: open trials (queued + running) per worker"""
     cooldown_seconds: int = Field(default=_AUTOSCALING["cooldownSeconds"], ge=0)
+    """keda: how long the queue stays empty before the workers scale down"""
     polling_seconds: int = Field(default=_AUTOSCALING["pollingSeconds"], ge=1)
+    """keda: how often the open-trials gauge is read"""
     cpu_utilization: int = Field(default=_AUTOSCALING["cpuUtilization"], ge=1, le=100)
+    """cpu: the HPA's target CPU utilisation, in percent"""
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -125,21 +139,29 @@ class AutoscalingConfig(_Model):
 
 class WorkersConfig(_Model):
     replicas: int = Field(default=2, ge=0, le=1000)
-    #: Kubernetes: scale with the queue (KEDA) or CPU instead of ``replicas``; Docker: fixed only
+    """how many workers (the docker target, and Kubernetes with autoscaling mode fixed)"""
     autoscaling: AutoscalingConfig = AutoscalingConfig()
-    #: the worker image (default: images.runtime)
+    """Kubernetes: scale with the queue (KEDA) or CPU instead of ``replicas`` (the chart's workers.autoscaling);
+    the docker target is fixed: size workers.replicas from `hyperfleet status --json` (open) and pulumi up"""
     image: str | None = None
+    """the worker image (default: images.runtime)"""
     resources: ResourcesConfig = ResourcesConfig()
+    """cpu and memory"""
     env: dict[str, str] = Field(default_factory=dict)
+    """more environment variables of the workers, {NAME: value}"""
     heartbeat_seconds: float = Field(default=WorkerSettings.heartbeat_seconds, gt=0)
+    """how often a worker advances its running trial's heartbeat"""
     poll_interval_seconds: float = Field(default=WorkerSettings.poll_interval_seconds, gt=0)
-    #: evaluate each trial in a fresh child process
+    """an idle worker looks for a queued trial at most this often"""
     subprocesses: bool = WorkerSettings.use_subprocesses
-    #: Docker target: the engines workers are spread over, round-robin (unix://, ssh://user@host, tcp://)
+    """evaluate each trial in a fresh child process"""
     hosts: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
-    #: Kubernetes: node selector and tolerations (spot or GPU pools)
+    """Docker target: the engines workers are spread over, round-robin (unix://, ssh://user@host[:port] or
+    tcp://host:port); each must answer or the preview fails naming it (see docker)"""
     node_selector: dict[str, str] = Field(default_factory=dict)
+    """Kubernetes: node selector and tolerations (spot or GPU pools)"""
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    """Kubernetes: the workers' tolerations"""
 
     @field_validator("hosts")
     @classmethod
@@ -159,12 +181,17 @@ class WorkersConfig(_Model):
 
 class MonitorConfig(_Model):
     enabled: bool = True
-    #: a RUNNING trial whose heartbeat is older than this is orphaned
+    """run the monitor"""
     grace_seconds: float = Field(default=MonitorSettings.grace_seconds, gt=0)
+    """a RUNNING trial whose heartbeat is older than this is orphaned"""
     interval_seconds: float = Field(default=MonitorSettings.interval_seconds, gt=0)
+    """time between two sweeps"""
     policy: Literal["requeue", "error"] = MonitorSettings.policy
+    """requeue an orphaned trial (until maxRetries, then ERROR) or mark it ERROR at once"""
     max_retries: int = Field(default=MonitorSettings.max_retries, ge=0)
+    """how often a trial may be recovered from lost infrastructure before it is ERROR"""
     resources: ResourcesConfig = ResourcesConfig()
+    """cpu and memory"""
 
     @model_validator(mode="after")
     def _grace_above_interval(self):
@@ -174,44 +201,46 @@ class MonitorConfig(_Model):
 
 
 class DashboardConfig(_Model):
-    #: the monitor serves the dashboard (its token: the secret hyperfleet:dashboardToken)
     enabled: bool = False
-    #: Docker: the port published on publishHost; Kubernetes: the Service's port
+    """the monitor serves the dashboard (its token: the secret hyperfleet:dashboardToken)"""
     port: int = Field(default=DASHBOARD_PORT, ge=1, le=65535)
-    #: Docker: the address it is published on (127.0.0.1: this machine only)
+    """Docker: the port published on publishHost; Kubernetes: the ClusterIP Service's port"""
     publish_host: str = "127.0.0.1"
+    """Docker: the address it is published on (127.0.0.1: this machine only)"""
 
 
 class ImagesConfig(_Model):
-    #: the one image of worker, monitor and driver
     runtime: str = f"hyperfleet/runtime:{hyperfleet.__version__}"
-    #: Docker target: build it from images/runtime (true) or use the name as it is (false);
-    #: the kind and gke targets always use the name as it is
+    """the one image of worker, monitor and driver"""
     build: bool = True
-    #: the base the runtime image is built on
-    base_image: str = "python:3.12-slim"
+    """Docker target: build it from images/runtime (true) or use the name as it is (false); the kind and gke targets always use
+    the name as it is"""
+    base_image: str = _VERSIONS["PYTHON_BASE_IMAGE"]
+    """the base the runtime image is built on"""
 
 
 class DockerSshConfig(_Model):
-    #: the private key for every ssh:// host (default: what your ssh config and agent offer). The
-    #: monitor gets a copy (a Pulumi secret) to watch the workers' containers there.
     identity_file: str | None = None
-    #: the hosts' public keys (default: ~/.ssh/known_hosts); an unknown host key is refused
+    """the private key for every ssh:// host (default: what your ssh config and agent offer). The monitor gets a copy (a Pulumi
+    secret) to watch the workers' containers there."""
     known_hosts_file: str | None = None
+    """the hosts' public keys (default: ~/.ssh/known_hosts); an unknown host key is refused"""
 
 
 class DockerTlsConfig(_Model):
-    #: Docker's cert path for every tcp:// host: ca.pem, cert.pem and key.pem (the client's)
     cert_path: str | None = None
+    """Docker's cert path for every tcp:// host: ca.pem, cert.pem and key.pem (the client's)"""
 
 
 class DockerConfig(_Model):
-    #: the network of the stack's containers (default: hyperfleet-<stack>)
     network: str | None = None
+    """the network of the stack's containers (default: hyperfleet-<stack>)"""
     ssh: DockerSshConfig = DockerSshConfig()
+    """for the ssh:// hosts of workers.hosts: identityFile, knownHostsFile"""
     tls: DockerTlsConfig = DockerTlsConfig()
-    #: reach a tcp:// host that is not this machine without TLS: whoever reaches that port is root there
+    """for the tcp:// hosts of workers.hosts: certPath"""
     allow_plain_tcp: bool = False
+    """reach a tcp:// host that is not this machine without TLS: whoever reaches that port is root there"""
 
     def access(self, host: str) -> EngineAccess:
         """How the stack reaches ``host`` (the provider, the preflight check and the monitor alike)."""
@@ -235,39 +264,59 @@ class DockerConfig(_Model):
 
 
 class KubernetesConfig(_Model):
-    #: kubeconfig file (default: ~/.kube/config) and context (default: its current context)
     kubeconfig: str | None = None
+    """kubeconfig file (default: KUBECONFIG or ~/.kube/config)"""
     context: str | None = None
+    """the kubeconfig context (kind: default the current one; a missing context fails the preview)"""
     namespace: str = "hyperfleet"
-    #: where the Helm chart is (default: charts/hyperfleet of this repository)
+    """the namespace of the release"""
     chart: str | None = None
-    #: no kubelet (API-server-only test clusters): do not wait for workloads to become ready
+    """where the Helm chart is (default: charts/hyperfleet of this repository)"""
     skip_await: bool = False
+    """no kubelet (API-server-only test clusters): do not wait for workloads to become ready"""
 
 
 class GkeConfig(_Model):
     project: str
+    """the Google Cloud project (required for target gke)"""
     region: str
-    #: use this existing cluster instead of creating one
+    """the region (required for target gke)"""
     cluster: str | None = None
+    """use this existing cluster instead of creating one (which needs pulumi-gcp: pip install -r
+    infra/requirements-gke.txt)"""
     machine_type: str = "e2-standard-4"
+    """the node pool's machine type (a new cluster)"""
     node_count: int = Field(default=2, ge=1)
+    """nodes per zone of the region (a new cluster)"""
     spot: bool = False
+    """spot VMs for the node pool (a new cluster)"""
 
 
 class StackConfig(_Model):
     target: Literal["docker", "kind", "gke"] = "docker"
+    """docker: Docker hosts; kind: any cluster by kubeconfig context; gke: Google Kubernetes Engine"""
     mongo: MongoConfig = MongoConfig()
+    """the MongoDB of the trials"""
     workers: WorkersConfig = WorkersConfig()
+    """the workers"""
     monitor: MonitorConfig = MonitorConfig()
+    """the monitor that recovers the trials of dead workers"""
     dashboard: DashboardConfig = DashboardConfig()
-    #: webhooks of every experiment that has no notify of its own (written as in a spec)
+    """the dashboard, served by the monitor"""
     notify: Notify | None = None
+    """webhooks of every experiment that has no notify of its own (written as in a spec): webhooks [{url,
+    format (slack | json), events}], stalled_after_minutes (30)"""
     experiments: list[dict[str, Any]] = Field(default_factory=list)
+    """experiment specs, the schema of `hyperfleet run` (snake_case keys: name, objective, algo, max_evals, space, early_stop,
+    timeout_seconds, retries, parallelism, seed, notify); one driver per experiment"""
     images: ImagesConfig = ImagesConfig()
+    """the runtime image"""
     docker: DockerConfig = DockerConfig()
+    """the Docker target's network and how it reaches the Docker hosts"""
     kubernetes: KubernetesConfig = KubernetesConfig()
+    """the kind and gke targets: the cluster and the chart"""
     gke: GkeConfig | None = None
+    """target gke: the project and the cluster"""
 
     @model_validator(mode="after")
     def _target_needs(self):

@@ -2,14 +2,16 @@
 # Builds the runtime image: with pip online in the image, or offline from a wheelhouse made on this
 # machine for the base image's Python (OFFLINE=1, or the offline base image).
 #   scripts/build-runtime-image.sh [IMAGE] [BASE_IMAGE]
-# IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or python:3.12-slim; a base that
+# IMAGE defaults to hyperfleet/runtime:dev, BASE_IMAGE to $BASE_IMAGE or images/versions.env's; a base that
 # can't be pulled is replaced by the offline base of make docker-engine when there is one (it says so).
 # Extra wheels (e.g. the module of your objective) can be dropped into $EXTRA_WHEELS_DIR.
 set -euo pipefail
 
-IMAGE="${1:-hyperfleet/runtime:dev}"
-BASE_IMAGE="${2:-${BASE_IMAGE:-python:3.12-slim}}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=images/versions.env
+source "$REPO/images/versions.env"
+IMAGE="${1:-hyperfleet/runtime:dev}"
+BASE_IMAGE="${2:-${BASE_IMAGE:-$PYTHON_BASE_IMAGE}}"
 CACHE_DIR="${HYPERFLEET_CACHE:-$HOME/.cache/hyperfleet}"
 PYTHON="${PYTHON:-python3}"
 

@@ -9,11 +9,13 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=images/versions.env
+source "$REPO/images/versions.env"
 CLUSTER="${KIND_CLUSTER:-hyperfleet}"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/runtime/pyproject.toml")"
 RUNTIME_IMAGE="hyperfleet/runtime:$VERSION"   # Pulumi.kind.yaml: images.runtime (a test holds them equal)
 MONGO_IMAGE=mongo:7.0                    # the stack's default mongo.image
-BASE_IMAGE="${KIND_BASE_IMAGE:-python:3.12-slim}"
+BASE_IMAGE="${KIND_BASE_IMAGE:-$PYTHON_BASE_IMAGE}"
 PYTHON="${PYTHON:-python3}"
 
 log() { printf '\n== %s\n' "$*" >&2; }

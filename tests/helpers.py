@@ -20,6 +20,12 @@ from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
 REPO = Path(__file__).resolve().parent.parent
 
 
+def versions_env() -> dict[str, str]:
+    """images/versions.env: the base images, KEY=value lines (what make includes and bash sources)."""
+    text = (REPO / "images/versions.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
 # -- processes ------------------------------------------------------------------------------------
 
 def worker_env(**extra) -> dict:

@@ -12,12 +12,9 @@ import json
 import pulumi
 import pulumi_docker as docker
 
-from hyperfleet.contract import EXP_KEY_LABEL, ROLE_DRIVER, command_env
+from hyperfleet.contract import DRIVER_SPEC_PATH, EXP_KEY_LABEL, ROLE_DRIVER, STACK_CONNECT_TIMEOUT_SECONDS, command_env
 
 from .common import DockerPlacement, child_opts, labels, secret_env
-from .worker_pool import CONNECT_TIMEOUT_SECONDS
-
-SPEC_PATH = "/hyperfleet/experiment.json"
 
 
 @dataclasses.dataclass
@@ -40,9 +37,9 @@ class Experiment(pulumi.ComponentResource):
             f"{name}-driver",
             name=f"hyperfleet-{args.stack}-driver-{args.exp_key}",
             image=args.image,
-            command=["run", SPEC_PATH, "--no-progress", "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS)],
+            command=["run", DRIVER_SPEC_PATH, "--no-progress", "--connect-timeout-seconds", str(STACK_CONNECT_TIMEOUT_SECONDS)],
             envs=envs,
-            uploads=[docker.ContainerUploadArgs(file=SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True))],
+            uploads=[docker.ContainerUploadArgs(file=DRIVER_SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True))],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],
             restart="on-failure",
             max_retry_count=20,

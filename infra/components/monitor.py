@@ -7,12 +7,19 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
-from hyperfleet.contract import DASHBOARD_PORT, HEALTH_PORT, MONGO_URL_ENV, ROLE_MONITOR, command_env
+from hyperfleet.contract import (
+    DASHBOARD_PORT,
+    HEALTH_PORT,
+    MONGO_URL_ENV,
+    ROLE_MONITOR,
+    STACK_CONNECT_TIMEOUT_SECONDS,
+    command_env,
+)
 
 from config import DashboardConfig, MonitorConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
-from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
+from .worker_pool import DOCKER_SOCKET
 
 
 @dataclasses.dataclass
@@ -64,7 +71,7 @@ class Monitor(pulumi.ComponentResource):
         super().__init__("hyperfleet:index:Monitor", name, None, opts)
         cfg = args.config
         command = ["monitor", "--liveness", "docker", "--docker-engine-id", args.placement.host,
-                   "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
+                   "--connect-timeout-seconds", str(STACK_CONNECT_TIMEOUT_SECONDS),
                    "--grace-seconds", str(cfg.grace_seconds), "--interval-seconds", str(cfg.interval_seconds),
                    "--policy", cfg.policy, "--max-retries", str(cfg.max_retries),
                    "--health-port", str(HEALTH_PORT), *args.remote_engines.args()]

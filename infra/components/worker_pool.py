@@ -7,15 +7,21 @@ import dataclasses
 import pulumi
 import pulumi_docker as docker
 
-from hyperfleet.contract import ALIVE_FILE, CONTAINER_NAME_ENV, DOCKER_ENGINE_ENV, DOCKER_HOST_LABEL, MONGO_URL_ENV, ROLE_WORKER
+from hyperfleet.contract import (
+    ALIVE_FILE,
+    CONTAINER_NAME_ENV,
+    DOCKER_ENGINE_ENV,
+    DOCKER_HOST_LABEL,
+    MONGO_URL_ENV,
+    ROLE_WORKER,
+    STACK_CONNECT_TIMEOUT_SECONDS,
+)
 
 from config import WorkersConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
 DOCKER_SOCKET = "/var/run/docker.sock"
-#: containers start together with Mongo: wait for it rather than exit and be restarted with backoff
-CONNECT_TIMEOUT_SECONDS = 120
 
 
 @dataclasses.dataclass
@@ -41,7 +47,7 @@ class WorkerPool(pulumi.ComponentResource):
             slot = index % len(args.placements)
             placement, mongo_url = args.placements[slot], args.mongo_urls[slot]
             container_name = f"hyperfleet-{args.stack}-worker-{index}"
-            command = ["worker", "--connect-timeout-seconds", str(CONNECT_TIMEOUT_SECONDS),
+            command = ["worker", "--connect-timeout-seconds", str(STACK_CONNECT_TIMEOUT_SECONDS),
                        "--heartbeat-seconds", str(cfg.heartbeat_seconds),
                        "--poll-interval", str(cfg.poll_interval_seconds),
                        "--subprocesses" if cfg.subprocesses else "--no-subprocesses", "--alive-file", ALIVE_FILE]

@@ -77,3 +77,13 @@ HEALTH_PORT = 8080
 OPEN_TRIALS_METRIC = "hyperfleet_open_trials"
 #: the dashboard (``hyperfleet dashboard``, or the monitor's ``--dashboard-port``)
 DASHBOARD_PORT = 8090
+#: where a deployed driver reads its experiment spec (``hyperfleet run PATH``): the file infra/ uploads
+#: into the driver's container, the chart's ConfigMap mounted in the driver's pod
+DRIVER_SPEC_PATH = "/hyperfleet/experiment.json"
+
+# -- deployed processes --
+#: the user (and group) the runtime image runs as (images/runtime/Dockerfile), and so the chart's pods
+RUNTIME_UID = 10001
+#: a deployed stack's processes start together with MongoDB: they wait this long for it
+#: (``--connect-timeout-seconds``) rather than exit and be restarted with backoff (infra/, the chart)
+STACK_CONNECT_TIMEOUT_SECONDS = 120

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import containers
+from . import objectives
 from .notify import Notifier, StallWatch
+from .settings import CONNECT_TIMEOUT_SECONDS
 from .spec import ExperimentSpec, SpecError, build_space, grid_points, parse_spec
 
 log = logging.getLogger("hyperfleet.driver")
@@ -105,7 +106,7 @@ class RunResult:
 
 
 def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool = True,
-                   show_progressbar: bool = False, connect_timeout_seconds: float = 10.0) -> RunResult:
+                   show_progressbar: bool = False, connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS) -> RunResult:
     from hyperopt import anneal, atpe, fmin, rand, space_eval, tpe
     from hyperopt.early_stop import no_progress_loss
 
@@ -117,7 +118,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
             check_objective(spec)
         objective = ImportedObjective(*spec.objective_path())
     else:
-        objective = containers.from_spec(spec.objective.model_dump(exclude_none=True))
+        objective = objectives.from_spec(spec.objective.model_dump(exclude_none=True))
 
     space = build_space(spec.space)
     max_evals = spec.max_evals

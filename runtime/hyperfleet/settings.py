@@ -7,6 +7,8 @@ import dataclasses
 from .contract import HEALTH_PORT, MONGO_PORT
 
 DEFAULT_MONGO_URL = f"mongodb://localhost:{MONGO_PORT}/hyperopt"
+#: give up connecting to MongoDB after this long: every command's default (``--connect-timeout-seconds``)
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,7 @@ class WorkerSettings:
     #: after the first SIGTERM/SIGINT, hand the trial back and exit within this time
     shutdown_deadline_seconds: float = 10.0
     #: give up connecting to MongoDB after this long
-    connect_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     #: a file whose modification time the worker's loop advances (a liveness probe reads it)
     alive_file: str | None = None
 
@@ -99,7 +101,7 @@ class MonitorSettings:
     #: address of /healthz and /metrics (off when port is None)
     health_host: str = "0.0.0.0"
     health_port: int | None = HEALTH_PORT
-    connect_timeout_seconds: float = 10.0
+    connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     #: serve the dashboard too, on the health host (off when None); its actions need this token
     dashboard_port: int | None = None
     dashboard_token: str | None = dataclasses.field(default=None, repr=False)

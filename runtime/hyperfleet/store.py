@@ -1,13 +1,15 @@
 """The job store: hyperopt's trial documents in MongoDB, on pymongo 4.
 
 Documents keep hyperopt's schema so hyperopt's own tools can read them:
-``state`` (0 NEW, 1 RUNNING, 2 DONE, 3 ERROR), ``tid`` from a global counter in the ``job_ids``
+``state`` (hyperopt's values, written once as :class:`hyperfleet.contract.TrialState`: NEW, RUNNING,
+DONE, ERROR, and CANCEL for a queued trial withdrawn), ``tid`` from a global counter in the ``job_ids``
 collection, ``exp_key``, ``owner``, ``book_time``, ``refresh_time``, ``spec``, ``result``, ``misc``,
 ``version``, ``error`` and GridFS attachments (``_attachments`` on a trial, or files named after the
 attachment with an ``exp_key`` field for experiment-wide ones).
 
 What hyperfleet adds lives under one sub-document, ``hyperfleet`` (see runtime/README.md):
-``attempts``, ``requeues``, ``orphaned``, ``objective_failures``, ``worker``, ``history``,
+``attempts``, ``requeues``, ``orphaned``, ``retries`` (how often the trial is queued again when its
+objective failed, stamped when it is inserted), ``objective_failures``, ``worker``, ``history``,
 ``traceback``, ``domain_file_id`` and ``queued_at`` (when the trial last entered the queue, by the
 clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field).
 
@@ -36,6 +38,7 @@ from pymongo.errors import BulkWriteError, ConfigurationError, DuplicateKeyError
 
 from .contract import TrialState
 from .mongo_url import MongoAddress, parse_mongo_url, parse_uri_user, redact_url
+from .settings import CONNECT_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,8 @@ class JobStore:
         self.gfs = gridfs.GridFS(self.db)
 
     @classmethod
-    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = 10.0, check: bool = True) -> JobStore:
+    def connect(cls, url: str | MongoAddress, *, timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+                check: bool = True) -> JobStore:
         """Connect and check the server answers within ``timeout_seconds`` (with ``check=False``, the
         first command finds out: for a reader that must start while the server is away)."""
         address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)

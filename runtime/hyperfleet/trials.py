@@ -40,6 +40,7 @@ from hyperopt.fmin import FMinIter, generate_trials_to_calculate, space_eval
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from .mongo_url import MongoAddress
+from .settings import CONNECT_TIMEOUT_SECONDS
 from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, HandedOutIds, JobStore,
                     OutageLog, StoreUnavailable)
 
@@ -67,7 +68,7 @@ class MongoTrials(base.Trials):
         *,
         poll_interval_seconds: float = 0.02,
         resync_seconds: float = 30.0,
-        connect_timeout_seconds: float = 10.0,
+        connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
         retries: int = 0,
         outage_seconds: float = 600.0,
     ):

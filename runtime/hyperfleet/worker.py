@@ -31,10 +31,10 @@ from typing import Any
 from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
-from .containers import remove_owned_containers
 from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome, run_job_file
 from .liveness import container_name, docker_engine, process_start_ticks
+from .objectives import remove_owned_trials
 from .settings import WorkerSettings
 from .shutdown import watch_stop_signals
 from .store import JobStore, OutageLog
@@ -269,7 +269,7 @@ class Worker:
                 log.exception("trial %s could not be evaluated", tid)
                 outcome = Outcome.from_exception(err)
             if isinstance(outcome, TrialOutcome):
-                removed = remove_owned_containers(self.owner)  # a container objective's trial container
+                removed = remove_owned_trials(self.owner)  # a container objective's trial container
                 if removed:
                     log.info("removed %d trial container(s) of the abandoned trial %s", removed, tid)
                 return outcome

@@ -94,6 +94,25 @@ def test_every_pod_runs_as_non_root_with_probes(helm, tmp_path):
         assert "/tmp" in mounts, name  # the root filesystem is read-only
 
 
+def test_the_runtimes_pods_run_as_its_user_wait_for_mongo_alike_and_the_driver_finds_its_spec(helm, tmp_path):
+    from hyperfleet.contract import DRIVER_SPEC_PATH, RUNTIME_UID, STACK_CONNECT_TIMEOUT_SECONDS
+
+    objects = render(helm, tmp_path, FULL)
+    for name, spec in pod_specs(objects):
+        if name == "exp-hyperfleet-mongo":
+            continue
+        assert {spec["securityContext"][k] for k in ("runAsUser", "runAsGroup", "fsGroup")} == {RUNTIME_UID}, name
+        (container,) = spec["containers"]
+        assert f"--connect-timeout-seconds={STACK_CONNECT_TIMEOUT_SECONDS}" in container["args"], name
+    directory, _, file = DRIVER_SPEC_PATH.rpartition("/")
+    for name, spec in pod_specs(objects):
+        if name.startswith("exp-hyperfleet-driver-"):
+            (driver,) = spec["containers"]
+            assert driver["args"][:2] == ["run", DRIVER_SPEC_PATH], name
+            assert {"name": "spec", "mountPath": directory, "readOnly": True} in driver["volumeMounts"], name
+    assert all(list(m["data"]) == [file] for m in by_kind(objects, "ConfigMap").values())
+
+
 def test_monitor_may_only_read_pods_of_its_namespace(helm, tmp_path):
     objects = render(helm, tmp_path)
     role = by_kind(objects, "Role")["exp-hyperfleet-monitor"]
@@ -283,7 +302,7 @@ def test_fixed_and_cpu_modes(helm, tmp_path):
 
 
 def test_a_container_objective_gives_the_workers_exactly_the_rights_trial_pods_need(helm, tmp_path):
-    from hyperfleet.trial_pods import PERMISSIONS
+    from hyperfleet.objectives.kubernetes import PERMISSIONS
 
     objects = render(helm, tmp_path, {"experiments": FULL["experiments"]})
     (role,) = [r for name, r in by_kind(objects, "Role").items() if name == "exp-hyperfleet-worker"]

@@ -1,4 +1,4 @@
-"""Container objectives on Kubernetes (runtime/hyperfleet/trial_pods.py): the chart installed with helm
+"""Container objectives on Kubernetes (runtime/hyperfleet/objectives/kubernetes.py): the chart installed with helm
 on the tests' single-node cluster, workers running one pod per trial through the Kubernetes API.
 
 - an 8-trial container experiment with 2 workers ends with 8 DONE, each with its log and out/, and
@@ -162,8 +162,9 @@ def as_service_account(scenario: Scenario, account: str):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_workers_role_grants_exactly_the_calls_trial_pods_make(release, monkeypatch):
-    from hyperfleet import trial_pods
-    from hyperfleet.containers import ContainerObjective, ContainerTrialError
+    from hyperfleet.objectives import ContainerObjective
+    from hyperfleet.objectives import kubernetes as trial_pods
+    from hyperfleet.objectives.contract import ContainerTrialError
 
     scenario = release
     role = scenario.get("role", f"{scenario.stack.release}-worker")

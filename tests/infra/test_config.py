@@ -5,7 +5,7 @@ import yaml
 
 from hyperfleet.settings import MonitorSettings, WorkerSettings
 from config import ConfigError, MonitorConfig, WorkersConfig, parse_config
-from tests.helpers import REPO
+from tests.helpers import REPO, versions_env
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
@@ -99,7 +99,7 @@ def test_defaults_are_a_local_docker_stack():
     config = parse_config({})
     assert config.target == "docker" and config.workers.hosts == ["unix:///var/run/docker.sock"]
     assert config.mongo.image == "mongo:7.0" and config.mongo.publish_port is None
-    assert config.worker_image == "hyperfleet/runtime:0.1.0" and config.images.base_image == "python:3.12-slim"
+    assert config.worker_image == "hyperfleet/runtime:0.1.0" and config.images.base_image == versions_env()["PYTHON_BASE_IMAGE"]
 
 
 def test_resources_convert_to_docker_limits():

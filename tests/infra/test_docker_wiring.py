@@ -4,6 +4,7 @@ import json
 import pulumi
 
 from config import parse_config
+from hyperfleet.contract import DRIVER_SPEC_PATH, STACK_CONNECT_TIMEOUT_SECONDS
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
@@ -82,7 +83,8 @@ def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experime
         worker = containers[name]
         env = env_of(worker)
         assert env["MONGO_URL"] == url and env["HYPERFLEET_CONTAINER_NAME"] == name
-        assert worker.inputs["command"] == ["worker", "--connect-timeout-seconds", "120", "--heartbeat-seconds", "2.0",
+        assert worker.inputs["command"] == ["worker", "--connect-timeout-seconds", str(STACK_CONNECT_TIMEOUT_SECONDS),
+                                            "--heartbeat-seconds", "2.0",
                                             "--poll-interval", "0.05", "--no-subprocesses",
                                             "--alive-file", "/tmp/hyperfleet-alive"]
         assert worker.inputs["healthcheck"]["tests"] == ["CMD", "hyperfleet", "alive", "/tmp/hyperfleet-alive"]
@@ -92,7 +94,8 @@ def test_default_stack_creates_mongo_workers_monitor_and_one_driver_per_experime
     assert monitor.inputs["command"][:3] == ["monitor", "--liveness", "docker"]
     assert env_of(monitor) == {"MONGO_URL": url} and monitor.inputs["volumes"][0]["readOnly"] is True
     driver = containers["hyperfleet-t-driver-demo"]
-    assert driver.inputs["command"][:3] == ["run", "/hyperfleet/experiment.json", "--no-progress"]
+    assert driver.inputs["command"][:3] == ["run", DRIVER_SPEC_PATH, "--no-progress"]
+    assert driver.inputs["uploads"][0]["file"] == DRIVER_SPEC_PATH
     assert driver.inputs["mustRun"] is False and driver.inputs["restart"] == "on-failure"
     assert '"max_evals": 5' in driver.inputs["uploads"][0]["content"]
     for resource in containers.values():

@@ -9,14 +9,20 @@ import pytest
 import yaml
 
 from hyperfleet import contract
+from hyperfleet.objectives import contract as trial_contract
 from tests.helpers import REPO
 
 CHART = REPO / "charts/hyperfleet"
 TEMPLATES = {p.name: p.read_text() for p in (CHART / "templates").iterdir()}
-#: the role names are everyday words ("worker", "trial"): only the names below must not be copied
-SHARED = {name: value for name, value in vars(contract).items()
+#: the role names are everyday words ("worker", "trial"), the stack's connect timeout an everyday number
+#: (120): only the names below must not be copied
+SHARED = {f"contract.{name}": value for name, value in vars(contract).items()
           if name.isupper() and name not in ("ROLE_WORKER", "ROLE_MONITOR", "ROLE_MONGO", "ROLE_DRIVER", "ROLE_TRIAL",
-                                             "COMMAND_ENV_PREFIX")}
+                                             "COMMAND_ENV_PREFIX", "STACK_CONNECT_TIMEOUT_SECONDS")}
+#: what a trial container sees (hyperfleet.objectives.contract): its variables and paths
+SHARED.update({f"objectives.contract.{name}": value for name, value in vars(trial_contract).items()
+               if name.endswith(("_ENV", "_PATH")) or name == "MOUNT"})
+CONTRACTS = [REPO / "runtime/hyperfleet/contract.py", REPO / "runtime/hyperfleet/objectives/contract.py"]
 
 
 def literals(path) -> list[tuple[int, object]]:
@@ -30,15 +36,15 @@ def literals(path) -> list[tuple[int, object]]:
 
 
 SOURCES = [p for root in ("runtime/hyperfleet", "infra") for p in sorted((REPO / root).rglob("*.py"))
-           if p.name != "contract.py"]
+           if p not in CONTRACTS]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(REPO)) for p in SOURCES])
 def test_no_module_spells_out_a_value_of_the_contract(path):
     values = {value: name for name, value in SHARED.items()}
-    copies = [f"line {line}: {value!r} is contract.{values[value]}" for line, value in literals(path)
+    copies = [f"line {line}: {value!r} is {values[value]}" for line, value in literals(path)
               if value in values]
-    assert not copies, f"{path.relative_to(REPO)}: import these from hyperfleet.contract: " + "; ".join(copies)
+    assert not copies, f"{path.relative_to(REPO)}: import these from hyperfleet's contract: " + "; ".join(copies)
 
 
 def test_the_chart_uses_the_contracts_names_and_numbers():
@@ -61,6 +67,25 @@ def test_the_chart_uses_the_contracts_names_and_numbers():
     for template in ("experiment-jobs.yaml", "NOTES.txt"):
         assert f"{contract.K8S_EXP_KEY_LABEL}:" in TEMPLATES[template] or \
             f"{contract.K8S_EXP_KEY_LABEL}=" in TEMPLATES[template], template
+
+
+def test_the_charts_helpers_write_the_contracts_facts_once():
+    helpers = dict(re.findall(r'{{- define "hyperfleet\.(\w+)" -}}\n([^\n{]*)\n{{- end -}}', TEMPLATES["_helpers.tpl"]))
+    assert helpers["runtimeUid"] == str(contract.RUNTIME_UID)
+    assert helpers["connectTimeoutSeconds"] == str(contract.STACK_CONNECT_TIMEOUT_SECONDS)
+    assert helpers["driverSpecPath"] == contract.DRIVER_SPEC_PATH
+    for name, text in TEMPLATES.items():
+        if name != "_helpers.tpl":
+            for fact in (str(contract.RUNTIME_UID), f"connect-timeout-seconds={contract.STACK_CONNECT_TIMEOUT_SECONDS}",
+                         contract.DRIVER_SPEC_PATH):
+                assert fact not in text, f"{name} writes {fact} out: include the helper of _helpers.tpl"
+
+
+def test_the_runtime_image_runs_as_the_contracts_user():
+    dockerfile = (REPO / "images/runtime/Dockerfile").read_text()
+    assert re.search(r"^ARG RUNTIME_UID=(\d+)$", dockerfile, re.M).group(1) == str(contract.RUNTIME_UID)
+    assert "USER ${RUNTIME_UID}:${RUNTIME_UID}" in dockerfile
+    assert str(contract.RUNTIME_UID) in (REPO / "images/README.md").read_text()
 
 
 def test_every_hyperfleet_label_the_chart_writes_is_in_the_contract():

@@ -68,6 +68,23 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
+{{/* The facts of the runtime image the chart's pods share, each written once here; a test holds them to
+runtime/hyperfleet/contract.py (RUNTIME_UID, STACK_CONNECT_TIMEOUT_SECONDS, DRIVER_SPEC_PATH). */}}
+{{/* The user and group the runtime image runs as (images/runtime/Dockerfile). */}}
+{{- define "hyperfleet.runtimeUid" -}}
+10001
+{{- end -}}
+
+{{/* The stack's processes start together with MongoDB: they wait this long for it. */}}
+{{- define "hyperfleet.connectTimeoutSeconds" -}}
+120
+{{- end -}}
+
+{{/* Where a driver reads its experiment's spec: the ConfigMap's one key, mounted in its directory. */}}
+{{- define "hyperfleet.driverSpecPath" -}}
+/hyperfleet/experiment.json
+{{- end -}}
+
 {{- define "hyperfleet.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .uid }}

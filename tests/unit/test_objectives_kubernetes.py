@@ -1,12 +1,14 @@
-"""The trial pod a worker asks Kubernetes for (runtime/hyperfleet/trial_pods.py), from an experiment
+"""The trial pod a worker asks Kubernetes for (runtime/hyperfleet/objectives/kubernetes.py), from an experiment
 spec's container objective; what runs it is tests/e2e/test_kube_trial_pods.py."""
 
 import io
 import json
 import tarfile
 
-from hyperfleet import contract, trial_pods
-from hyperfleet.containers import from_spec
+from hyperfleet import contract
+from hyperfleet.objectives import from_spec
+from hyperfleet.objectives import kubernetes as trial_pods
+from hyperfleet.objectives.contract import EXP_KEY_ENV, PARAMS_ENV, PARAMS_PATH, TRIAL_ID_ENV
 from hyperfleet.spec import parse_spec
 
 SPEC = {"name": "gpu-search", "algo": "rand", "max_evals": 4, "space": {"x": {"uniform": [0, 1]}},
@@ -34,14 +36,15 @@ def test_the_spec_reaches_the_trial_pod(monkeypatch):
     assert trial["imagePullPolicy"] == "Always"
     assert trial["resources"] == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}}
     env = {e["name"]: e["value"] for e in trial["env"]}
-    assert env["EPOCHS"] == "5" and env["HYPERFLEET_TRIAL_ID"] == "3" and env["HYPERFLEET_EXP_KEY"] == "gpu-search"
-    assert env["HYPERFLEET_PARAMS"] == "/hyperfleet/params.json"
+    assert env["EPOCHS"] == "5" and env[TRIAL_ID_ENV] == "3" and env[EXP_KEY_ENV] == "gpu-search"
+    assert env[PARAMS_ENV] == PARAMS_PATH
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
     assert json.loads(pod["metadata"]["annotations"][contract.K8S_PARAMS_ANNOTATION]) == {"x": 0.25}
     (collect,) = spec["containers"]
     assert collect["image"] == "hyperfleet/runtime:0.1.0"
+    assert collect["command"][1:3] == ["-m", trial_pods.__name__]
 
 
 def test_a_trial_pod_is_owned_by_its_workers_pod_and_labelled_with_its_owner(monkeypatch):

@@ -1,6 +1,6 @@
-"""Container objectives on Kubernetes: one pod per trial, in the worker's namespace, with the Docker
-contract unchanged (``/hyperfleet/params.json`` in, ``/hyperfleet/loss.json`` and ``/hyperfleet/out/``
-out, the container's log kept as ``container.log``).
+"""Container objectives on Kubernetes: one pod per trial, in the worker's namespace, with the files and
+environment of :mod:`.contract` (``/hyperfleet/params.json`` in, ``/hyperfleet/loss.json`` and
+``/hyperfleet/out/`` out, the container's log kept as ``container.log``), as on Docker hosts.
 
 A trial pod has two emptyDirs, ``/hyperfleet`` and ``/hyperfleet/out`` (any user may write them),
 ``/hyperfleet/params.json`` from the pod's annotation ``hyperfleet.io/params`` (a downward API
@@ -39,7 +39,7 @@ import time
 import uuid
 from typing import Any
 
-from .contract import (
+from ..contract import (
     K8S_COMPONENT_LABEL,
     K8S_EXP_KEY_LABEL,
     K8S_OWNER_LABEL,
@@ -52,9 +52,24 @@ from .contract import (
     ROLE_TRIAL,
     RUNTIME_IMAGE_ENV,
 )
-from .containers import MOUNT, ContainerTrialError, _has_files, _slug, _tail, params_json, parse_loss, trial_environment
+from .contract import (
+    LOSS_FILE,
+    LOSS_PATH,
+    MOUNT,
+    OUT_DIR,
+    OUT_PATH,
+    PARAMS_FILE,
+    PARAMS_PATH,
+    ContainerTrialError,
+    has_files,
+    params_json,
+    parse_loss,
+    slug,
+    tail,
+    trial_environment,
+)
 
-log = logging.getLogger("hyperfleet.trial_pods")
+log = logging.getLogger(__name__)
 
 #: what the worker does with the Kubernetes API, and so all its ServiceAccount may do (the chart's
 #: worker Role is tested against this, and this against the calls the code makes)
@@ -63,6 +78,8 @@ OUT_LIMIT_BYTES = 4 * 1024 * 1024
 _PULL_POLICY = {"missing": "IfNotPresent", "always": "Always", "never": "Never"}
 _IMAGE_ERRORS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 _COLLECT_MARK = "hyperfleet-files:"
+#: the second container of a trial pod runs this module (``main``)
+COLLECT_COMMAND = ["python3", "-m", "hyperfleet.objectives.kubernetes", "collect"]
 _POLL_SECONDS = 0.25
 
 
@@ -90,7 +107,7 @@ def owner_label(owner: str) -> str:
 
 def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: str) -> dict:
     """The trial pod of one trial of a container objective."""
-    name = f"hyperfleet-trial-{_slug(exp_key or 'default').lower().replace('_', '-').replace('.', '-')[:30]}-{tid}-" \
+    name = f"hyperfleet-trial-{slug(exp_key or 'default').lower().replace('_', '-').replace('.', '-')[:30]}-{tid}-" \
            f"{uuid.uuid4().hex[:6]}"
     name = re.sub(r"-+", "-", name).strip("-")
     helper = os.environ[RUNTIME_IMAGE_ENV]
@@ -98,11 +115,11 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     # /hyperfleet and /hyperfleet/out: emptyDirs (any user may write them); params.json: the pod's
     # annotation, as a file of a downward API volume
-    mounts = [{"name": "hyperfleet", "mountPath": MOUNT}, {"name": "out", "mountPath": f"{MOUNT}/out"}]
+    mounts = [{"name": "hyperfleet", "mountPath": MOUNT}, {"name": "out", "mountPath": OUT_PATH}]
     trial = {
         "name": "trial", "image": objective.image, "imagePullPolicy": _PULL_POLICY[objective.pull],
         "env": [{"name": k, "value": v} for k, v in sorted(trial_environment(objective, exp_key, tid).items())],
-        "volumeMounts": [*mounts, {"name": "params", "mountPath": f"{MOUNT}/params.json", "subPath": "params.json",
+        "volumeMounts": [*mounts, {"name": "params", "mountPath": PARAMS_PATH, "subPath": PARAMS_FILE,
                                    "readOnly": True}],
         "securityContext": restricted,
         "resources": dict(options.get("resources") or {}),
@@ -117,12 +134,12 @@ def pod_manifest(objective, params: Any, exp_key: str | None, tid: Any, owner: s
         "volumes": [
             {"name": "hyperfleet", "emptyDir": {}}, {"name": "out", "emptyDir": {}},
             {"name": "params", "downwardAPI": {"items": [
-                {"path": "params.json", "fieldRef": {"fieldPath": f"metadata.annotations['{K8S_PARAMS_ANNOTATION}']"}}]}},
+                {"path": PARAMS_FILE, "fieldRef": {"fieldPath": f"metadata.annotations['{K8S_PARAMS_ANNOTATION}']"}}]}},
         ],
         "initContainers": [trial],
         "containers": [
             {"name": "collect", "image": helper, "imagePullPolicy": "IfNotPresent",
-             "command": ["python3", "-m", "hyperfleet.trial_pods", "collect"],
+             "command": COLLECT_COMMAND,
              "volumeMounts": [{**m, "readOnly": True} for m in mounts],
              "securityContext": {**restricted, "runAsNonRoot": True, "readOnlyRootFilesystem": True}},
         ],
@@ -164,25 +181,25 @@ def run_trial_pod(objective, params: Any, exp_key: str | None, tid: Any, attachm
         phase, trial_state, timed_out = _wait(api, namespace, name, objective.timeout_seconds)
         logs = _log(api, namespace, name, "trial")
         attachments["container.log"] = logs
-        tail = _tail(logs)
+        log_tail = tail(logs)
         if timed_out:
             raise ContainerTrialError(f"trial pod {name} ran longer than the trial timeout of "
-                                      f"{objective.timeout_seconds:g}s and was deleted; last lines of its log:\n{tail}")
+                                      f"{objective.timeout_seconds:g}s and was deleted; last lines of its log:\n{log_tail}")
         if isinstance(trial_state, str):  # the image never came
             raise ContainerTrialError(f"trial pod {name}: the image {objective.image} could not be pulled: {trial_state}")
         code = (trial_state or {}).get("exit_code")
         if code != 0:
-            raise ContainerTrialError(f"trial pod {name} exited with code {code}; last lines of its log:\n{tail}")
+            raise ContainerTrialError(f"trial pod {name} exited with code {code}; last lines of its log:\n{log_tail}")
         if phase != "Succeeded":
             raise ContainerTrialError(f"trial pod {name} ended {phase} after its objective succeeded; "
-                                      f"the collect step's log:\n{_tail(_log(api, namespace, name, 'collect'))}")
+                                      f"the collect step's log:\n{tail(_log(api, namespace, name, 'collect'))}")
         files = _collected(_log(api, namespace, name, "collect"), name)
-        if files.get("out") and _has_files(files["out"]):
+        if files.get("out") and has_files(files["out"]):
             attachments["out.tar"] = files["out"]
         if files.get("loss") is None:
-            raise ContainerTrialError(f"trial pod {name} exited without writing {MOUNT}/loss.json; "
-                                      f"last lines of its log:\n{tail}")
-        return parse_loss(files["loss"], name, tail)
+            raise ContainerTrialError(f"trial pod {name} exited without writing {LOSS_PATH}; "
+                                      f"last lines of its log:\n{log_tail}")
+        return parse_loss(files["loss"], name, log_tail)
     except ApiException as err:
         raise ContainerTrialError(f"the Kubernetes API failed on trial pod {name}: {_reason(err)}") from None
     finally:
@@ -249,7 +266,7 @@ def _collected(collect_log: bytes, name: str) -> dict:
             if files.get("error"):
                 raise ContainerTrialError(f"trial pod {name}: {files['error']}")
             return {k: None if v is None else base64.b64decode(v) for k, v in files.items()}
-    raise ContainerTrialError(f"trial pod {name}: the collect step printed no files; its log:\n{_tail(collect_log)}")
+    raise ContainerTrialError(f"trial pod {name}: the collect step printed no files; its log:\n{tail(collect_log)}")
 
 
 def _delete(api, namespace: str, name: str) -> None:
@@ -269,20 +286,20 @@ def _reason(err) -> str:
         return f"{err.status} {err.reason}"
 
 
-# -- the step that runs inside a trial pod, after the objective (python3 -m hyperfleet.trial_pods collect) --
+# -- the step that runs inside a trial pod, after the objective (COLLECT_COMMAND) --
 
 def collect(directory: str) -> str:
     """One line: the mark, then JSON {loss, out} of base64 (null when absent), or {error}."""
     files: dict[str, Any] = {"loss": None, "out": None}
-    loss = os.path.join(directory, "loss.json")
+    loss = os.path.join(directory, LOSS_FILE)
     if os.path.isfile(loss):
         with open(loss, "rb") as f:
             files["loss"] = base64.b64encode(f.read()).decode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(os.path.join(directory, "out"), arcname="out")
+        tar.add(os.path.join(directory, OUT_DIR), arcname=OUT_DIR)
     if buffer.tell() > OUT_LIMIT_BYTES:
-        files = {"error": f"{MOUNT}/out holds {buffer.tell()} bytes; trial pods collect at most {OUT_LIMIT_BYTES}"}
+        files = {"error": f"{OUT_PATH} holds {buffer.tell()} bytes; trial pods collect at most {OUT_LIMIT_BYTES}"}
     else:
         files["out"] = base64.b64encode(buffer.getvalue()).decode()
     return _COLLECT_MARK + json.dumps(files)
@@ -292,7 +309,7 @@ def main(argv: list[str]) -> int:
     if argv == ["collect"]:
         print(collect(MOUNT), flush=True)
     else:
-        print("usage: python3 -m hyperfleet.trial_pods collect", file=sys.stderr)
+        print(f"usage: {' '.join(COLLECT_COMMAND)}", file=sys.stderr)
         return 2
     return 0
 
