@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from hyperfleet.settings import MonitorSettings, WorkerSettings
-from config import ConfigError, MonitorConfig, WorkersConfig, parse_config
+from infra.config import ConfigError, MonitorConfig, WorkersConfig, parse_config
 from tests.helpers import REPO
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
@@ -134,7 +134,7 @@ def test_bad_dashboard_and_notify_config_names_the_key(raw, message):
 
 
 def test_autoscaling_defaults_are_the_charts_and_map_to_its_values():
-    from targets.kubernetes import chart_values
+    from infra.kubernetes.values import chart_values
 
     chart = yaml.safe_load((REPO / "charts/hyperfleet/values.yaml").read_text())["workers"]["autoscaling"]
     config = parse_config({"target": "kind"})

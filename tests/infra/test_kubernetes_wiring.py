@@ -7,7 +7,7 @@ import json
 import pulumi
 import pytest
 
-from config import ConfigError, parse_config
+from infra.config import ConfigError, parse_config
 from tests.infra.test_docker_wiring import SECRET_SIG, by_type, resolved
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
@@ -48,7 +48,7 @@ def write_kubeconfig(path, *contexts, current=None):
 def deploy(raw: dict, stack: str = "t"):
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="hyperfleet", stack=stack, preview=False)
-    from targets import kubernetes as target
+    from infra.kubernetes import target
 
     outputs = target.deploy(parse_config(raw), stack)
     resolved(pulumi.Output.all(*outputs.values()))

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from hyperfleet.contract import ALIVE_FILE, CONTAINER_NAME_ENV, DOCKER_ENGINE_ENV, DOCKER_HOST_LABEL, MONGO_URL_ENV, ROLE_WORKER
 
-from config import WorkersConfig
+from ..config import WorkersConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from hyperfleet.contract import DASHBOARD_PORT, HEALTH_PORT, MONGO_URL_ENV, ROLE_MONITOR, command_env
 
-from config import DashboardConfig, MonitorConfig
+from ..config import DashboardConfig, MonitorConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 from .worker_pool import CONNECT_TIMEOUT_SECONDS, DOCKER_SOCKET
