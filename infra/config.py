@@ -256,7 +256,8 @@ class GkeConfig(_Model):
 
 
 class StackConfig(_Model):
-    target: Literal["docker", "kind", "gke"] = "docker"
+    #: kubernetes: any cluster by kubeconfig context (kind is the same target, its former name)
+    target: Literal["docker", "kubernetes", "gke"] = "docker"
     mongo: MongoConfig = MongoConfig()
     workers: WorkersConfig = WorkersConfig()
     monitor: MonitorConfig = MonitorConfig()
@@ -268,6 +269,11 @@ class StackConfig(_Model):
     docker: DockerConfig = DockerConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
     gke: GkeConfig | None = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _kind_is_kubernetes(cls, value):
+        return "kubernetes" if value == "kind" else value
 
     @model_validator(mode="after")
     def _target_needs(self):
@@ -347,7 +353,7 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
             problems += [f"{NAMESPACE}:experiments[{index}].{p}" for p in err.problems]
             continue
         if config.target == "docker" and not isinstance(spec.objective, str):
-            problems += [f"{NAMESPACE}:experiments[{index}].objective.{key}: only trial pods (kind and gke targets) "
+            problems += [f"{NAMESPACE}:experiments[{index}].objective.{key}: only trial pods (kubernetes and gke targets) "
                          "honour it; the docker target would ignore it"
                          for key in POD_ONLY_KEYS if key in spec.objective.model_fields_set]
         if spec.key in keys:
