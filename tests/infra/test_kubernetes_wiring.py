@@ -1,6 +1,7 @@
 """The kubernetes (any kubeconfig context; kind is its former name) and GKE targets' wiring, with Pulumi's
-mocks (no engine, no cluster): the explicit providers, the Secret, the values given to the chart, and the GKE cluster and node pool. What the chart
-makes of the values is tested on the chart itself (tests/chart); the real run is tests/e2e."""
+mocks (no engine, no cluster): the explicit providers, the Secret, the values given to the chart, and the
+GKE cluster and node pool. What the chart makes of the values is tested on the chart itself (tests/chart);
+the real run is tests/e2e."""
 
 import json
 
