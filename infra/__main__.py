@@ -1,8 +1,20 @@
-"""The hyperfleet Pulumi program: read the stack config, deploy the chosen target, export outputs."""
+"""The hyperfleet Pulumi program: read the stack config, deploy the chosen target, export outputs.
 
-import pulumi
+Pulumi runs this folder as a script, with the folder first on ``sys.path``: there ``docker/`` and
+``kubernetes/`` would stand for the Docker and Kubernetes client libraries the runtime imports. So the
+program is imported as the package ``infra``, from the repository root, and this folder leaves the path.
+"""
 
-import config as stack_config
+import sys
+from pathlib import Path
+
+INFRA = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != INFRA]
+sys.path.insert(0, str(INFRA.parent))
+
+import pulumi  # noqa: E402
+
+from infra import config as stack_config  # noqa: E402
 
 
 def main() -> None:
@@ -12,11 +24,11 @@ def main() -> None:
         raise pulumi.RunError(str(err)) from None
     stack = pulumi.get_stack()
     if config.target == "docker":
-        from targets import docker as target
+        from infra.docker import target
 
         target.check_engines(config)
     else:
-        from targets import kubernetes as target
+        from infra.kubernetes import target
     outputs = target.deploy(config, stack)
     for key, value in outputs.items():
         pulumi.export(key, value)

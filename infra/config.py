@@ -213,8 +213,8 @@ class ImagesConfig(_Model):
     runtime: str = f"hyperfleet/runtime:{hyperfleet.__version__}"
     """the one image of worker, monitor and driver"""
     build: bool = True
-    """Docker target: build it from images/runtime (true) or use the name as it is (false); the kind and gke targets always use
-    the name as it is"""
+    """Docker target: build it from images/runtime (true) or use the name as it is (false); the kubernetes and
+    gke targets always use the name as it is"""
     base_image: str = _VERSIONS["PYTHON_BASE_IMAGE"]
     """the base the runtime image is built on"""
 
@@ -293,8 +293,9 @@ class GkeConfig(_Model):
 
 
 class StackConfig(_Model):
-    target: Literal["docker", "kind", "gke"] = "docker"
-    """docker: Docker hosts; kind: any cluster by kubeconfig context; gke: Google Kubernetes Engine"""
+    target: Literal["docker", "kubernetes", "gke"] = "docker"
+    """docker: Docker hosts; kubernetes: any cluster by kubeconfig context (`kind`, its former name, is
+    accepted for it); gke: Google Kubernetes Engine"""
     mongo: MongoConfig = MongoConfig()
     """the MongoDB of the trials"""
     workers: WorkersConfig = WorkersConfig()
@@ -314,9 +315,14 @@ class StackConfig(_Model):
     docker: DockerConfig = DockerConfig()
     """the Docker target's network and how it reaches the Docker hosts"""
     kubernetes: KubernetesConfig = KubernetesConfig()
-    """the kind and gke targets: the cluster and the chart"""
+    """the kubernetes and gke targets: the cluster and the chart"""
     gke: GkeConfig | None = None
     """target gke: the project and the cluster"""
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _kind_is_kubernetes(cls, value):
+        return "kubernetes" if value == "kind" else value
 
     @model_validator(mode="after")
     def _target_needs(self):
@@ -396,7 +402,7 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
             problems += [f"{NAMESPACE}:experiments[{index}].{p}" for p in err.problems]
             continue
         if config.target == "docker" and not isinstance(spec.objective, str):
-            problems += [f"{NAMESPACE}:experiments[{index}].objective.{key}: only trial pods (kind and gke targets) "
+            problems += [f"{NAMESPACE}:experiments[{index}].objective.{key}: only trial pods (kubernetes and gke targets) "
                          "honour it; the docker target would ignore it"
                          for key in POD_ONLY_KEYS if key in spec.objective.model_fields_set]
         if spec.key in keys:

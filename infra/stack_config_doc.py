@@ -1,8 +1,8 @@
 """docs/stack-config.md, the reference of every ``hyperfleet:*`` stack config key, made from the models
 of config.py: each field's docstring (its description), default and allowed values.
 
-    python infra/stack_config_doc.py            # writes docs/stack-config.md
-    python infra/stack_config_doc.py --check    # exits 1 when docs/stack-config.md is not what it makes
+    python -m infra.stack_config_doc            # writes docs/stack-config.md (make docs)
+    python -m infra.stack_config_doc --check    # exits 1 when docs/stack-config.md is not what it makes
 
 tests/infra/test_stack_config_doc.py fails when the file is stale.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-import config
+from infra import config
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "stack-config.md"
 HEADER = """# Stack configuration
 
 <!-- Made by infra/stack_config_doc.py from the models of infra/config.py: edit those, then run
-     `python infra/stack_config_doc.py`. -->
+     `make docs`. -->
 
 Every key of a stack's config (`Pulumi.<stack>.yaml`), namespace `hyperfleet`: `hyperfleet:workers`
 holds `{replicas: 4, heartbeatSeconds: 2, ...}`. A bad value fails `pulumi preview` with a message that
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     text = render()
     if argv == ["--check"]:
         if not DOC.exists() or DOC.read_text() != text:
-            print(f"{DOC} is stale: run python infra/stack_config_doc.py", file=sys.stderr)
+            print(f"{DOC} is stale: run make docs", file=sys.stderr)
             return 1
         return 0
     if argv:

@@ -16,9 +16,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "infra"))
+sys.path.insert(0, str(REPO))
 
-from config import NAMESPACE, ConfigError, parse_config  # noqa: E402  (infra/ is not a package)
+from infra.config import NAMESPACE, ConfigError, parse_config  # noqa: E402  (the Pulumi program, as a package)
 
 
 def available(image: str) -> tuple[bool, str]:

@@ -1,2 +1,2 @@
-"""One ComponentResource per module: Mongo, WorkerPool, Monitor, Experiment (the driver), and the
-generated Mongo password. They create Docker resources; the Kubernetes targets deploy the Helm chart."""
+"""Not part of the program: only what the state of stacks deployed before infra/docker and infra/kubernetes
+existed names (see password.py)."""

@@ -1,26 +1,10 @@
-"""A generated password kept in the stack's state as a secret (a dynamic provider: no plugin needed).
+"""The name under which stacks deployed before infra/docker and infra/kubernetes keep their generated
+password's provider (``components.password._PasswordProvider``, pickled by reference). Pulumi unpickles it,
+in a process started in infra/, to refresh or destroy those stacks; reading and deleting need nothing but
+the defaults. New passwords use ../password.py, whose provider is kept by value."""
 
-Generated once at create and read back from the state afterwards, so every `pulumi up` sees the same
-value and a no-op update stays a no-op.
-"""
-
-from __future__ import annotations
-
-import secrets
-
-import pulumi
-from pulumi.dynamic import CreateResult, Resource, ResourceProvider
+from pulumi.dynamic import ResourceProvider
 
 
 class _PasswordProvider(ResourceProvider):
-    def create(self, props):
-        return CreateResult(id_=secrets.token_hex(8), outs={"length": props["length"],
-                                                            "result": secrets.token_urlsafe(int(props["length"]))})
-
-
-class GeneratedPassword(Resource):
-    result: pulumi.Output[str]
-
-    def __init__(self, name: str, length: int = 24, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(_PasswordProvider(), name, {"length": length, "result": None},
-                         pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])))
+    """Read returns the state as it is; delete has nothing to remove (the password lives in the state)."""

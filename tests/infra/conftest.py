@@ -1,7 +1,2 @@
-import sys
-from pathlib import Path
-
-# the Pulumi program's modules import each other as top-level modules (Pulumi runs infra/ as a directory)
-INFRA = Path(__file__).resolve().parents[2] / "infra"
-if str(INFRA) not in sys.path:
-    sys.path.insert(0, str(INFRA))
+# The Pulumi program is the package infra (the repository root is on the path): its folders docker/ and
+# kubernetes/ are infra.docker and infra.kubernetes, never the client libraries of those names.

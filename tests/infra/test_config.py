@@ -4,14 +4,14 @@ import pytest
 import yaml
 
 from hyperfleet.settings import MonitorSettings, WorkerSettings
-from config import ConfigError, MonitorConfig, WorkersConfig, parse_config
+from infra.config import ConfigError, MonitorConfig, WorkersConfig, parse_config
 from tests.helpers import REPO, versions_env
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "tpe", "max_evals": 10,
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
 
 INVALID = [
-    ({"target": "nomad"}, "hyperfleet:target: Input should be 'docker', 'kind' or 'gke'"),
+    ({"target": "nomad"}, "hyperfleet:target: Input should be 'docker', 'kubernetes' or 'gke'"),
     ({"tagret": "docker"}, "hyperfleet:tagret: unknown key"),
     ({"workers": {"replicas": -1}}, "hyperfleet:workers.replicas: Input should be greater than or equal to 0"),
     ({"workers": {"replica": 2}}, "hyperfleet:workers.replica: unknown key"),
@@ -35,26 +35,26 @@ INVALID = [
     ({"mongo": {"authMechanism": "MAGIC"}}, "hyperfleet:mongo.authMechanism: Input should be"),
     ({"monitor": {"graceSeconds": 1, "intervalSeconds": 2}}, "hyperfleet:monitor: graceSeconds must be longer"),
     ({"monitor": {"policy": "ignore"}}, "hyperfleet:monitor.policy: Input should be 'requeue' or 'error'"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "hpa"}}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "hpa"}}},
      "hyperfleet:workers.autoscaling.mode: Input should be 'fixed', 'keda' or 'cpu'"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "minReplicas": 5, "maxReplicas": 2}}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "minReplicas": 5, "maxReplicas": 2}}},
      "hyperfleet:workers.autoscaling: minReplicas (5) is above maxReplicas (2)"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 0}}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 0}}},
      "hyperfleet:workers.autoscaling.maxReplicas: Input should be greater than or equal to 1"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "trialsPerWorker": 0}}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "trialsPerWorker": 0}}},
      "hyperfleet:workers.autoscaling.trialsPerWorker: Input should be greater than 0"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "cpu"}}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "cpu"}}},
      "hyperfleet:workers.autoscaling: minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0"),
-    ({"target": "kind", "workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}},
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}},
      "hyperfleet:workers.autoscaling.mode: keda reads the monitor's open-trials gauge"),
     ({"workers": {"autoscaling": {"mode": "keda"}}}, "hyperfleet:workers.autoscaling.mode: the docker target runs"),
     ({"target": "gke"}, "hyperfleet:gke: needed when target is gke"),
     ({"target": "gke", "gke": {"project": "p"}}, "hyperfleet:gke.region: required"),
     ({"target": "gke", "gke": {"region": "europe-west1"}}, "hyperfleet:gke.project: required"),
-    ({"target": "kind", "images": {"build": True}}, "hyperfleet:images.build: the kind target runs"),
+    ({"target": "kubernetes", "images": {"build": True}}, "hyperfleet:images.build: the kubernetes target runs"),
     ({"experiments": [{**EXPERIMENT, "objective": {"image": "me/objective:1", "node_selector": {"gpu": "a100"}}}]},
-     "hyperfleet:experiments[0].objective.node_selector: only trial pods (kind and gke targets) honour it"),
-    ({"target": "kind", "experiments": [{**EXPERIMENT, "objective": {
+     "hyperfleet:experiments[0].objective.node_selector: only trial pods (kubernetes and gke targets) honour it"),
+    ({"target": "kubernetes", "experiments": [{**EXPERIMENT, "objective": {
         "image": "me/objective:1", "tolerations": [{"key": "gpu", "operator": "Sometimes"}]}}]},
      "hyperfleet:experiments[0].objective.tolerations.0.operator: Input should be 'Exists' or 'Equal'"),
     ({"images": {"build": "sometimes"}}, "hyperfleet:images.build: Input should be a valid boolean"),
@@ -107,11 +107,20 @@ def test_resources_convert_to_docker_limits():
     assert config.workers.resources.docker_cpus() == 0.5 and config.workers.resources.docker_memory_mb() == 1024
 
 
-@pytest.mark.parametrize("stack,target", [("dev", "docker"), ("ci", "docker"), ("kind", "kind"), ("kube-ci", "kind")])
+@pytest.mark.parametrize("stack,target", [("dev", "docker"), ("ci", "docker"), ("kind", "kubernetes"),
+                                          ("kube-ci", "kubernetes")])
 def test_committed_stack_configs_are_valid(stack, target):
     raw = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
     config = parse_config({k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("hyperfleet:")})
     assert config.target == target and config.experiment_specs()
+
+
+def test_kind_is_the_kubernetes_target_under_its_former_name():
+    """Stacks written before the target was called kubernetes keep working, and mean the same."""
+    assert parse_config({"target": "kubernetes"}) == parse_config({"target": "kubernetes"})
+    assert parse_config({"target": "kubernetes"}).target == "kubernetes"
+    with pytest.raises(ConfigError, match="the kubernetes target runs"):
+        parse_config({"target": "kubernetes", "images": {"build": True}})
 
 
 def test_the_stack_configs_defaults_are_the_settings_values():
@@ -137,12 +146,12 @@ def test_bad_dashboard_and_notify_config_names_the_key(raw, message):
 
 
 def test_autoscaling_defaults_are_the_charts_and_map_to_its_values():
-    from targets.kubernetes import chart_values
+    from infra.kubernetes.values import chart_values
 
     chart = yaml.safe_load((REPO / "charts/hyperfleet/values.yaml").read_text())["workers"]["autoscaling"]
-    config = parse_config({"target": "kind"})
+    config = parse_config({"target": "kubernetes"})
     assert chart_values(config, "s")["workers"]["autoscaling"] == chart
-    config = parse_config({"target": "kind", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4,
+    config = parse_config({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4,
                                                                           "cooldownSeconds": 15}}})
     assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
                                                                    "cooldownSeconds": 15}

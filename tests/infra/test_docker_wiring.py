@@ -3,8 +3,8 @@
 import json
 import pulumi
 
-from config import parse_config
 from hyperfleet.contract import DRIVER_SPEC_PATH, STACK_CONNECT_TIMEOUT_SECONDS
+from infra.config import parse_config
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
               "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]}}}
@@ -29,7 +29,7 @@ class Mocks(pulumi.runtime.Mocks):
 def deploy(raw: dict, stack: str = "t"):
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="hyperfleet", stack=stack, preview=False)
-    from targets import docker as target
+    from infra.docker import target
 
     outputs = target.deploy(parse_config(raw), stack)
     resolved(pulumi.Output.all(*outputs.values()))  # lets every registration reach the mocks

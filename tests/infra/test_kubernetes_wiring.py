@@ -1,13 +1,14 @@
-"""The kind and GKE targets' wiring, with Pulumi's mocks (no engine, no cluster): the explicit
-providers, the Secret, the values given to the chart, and the GKE cluster and node pool. What the chart
-makes of the values is tested on the chart itself (tests/chart); the real run is tests/e2e."""
+"""The kubernetes (any kubeconfig context; kind is its former name) and GKE targets' wiring, with Pulumi's
+mocks (no engine, no cluster): the explicit providers, the Secret, the values given to the chart, and the
+GKE cluster and node pool. What the chart makes of the values is tested on the chart itself (tests/chart);
+the real run is tests/e2e."""
 
 import json
 
 import pulumi
 import pytest
 
-from config import ConfigError, parse_config
+from infra.config import ConfigError, parse_config
 from tests.infra.test_docker_wiring import SECRET_SIG, by_type, resolved
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
@@ -48,7 +49,7 @@ def write_kubeconfig(path, *contexts, current=None):
 def deploy(raw: dict, stack: str = "t"):
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="hyperfleet", stack=stack, preview=False)
-    from targets import kubernetes as target
+    from infra.kubernetes import target
 
     outputs = target.deploy(parse_config(raw), stack)
     resolved(pulumi.Output.all(*outputs.values()))
@@ -115,7 +116,7 @@ def test_kind_uses_the_named_context_and_gives_the_chart_the_config(tmp_path):
 
 def test_kind_without_a_context_takes_the_current_one(tmp_path):
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "a", "b", current="b")
-    mocks, _ = deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig}})
+    mocks, _ = deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig}})
     assert by_type(mocks, "pulumi:providers:kubernetes")[0].inputs["context"] == "b"
 
 
@@ -127,13 +128,13 @@ def test_kind_without_a_context_takes_the_current_one(tmp_path):
 def test_a_missing_context_is_a_config_error_naming_it(tmp_path, contexts, current, context, message):
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", *contexts, current=current)
     with pytest.raises(ConfigError) as err:
-        deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig, "context": context}})
+        deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig, "context": context}})
     assert err.value.problems == [message.format(path=kubeconfig)]
 
 
 def test_an_unreadable_kubeconfig_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
-        deploy({"target": "kind", "kubernetes": {"kubeconfig": str(tmp_path / "missing")}})
+        deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": str(tmp_path / "missing")}})
     assert err.value.problems[0].startswith(f"hyperfleet:kubernetes.kubeconfig: cannot read {tmp_path / 'missing'}")
 
 
@@ -181,7 +182,7 @@ def test_the_dashboards_token_goes_into_a_secret_the_chart_reads(tmp_path):
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "kind-a", current="kind-a")
     pulumi.runtime.set_all_config({"hyperfleet:dashboardToken": "t0k3n"}, secret_keys=["hyperfleet:dashboardToken"])
     try:
-        mocks, _ = deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig},
+        mocks, _ = deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig},
                            "dashboard": {"enabled": True, "port": 9100}, "experiments": [EXPERIMENT]}, stack="exp")
     finally:
         pulumi.runtime.set_all_config({})
@@ -191,6 +192,6 @@ def test_the_dashboards_token_goes_into_a_secret_the_chart_reads(tmp_path):
     assert "t0k3n" in json.dumps(token.inputs["stringData"])  # inside the secret envelope
     assert helm_values(mocks)["values"]["dashboard"] == {"enabled": True, "port": 9100,
                                                           "existingSecret": "hyperfleet-exp-dashboard", "tokenKey": "token"}
-    mocks, _ = deploy({"target": "kind", "kubernetes": {"kubeconfig": kubeconfig}, "experiments": [EXPERIMENT]})
+    mocks, _ = deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig}, "experiments": [EXPERIMENT]})
     assert helm_values(mocks)["values"]["dashboard"] == {"enabled": False, "port": 8090}
     assert [s.inputs["metadata"]["name"] for s in by_type(mocks, "kubernetes:core/v1:Secret")] == ["hyperfleet-t-mongo-auth"]

@@ -1,13 +1,12 @@
 """docs/stack-config.md is made from infra/config.py (infra/stack_config_doc.py): it fails here when
 it is stale, and every key of the models has a description."""
 
-import config
-import stack_config_doc
+from infra import config, stack_config_doc
 
 
 def test_docs_stack_config_md_is_what_the_models_make():
     assert stack_config_doc.DOC.read_text() == stack_config_doc.render(), \
-        "docs/stack-config.md is stale: run python infra/stack_config_doc.py"
+        "docs/stack-config.md is stale: run make docs"
 
 
 def test_every_key_is_described():

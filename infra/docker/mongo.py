@@ -10,7 +10,7 @@ import pulumi_docker as docker
 
 from hyperfleet.contract import MONGO_PORT, ROLE_MONGO, STACK_LABEL
 
-from config import MongoConfig
+from ..config import MongoConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 

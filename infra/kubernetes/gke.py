@@ -2,7 +2,7 @@
 
 Either way the result is a kubernetes Provider built from the cluster's endpoint and CA, which
 authenticates through ``gke-gcloud-auth-plugin`` (the gcloud component every GKE user has); the rest
-of the deployment is the same as on any cluster (targets/kubernetes.py).
+of the deployment is the same as on any cluster (target.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 
-from config import StackConfig
+from ..config import StackConfig
 
 #: the workers' nodes (and Mongo's) may call Google APIs their service account allows (GCS for data)
 OAUTH_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_docker as docker
 from hyperfleet.contract import ROLE_LABEL, STACK_LABEL
 
-from config import ResourcesConfig
+from ..config import ResourcesConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from hyperfleet.contract import (
     command_env,
 )
 
-from config import DashboardConfig, MonitorConfig
+from ..config import DashboardConfig, MonitorConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 from .worker_pool import DOCKER_SOCKET

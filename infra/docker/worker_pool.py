@@ -17,7 +17,7 @@ from hyperfleet.contract import (
     STACK_CONNECT_TIMEOUT_SECONDS,
 )
 
-from config import WorkersConfig
+from ..config import WorkersConfig
 
 from .common import DockerPlacement, child_opts, labels, limits, secret_env
 
