@@ -4,6 +4,8 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
+# the runtime image's default base (PYTHON_BASE_IMAGE), one file for make, the scripts and infra
+include images/versions.env
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +23,7 @@ TEST_BASE_IMAGE ?= $(OFFLINE_BASE_IMAGE)
 STACK ?= dev
 # The ci stack runs offline (the test images: FerretDB instead of mongo, the runtime on the offline base)
 OFFLINE ?= $(if $(filter ci,$(STACK)),1,)
-BASE_IMAGE ?= $(if $(OFFLINE),$(OFFLINE_BASE_IMAGE),python:3.12-slim)
+BASE_IMAGE ?= $(if $(OFFLINE),$(OFFLINE_BASE_IMAGE),$(PYTHON_BASE_IMAGE))
 # Pulumi: the engine from PATH or `make toolchain`, state in a local directory, no update check
 PULUMI_STATE_DIR ?= $(CURDIR)/.pulumi-state
 PULUMI_CONFIG_PASSPHRASE ?= hyperfleet-$(STACK)
@@ -138,6 +140,10 @@ lint: ## ruff, shellcheck, helm lint --strict of the chart; installs nothing (ma
 	@helm=$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm 2>/dev/null | sort | tail -n 1); \
 	  [[ -n $$helm ]] || { echo "lint: no helm in $(HYPERFLEET_CACHE)/helm: run make lint-tools" >&2; exit 1; }; \
 	  echo "helm lint --strict charts/hyperfleet"; "$$helm" lint --strict charts/hyperfleet
+
+.PHONY: docs
+docs: install ## Regenerate docs/stack-config.md from the config models in infra/config.py
+	$(PY) -m infra.stack_config_doc
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
