@@ -136,7 +136,7 @@ lint: ## ruff, shellcheck, helm lint --strict of the chart; installs nothing (ma
 	@[[ -x $(VENV)/bin/ruff ]] || { echo "lint: no ruff in $(VENV): run make install" >&2; exit 1; }
 	@command -v shellcheck >/dev/null || { echo "lint: no shellcheck: run make lint-tools (or apt-get install shellcheck)" >&2; exit 1; }
 	$(VENV)/bin/ruff check .
-	shellcheck scripts/*.sh testbed/*.sh testbed/install/*.sh testbed/images/test-mongo/entrypoint.sh tests/hyperopt_suite/bin/mongod
+	shellcheck -x scripts/*.sh testbed/*.sh testbed/install/*.sh testbed/images/test-mongo/entrypoint.sh tests/hyperopt_suite/bin/mongod
 	@helm=$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm 2>/dev/null | sort | tail -n 1); \
 	  [[ -n $$helm ]] || { echo "lint: no helm in $(HYPERFLEET_CACHE)/helm: run make lint-tools" >&2; exit 1; }; \
 	  echo "helm lint --strict charts/hyperfleet"; "$$helm" lint --strict charts/hyperfleet
