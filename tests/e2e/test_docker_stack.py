@@ -174,7 +174,7 @@ def dev_stack(tmp_path):
 def test_preview_of_the_committed_dev_stack_and_of_a_bad_config(dev_stack, tmp_path):
     preview = dev_stack("preview", check=False)
     assert preview.returncode == 0, preview.stdout + preview.stderr
-    assert "+ 14 to create" in preview.stdout and "hyperfleet-dev-worker-1" in preview.stdout
+    assert "+ 15 to create" in preview.stdout and "hyperfleet-dev-worker-1" in preview.stdout
     bad = tmp_path / "Pulumi.dev.yaml"
     bad.write_text((REPO / "Pulumi.dev.yaml").read_text().replace("replicas: 2", "replicas: -3"))
     failed = dev_stack("preview", "--config-file", str(bad), check=False)

@@ -78,7 +78,7 @@ def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_
                             env=env, capture_output=True, text=True, timeout=540)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "+ 14 to create" in output, output[-3000:]
+    assert "+ 15 to create" in output, output[-3000:]
     assert not os.path.exists(calls), open(calls).read()
 
 
