@@ -9,6 +9,11 @@ from pathlib import Path
 
 from testbed.processes import CACHE_DIR
 from tests.components import component_missing
+from tests.helpers import REPO
+
+#: runs a command with a private TMPDIR, removed when it ends (the Makefile's PULUMI_ENV uses it too):
+#: where the kubernetes provider's copies of the kubeconfig go (docs/security.md)
+PRIVATE_TMPDIR = REPO / "scripts" / "private-tmpdir.sh"
 
 
 def engine_env(state_dir, passphrase: str) -> dict:
@@ -24,14 +29,16 @@ def engine_env(state_dir, passphrase: str) -> dict:
 
 
 def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600):
-    """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``; with check,
-    a failure fails the test showing the end of the engine's output. Fails when no engine is installed."""
+    """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``, through
+    PRIVATE_TMPDIR (each run's temp files, the provider's kubeconfig copies among them, go when it ends);
+    with check, a failure fails the test showing the end of the engine's output. Fails when no engine is
+    installed."""
     if shutil.which("pulumi", path=env["PATH"]) is None:
         component_missing("pulumi", "no pulumi engine: run make toolchain")
     Path(env["PULUMI_BACKEND_URL"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=cwd, env=env,
+        result = subprocess.run([str(PRIVATE_TMPDIR), "pulumi", *args, "--stack", stack, "--non-interactive"], cwd=cwd, env=env,
                                 capture_output=True, text=True, timeout=timeout_seconds)
         if check:
             assert result.returncode == 0, \
