@@ -127,11 +127,18 @@ class AutoscalingConfig(_Model):
     """keda: how often the open-trials gauge is read"""
     cpu_utilization: int = Field(default=_AUTOSCALING["cpuUtilization"], ge=1, le=100)
     """cpu: the HPA's target CPU utilisation, in percent"""
+    fallback_replicas: int | None = Field(default=_AUTOSCALING["fallbackReplicas"], ge=1, le=1000)
+    """keda: while the monitor's gauge can't be read (the monitor down), KEDA keeps this many workers, or the current
+    count if higher (default: maxReplicas; the queue is unknown then, and a pool parked at 0 would not wake)"""
+    fallback_failure_threshold: int = Field(default=_AUTOSCALING["fallbackFailureThreshold"], ge=0, le=100)
+    """keda: failed reads of the gauge in a row (one per pollingSeconds) before that fallback applies"""
 
     @model_validator(mode="after")
     def _bounds(self):
         if self.mode != "fixed" and self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
+        if self.mode == "keda" and (self.fallback_replicas or 0) > self.max_replicas:
+            raise ValueError(f"fallbackReplicas ({self.fallback_replicas}) is above maxReplicas ({self.max_replicas})")
         if self.mode == "cpu" and self.min_replicas == 0:
             raise ValueError("minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0 (use mode keda, or at least 1)")
         return self

@@ -239,6 +239,9 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     ({"workers": {"autoscaling": {"mode": "hpa"}}}, "/workers/autoscaling/mode"),
     ({"workers": {"autoscaling": {"maxReplicas": 0}}}, "/workers/autoscaling/maxReplicas"),
     ({"workers": {"autoscaling": {"trialsPerWorker": 0}}}, "/workers/autoscaling/trialsPerWorker"),
+    ({"workers": {"autoscaling": {"fallbackReplicas": 0}}}, "/workers/autoscaling/fallbackReplicas"),
+    ({"workers": {"autoscaling": {"fallbackReplicas": "all"}}}, "/workers/autoscaling/fallbackReplicas"),
+    ({"workers": {"autoscaling": {"fallbackFailureThreshold": -1}}}, "/workers/autoscaling/fallbackFailureThreshold"),
 ])
 def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
     for command in ("lint", "template"):
@@ -250,6 +253,8 @@ def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
 @pytest.mark.parametrize("values,message", [
     ({"workers": {"autoscaling": {"mode": "keda", "minReplicas": 3, "maxReplicas": 2}}},
      "workers.autoscaling.minReplicas (3) is above workers.autoscaling.maxReplicas (2)"),
+    ({"workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4, "fallbackReplicas": 5}}},
+     "workers.autoscaling.fallbackReplicas (5) is above workers.autoscaling.maxReplicas (4)"),
     ({"workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}}, "it needs monitor.enabled"),
     ({"workers": {"autoscaling": {"mode": "cpu"}}}, "workers.autoscaling.minReplicas: a CPU HorizontalPodAutoscaler"),
 ])
@@ -285,6 +290,22 @@ def test_keda_scales_the_workers_on_the_monitors_open_trials_gauge(helm, tmp_pat
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > WorkerSettings.shutdown_deadline_seconds
     assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
+
+
+def test_keda_keeps_the_pool_when_the_monitors_gauge_cant_be_read(helm, tmp_path):
+    """KEDA's fallback: after fallbackFailureThreshold failed reads, fallbackReplicas workers (default
+    maxReplicas) or the current count if higher. KEDA applies it to an AverageValue trigger only (a Value
+    one is divided by the Ready workers, 0 when parked), so the trigger must stay AverageValue."""
+    def scaled(**scaling):
+        objects = render(helm, tmp_path, {"workers": {"autoscaling": {"mode": "keda", "maxReplicas": 6, **scaling}}})
+        return by_kind(objects, "ScaledObject")["exp-hyperfleet-worker"]["spec"]
+
+    spec = scaled()
+    assert spec["fallback"] == {"failureThreshold": 3, "replicas": 6, "behavior": "currentReplicasIfHigher"}
+    assert [t["metricType"] for t in spec["triggers"]] == ["AverageValue"]
+    assert scaled(fallbackReplicas=2, fallbackFailureThreshold=5)["fallback"] == {
+        "failureThreshold": 5, "replicas": 2, "behavior": "currentReplicasIfHigher"}
+    assert scaled(fallbackReplicas=None)["fallback"]["replicas"] == 6
 
 
 def test_fixed_and_cpu_modes(helm, tmp_path):

@@ -43,6 +43,12 @@ INVALID = [
      "hyperfleet:workers.autoscaling.maxReplicas: Input should be greater than or equal to 1"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "trialsPerWorker": 0}}},
      "hyperfleet:workers.autoscaling.trialsPerWorker: Input should be greater than 0"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4, "fallbackReplicas": 5}}},
+     "hyperfleet:workers.autoscaling: fallbackReplicas (5) is above maxReplicas (4)"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "fallbackReplicas": 0}}},
+     "hyperfleet:workers.autoscaling.fallbackReplicas: Input should be greater than or equal to 1"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "fallbackFailureThreshold": -1}}},
+     "hyperfleet:workers.autoscaling.fallbackFailureThreshold: Input should be greater than or equal to 0"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "cpu"}}},
      "hyperfleet:workers.autoscaling: minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}},
@@ -155,3 +161,8 @@ def test_autoscaling_defaults_are_the_charts_and_map_to_its_values():
                                                                           "cooldownSeconds": 15}}})
     assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
                                                                    "cooldownSeconds": 15}
+    assert chart["fallbackReplicas"] is None  # the chart's default: maxReplicas
+    config = parse_config({"target": "kubernetes", "workers": {"autoscaling": {
+        "mode": "keda", "maxReplicas": 4, "fallbackReplicas": 2, "fallbackFailureThreshold": 5}}})
+    assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
+                                                                   "fallbackReplicas": 2, "fallbackFailureThreshold": 5}

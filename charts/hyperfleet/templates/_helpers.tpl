@@ -154,3 +154,8 @@ nothing downstream could tell. Call with (dict "path" "values" "value" .Values).
 {{- end -}}
 {{- ternary "true" "" $on -}}
 {{- end -}}
+
+{{/* KEDA's fallback replicas, given workers.autoscaling: fallbackReplicas, empty meaning maxReplicas. */}}
+{{- define "hyperfleet.fallbackReplicas" -}}
+{{- if kindIs "invalid" .fallbackReplicas -}}{{ .maxReplicas }}{{- else -}}{{ .fallbackReplicas }}{{- end -}}
+{{- end -}}
