@@ -58,3 +58,30 @@ def kube_stack(cwd: Path, stack: str, passphrase: str, state_dir, kubeconfig: st
         yield run
     finally:
         run("destroy", "--yes", check=False)
+
+
+def program_stack(directory: Path, stack: str, config: dict, passphrase: str, state_dir, kubeconfig: str,
+                  **env_overrides: str):
+    """The repository's program and chart as a project of its own in ``directory`` (so a test's stack,
+    namespace and Pulumi.<stack>.yaml collide with no committed stack), stack ``stack`` with ``config``,
+    on the cluster of ``kubeconfig``; yields its runner, then destroys whatever a failed test left."""
+    import os
+
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    project["main"] = os.path.relpath(REPO / "infra", directory)
+    project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    env = engine_env(state_dir, passphrase)
+    env.update(KUBECONFIG=kubeconfig, **env_overrides)
+    run = pulumi_runner(directory, stack, env)
+    run("stack", "init")
+    stack_file = directory / f"Pulumi.{stack}.yaml"
+    written = (yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None) or {}
+    stack_file.write_text(yaml.safe_dump({**written, "config": config}))
+    try:
+        yield run
+    finally:
+        run("destroy", "--yes", check=False)

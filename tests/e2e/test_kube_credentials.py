@@ -12,15 +12,14 @@ the repository's program and chart, a namespace of its own) on the tests' cluste
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, wait_for
-from tests.pulumi_engine import engine_env, pulumi_runner
+from tests.helpers import wait_for
+from tests.pulumi_engine import program_stack
 
 PASSPHRASE = "hyperfleet-creds-test"  # a throwaway stack in tmp_path
 
@@ -46,23 +45,12 @@ def credential_files(directory: Path, keys: list[bytes]) -> list[str]:
 
 @pytest.fixture
 def stack(kube_cluster, tmp_path):
-    """The repository's program as project ``tmp_path/project``, stack ``creds`` on the tests' cluster;
-    yields (run, the temp directory pulumi is given, the namespace)."""
-    project, temp = tmp_path / "project", tmp_path / "tmp"
-    project.mkdir()
+    """Stack ``creds`` of the repository's program (its own project, namespace and state) on the tests'
+    cluster, pulumi given ``tmp_path/tmp`` as TMPDIR; yields (run, that directory, the namespace)."""
+    temp = tmp_path / "tmp"
     temp.mkdir()
-    settings = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
-    settings["main"] = os.path.relpath(REPO / "infra", project)
-    settings["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
-    (project / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
-    env = engine_env(tmp_path / "state", PASSPHRASE)
-    env.update(KUBECONFIG=kube_cluster.kubeconfig, TMPDIR=str(temp))
-    run = pulumi_runner(project, "creds", env)
-    run("stack", "init")
     namespace = "hyperfleet-creds-" + uuid.uuid4().hex[:6]
-    stack_file = project / "Pulumi.creds.yaml"
-    written = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
-    written["config"] = {
+    config = {
         "hyperfleet:target": "kubernetes",
         # no kubeconfig key: the provider gets KUBECONFIG's path, as for most users
         "hyperfleet:kubernetes": {"context": kube_cluster.context, "namespace": namespace, "skipAwait": True},
@@ -70,11 +58,9 @@ def stack(kube_cluster, tmp_path):
         "hyperfleet:workers": {"replicas": 1, "resources": {"cpu": "100m", "memory": "256Mi"}},
         "hyperfleet:images": {"runtime": "hyperfleet/runtime:test"},
     }
-    stack_file.write_text(yaml.safe_dump(written))
-    try:
+    for run in program_stack(tmp_path / "project", "creds", config, PASSPHRASE, tmp_path / "state",
+                             kube_cluster.kubeconfig, TMPDIR=str(temp)):
         yield run, temp, namespace
-    finally:
-        run("destroy", "--yes", check=False)
 
 
 @pytest.mark.slow
