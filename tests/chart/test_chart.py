@@ -220,6 +220,32 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     assert token["valueFrom"]["secretKeyRef"] == {"name": "dash", "key": "token"}
 
 
+@pytest.mark.parametrize("dashboard,on", [
+    ({}, False),
+    ({"serviceType": "NodePort"}, True),
+    ({"serviceType": "LoadBalancer"}, True),
+    ({"serviceType": "LoadBalancer", "readToken": False}, False),
+    ({"readToken": True}, True),
+    ({"readToken": None}, False),
+])
+def test_the_dashboards_reads_need_the_token_when_its_service_publishes_it_beyond_the_cluster(helm, tmp_path, dashboard, on):
+    """The same rule as the stack config's (infra/config.py DashboardConfig.reads_need_token; tests/infra/test_config.py)."""
+    from infra.config import DashboardConfig
+
+    board = {"enabled": True, "existingSecret": "dash", **dashboard}
+    objects = render(helm, tmp_path, {"dashboard": board})
+    args = by_kind(objects, "Deployment")["exp-hyperfleet-monitor"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("--dashboard-read-token" in args) is on
+    assert by_kind(objects, "Service")["exp-hyperfleet-dashboard"]["spec"]["type"] == dashboard.get("serviceType", "ClusterIP")
+    stack = DashboardConfig.model_validate({k: v for k, v in dashboard.items() if v is not None})
+    assert stack.reads_need_token("kubernetes") is on
+    result = helm("template", str(CHART), "-f", values_file(tmp_path, {"dashboard": {**board, "existingSecret": ""}}),
+                  check=False)
+    assert (result.returncode != 0) is on, result.stderr  # on without a token: refused, naming the key
+    if on:
+        assert "dashboard.readToken: the dashboard's reads need its token" in result.stderr
+
+
 @pytest.mark.parametrize("values,key", [
     ({"workers": {"replicas": -1}}, "/workers/replicas"),
     ({"workers": {"replicas": "three"}}, "/workers/replicas"),
@@ -236,6 +262,8 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     ({"experiments": [{"name": "e", "objective": "m:f"}]}, "/experiments/0"),
     ({"wrokers": {"replicas": 2}}, "'wrokers' not allowed"),
     ({"dashboard": {"port": 0}}, "/dashboard/port"),
+    ({"dashboard": {"serviceType": "Ingress"}}, "/dashboard/serviceType"),
+    ({"dashboard": {"readToken": "yes"}}, "/dashboard/readToken"),
     ({"workers": {"autoscaling": {"mode": "hpa"}}}, "/workers/autoscaling/mode"),
     ({"workers": {"autoscaling": {"maxReplicas": 0}}}, "/workers/autoscaling/maxReplicas"),
     ({"workers": {"autoscaling": {"trialsPerWorker": 0}}}, "/workers/autoscaling/trialsPerWorker"),
