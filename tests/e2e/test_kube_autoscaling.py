@@ -4,6 +4,10 @@ keda, min 0, max 4) on the tests' single-node cluster, where KEDA's operator and
 outside makes it 4; lowering the ScaledObject's maximum to 2 mid-run scales down workers that hold
 trials (they hand them back on SIGTERM); when the queue drains the pool goes back to 0. Every trial
 ends DONE, exactly once: none is lost on scale-down.
+
+The monitor, the gauge's source, stopped mid-experiment (a stack of its own): KEDA's fallback holds the
+pool (4 workers where the gauge asked for 3), trials keep finishing, and with the monitor back every
+trial ends DONE once; stopped again with the pool parked at 0, the fallback wakes it.
 """
 
 from __future__ import annotations
@@ -193,8 +197,27 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
             docs = list(jobs.find({"exp_key": stack.exp_key}))
+            assert len(docs) == FALLBACK_TRIALS and len({d["tid"] for d in docs}) == FALLBACK_TRIALS
+            assert [d["tid"] for d in docs if d["state"] != 2] == []
+
+            # a pool parked at 0 when the monitor goes: the fallback wakes it (the queue is unknown)
+            wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
+            scenario.kubectl("scale", monitor, "--replicas=0")
+            stopped = time.monotonic()
+            wait_for(lambda: not scenario.pods("monitor"), timeout=60, step=0.5)
+            second = {**experiment, "name": f"{stack.exp_key}-2", "max_evals": 8, "parallelism": 8}
+            path.write_text(yaml.safe_dump(second))
+            driver = subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(path), "--mongo", url,
+                                       "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            wait_for(lambda: worker_count(scenario)[2] >= 1, timeout=120, step=0.5)
+            timings["parked pool, monitor stopped -> a worker Ready"] = time.monotonic() - stopped
+            wait_for(lambda: jobs.count_documents({"exp_key": second["name"], "state": 2}) >= 1, timeout=120, step=0.5)
+            scenario.kubectl("scale", monitor, "--replicas=1")
+            out, _ = driver.communicate(timeout=600)
+            assert driver.returncode == 0, out
+            docs = list(jobs.find({"exp_key": second["name"]}))
             client.close()
-        assert len(docs) == FALLBACK_TRIALS and len({d["tid"] for d in docs}) == FALLBACK_TRIALS
+        assert len(docs) == 8 and len({d["tid"] for d in docs}) == 8
         assert [d["tid"] for d in docs if d["state"] != 2] == []
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
