@@ -20,6 +20,7 @@ from infra import config as stack_config  # noqa: E402
 def main() -> None:
     try:
         config = stack_config.load()
+        stack_config.check_dashboard_token(config, stack_config.dashboard_token())
     except stack_config.ConfigError as err:
         raise pulumi.RunError(str(err)) from None
     stack = pulumi.get_stack()

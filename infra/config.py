@@ -127,11 +127,18 @@ class AutoscalingConfig(_Model):
     """keda: how often the open-trials gauge is read"""
     cpu_utilization: int = Field(default=_AUTOSCALING["cpuUtilization"], ge=1, le=100)
     """cpu: the HPA's target CPU utilisation, in percent"""
+    fallback_replicas: int | None = Field(default=_AUTOSCALING["fallbackReplicas"], ge=1, le=1000)
+    """keda: while the monitor's gauge can't be read (the monitor down), KEDA keeps this many workers, or the current
+    count if higher (default: maxReplicas; the queue is unknown then, and a pool parked at 0 would not wake)"""
+    fallback_failure_threshold: int = Field(default=_AUTOSCALING["fallbackFailureThreshold"], ge=0, le=100)
+    """keda: failed reads of the gauge in a row (one per pollingSeconds) before that fallback applies"""
 
     @model_validator(mode="after")
     def _bounds(self):
         if self.mode != "fixed" and self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
+        if self.mode == "keda" and (self.fallback_replicas or 0) > self.max_replicas:
+            raise ValueError(f"fallbackReplicas ({self.fallback_replicas}) is above maxReplicas ({self.max_replicas})")
         if self.mode == "cpu" and self.min_replicas == 0:
             raise ValueError("minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0 (use mode keda, or at least 1)")
         return self
@@ -207,6 +214,21 @@ class DashboardConfig(_Model):
     """Docker: the port published on publishHost; Kubernetes: the ClusterIP Service's port"""
     publish_host: str = "127.0.0.1"
     """Docker: the address it is published on (127.0.0.1: this machine only)"""
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Kubernetes: the dashboard Service's type (ClusterIP: inside the cluster, reached with kubectl port-forward;
+    NodePort and LoadBalancer publish it beyond the cluster)"""
+    read_token: bool | None = None
+    """its reads (every experiment, trial and log it shows) need the token too; default: on when it is published beyond
+    this machine or cluster (Docker: publishHost not loopback; Kubernetes: serviceType not ClusterIP), off otherwise"""
+
+    def reads_need_token(self, target: str) -> bool:
+        """``read_token``, or the default rule: published beyond loopback (Docker) or the cluster (Kubernetes)."""
+        if self.read_token is not None:
+            return self.read_token
+        if target == "docker":
+            host = f"[{self.publish_host}]" if ":" in self.publish_host else self.publish_host
+            return not is_loopback(f"tcp://{host}")
+        return self.service_type != "ClusterIP"
 
 
 class ImagesConfig(_Model):
@@ -341,6 +363,9 @@ class StackConfig(_Model):
                                  "Docker hosts; publish on advertiseHost's address (or 0.0.0.0)")
         if self.target == "docker":
             self._check_docker_access()
+            if "service_type" in self.dashboard.model_fields_set:
+                raise ValueError("dashboard.serviceType: a Kubernetes Service's type; the docker target publishes the "
+                                 "dashboard on dashboard.publishHost")
             if self.workers.autoscaling.mode != "fixed":
                 raise ValueError("workers.autoscaling.mode: the docker target runs workers.replicas workers (mode "
                                  "fixed); size the pool from `hyperfleet status --json` (open) and pulumi up")
@@ -452,6 +477,20 @@ def dashboard_token():
     import pulumi
 
     return pulumi.Config(NAMESPACE).get_secret("dashboardToken")
+
+
+def check_dashboard_token(config: StackConfig, token) -> None:
+    """ConfigError when the dashboard's reads are to need its token (dashboard.readToken, or its default rule) and
+    the stack has none: a dashboard published without a token would show everything to whoever reaches it."""
+    board = config.dashboard
+    if board.enabled and board.reads_need_token(config.target) and token is None:
+        why = ("dashboard.readToken is true" if board.read_token else
+               f"the dashboard is published beyond this machine (dashboard.publishHost {board.publish_host})"
+               if config.target == "docker" else
+               f"the dashboard is published beyond the cluster (dashboard.serviceType {board.service_type})")
+        raise ConfigError([f"{NAMESPACE}:dashboardToken: {why}, so its reads need a token, and none is set: "
+                           f"`pulumi config set --secret {NAMESPACE}:dashboardToken TOKEN`, or dashboard.readToken: false "
+                           "to show it to whoever reaches it"])
 
 
 def _stray_keys() -> list[str]:

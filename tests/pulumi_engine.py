@@ -9,6 +9,11 @@ from pathlib import Path
 
 from testbed.processes import CACHE_DIR
 from tests.components import component_missing
+from tests.helpers import REPO
+
+#: runs a command with a private TMPDIR, removed when it ends (the Makefile's PULUMI_ENV uses it too):
+#: where the kubernetes provider's copies of the kubeconfig go (docs/security.md)
+PRIVATE_TMPDIR = REPO / "scripts" / "private-tmpdir.sh"
 
 
 def engine_env(state_dir, passphrase: str) -> dict:
@@ -24,14 +29,16 @@ def engine_env(state_dir, passphrase: str) -> dict:
 
 
 def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600):
-    """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``; with check,
-    a failure fails the test showing the end of the engine's output. Fails when no engine is installed."""
+    """``run(*args, check=True)``: ``pulumi ARGS --stack STACK --non-interactive`` in ``cwd``, through
+    PRIVATE_TMPDIR (each run's temp files, the provider's kubeconfig copies among them, go when it ends);
+    with check, a failure fails the test showing the end of the engine's output. Fails when no engine is
+    installed."""
     if shutil.which("pulumi", path=env["PATH"]) is None:
         component_missing("pulumi", "no pulumi engine: run make toolchain")
     Path(env["PULUMI_BACKEND_URL"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["pulumi", *args, "--stack", stack, "--non-interactive"], cwd=cwd, env=env,
+        result = subprocess.run([str(PRIVATE_TMPDIR), "pulumi", *args, "--stack", stack, "--non-interactive"], cwd=cwd, env=env,
                                 capture_output=True, text=True, timeout=timeout_seconds)
         if check:
             assert result.returncode == 0, \
@@ -47,6 +54,33 @@ def kube_stack(cwd: Path, stack: str, passphrase: str, state_dir, kubeconfig: st
     env["KUBECONFIG"] = kubeconfig
     run = pulumi_runner(cwd, stack, env)
     run("stack", "select", "--create")
+    try:
+        yield run
+    finally:
+        run("destroy", "--yes", check=False)
+
+
+def program_stack(directory: Path, stack: str, config: dict, passphrase: str, state_dir, kubeconfig: str,
+                  **env_overrides: str):
+    """The repository's program and chart as a project of its own in ``directory`` (so a test's stack,
+    namespace and Pulumi.<stack>.yaml collide with no committed stack), stack ``stack`` with ``config``,
+    on the cluster of ``kubeconfig``; yields its runner, then destroys whatever a failed test left."""
+    import os
+
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    project["main"] = os.path.relpath(REPO / "infra", directory)
+    project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    env = engine_env(state_dir, passphrase)
+    env.update(KUBECONFIG=kubeconfig, **env_overrides)
+    run = pulumi_runner(directory, stack, env)
+    run("stack", "init")
+    stack_file = directory / f"Pulumi.{stack}.yaml"
+    written = (yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None) or {}
+    stack_file.write_text(yaml.safe_dump({**written, "config": config}))
     try:
         yield run
     finally:

@@ -79,6 +79,8 @@ class Monitor(pulumi.ComponentResource):
         ports, token_env = [], command_env("monitor", "dashboard_token")
         if board.enabled:
             command += ["--dashboard-port", str(DASHBOARD_PORT)]
+            if board.reads_need_token("docker"):  # published beyond this machine, or asked for
+                command.append("--dashboard-read-token")
             ports.append(docker.ContainerPortArgs(internal=DASHBOARD_PORT, external=board.port, ip=board.publish_host))
         secrets = pulumi.Output.all(args.mongo_url, args.dashboard_token if board.enabled else None)
         # MONGO_URL is also what `hyperfleet status` reads in the container

@@ -65,6 +65,8 @@ def chart_values(config: StackConfig, stack: str) -> dict:
         # the provider awaits Deployments and the StatefulSet to readiness; a driver Job runs as long as
         # its search, so `pulumi up` does not wait for it (hyperfleet status follows it instead)
         "driver": {"jobAnnotations": {"pulumi.com/skipAwait": "true"}},
-        "dashboard": {"enabled": config.dashboard.enabled, "port": config.dashboard.port},
+        "dashboard": {"enabled": config.dashboard.enabled, "port": config.dashboard.port,
+                      "serviceType": config.dashboard.service_type,
+                      "readToken": config.dashboard.reads_need_token(config.target)},
         "experiments": config.experiment_spec_dicts,
     }

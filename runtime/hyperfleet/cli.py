@@ -217,6 +217,9 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
 @click.option("--dashboard-port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
               help=f"Also serve the dashboard on this port of --health-host (0: off; {DASHBOARD_PORT} is usual).")
 @click.option("--dashboard-token", default=None, help="The dashboard's actions (cancel, requeue, delete) need this token.")
+@click.option("--dashboard-read-token/--no-dashboard-read-token", default=M.dashboard_read_token, show_default=True,
+              help="The dashboard's reads (every experiment, trial and log it shows) need the token too. "
+                   "Turn it on whenever the dashboard is reachable beyond this machine.")
 @_connect_timeout_option
 @_log_options
 @click.option("--print-settings", is_flag=True, help="Print the resolved settings as JSON and exit.")
@@ -231,6 +234,9 @@ def monitor(mongo_url, mongo_db_address, mongo_db_port, trials_db, liveness, hea
                 raise click.BadParameter(str(err), param_hint="'--mongo-db-port'") from None
         else:
             mongo_url = DEFAULT_MONGO_URL
+    if dashboard_port and options["dashboard_read_token"] and not options["dashboard_token"]:
+        raise click.BadParameter("the reads are to need the token: give --dashboard-token (or its environment "
+                                 "variable) too", param_hint="'--dashboard-read-token'")
     settings = MonitorSettings(mongo_url=mongo_url, liveness=tuple(dict.fromkeys(c for c in liveness if c != "none")),
                                health_port=health_port or None, dashboard_port=dashboard_port or None, **options)
     # the monitor module needs the monitor extra (prometheus-client); it waits out outages, and only
@@ -338,20 +344,26 @@ def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=DASHBOARD_PORT, show_default=True)
 @click.option("--token", default=None,
               help="The actions (cancel, requeue, delete) need this token; without one they are off.")
+@click.option("--read-token/--no-read-token", default=False, show_default=True,
+              help="The reads (every experiment, trial and log the page shows) need the token too. Turn it on "
+                   "whenever --host is reachable beyond this machine.")
 @_connect_timeout_option
 @_log_options
-def dashboard(mongo_url, host, port, token, connect_timeout_seconds, log_level, log_json):
+def dashboard(mongo_url, host, port, token, read_token, connect_timeout_seconds, log_level, log_json):
     """A live web page of the experiments (and its JSON API): counts, plots, trials, actions."""
+    if read_token and not token:
+        raise click.BadParameter("the reads are to need the token: give --token (or its environment variable) too",
+                                 param_hint="'--read-token'")
     configure_logging(log_level, log_json)
     try:
         from .dashboard.app import serve
     except ImportError as err:
         raise CommandError(f"the dashboard needs the dashboard extra (pip install 'hyperfleet[dashboard]'): {err}") from None
     store = _connect(mongo_url, connect_timeout_seconds)
-    click.echo(f"hyperfleet dashboard on http://{host}:{port}/" + ("" if token else " (actions off: no --token)"),
-               err=True)
+    click.echo(f"hyperfleet dashboard on http://{host}:{port}/" + ("" if token else " (actions off: no --token)")
+               + (" (reads need the token)" if read_token else ""), err=True)
     try:
-        serve(store, host, port, token)
+        serve(store, host, port, token, read_token=read_token)
     finally:
         store.close()
 

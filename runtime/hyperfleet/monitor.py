@@ -207,9 +207,11 @@ def _serve_dashboard(settings: MonitorSettings, address: MongoAddress):
     from .dashboard.app import serve
 
     store = JobStore.connect(address, timeout_seconds=settings.connect_timeout_seconds, check=False)
-    log.info("dashboard on http://%s:%d/%s", settings.health_host, settings.dashboard_port,
-             "" if settings.dashboard_token else " (actions off: no token)")
-    return serve(store, settings.health_host, settings.dashboard_port, settings.dashboard_token, in_thread=True)
+    log.info("dashboard on http://%s:%d/%s%s", settings.health_host, settings.dashboard_port,
+             "" if settings.dashboard_token else " (actions off: no token)",
+             " (reads need the token)" if settings.dashboard_read_token else "")
+    return serve(store, settings.health_host, settings.dashboard_port, settings.dashboard_token, in_thread=True,
+                 read_token=settings.dashboard_read_token)
 
 
 def run_monitor(settings: MonitorSettings, stop: threading.Event | None = None) -> int:

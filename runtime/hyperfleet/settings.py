@@ -105,6 +105,8 @@ class MonitorSettings:
     #: serve the dashboard too, on the health host (off when None); its actions need this token
     dashboard_port: int | None = None
     dashboard_token: str | None = dataclasses.field(default=None, repr=False)
+    #: the dashboard's reads need the token too (published beyond loopback: the stacks and the chart decide)
+    dashboard_read_token: bool = False
 
     def __post_init__(self):
         for name in ("grace_seconds", "interval_seconds", "connect_timeout_seconds", "metrics_interval_seconds",

@@ -220,6 +220,32 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     assert token["valueFrom"]["secretKeyRef"] == {"name": "dash", "key": "token"}
 
 
+@pytest.mark.parametrize("dashboard,on", [
+    ({}, False),
+    ({"serviceType": "NodePort"}, True),
+    ({"serviceType": "LoadBalancer"}, True),
+    ({"serviceType": "LoadBalancer", "readToken": False}, False),
+    ({"readToken": True}, True),
+    ({"readToken": None}, False),
+])
+def test_the_dashboards_reads_need_the_token_when_its_service_publishes_it_beyond_the_cluster(helm, tmp_path, dashboard, on):
+    """The same rule as the stack config's (infra/config.py DashboardConfig.reads_need_token; tests/infra/test_config.py)."""
+    from infra.config import DashboardConfig
+
+    board = {"enabled": True, "existingSecret": "dash", **dashboard}
+    objects = render(helm, tmp_path, {"dashboard": board})
+    args = by_kind(objects, "Deployment")["exp-hyperfleet-monitor"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("--dashboard-read-token" in args) is on
+    assert by_kind(objects, "Service")["exp-hyperfleet-dashboard"]["spec"]["type"] == dashboard.get("serviceType", "ClusterIP")
+    stack = DashboardConfig.model_validate({k: v for k, v in dashboard.items() if v is not None})
+    assert stack.reads_need_token("kubernetes") is on
+    result = helm("template", str(CHART), "-f", values_file(tmp_path, {"dashboard": {**board, "existingSecret": ""}}),
+                  check=False)
+    assert (result.returncode != 0) is on, result.stderr  # on without a token: refused, naming the key
+    if on:
+        assert "dashboard.readToken: the dashboard's reads need its token" in result.stderr
+
+
 @pytest.mark.parametrize("values,key", [
     ({"workers": {"replicas": -1}}, "/workers/replicas"),
     ({"workers": {"replicas": "three"}}, "/workers/replicas"),
@@ -236,9 +262,14 @@ def test_the_dashboard_is_off_by_default_and_when_on_a_clusterip_service_reaches
     ({"experiments": [{"name": "e", "objective": "m:f"}]}, "/experiments/0"),
     ({"wrokers": {"replicas": 2}}, "'wrokers' not allowed"),
     ({"dashboard": {"port": 0}}, "/dashboard/port"),
+    ({"dashboard": {"serviceType": "Ingress"}}, "/dashboard/serviceType"),
+    ({"dashboard": {"readToken": "yes"}}, "/dashboard/readToken"),
     ({"workers": {"autoscaling": {"mode": "hpa"}}}, "/workers/autoscaling/mode"),
     ({"workers": {"autoscaling": {"maxReplicas": 0}}}, "/workers/autoscaling/maxReplicas"),
     ({"workers": {"autoscaling": {"trialsPerWorker": 0}}}, "/workers/autoscaling/trialsPerWorker"),
+    ({"workers": {"autoscaling": {"fallbackReplicas": 0}}}, "/workers/autoscaling/fallbackReplicas"),
+    ({"workers": {"autoscaling": {"fallbackReplicas": "all"}}}, "/workers/autoscaling/fallbackReplicas"),
+    ({"workers": {"autoscaling": {"fallbackFailureThreshold": -1}}}, "/workers/autoscaling/fallbackFailureThreshold"),
 ])
 def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
     for command in ("lint", "template"):
@@ -250,6 +281,8 @@ def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
 @pytest.mark.parametrize("values,message", [
     ({"workers": {"autoscaling": {"mode": "keda", "minReplicas": 3, "maxReplicas": 2}}},
      "workers.autoscaling.minReplicas (3) is above workers.autoscaling.maxReplicas (2)"),
+    ({"workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4, "fallbackReplicas": 5}}},
+     "workers.autoscaling.fallbackReplicas (5) is above workers.autoscaling.maxReplicas (4)"),
     ({"workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}}, "it needs monitor.enabled"),
     ({"workers": {"autoscaling": {"mode": "cpu"}}}, "workers.autoscaling.minReplicas: a CPU HorizontalPodAutoscaler"),
 ])
@@ -285,6 +318,22 @@ def test_keda_scales_the_workers_on_the_monitors_open_trials_gauge(helm, tmp_pat
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > WorkerSettings.shutdown_deadline_seconds
     assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
+
+
+def test_keda_keeps_the_pool_when_the_monitors_gauge_cant_be_read(helm, tmp_path):
+    """KEDA's fallback: after fallbackFailureThreshold failed reads, fallbackReplicas workers (default
+    maxReplicas) or the current count if higher. KEDA applies it to an AverageValue trigger only (a Value
+    one is divided by the Ready workers, 0 when parked), so the trigger must stay AverageValue."""
+    def scaled(**scaling):
+        objects = render(helm, tmp_path, {"workers": {"autoscaling": {"mode": "keda", "maxReplicas": 6, **scaling}}})
+        return by_kind(objects, "ScaledObject")["exp-hyperfleet-worker"]["spec"]
+
+    spec = scaled()
+    assert spec["fallback"] == {"failureThreshold": 3, "replicas": 6, "behavior": "currentReplicasIfHigher"}
+    assert [t["metricType"] for t in spec["triggers"]] == ["AverageValue"]
+    assert scaled(fallbackReplicas=2, fallbackFailureThreshold=5)["fallback"] == {
+        "failureThreshold": 5, "replicas": 2, "behavior": "currentReplicasIfHigher"}
+    assert scaled(fallbackReplicas=None)["fallback"]["replicas"] == 6
 
 
 def test_fixed_and_cpu_modes(helm, tmp_path):

@@ -154,3 +154,40 @@ def test_watch_filter_open_a_failure_and_cancel_in_a_browser(browser, shots, mon
         if driver.poll() is None:
             driver.kill()
     print(f"\nscreenshots: {shots.folder}")
+
+
+@pytest.mark.timeout(180)
+def test_with_read_token_the_page_shows_nothing_until_given_the_token(browser, shots, mongo_url, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    spec = {"name": "private", "objective": "tests.objectives:slow_mixed", "algo": "rand", "max_evals": 4, "seed": 3,
+            "parallelism": 2, "space": {"x": {"uniform": [2, 3]}, "lr": {"loguniform": [1e-5, 1e-1]},
+                                        "opt": {"choice": ["sgd"]}, "sleep": {"choice": [0.0]}}}
+    (tmp_path / "private.yaml").write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "error")]
+    try:
+        assert run_cli(mongo_url, tmp_path / "private.yaml", stdout=subprocess.DEVNULL).wait(60) == 0
+    finally:
+        stop_all(workers)
+    dashboard, base = start_dashboard(mongo_url, "--read-token", token=TOKEN)
+    try:
+        browser.get(f"{base}/#/")
+        wait_for(lambda: "needs its token" in text(browser, "#view"), 20, 0.1)
+        assert "private" not in browser.page_source and not browser.find_elements(By.ID, "experiments")
+        assert fetch_status(browser, "GET", "/api/experiments", None) == 401
+        shots(browser, "6-read-token-asked")
+        token = browser.find_element(By.ID, "token")
+        token.send_keys("wrong")
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", token)
+        wait_for(lambda: "valid token" in text(browser, "#message"), 20, 0.1)
+        assert "private" not in text(browser, "#view")
+        token.clear()
+        token.send_keys(TOKEN)
+        browser.execute_script("arguments[0].dispatchEvent(new Event('change'))", token)
+        wait_for(lambda: text(browser, "#experiments tr[data-key=private] td.name"), 20, 0.1)
+        assert text(browser, "#message") == ""
+        browser.get(f"{base}/#/exp/private")  # the token stays for the tab: the next page reads with it
+        wait_for(lambda: text(browser, "#count-done b").isdigit() or text(browser, "#count-error b").isdigit(), 20, 0.1)
+        shots(browser, "7-read-token-given")
+    finally:
+        stop_all([dashboard])

@@ -43,6 +43,12 @@ INVALID = [
      "hyperfleet:workers.autoscaling.maxReplicas: Input should be greater than or equal to 1"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "trialsPerWorker": 0}}},
      "hyperfleet:workers.autoscaling.trialsPerWorker: Input should be greater than 0"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "maxReplicas": 4, "fallbackReplicas": 5}}},
+     "hyperfleet:workers.autoscaling: fallbackReplicas (5) is above maxReplicas (4)"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "fallbackReplicas": 0}}},
+     "hyperfleet:workers.autoscaling.fallbackReplicas: Input should be greater than or equal to 1"),
+    ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda", "fallbackFailureThreshold": -1}}},
+     "hyperfleet:workers.autoscaling.fallbackFailureThreshold: Input should be greater than or equal to 0"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "cpu"}}},
      "hyperfleet:workers.autoscaling: minReplicas: a CPU HorizontalPodAutoscaler can't scale to 0"),
     ({"target": "kubernetes", "workers": {"autoscaling": {"mode": "keda"}}, "monitor": {"enabled": False}},
@@ -136,6 +142,9 @@ def test_the_stack_configs_defaults_are_the_settings_values():
     ({"dashboard": {"enabled": True}, "monitor": {"enabled": False}}, "hyperfleet:dashboard.enabled: the monitor serves"),
     ({"dashboard": {"port": 0}}, "hyperfleet:dashboard.port:"),
     ({"dashboard": {"tokken": "x"}}, "hyperfleet:dashboard.tokken: unknown key"),
+    ({"dashboard": {"serviceType": "NodePort"}}, "hyperfleet:dashboard.serviceType: a Kubernetes Service's type"),
+    ({"target": "kubernetes", "dashboard": {"serviceType": "Ingress"}}, "hyperfleet:dashboard.serviceType: Input should be"),
+    ({"dashboard": {"readToken": "maybe"}}, "hyperfleet:dashboard.readToken: Input should be a valid boolean"),
     ({"notify": {"webhooks": [{"url": "ftp://x"}]}}, "hyperfleet:notify.webhooks[0].url:"),
     ({"notify": {"webhooks": []}}, "hyperfleet:notify.webhooks:"),
 ])
@@ -155,3 +164,39 @@ def test_autoscaling_defaults_are_the_charts_and_map_to_its_values():
                                                                           "cooldownSeconds": 15}}})
     assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
                                                                    "cooldownSeconds": 15}
+    assert chart["fallbackReplicas"] is None  # the chart's default: maxReplicas
+    config = parse_config({"target": "kubernetes", "workers": {"autoscaling": {
+        "mode": "keda", "maxReplicas": 4, "fallbackReplicas": 2, "fallbackFailureThreshold": 5}}})
+    assert chart_values(config, "s")["workers"]["autoscaling"] == {**chart, "mode": "keda", "maxReplicas": 4,
+                                                                   "fallbackReplicas": 2, "fallbackFailureThreshold": 5}
+
+
+@pytest.mark.parametrize("target,dashboard,on", [
+    ("docker", {}, False),
+    ("docker", {"publishHost": "localhost"}, False),
+    ("docker", {"publishHost": "::1"}, False),
+    ("docker", {"publishHost": "0.0.0.0"}, True),
+    ("docker", {"publishHost": "192.0.2.7"}, True),
+    ("docker", {"publishHost": "0.0.0.0", "readToken": False}, False),
+    ("docker", {"readToken": True}, True),
+    ("kubernetes", {}, False),
+    ("kubernetes", {"serviceType": "NodePort"}, True),
+    ("kubernetes", {"serviceType": "LoadBalancer"}, True),
+    ("kubernetes", {"serviceType": "LoadBalancer", "readToken": False}, False),
+    ("kubernetes", {"readToken": True}, True),
+])
+def test_the_dashboards_reads_need_the_token_when_published_beyond_loopback_unless_told(target, dashboard, on):
+    from infra.config import check_dashboard_token
+    from infra.kubernetes.values import chart_values
+
+    config = parse_config({"target": target, "dashboard": {"enabled": True, **dashboard}})
+    assert config.dashboard.reads_need_token(target) is on
+    if target == "kubernetes":
+        assert chart_values(config, "s")["dashboard"]["readToken"] is on
+    check_dashboard_token(config, "a token")  # with a token: fine either way
+    if on:
+        with pytest.raises(ConfigError) as err:
+            check_dashboard_token(config, None)
+        assert "hyperfleet:dashboardToken:" in str(err.value) and "readToken: false" in str(err.value)
+    else:
+        check_dashboard_token(config, None)

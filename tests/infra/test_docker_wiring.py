@@ -181,6 +181,24 @@ def test_without_a_token_the_dashboard_runs_with_its_actions_off_and_off_by_defa
     assert "dashboard_url" not in outputs
 
 
+def test_published_beyond_this_machine_the_dashboards_reads_need_the_token():
+    def monitor_command(dashboard: dict) -> list[str]:
+        mocks, _ = deploy({"dashboard": {"enabled": True, **dashboard}, "experiments": [EXPERIMENT]})
+        [monitor] = [r for r in by_type(mocks, "docker:index/container:Container") if r.name == "monitor-container"]
+        return monitor.inputs["command"]
+
+    pulumi.runtime.set_all_config({"hyperfleet:dashboardToken": "t0k3n"}, secret_keys=["hyperfleet:dashboardToken"])
+    try:
+        assert "--dashboard-read-token" not in monitor_command({})  # 127.0.0.1: this machine only
+        assert "--dashboard-read-token" in monitor_command({"publishHost": "0.0.0.0"})
+        assert "--dashboard-read-token" in monitor_command({"publishHost": "192.0.2.7"})
+        assert "--dashboard-read-token" not in monitor_command({"publishHost": "0.0.0.0", "readToken": False})
+        assert "--dashboard-read-token" in monitor_command({"readToken": True})
+        assert all("t0k3n" not in arg for arg in monitor_command({"readToken": True}))
+    finally:
+        pulumi.runtime.set_all_config({})
+
+
 def test_the_stacks_notify_goes_to_every_experiment_without_its_own():
     import json
 

@@ -190,8 +190,10 @@ def test_the_dashboards_token_goes_into_a_secret_the_chart_reads(tmp_path):
     token = secrets["hyperfleet-exp-dashboard"]
     assert SECRET_SIG in json.dumps(token.inputs["stringData"])
     assert "t0k3n" in json.dumps(token.inputs["stringData"])  # inside the secret envelope
-    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": True, "port": 9100,
+    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": True, "port": 9100, "serviceType": "ClusterIP",
+                                                          "readToken": False,
                                                           "existingSecret": "hyperfleet-exp-dashboard", "tokenKey": "token"}
     mocks, _ = deploy({"target": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig}, "experiments": [EXPERIMENT]})
-    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": False, "port": 8090}
+    assert helm_values(mocks)["values"]["dashboard"] == {"enabled": False, "port": 8090, "serviceType": "ClusterIP",
+                                                          "readToken": False}
     assert [s.inputs["metadata"]["name"] for s in by_type(mocks, "kubernetes:core/v1:Secret")] == ["hyperfleet-t-mongo-auth"]

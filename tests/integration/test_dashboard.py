@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from tests.helpers import jobs, run_cli, start_dashboard, start_monitor, start_worker, stop_all, wait_for
+from tests.helpers import jobs, run_cli, start_dashboard, start_monitor, start_worker, stop_all, wait_for, worker_env
 
 TOKEN = "dashboard-t0ken-for-tests"
 # x > 4 fails (tests.objectives.mixed): about two trials in three are errors with a traceback
@@ -132,13 +133,13 @@ def test_actions_need_a_configured_token_and_the_right_one(finished, dashboard):
     requeue = f"/api/experiments/mixed/trials/{failed['tid']}/requeue"
     proc, without = start_dashboard(finished)  # no token: actions are off
     try:
-        assert get(without, "/api/config") == {"actions": False}
+        assert get(without, "/api/config") == {"actions": False, "read_token": False}
         for path, method in ((requeue, "POST"), ("/api/experiments/mixed/cancel", "POST"), ("/api/experiments/mixed", "DELETE")):
             status, body = call(without, path, method, token=TOKEN)
             assert status == 403 and "no token" in body["error"], (path, status, body)
     finally:
         stop_all([proc])
-    assert get(dashboard, "/api/config") == {"actions": True}
+    assert get(dashboard, "/api/config") == {"actions": True, "read_token": False}
     assert call(dashboard, requeue, "POST")[0] == 401
     assert call(dashboard, requeue, "POST", token="wrong")[0] == 401
     assert jobs(finished).find_one({"_id": failed["_id"]})["state"] == JOB_STATE_ERROR  # nothing happened
@@ -200,9 +201,75 @@ def test_the_monitor_serves_the_dashboard_when_asked(mongo_url):
     monitor = start_monitor(mongo_url, "--health-port", "0", "--dashboard-port", str(port), "--dashboard-token", TOKEN)
     try:
         config = wait_for(lambda: _answer(f"http://127.0.0.1:{port}/api/config"), 30, 0.1)
-        assert config == {"actions": True}
+        assert config == {"actions": True, "read_token": False}
     finally:
         stop_all([monitor])
+
+
+def read_paths(url: str) -> list[str]:
+    """Every read of the API, on a trial of ``url``'s experiment "mixed" that has a log."""
+    failed = jobs(url).find_one({"exp_key": "mixed", "state": JOB_STATE_ERROR})
+    store = JobStore.connect(url)
+    store.trial_attachments(failed)["container.log"] = b"secret-ish log line\n"
+    store.close()
+    trial = f"/api/experiments/mixed/trials/{failed['tid']}"
+    return ["/api/experiments", "/api/experiments/mixed", "/api/experiments/mixed/trials?state=error&sort=loss",
+            trial, f"{trial}/attachments/container.log"]
+
+
+@pytest.mark.timeout(120)
+def test_with_read_token_the_monitors_dashboard_shows_nothing_without_the_token(finished, tmp_path):
+    from testbed.processes import free_port
+
+    paths = read_paths(finished)
+    served = {}
+    for read_token in (True, False):
+        port = free_port()
+        flag = "--dashboard-read-token" if read_token else "--no-dashboard-read-token"
+        log = tmp_path / f"monitor-{read_token}.log"
+        with log.open("w") as out:  # every log line, debug included, to look for the token in
+            monitor = start_monitor(finished, "--health-port", "0", "--dashboard-port", str(port), flag, "--log-level",
+                                    "debug", env=worker_env(HYPERFLEET_MONITOR_DASHBOARD_TOKEN=TOKEN), stdout=out,
+                                    stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            config = wait_for(lambda base=base: _answer(f"{base}/api/config"), 30, 0.1)
+            assert config == {"actions": True, "read_token": read_token}
+            with urllib.request.urlopen(base + "/", timeout=10) as page:  # the page holds no data: always served
+                assert page.status == 200 and b"app.js" in page.read()
+            wait_for(lambda base=base: call(base, "/api/experiments", "GET", token=TOKEN)[1], 30, 0.1)  # loaded
+            for path in paths:
+                answers = [call(base, path, "GET", token=t) for t in (None, "wrong", TOKEN)]
+                assert answers[2][0] == 200, (path, answers[2])
+                if read_token:
+                    assert [a[0] for a in answers[:2]] == [401, 401], (path, answers)
+                    assert "token" in answers[0][1]["error"] and "mixed" not in json.dumps(answers[:2])
+                else:
+                    assert answers[0] == answers[2], path  # no token needed to read
+                served[read_token, path] = answers[2][1]
+        finally:
+            stop_all([monitor])
+        output = log.read_text()
+        assert "dashboard on" in output and TOKEN not in output, output
+    # the same trial, behind the token or not
+    assert served[True, paths[3]]["params"] == served[False, paths[3]]["params"]
+
+
+def test_with_read_token_the_dashboard_command_refuses_reads_without_the_token_and_needs_one(finished):
+    proc, base = start_dashboard(finished, "--read-token", token=TOKEN)
+    try:
+        assert get(base, "/api/config") == {"actions": True, "read_token": True}
+        wait_for(lambda: call(base, "/api/experiments", "GET", token=TOKEN)[0] == 200, 30, 0.1)
+        assert call(base, "/api/experiments", "GET")[0] == 401
+        assert call(base, "/api/experiments/mixed/trials", "GET", token="wrong")[0] == 401
+        assert call(base, "/api/experiments/mixed/trials", "GET", token=TOKEN)[1]["total"] == 12
+    finally:
+        stop_all([proc])
+    # reads behind a token that does not exist: a usage error, before the database is contacted
+    for argv in (["dashboard", "--read-token"], ["monitor", "--dashboard-port", "8090", "--dashboard-read-token"]):
+        result = subprocess.run([sys.executable, "-m", "hyperfleet", *argv, "--mongo", "mongodb://192.0.2.1:1/x"],
+                                env=worker_env(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and "read-token" in result.stderr and "token" in result.stderr, result.stderr
 
 
 def _answer(url: str):

@@ -154,3 +154,19 @@ nothing downstream could tell. Call with (dict "path" "values" "value" .Values).
 {{- end -}}
 {{- ternary "true" "" $on -}}
 {{- end -}}
+
+{{/* KEDA's fallback replicas, given workers.autoscaling: fallbackReplicas, empty meaning maxReplicas. */}}
+{{- define "hyperfleet.fallbackReplicas" -}}
+{{- if kindIs "invalid" .fallbackReplicas -}}{{ .maxReplicas }}{{- else -}}{{ .fallbackReplicas }}{{- end -}}
+{{- end -}}
+
+{{/* "true" when the dashboard's reads need its token: dashboard.readToken, else published beyond the
+cluster (a Service type other than ClusterIP). infra/config.py DashboardConfig.reads_need_token: the same rule. */}}
+{{- define "hyperfleet.dashboardReadToken" -}}
+{{- $board := .Values.dashboard -}}
+{{- if kindIs "invalid" $board.readToken -}}
+{{- ternary "true" "" (ne $board.serviceType "ClusterIP") -}}
+{{- else -}}
+{{- ternary "true" "" $board.readToken -}}
+{{- end -}}
+{{- end -}}

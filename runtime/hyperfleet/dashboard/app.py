@@ -7,7 +7,8 @@ its production server and runs in a thread of the monitor as well as on its own.
 The API (all JSON; the page uses nothing else):
 
 ====================================================  ==========================================
-GET    /api/config                                     ``{actions: bool}``: is a token configured
+GET    /api/config                                     ``{actions, read_token}``: is a token configured,
+                                                       do reads need it (always open: no data)
 GET    /api/experiments                                every experiment's counts, best, rate, ETA
 GET    /api/experiments/{key}                          its summary and every finished trial (plots)
 GET    /api/experiments/{key}/trials                   a page of the table: ``state``, ``param`` +
@@ -22,7 +23,9 @@ DELETE /api/experiments/{key}                          the experiment, its trial
 ====================================================  ==========================================
 
 Actions (POST, DELETE) need ``Authorization: Bearer TOKEN``. Without a configured token they are off
-(403); a missing or wrong token is 401.
+(403); a missing or wrong token is 401. With ``read_token`` every other ``/api/`` call (what the page
+shows) needs the token too (401 without it); the page itself and ``/api/config`` hold no data and stay
+open, so the page can ask for the token.
 """
 
 from __future__ import annotations
@@ -42,19 +45,42 @@ from . import data
 STATIC = Path(__file__).parent / "static"
 
 
+class ReadTokenWithoutToken(ValueError):
+    """Reads are to need the token, and there is none."""
+
+
 def create_app(store: JobStore, token: str | None = None, refresh_seconds: float = 1.0,
-               preload: bool = True) -> Starlette:
+               preload: bool = True, read_token: bool = False) -> Starlette:
     """The app over ``store``; its cache of the experiments is refreshed in a thread (and, with
-    ``preload``, loaded here first)."""
+    ``preload``, loaded here first). ``read_token``: reads need ``token`` too."""
+    if read_token and not token:
+        raise ReadTokenWithoutToken("reads are to need the dashboard's token, and none is configured")
     cache = data.Experiments(store, refresh_seconds=refresh_seconds).start(preload=preload)
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def refused() -> JSONResponse:
+        return JSONResponse({"error": "a valid token is needed (Authorization: Bearer TOKEN)"}, 401)
+
     def guarded(action):
         async def endpoint(request: Request):
             if not token:
                 return JSONResponse({"error": "actions are off: the dashboard has no token configured"}, 403)
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"error": "a valid token is needed (Authorization: Bearer TOKEN)"}, 401)
+            if not authorized(request):
+                return refused()
             return await answered(action)(request)
+        return endpoint
+
+    def read(fn):
+        """A read of the experiments: with read_token, only with the token."""
+        answer = answered(fn)
+        if not read_token:
+            return answer
+
+        async def endpoint(request: Request):
+            return await answer(request) if authorized(request) else refused()
         return endpoint
 
     def answered(fn):
@@ -101,30 +127,32 @@ def create_app(store: JobStore, token: str | None = None, refresh_seconds: float
 
     routes = [
         Route("/", index),
-        Route("/api/config", answered(lambda r: {"actions": bool(token)})),
-        Route("/api/experiments", answered(lambda r: data.experiments(cache))),
-        Route("/api/experiments/{key}", answered(lambda r: data.experiment(cache, key(r)))),
+        Route("/api/config", answered(lambda r: {"actions": bool(token), "read_token": read_token})),
+        Route("/api/experiments", read(lambda r: data.experiments(cache))),
+        Route("/api/experiments/{key}", read(lambda r: data.experiment(cache, key(r)))),
         Route("/api/experiments/{key}", guarded(lambda r: data.delete(cache, key(r))), methods=["DELETE"]),
         Route("/api/experiments/{key}/cancel", guarded(lambda r: data.cancel(cache, key(r))), methods=["POST"]),
-        Route("/api/experiments/{key}/trials", answered(trials)),
-        Route("/api/experiments/{key}/trials/{tid:int}", answered(lambda r: data.trial(cache, key(r), tid(r)))),
+        Route("/api/experiments/{key}/trials", read(trials)),
+        Route("/api/experiments/{key}/trials/{tid:int}", read(lambda r: data.trial(cache, key(r), tid(r)))),
         Route("/api/experiments/{key}/trials/{tid:int}/requeue",
               guarded(lambda r: data.requeue(cache, key(r), tid(r))), methods=["POST"]),
-        Route("/api/experiments/{key}/trials/{tid:int}/attachments/{name}", answered(attachment)),
+        Route("/api/experiments/{key}/trials/{tid:int}/attachments/{name}", read(attachment)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)
 
 
-def serve(store: JobStore, host: str, port: int, token: str | None = None, in_thread: bool = False):
+def serve(store: JobStore, host: str, port: int, token: str | None = None, in_thread: bool = False,
+          read_token: bool = False):
     """Serve the dashboard with uvicorn: here until stopped, or in a daemon thread (the monitor's);
-    returns the uvicorn Server (``should_exit = True`` stops it)."""
+    returns the uvicorn Server (``should_exit = True`` stops it). ReadTokenWithoutToken before anything
+    is served when ``read_token`` has no ``token``."""
     import threading
 
     import uvicorn
 
     # in the monitor's thread: the monitor's own start does not wait for the dashboard's first load
-    app = create_app(store, token, preload=not in_thread)
+    app = create_app(store, token, preload=not in_thread, read_token=read_token)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     if in_thread:
         threading.Thread(target=server.run, name="hyperfleet-dashboard", daemon=True).start()

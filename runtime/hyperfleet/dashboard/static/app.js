@@ -5,12 +5,16 @@ const REFRESH_MS = 2000;
 const view = document.getElementById("view");
 const tokenInput = document.getElementById("token");
 let actions = false;
+let readToken = false;  // the server wants the token for reads too
 let timer = null;
 let table = {state: "", param: "", min: "", max: "", sort: "tid", order: "asc", offset: 0};
 let tableKey = null;
 
 tokenInput.value = sessionStorage.getItem("hyperfleet-token") || "";
-tokenInput.addEventListener("change", () => sessionStorage.setItem("hyperfleet-token", tokenInput.value));
+tokenInput.addEventListener("change", () => {
+  sessionStorage.setItem("hyperfleet-token", tokenInput.value);
+  if (readToken) { say(""); route(); }
+});
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -23,7 +27,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 async function api(path, options = {}) {
-  const headers = options.method ? {Authorization: "Bearer " + tokenInput.value} : {};
+  // actions always carry the token; reads when the server wants it for them
+  const headers = options.method || readToken ? {Authorization: "Bearer " + tokenInput.value} : {};
   const response = await fetch(path, {...options, headers});
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || response.statusText);
@@ -249,9 +254,14 @@ async function route(auto = false) {
 async function start() {
   const config = await api("/api/config");
   actions = config.actions;
+  readToken = config.read_token;
   document.getElementById("actions-note").textContent = actions ? "" : "Actions are off: no token is configured.";
   document.getElementById("token-box").hidden = !actions;
+  if (readToken && !tokenInput.value) {
+    view.replaceChildren(el("p", {class: "muted"}, "This dashboard needs its token to show anything: enter it above."));
+    tokenInput.focus();
+  }
   window.addEventListener("hashchange", () => { table.offset = 0; route(); });
-  route();
+  if (!readToken || tokenInput.value) route();
 }
 start();

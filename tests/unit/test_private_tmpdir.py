@@ -1,0 +1,51 @@
+"""scripts/private-tmpdir.sh, which the Makefile's PULUMI_ENV and tests/pulumi_engine.py run pulumi
+through: the command gets a private TMPDIR (mode 700, under the caller's TMPDIR), removed with what it
+holds when the command ends, its exit status kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.pulumi_engine import PRIVATE_TMPDIR
+
+# what the kubernetes provider does: a kubeconfig copy in the temp directory, left there
+WRITE_AND_EXIT = 'f="$(mktemp "$TMPDIR/kubeconfigXXXX")"; echo "$TMPDIR $f"; stat -c %a "$TMPDIR"; exit "$1"'
+
+
+def run(outer: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PRIVATE_TMPDIR), *argv], env={**os.environ, "TMPDIR": str(outer)},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_the_command_gets_a_private_directory_that_goes_when_it_ends(tmp_path):
+    for status in (0, 3):
+        result = run(tmp_path, "sh", "-c", WRITE_AND_EXIT, "sh", str(status))
+        assert result.returncode == status, result.stderr
+        (private, copy), mode = (line.split() for line in result.stdout.splitlines())
+        assert Path(private).parent == tmp_path and Path(copy).parent == Path(private)
+        assert mode == ["700"]
+        assert not Path(private).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
+    wrapper = subprocess.Popen([str(PRIVATE_TMPDIR), "sh", "-c", 'echo "$TMPDIR"; touch "$TMPDIR/kubeconfig1"; sleep 30'],
+                               env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    private = Path(wrapper.stdout.readline().strip())
+    deadline = time.monotonic() + 10
+    while not (private / "kubeconfig1").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (private / "kubeconfig1").exists()
+    os.killpg(wrapper.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
+    assert wrapper.wait(10) == 130
+    assert not private.exists()
+
+
+def test_no_command_is_a_usage_error(tmp_path):
+    result = run(tmp_path)
+    assert result.returncode == 2 and "usage" in result.stderr
