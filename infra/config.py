@@ -106,8 +106,29 @@ class MongoConfig(_Model):
     """the address publishPort is published on"""
     advertise_host: str | None = None
     """how workers on other Docker hosts reach Mongo (an address of the first host); needed with several hosts"""
+    allow_plaintext: bool = False
+    """Docker: serve a Mongo published beyond loopback (publishHost not 127.0.0.1, as several hosts need) without
+    TLS. By default it then requires TLS, with a CA and a server certificate the stack makes (names: advertiseHost,
+    publishHost, the container's name; the key a Pulumi secret, in the Mongo container only), and every client
+    verifies it. Set true only on a network you trust: the trials, attachments and login exchange cross it in clear"""
     resources: ResourcesConfig = ResourcesConfig()
     """cpu and memory"""
+
+    def published_beyond_loopback(self) -> bool:
+        """Docker: the port is published on an address other machines may reach."""
+        return bool(self.publish_port) and not is_loopback(f"tcp://{_bracketed(self.publish_host)}")
+
+    def tls_names(self, container_name: str) -> list[str]:
+        """The names clients reach the server by (its certificate's): the container's on the stack's network,
+        advertiseHost, publishHost unless it is a wildcard."""
+        wildcard = ("0.0.0.0", "::", "[::]")
+        return list(dict.fromkeys([container_name, *[h for h in (self.advertise_host, self.publish_host)
+                                                     if h and h not in wildcard]]))
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as a URL's host part (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class AutoscalingConfig(_Model):
@@ -361,6 +382,13 @@ class StackConfig(_Model):
             if is_loopback(f"tcp://{self.mongo.publish_host}"):
                 raise ValueError(f"mongo.publishHost: {self.mongo.publish_host} can't be reached from the other "
                                  "Docker hosts; publish on advertiseHost's address (or 0.0.0.0)")
+        if self.mongo.allow_plaintext and "allow_plaintext" in self.mongo.model_fields_set:
+            if self.target != "docker":
+                raise ValueError(f"mongo.allowPlaintext: the {self.target} target serves Mongo on the cluster's own "
+                                 "Service, without TLS either way (docs/security.md); remove it")
+            if not self.mongo.published_beyond_loopback():
+                raise ValueError("mongo.allowPlaintext: Mongo is not published beyond this machine (publishPort on "
+                                 "a non-loopback publishHost), so there is no TLS to turn off; remove it")
         if self.target == "docker":
             self._check_docker_access()
             if "service_type" in self.dashboard.model_fields_set:
@@ -391,6 +419,11 @@ class StackConfig(_Model):
             path = getattr(self.docker.ssh, key)
             if path and not Path(path).expanduser().is_file():
                 raise ValueError(f"docker.ssh.{to_camel(key)}: no file {path}")
+
+    @property
+    def mongo_tls(self) -> bool:
+        """Mongo requires TLS: the docker target, published beyond loopback, unless mongo.allowPlaintext."""
+        return self.target == "docker" and self.mongo.published_beyond_loopback() and not self.mongo.allow_plaintext
 
     @property
     def worker_image(self) -> str:

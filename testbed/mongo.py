@@ -7,6 +7,9 @@ In order of preference (``HYPERFLEET_TEST_SERVER`` picks one: ``mongod`` or ``fe
   ``testbed/install/test-server.sh`` (``make mongo-server``) builds: indexes, atomic findAndModify and
   SCRAM-SHA-256 logins, served by the database itself (no proxy of ours in between).
 
+With ``tls=ServerTls(ca_file, certificate_key_file)`` it serves TLS only (mongod's ``--tlsMode requireTLS``,
+FerretDB's TLS listener with its plain one off), and its URLs carry ``tls=true&tlsCAFile=``.
+
 ``python -m testbed.mongo --dbpath DIR --port N [--no-auth]`` runs one in the foreground until
 SIGTERM (hyperopt's own test suite starts its servers that way).
 """
@@ -14,6 +17,7 @@ SIGTERM (hyperopt's own test suite starts its servers that way).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import hashlib
 import os
@@ -45,6 +49,14 @@ KINDS = ("mongod", "ferretdb")
 SUPERUSER = "hyperfleet"
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerTls:
+    """The files of a TLS server: the CA its clients trust, and its key with its certificate (one PEM file)."""
+
+    ca_file: str
+    certificate_key_file: str
+
+
 def choose_kind() -> str:
     wanted = os.environ.get("HYPERFLEET_TEST_SERVER", "auto")
     if wanted not in ("auto", *KINDS):
@@ -67,9 +79,10 @@ class MongoServer(ManagedServer):
     directory, where local connections are trusted."""
 
     def __init__(self, kind: str | None = None, auth: bool = True, data_dir: str | None = None,
-                 port: int | None = None):
+                 port: int | None = None, tls: ServerTls | None = None):
         self.kind = kind or choose_kind()
         self.auth = auth
+        self.tls = tls
         self.username = SUPERUSER
         self.password = secrets.token_urlsafe(18) if self.auth else None
         self.port = port or free_port()
@@ -91,10 +104,12 @@ class MongoServer(ManagedServer):
 
     def database_url(self, database: str, password: str | None = None) -> str:
         """The address of ``database`` with this server's credentials (or with ``password`` instead)."""
+        tls = f"tls=true&tlsCAFile={self.tls.ca_file}" if self.tls else ""
         if not self.auth:
-            return f"mongodb://127.0.0.1:{self.port}/{database}"
+            return f"mongodb://127.0.0.1:{self.port}/{database}" + (f"?{tls}" if tls else "")
         secret = urllib.parse.quote(password if password is not None else self.password, safe="")
-        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?authSource=admin"
+        return f"mongodb://{self.username}:{secret}@127.0.0.1:{self.port}/{database}?authSource=admin" + \
+            (f"&{tls}" if tls else "")
 
     def _spawn(self, argv: list[str], name: str, **kwargs) -> subprocess.Popen:
         log = open(os.path.join(self.data_dir, f"{name}.log"), "ab")
@@ -109,6 +124,8 @@ class MongoServer(ManagedServer):
         if self.kind == "mongod":
             argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
                     "--bind_ip", "127.0.0.1", "--quiet"] + (["--auth"] if self.auth else [])
+            if self.tls:
+                argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.certificate_key_file]
         else:
             self._start_postgres()
             argv = self._ferretdb_argv()
@@ -118,7 +135,12 @@ class MongoServer(ManagedServer):
 
     def _ferretdb_argv(self) -> list[str]:
         backend = f"postgres://{self.username}@/postgres?host={urllib.parse.quote(self.data_dir)}&port={self.postgres_port}"
-        return [str(FERRETDB), f"--listen-addr=127.0.0.1:{self.port}", f"--postgresql-url={backend}",
+        # "-" turns the plain listener off: with TLS, only the TLS one answers (one file: key and certificate)
+        listen = ([f"--listen-addr=127.0.0.1:{self.port}"] if not self.tls else
+                  ["--listen-addr=-", f"--listen-tls=127.0.0.1:{self.port}",
+                   f"--listen-tls-cert-file={self.tls.certificate_key_file}",
+                   f"--listen-tls-key-file={self.tls.certificate_key_file}"])
+        return [str(FERRETDB), *listen, f"--postgresql-url={backend}",
                 "--telemetry=disable", f"--state-dir={self.data_dir}", "--debug-addr=-", "--log-level=warn",
                 *([] if self.auth else ["--no-auth"])]
 
@@ -159,7 +181,8 @@ class MongoServer(ManagedServer):
 
     def _create_mongod_user(self, deadline: float) -> None:
         """The root user, made without credentials through mongod's localhost exception (first start)."""
-        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=500)
+        tls = {"tls": True, "tlsCAFile": self.tls.ca_file} if self.tls else {}
+        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=500, **tls)
         try:
             while True:
                 try:

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pulumi
 import pulumi_docker as docker
-from hyperfleet.contract import ROLE_LABEL, STACK_LABEL
+from hyperfleet.contract import MONGO_TLS_CA_FILE, ROLE_LABEL, STACK_LABEL
 
 from ..config import ResourcesConfig
 
@@ -43,3 +43,11 @@ def limits(resources: ResourcesConfig) -> dict:
 def secret_env(value: pulumi.Input[str], render: Callable[[str], list[str]]) -> pulumi.Output[list[str]]:
     """A container's environment built from a secret (a password, a URL holding one), kept secret."""
     return pulumi.Output.secret(pulumi.Output.from_input(value).apply(render))
+
+
+def mongo_ca_uploads(ca_cert: pulumi.Input[str] | None) -> list[docker.ContainerUploadArgs]:
+    """What a Mongo client's container gets when Mongo requires TLS: the CA its URL's tlsCAFile names (public:
+    readable by the runtime's user); nothing otherwise."""
+    if ca_cert is None:
+        return []
+    return [docker.ContainerUploadArgs(file=MONGO_TLS_CA_FILE, content=ca_cert, permissions="0444")]

@@ -14,7 +14,7 @@ import pulumi_docker as docker
 
 from hyperfleet.contract import DRIVER_SPEC_PATH, EXP_KEY_LABEL, ROLE_DRIVER, STACK_CONNECT_TIMEOUT_SECONDS, command_env
 
-from .common import DockerPlacement, child_opts, labels, secret_env
+from .common import DockerPlacement, child_opts, labels, mongo_ca_uploads, secret_env
 
 
 @dataclasses.dataclass
@@ -25,6 +25,8 @@ class ExperimentArgs:
     image: pulumi.Input[str]
     placement: DockerPlacement
     mongo_url: pulumi.Input[str]
+    #: the CA of Mongo's TLS certificate, when Mongo requires TLS (Mongo.ca_cert)
+    mongo_ca_cert: pulumi.Input[str] | None = None
 
 
 class Experiment(pulumi.ComponentResource):
@@ -39,7 +41,8 @@ class Experiment(pulumi.ComponentResource):
             image=args.image,
             command=["run", DRIVER_SPEC_PATH, "--no-progress", "--connect-timeout-seconds", str(STACK_CONNECT_TIMEOUT_SECONDS)],
             envs=envs,
-            uploads=[docker.ContainerUploadArgs(file=DRIVER_SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True))],
+            uploads=[docker.ContainerUploadArgs(file=DRIVER_SPEC_PATH, content=json.dumps(args.spec, indent=2, sort_keys=True)),
+                     *mongo_ca_uploads(args.mongo_ca_cert)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.placement.network.name)],
             restart="on-failure",
             max_retry_count=20,

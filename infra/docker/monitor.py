@@ -18,7 +18,7 @@ from hyperfleet.contract import (
 
 from ..config import DashboardConfig, MonitorConfig
 
-from .common import DockerPlacement, child_opts, labels, limits, secret_env
+from .common import DockerPlacement, child_opts, labels, limits, mongo_ca_uploads, secret_env
 from .worker_pool import DOCKER_SOCKET
 
 
@@ -60,6 +60,8 @@ class MonitorArgs:
     dashboard_token: pulumi.Input[str] | None = None
     #: the other Docker hosts it watches (several hosts)
     remote_engines: RemoteEngines = dataclasses.field(default_factory=RemoteEngines)
+    #: the CA of Mongo's TLS certificate, when Mongo requires TLS (Mongo.ca_cert)
+    mongo_ca_cert: pulumi.Input[str] | None = None
 
 
 class Monitor(pulumi.ComponentResource):
@@ -96,7 +98,7 @@ class Monitor(pulumi.ComponentResource):
             # lists worker containers through the engine; the socket is root's (read-only mount)
             volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET, read_only=True)],
             user="0",
-            uploads=args.remote_engines.uploads(),
+            uploads=args.remote_engines.uploads() + mongo_ca_uploads(args.mongo_ca_cert),
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "python3", "-c",
                        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz')"],

@@ -47,7 +47,7 @@ class DockerTargetArgs:
 
 
 class DockerTarget(pulumi.ComponentResource):
-    #: the stack's outputs (mongo_url, worker_containers, status_command, experiments, dashboard_url)
+    #: the stack's outputs (mongo_url, worker_containers, status_command, experiments, dashboard_url, mongo_ca_cert)
     outputs: dict
 
     def __init__(self, name: str, args: DockerTargetArgs, opts: pulumi.ResourceOptions | None = None):
@@ -68,29 +68,33 @@ class DockerTarget(pulumi.ComponentResource):
 
         image = runtime_image(config, child(provider=home.provider))
         password = GeneratedPassword("mongo-password", opts=child())
-        mongo = Mongo("mongo", MongoArgs(stack=stack, config=config.mongo, placement=home, password=password.result),
-                      opts=child())
+        mongo = Mongo("mongo", MongoArgs(stack=stack, config=config.mongo, placement=home, password=password.result,
+                                         tls=config.mongo_tls), opts=child())
         mongo_urls = [mongo.url] + [mongo.advertised_url] * (len(placements) - 1)
         specs = config.experiment_specs()
         container_objectives = any(not isinstance(s.objective, str) for s in specs)
         workers = WorkerPool("workers", WorkerPoolArgs(
             stack=stack, config=config.workers, image=image, placements=placements, mongo_urls=mongo_urls,
-            docker_socket=container_objectives), opts=child())
+            docker_socket=container_objectives, mongo_ca_cert=mongo.ca_cert), opts=child())
         outputs = {}
         if config.monitor.enabled:
             monitor = Monitor("monitor", MonitorArgs(stack=stack, config=config.monitor, image=image, placement=home,
                                                      mongo_url=mongo.url, dashboard=config.dashboard,
                                                      dashboard_token=dashboard_token(),
-                                                     remote_engines=remote_engines(config)), opts=child())
+                                                     remote_engines=remote_engines(config),
+                                                     mongo_ca_cert=mongo.ca_cert), opts=child())
             if monitor.dashboard_url:
                 outputs["dashboard_url"] = monitor.dashboard_url
         for spec, raw in zip(specs, config.experiment_spec_dicts, strict=True):
             Experiment(f"experiment-{spec.key}", ExperimentArgs(stack=stack, spec=raw, exp_key=spec.key, image=image,
-                                                                 placement=home, mongo_url=mongo.url),
+                                                                 placement=home, mongo_url=mongo.url,
+                                                                 mongo_ca_cert=mongo.ca_cert),
                        opts=child(depends_on=[workers]))
         self.outputs = {"mongo_url": mongo.url, "worker_containers": workers.container_names,
                         "status_command": f"docker exec hyperfleet-{stack}-monitor hyperfleet status",
                         "experiments": [s.key for s in specs], **outputs}
+        if mongo.ca_cert is not None:  # public: what a client outside the stack verifies Mongo with
+            self.outputs["mongo_ca_cert"] = mongo.ca_cert
         self.register_outputs(self.outputs)
 
 

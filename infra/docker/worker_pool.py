@@ -19,7 +19,7 @@ from hyperfleet.contract import (
 
 from ..config import WorkersConfig
 
-from .common import DockerPlacement, child_opts, labels, limits, secret_env
+from .common import DockerPlacement, child_opts, labels, limits, mongo_ca_uploads, secret_env
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 
@@ -34,6 +34,8 @@ class WorkerPoolArgs:
     mongo_urls: list[pulumi.Input[str]]
     #: mount the engine's socket so container objectives can start their trial containers
     docker_socket: bool = False
+    #: the CA of Mongo's TLS certificate, when Mongo requires TLS (Mongo.ca_cert)
+    mongo_ca_cert: pulumi.Input[str] | None = None
 
 
 class WorkerPool(pulumi.ComponentResource):
@@ -68,6 +70,7 @@ class WorkerPool(pulumi.ComponentResource):
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=placement.network.name)],
                 volumes=volumes,
                 user=user,
+                uploads=mongo_ca_uploads(args.mongo_ca_cert) or None,
                 # `docker ps` says unhealthy when the worker's loop is stuck (as the chart's liveness probe)
                 healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD", "hyperfleet", "alive", ALIVE_FILE],
                                                             interval="30s", timeout="10s", retries=3),

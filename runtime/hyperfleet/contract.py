@@ -71,6 +71,9 @@ K8S_COMPONENT_LABEL = "app.kubernetes.io/component"
 ALIVE_FILE = "/tmp/hyperfleet-alive"
 #: the port Mongo listens on in its container or pod
 MONGO_PORT = 27017
+#: where a deployed stack's Mongo clients (workers, monitor, drivers) find the CA that signed Mongo's TLS
+#: certificate: their URL's ``tlsCAFile`` (infra/ uploads it into their containers)
+MONGO_TLS_CA_FILE = "/etc/hyperfleet/mongo-ca.pem"
 #: the monitor's /healthz and /metrics
 HEALTH_PORT = 8080
 #: the gauge on /metrics that autoscalers read (the chart's KEDA trigger): trials that want a worker now

@@ -6,12 +6,16 @@ Accepted spellings:
 * hyperopt's ``mongo://[user:pw@]host[:port]/db[/collection]``
 * hyperopt-mongo-worker's bare ``host[:port]/db`` (its ``--mongo`` flag)
 
+TLS options go in the query as pymongo takes them (``?tls=true&tlsCAFile=/path/ca.pem``: what a deployed
+stack gives its containers when Mongo is reachable beyond one machine); a file they name must be readable.
+
 The database defaults to ``hyperopt`` and the jobs collection to ``jobs``, as in hyperopt.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import urllib.parse
 
@@ -41,9 +45,17 @@ class MongoAddress:
         return redact_url(self.uri)
 
 
+#: query options whose values are secrets (a client key's passphrase; AWS_SESSION_TOKEN in the properties)
+SECRET_OPTIONS = ("tlsCertificateKeyFilePassword", "authMechanismProperties")
+_SECRET_OPTION = re.compile(r"([?&](?:%s)=)[^&#]*" % "|".join(SECRET_OPTIONS), re.IGNORECASE)
+#: query options that name files the client reads (pymongo checks they are readable)
+_FILE_OPTIONS = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with the password of its user part (``user:password@``) replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+    """``url`` with the password of its user part (``user:password@``) and the values of secret query options
+    (``SECRET_OPTIONS``) replaced by ``***``."""
+    return _SECRET_OPTION.sub(r"\1***", re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url))
 
 
 def parse_uri_user(uri: str) -> str | None:
@@ -78,7 +90,9 @@ def parse_mongo_url(text: str) -> MongoAddress:
     try:
         parsed = parse_uri(text, validate=True, warn=False, connect_timeout=1)
     except (InvalidURI, ConfigurationError, ValueError) as err:
-        raise MongoUrlError(f"malformed MongoDB URL: {err}") from None
+        raise MongoUrlError(f"malformed MongoDB URL: {redact_url(str(err))}") from None
+    except OSError:  # a TLS file the query names (pymongo opens it to check)
+        raise MongoUrlError(f"the MongoDB URL names a file that is not readable here: {_unreadable(text)}") from None
 
     database = parsed.get("database") or DEFAULT_DATABASE
     if not _NAME.match(database):
@@ -90,6 +104,14 @@ def parse_mongo_url(text: str) -> MongoAddress:
     if not parsed.get("database"):
         text = _with_database(text, database)
     return MongoAddress(uri=text, database=database, collection=collection)
+
+
+def _unreadable(uri: str) -> str:
+    """The ``option=path`` pairs of ``uri``'s query whose file can't be read."""
+    query = urllib.parse.parse_qs(uri.partition("?")[2])
+    named = {key: values[-1] for key, values in query.items() if key.lower() in {o.lower() for o in _FILE_OPTIONS}}
+    bad = [f"{key}={path}" for key, path in named.items() if not os.access(path, os.R_OK)]
+    return ", ".join(bad) or ", ".join(f"{key}={path}" for key, path in named.items())
 
 
 def _split_collection(uri: str) -> tuple[str, str]:

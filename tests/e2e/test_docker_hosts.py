@@ -7,6 +7,11 @@ experiments (a Python objective and a container objective) reach max_evals with 
 engine, each trial container on the engine of the worker that reserved it; a worker container killed
 on any engine has its trial requeued by the monitor, which lists the containers of every host, within
 5 s (the heartbeat grace is 60 s); `pulumi destroy` leaves nothing on any engine.
+
+Mongo, published on the home host's address, requires TLS: the workers' URL says tls=true with the CA's
+path, a plaintext client of the published port is refused, a client with the stack's CA (its output
+mongo_ca_cert) works, and the server's key is in no container's `docker inspect`, not in the exported
+state unencrypted, and in no stack output.
 """
 
 import json
@@ -17,7 +22,15 @@ import pymongo
 import pytest
 
 from testbed.processes import CACHE_DIR
-from hyperfleet.contract import EXP_KEY_LABEL, ROLE_LABEL, ROLE_TRIAL, ROLE_WORKER, STACK_LABEL, TID_LABEL
+from hyperfleet.contract import (
+    EXP_KEY_LABEL,
+    MONGO_TLS_CA_FILE,
+    ROLE_LABEL,
+    ROLE_TRIAL,
+    ROLE_WORKER,
+    STACK_LABEL,
+    TID_LABEL,
+)
 from hyperfleet.mongo_url import parse_mongo_url
 from testbed.docker_hosts import SSH_ENGINE, TLS_ENGINE
 from tests.helpers import REPO, wait_for
@@ -109,8 +122,15 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     remote_worker = f"hyperfleet-{STACK}-worker-1"
     env = json.loads(docker(SSH_ENGINE.socket, "inspect", "--format", "{{json .Config.Env}}", remote_worker))
     url = next(e.split("=", 1)[1] for e in env if e.startswith("MONGO_URL="))
-    assert "@10.213.0.1:27117/" in url
-    address = parse_mongo_url(url)
+    assert "@10.213.0.1:27117/" in url and url.endswith(f"&tls=true&tlsCAFile={MONGO_TLS_CA_FILE}"), url.split("@")[1]
+
+    # Mongo over TLS: plaintext refused; the stack's CA (a public output) is what a client outside needs
+    plaintext = pymongo.MongoClient(url.split("&tls=")[0], serverSelectionTimeoutMS=3000)
+    with pytest.raises(pymongo.errors.ServerSelectionTimeoutError):
+        plaintext.admin.command("ping")
+    plaintext.close()
+    (ca := tmp_path / "mongo-ca.pem").write_text(stack("stack", "output", "mongo_ca_cert", config=None).stdout)
+    address = parse_mongo_url(url.replace(MONGO_TLS_CA_FILE, str(ca)))
     jobs = pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection]
 
     # kill a worker on each engine while it holds a Python trial it booked under a second ago
@@ -159,6 +179,17 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     tls_key = (docker_hosts.cert_path / "key.pem").read_text().splitlines()[1]
     export = stack("stack", "export", config=None).stdout
     assert key not in up.stdout + export and tls_key not in up.stdout + export
+    # Mongo's key: in its container's file only; in no container's inspect, nor the state or outputs in clear
+    server_pem = docker(HOME, "exec", f"hyperfleet-{STACK}-mongo", "cat", "/etc/hyperfleet/mongo-server.pem")
+    mongo_key = server_pem.split("-----BEGIN PRIVATE KEY-----")[1].split("-----END")[0].split()
+    assert mongo_key and "BEGIN CERTIFICATE" in server_pem
+    outputs = stack("stack", "output", "--json", "--show-secrets", config=None).stdout
+    inspected = {address: docker(socket, "inspect", *docker(socket, "ps", "-aq").split())
+                 for address, socket in hosts.items()}
+    for line in mongo_key:
+        assert line not in up.stdout + export + outputs, "the server's key in the output or the state"
+        assert [a for a, text in inspected.items() if line in text] == [], "the server's key in docker inspect"
+    assert json.loads(outputs)["mongo_ca_cert"].strip() == ca.read_text().strip() != ""
 
     started = time.monotonic()
     stack("destroy", "--yes", "--skip-preview")

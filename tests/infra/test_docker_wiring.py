@@ -3,7 +3,8 @@
 import json
 import pulumi
 
-from hyperfleet.contract import DRIVER_SPEC_PATH, STACK_CONNECT_TIMEOUT_SECONDS
+from hyperfleet.contract import DRIVER_SPEC_PATH, MONGO_TLS_CA_FILE, STACK_CONNECT_TIMEOUT_SECONDS
+from infra.certificates import generate
 from infra.config import parse_config
 
 EXPERIMENT = {"name": "demo", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": 5,
@@ -17,7 +18,10 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args):
         self.created.append(args)
         outputs = dict(args.inputs)
-        if args.typ == "pulumi-python:dynamic:Resource":
+        if args.typ == "pulumi-python:dynamic:Resource" and "names" in args.inputs:
+            # the certificates: made by their provider's own code, for the names the program passed
+            outputs.update(generate(args.inputs["common_name"], args.inputs["names"]))
+        elif args.typ == "pulumi-python:dynamic:Resource":
             outputs["result"] = "s3cr3t/pw"
         outputs.setdefault("name", args.name)
         return [f"{args.name}-id", outputs]
@@ -248,4 +252,98 @@ def test_without_a_key_the_monitor_leaves_ssh_hosts_to_heartbeats():
            "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0", "advertiseHost": "10.0.0.5"}}
     mocks, _ = deploy(raw)
     monitor = next(r for r in by_type(mocks, "docker:index/container:Container") if label_map(r)["hyperfleet.role"] == "monitor")
-    assert "--docker-engine" not in monitor.inputs["command"] and not monitor.inputs.get("uploads")
+    assert "--docker-engine" not in monitor.inputs["command"]
+    assert [u["file"] for u in monitor.inputs["uploads"]] == [MONGO_TLS_CA_FILE]  # no key: only Mongo's CA
+
+
+# -- Mongo over TLS ---------------------------------------------------------------------------------------
+
+SEVERAL_HOSTS = {"images": {"build": False}, "experiments": [EXPERIMENT],
+                 "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0", "advertiseHost": "10.0.0.5"},
+                 "workers": {"replicas": 3, "hosts": ["unix:///var/run/docker.sock", "ssh://ops@gpu-1"]}}
+CONTAINER = "docker:index/container:Container"
+
+
+def uploads_of(resource) -> tuple[dict, bool]:
+    """A container's uploads {file: (content, permissions)}, and whether they reach the engine as a secret."""
+    uploads = resource.inputs.get("uploads") or []
+    secret = isinstance(uploads, dict) and SECRET_SIG in uploads
+    return {u["file"]: (u["content"], u.get("permissions")) for u in (uploads["value"] if secret else uploads)}, secret
+
+
+def certificates_of(mocks):
+    [certificates] = [r for r in by_type(mocks, "pulumi-python:dynamic:Resource") if "names" in r.inputs]
+    return certificates
+
+
+def test_mongo_published_beyond_loopback_requires_tls_and_every_client_verifies_its_certificate():
+    from cryptography import x509
+
+    mocks, outputs = deploy(SEVERAL_HOSTS)
+    containers = {r.inputs["name"]: r for r in by_type(mocks, CONTAINER)}
+    mongo = containers["hyperfleet-t-mongo"]
+    assert mongo.inputs["command"] == ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", "/etc/hyperfleet/mongo-server.pem"]
+    uploads, secret = uploads_of(mongo)
+    assert secret and list(uploads) == ["/etc/hyperfleet/mongo-server.pem"]
+    server_pem = uploads["/etc/hyperfleet/mongo-server.pem"][0]
+    ca_pem = resolved(outputs["mongo_ca_cert"])
+    # the server's certificate names what clients reach it by, and the stack's CA signed it
+    server, ca = x509.load_pem_x509_certificate(server_pem.encode()), x509.load_pem_x509_certificate(ca_pem.encode())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["hyperfleet-t-mongo"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    server.verify_directly_issued_by(ca)
+    assert certificates_of(mocks).inputs["names"] == ["hyperfleet-t-mongo", "10.0.0.5"]
+    assert server_pem.count("BEGIN CERTIFICATE") == 1
+    server_key = server_pem[:server_pem.index("-----BEGIN CERTIFICATE")]
+    assert server_key.startswith("-----BEGIN PRIVATE KEY")
+    # every client: a URL with tls=true and the CA's path, the CA (and no key) uploaded at that path
+    clients = {n: r for n, r in containers.items() if n != "hyperfleet-t-mongo"}
+    assert sorted(clients) == ["hyperfleet-t-driver-demo", "hyperfleet-t-monitor", "hyperfleet-t-worker-0",
+                               "hyperfleet-t-worker-1", "hyperfleet-t-worker-2"]
+    for name, client in clients.items():
+        url = next(v for k, v in env_of(client).items() if k in ("MONGO_URL", "HYPERFLEET_RUN_MONGO"))
+        assert url.endswith(f"?authSource=admin&tls=true&tlsCAFile={MONGO_TLS_CA_FILE}"), (name, url)
+        uploads, _ = uploads_of(client)
+        assert uploads[MONGO_TLS_CA_FILE] == (ca_pem, "0444"), name
+    assert "@10.0.0.5:27017/" in env_of(clients["hyperfleet-t-worker-1"])["MONGO_URL"]
+    assert "@hyperfleet-t-mongo:27017/" in env_of(clients["hyperfleet-t-worker-0"])["MONGO_URL"]
+    # the server's key: in the Mongo container's (secret) uploads only; in no output, no other input
+    elsewhere = [r.name for r in mocks.created if r is not mongo and server_key.strip() in repr(r.inputs)]
+    assert elsewhere == []
+    assert server_key.strip() not in repr(resolved(pulumi.Output.all(*outputs.values())))
+    from pulumi.runtime.sync_await import _sync_await
+
+    assert _sync_await(outputs["mongo_url"].is_secret()) and not _sync_await(outputs["mongo_ca_cert"].is_secret())
+
+
+def test_a_single_host_publishing_on_its_own_address_gets_a_certificate_for_that_address():
+    from cryptography import x509
+
+    mocks, _ = deploy({"images": {"build": False}, "mongo": {"publishPort": 27017, "publishHost": "192.168.1.10"}})
+    certificates = certificates_of(mocks)
+    assert certificates.inputs["names"] == ["hyperfleet-t-mongo", "192.168.1.10"]
+    mongo = next(r for r in by_type(mocks, CONTAINER) if r.inputs["name"] == "hyperfleet-t-mongo")
+    pem = uploads_of(mongo)[0]["/etc/hyperfleet/mongo-server.pem"][0]
+    names = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)] == ["192.168.1.10"]
+
+
+def plain(mocks, outputs) -> None:
+    """No TLS anywhere: no certificates, Mongo started as the image says, URLs and containers without a CA."""
+    assert [r for r in by_type(mocks, "pulumi-python:dynamic:Resource") if "names" in r.inputs] == []
+    assert "mongo_ca_cert" not in outputs
+    for container in by_type(mocks, CONTAINER):
+        assert not container.inputs.get("command") or container.inputs["command"][0] != "--tlsMode"
+        assert MONGO_TLS_CA_FILE not in uploads_of(container)[0]
+        for value in env_of(container).values():
+            assert "tls" not in value
+
+
+def test_mongo_on_a_single_host_or_published_on_loopback_only_stays_plain():
+    plain(*deploy({"images": {"build": False}, "experiments": [EXPERIMENT]}))
+    plain(*deploy({"images": {"build": False}, "experiments": [EXPERIMENT], "mongo": {"publishPort": 27017}}))
+
+
+def test_allow_plaintext_turns_tls_off_for_several_hosts():
+    plain(*deploy({**SEVERAL_HOSTS, "mongo": {**SEVERAL_HOSTS["mongo"], "allowPlaintext": True}}))

@@ -1,10 +1,36 @@
 #!/bin/sh
 # PostgreSQL with DocumentDB in /data/db/pg (created on first start, with MONGO_INITDB_ROOT_USERNAME and
-# _PASSWORD when given), then FerretDB on 0.0.0.0:27017. SIGTERM stops both cleanly, so a restart keeps
-# every write. PostgreSQL listens on loopback, where it checks passwords (scram-sha-256: FerretDB hands
+# _PASSWORD when given), then FerretDB on 0.0.0.0:27017 (plain, or TLS only: below). SIGTERM stops both
+# cleanly, so a restart keeps every write. PostgreSQL listens on loopback, where it checks passwords (scram-sha-256: FerretDB hands
 # it each client's SCRAM login), and on a socket in /tmp, which it trusts: FerretDB and DocumentDB's own
 # connections back to the server (and pg_cron's jobs) use it.
+#
+# It takes mongod's TLS options, as a stack passes them to any Mongo image: `--tlsMode requireTLS
+# --tlsCertificateKeyFile FILE` (FILE: the key and the certificate, PEM) make FerretDB serve TLS only on
+# 27017, its plain listener off (--listen-addr=-). No arguments: plain, as before.
 set -eu
+usage="takes no arguments, or mongod's --tlsMode requireTLS --tlsCertificateKeyFile FILE"
+tls_mode=
+tls_file=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tlsMode | --tlsCertificateKeyFile)
+      [ $# -ge 2 ] || { echo "hyperfleet-test-mongo: $1 needs a value ($usage)" >&2; exit 2; }
+      if [ "$1" = --tlsMode ]; then tls_mode=$2; else tls_file=$2; fi
+      shift 2 ;;
+    *) echo "hyperfleet-test-mongo: unknown argument $1 ($usage)" >&2; exit 2 ;;
+  esac
+done
+case "$tls_mode" in
+  '') [ -z "$tls_file" ] || { echo "hyperfleet-test-mongo: --tlsCertificateKeyFile without --tlsMode requireTLS" >&2; exit 2; }
+      set -- --listen-addr 0.0.0.0:27017 ;;
+  requireTLS)
+      [ -n "$tls_file" ] || { echo "hyperfleet-test-mongo: --tlsMode requireTLS needs --tlsCertificateKeyFile" >&2; exit 2; }
+      [ -r "$tls_file" ] || { echo "hyperfleet-test-mongo: can't read $tls_file" >&2; exit 1; }
+      # one file holds both: FerretDB takes the certificate blocks from the one, the key block from the other
+      set -- --listen-addr=- --listen-tls=0.0.0.0:27017 "--listen-tls-cert-file=$tls_file" "--listen-tls-key-file=$tls_file" ;;
+  *) echo "hyperfleet-test-mongo: --tlsMode $tls_mode: only requireTLS is served (or no TLS at all)" >&2; exit 2 ;;
+esac
 for bin in /usr/lib/postgresql/*/bin; do :; done  # the newest (the only) version
 pgdata=/data/db/pg
 socket=/tmp
@@ -47,7 +73,7 @@ if [ -n "$first_start" ]; then
 fi
 auth=--auth
 [ "$host_auth" = trust ] && auth=--no-auth
-ferretdb --listen-addr 0.0.0.0:27017 --postgresql-url "postgres://$user@/postgres?host=$socket&port=5432" \
+ferretdb "$@" --postgresql-url "postgres://$user@/postgres?host=$socket&port=5432" \
   "$auth" --telemetry=disable --state-dir=/tmp --debug-addr=- --log-level=warn &
 ferretdb=$!
 trap 'kill -TERM "$ferretdb" 2>/dev/null; wait "$ferretdb"; kill -INT "$pg"; wait "$pg"; exit 0' TERM INT
