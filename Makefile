@@ -24,10 +24,12 @@ STACK ?= dev
 # The ci stack runs offline (the test images: FerretDB instead of mongo, the runtime on the offline base)
 OFFLINE ?= $(if $(filter ci,$(STACK)),1,)
 BASE_IMAGE ?= $(if $(OFFLINE),$(OFFLINE_BASE_IMAGE),$(PYTHON_BASE_IMAGE))
-# Pulumi: the engine from PATH or `make toolchain`, state in a local directory, no update check
+# Pulumi: the engine from PATH or `make toolchain`, state in a local directory, no update check, and a
+# private TMPDIR removed when it ends: the kubernetes provider leaves a copy of the kubeconfig, client
+# key included, in the temp directory on every run (docs/security.md)
 PULUMI_STATE_DIR ?= $(CURDIR)/.pulumi-state
 PULUMI_CONFIG_PASSPHRASE ?= hyperfleet-$(STACK)
-PULUMI_ENV = env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
+PULUMI_ENV = $(CURDIR)/scripts/private-tmpdir.sh env PATH="$(HYPERFLEET_CACHE)/toolchain/bin:$$PATH" PULUMI_HOME="$(HYPERFLEET_CACHE)/pulumi/home" \
 	PULUMI_BACKEND_URL="file://$(PULUMI_STATE_DIR)" PULUMI_CONFIG_PASSPHRASE="$(PULUMI_CONFIG_PASSPHRASE)" \
 	PULUMI_SKIP_UPDATE_CHECK=true
 PULUMI = $(PULUMI_ENV) PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true pulumi

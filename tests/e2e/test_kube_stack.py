@@ -79,7 +79,7 @@ class KubeCiScenario(Scenario):
             def get(path):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
                     return json.loads(response.read())
-            assert get("/api/config") == {"actions": False}
+            assert get("/api/config") == {"actions": False, "read_token": False}
             # it shows what the database holds (within a refresh): the finished experiment
             wait_for(lambda: [(e["exp_key"], e["done"], e["complete"]) for e in get("/api/experiments")]
                      == [(self.stack.exp_key, self.stack.max_evals, True)], timeout=30, step=1)
