@@ -36,6 +36,13 @@ PULUMI = $(PULUMI_ENV) PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true pulumi
 # what `make up` and `make preview` need; make kind-test asks for kubernetes instead of docker
 TOOLCHAIN_USER_PARTS ?= cli python docker
 
+# The components a user may run the tests without (tests/components.py): HYPERFLEET_TESTS_WITHOUT=docker,browser
+# make test skips the tests that need them, and installs and starts none of them.
+comma := ,
+TESTS_WITHOUT := $(subst $(comma), ,$(HYPERFLEET_TESTS_WITHOUT))
+# $(call without,docker kubernetes): non-empty when any of them is opted out of
+without = $(filter $(1),$(TESTS_WITHOUT))
+
 include testbed/testbed.mk
 include bench/bench.mk
 
@@ -133,13 +140,20 @@ test: ## Provision the testbed, lint, then every test: real MongoDB server, Dock
 test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): seconds, no server, no root
 	PYTHONPATH=. $(PY) -m pytest tests/unit tests/infra -q $(PYTEST_ARGS)
 
+# the job protocol's tests need only the test database: everything else is left out
+CORE_WITHOUT := docker,pulumi,helm,kubernetes,root,browser
+.PHONY: test-core
+test-core: test-install ## Unit tests and the job protocol (store, worker, monitor, trials) on the test database: no Docker, Pulumi or Kubernetes
+	HYPERFLEET_TESTS_WITHOUT=$(CORE_WITHOUT) PYTHONPATH=. $(PY) -m pytest tests/unit tests/integration -q -m "not slow" -n 2 $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: ## ruff, shellcheck, helm lint --strict of the chart; installs nothing (make lint-tools does)
 	@[[ -x $(VENV)/bin/ruff ]] || { echo "lint: no ruff in $(VENV): run make install" >&2; exit 1; }
 	@command -v shellcheck >/dev/null || { echo "lint: no shellcheck: run make lint-tools (or apt-get install shellcheck)" >&2; exit 1; }
 	$(VENV)/bin/ruff check .
 	shellcheck -x scripts/*.sh testbed/*.sh testbed/install/*.sh testbed/images/test-mongo/entrypoint.sh tests/hyperopt_suite/bin/mongod
-	@helm=$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm 2>/dev/null | sort | tail -n 1); \
+	@$(if $(call without,helm),echo "helm lint: skipped (HYPERFLEET_TESTS_WITHOUT=$(HYPERFLEET_TESTS_WITHOUT))"; exit 0;) \
+	  helm=$$(ls -d $(HYPERFLEET_CACHE)/helm/*/bin/helm 2>/dev/null | sort | tail -n 1); \
 	  [[ -n $$helm ]] || { echo "lint: no helm in $(HYPERFLEET_CACHE)/helm: run make lint-tools" >&2; exit 1; }; \
 	  echo "helm lint --strict charts/hyperfleet"; "$$helm" lint --strict charts/hyperfleet
 
@@ -155,7 +169,9 @@ clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HY
 ##@ Test stages (make test runs them in order)
 
 .PHONY: test-stage-provision
-test-stage-provision: test-install lint-tools docker-engine docker-hosts toolchain kube-server browser ## Install and build everything the tests use
+test-stage-provision: test-install lint-tools $(if $(call without,docker),,docker-engine docker-hosts) \
+  $(if $(call without,pulumi),,toolchain) $(if $(call without,kubernetes),,kube-server) \
+  $(if $(call without,browser),,browser) ## Install and build what the tests use (none of what HYPERFLEET_TESTS_WITHOUT names)
 
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint

@@ -15,7 +15,7 @@ mongo-server: ## mongod from PATH, or the test server: FerretDB 2 + DocumentDB o
 .PHONY: lint-tools
 lint-tools: install ## What make lint runs: shellcheck (Debian) and helm (built into $(HYPERFLEET_CACHE))
 	command -v shellcheck >/dev/null || testbed/install/debian-packages.sh shellcheck
-	testbed/install/helm.sh >/dev/null
+	$(if $(call without,helm),,testbed/install/helm.sh >/dev/null)
 
 .PHONY: docker-engine
 docker-engine: ## A Docker engine (Debian's docker.io, started if needed) and the offline base image $(OFFLINE_BASE_IMAGE)

@@ -1,5 +1,6 @@
-"""The components a test may need (Docker, the Pulumi engine, helm, Kubernetes, root, a browser), and how
-a test that needs a missing one fails (or, opted out, is skipped)."""
+"""The components a test may need (Docker, the Pulumi engine, helm, Kubernetes, root, a browser): a test
+(or the fixture that starts the component) calls ``needs(component)`` first, so that one the user opted
+out of is neither installed nor started, and ``component_missing`` when it is not there."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ COMPONENTS = ("docker", "pulumi", "helm", "kubernetes", "root", "browser")
 OPT_OUT = "HYPERFLEET_TESTS_WITHOUT"
 
 
-def component_missing(component: str, problem: str):
-    """A test that needs ``component`` fails when it is missing, saying how to get it, unless the user
-    opted out of it explicitly (``HYPERFLEET_TESTS_WITHOUT``): then, and only then, it is skipped."""
+def needs(component: str) -> None:
+    """Skip the test when the user opted out of ``component`` (``HYPERFLEET_TESTS_WITHOUT``), before
+    anything of it is looked for or started; an unknown name in the opt-out fails."""
     import pytest
 
     assert component in COMPONENTS, component
@@ -23,4 +24,12 @@ def component_missing(component: str, problem: str):
         pytest.fail(f"{OPT_OUT}: unknown component(s) {', '.join(sorted(unknown))}; known: {', '.join(COMPONENTS)}")
     if component in opted_out:
         pytest.skip(f"needs {component} ({OPT_OUT} opts out of it)")
+
+
+def component_missing(component: str, problem: str):
+    """A test that needs ``component`` fails when it is missing, saying how to get it, unless the user
+    opted out of it explicitly: then, and only then, it is skipped."""
+    import pytest
+
+    needs(component)
     pytest.fail(f"{problem} (or set {OPT_OUT}={component} to skip the tests that need it)")

@@ -9,7 +9,7 @@ from tests.helpers import REPO
 from testbed.mongo import MongoServer
 from testbed.processes import ServerNotFound
 from testbed import base_image
-from tests.components import component_missing
+from tests.components import component_missing, needs
 
 
 
@@ -40,6 +40,7 @@ def docker_worker_image():
     """The runtime image on the offline base image, built once per session (needs a Docker engine)."""
     import shutil
 
+    needs("docker")
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         component_missing("docker", "no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
@@ -93,6 +94,7 @@ def docker_hosts(docker_worker_image, objective_image):
 def kube_cluster(docker_worker_image, test_mongo_image):
     """The local cluster, with the test images loaded: a running one (make cluster-up) is used and left
     running; else one is started for the session and stopped after it."""
+    needs("kubernetes")
     from testbed.kube_cluster import LocalCluster
 
     cluster = LocalCluster()
@@ -123,6 +125,7 @@ def cluster_api(kube_cluster):
 
 @pytest.fixture(scope="session")
 def kube_server():
+    needs("kubernetes")
     from testbed.kube_server import KubeServer
 
     try:
@@ -162,6 +165,7 @@ def namespace(kube_server, kube_api):
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory):
     """``helm(*args, check=True)``: the built helm with its own throwaway cache/config/data homes."""
+    needs("helm")
     from testbed.kube_server import find_helm
 
     path = find_helm() or component_missing("helm", "helm not found: testbed/install/helm.sh builds it (make kube-server)")

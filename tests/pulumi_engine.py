@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from testbed.processes import CACHE_DIR
-from tests.components import component_missing
+from tests.components import component_missing, needs
 from tests.helpers import REPO
 
 #: runs a command with a private TMPDIR, removed when it ends (the Makefile's PULUMI_ENV uses it too):
@@ -33,6 +33,7 @@ def pulumi_runner(cwd: Path, stack: str, env: dict, timeout_seconds: float = 600
     PRIVATE_TMPDIR (each run's temp files, the provider's kubeconfig copies among them, go when it ends);
     with check, a failure fails the test showing the end of the engine's output. Fails when no engine is
     installed."""
+    needs("pulumi")
     if shutil.which("pulumi", path=env["PATH"]) is None:
         component_missing("pulumi", "no pulumi engine: run make toolchain")
     Path(env["PULUMI_BACKEND_URL"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import yaml
 
 from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
 from tests.helpers import jobs, run_cli, start_dashboard, start_worker, stop_all, wait_for
-from tests.components import component_missing
+from tests.components import component_missing, needs
 
 TOKEN = "browser-t0ken"
 BROWSER, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -24,6 +24,7 @@ BROWSER, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture
 def browser():
+    needs("browser")
     if not (os.access(BROWSER, os.X_OK) and shutil.which(DRIVER)):
         component_missing("browser", "no chromium/chromedriver: run make browser (Debian's chromium and chromium-driver)")
     from selenium import webdriver

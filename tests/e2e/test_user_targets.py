@@ -14,6 +14,7 @@ import sys
 import pytest
 import yaml
 
+from tests.components import needs
 from tests.helpers import REPO
 from testbed.processes import CACHE_DIR
 
@@ -64,6 +65,8 @@ def user_toolchain(cache) -> None:
 def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_or_debootstrap(tmp_path):
     """A fresh clone, user nobody (in the docker group, as on a laptop), go, apt, dpkg, debootstrap and
     sudo replaced by traps: `make preview STACK=dev` makes its venv and reaches the Pulumi engine."""
+    needs("docker")
+    needs("pulumi")
     path, calls = restricted_path(tmp_path)
     shared = tmp_path / "shared"
     clone, cache = shared / "hyperfleet", shared / "home"
@@ -103,6 +106,7 @@ def test_each_missing_prerequisite_is_one_line_naming_its_fix(tmp_path):
 
 def test_make_up_of_a_stack_whose_mongo_image_cant_be_pulled_points_to_the_offline_stack(tmp_path):
     # the dev stack with a Mongo image no registry has (.invalid is a reserved name), wherever this runs
+    needs("docker")
     config = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())
     config["config"]["hyperfleet:mongo"] = {**config["config"].get("hyperfleet:mongo", {}),
                                             "image": "mongo.invalid/mongo:7.0"}

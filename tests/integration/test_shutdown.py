@@ -14,7 +14,7 @@ from hyperopt import fmin, hp, rand
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 from testbed.mongo import MongoServer
-from tests.components import component_missing
+from tests.components import component_missing, needs
 from tests.objectives import slow_quadratic
 from tests.helpers import enqueue_slow_trial, running_trial, start_worker, wait_for, worker_env
 
@@ -159,6 +159,7 @@ def test_a_signal_given_to_any_thread_stops_a_worker_whose_server_went_silent_at
 @pytest.mark.timeout(120)
 def test_signals_work_when_the_worker_is_pid_1(store, mongo_url):
     """In a new PID namespace the worker is PID 1, as in a container without an init."""
+    needs("root")
     if shutil.which("unshare") is None or os.geteuid() != 0:
         component_missing("root", "a new PID namespace needs root and unshare (util-linux)")
     enqueue_slow_trial(store, sleep=60)
