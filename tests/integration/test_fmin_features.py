@@ -12,16 +12,17 @@ from hyperopt.early_stop import no_progress_loss
 import hyperfleet
 from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING
 from tests.objectives import constant, identity, quadratic, slow_quadratic, with_attachments
-from tests.helpers import start_worker, stop_all
+from tests.helpers import start_polling_workers, stop_all
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def served_url(mongo_server):
-    """One database served by two workers for the whole module; each test has its own exp_key."""
+def served_url(mongo_server, tmp_path_factory):
+    """One database served by two workers for the whole module, polling before the first test (a test
+    with a 2 s timeout must not spend it on their start-up); each test has its own exp_key."""
     url = mongo_server.database_url("f" + uuid.uuid4().hex[:12])
-    workers = [start_worker(url, "--log-level", "warning") for _ in range(2)]
+    workers = start_polling_workers(url, 2, tmp_path_factory.mktemp("workers"), "--log-level", "warning")
     yield url
     stop_all(workers)
 
