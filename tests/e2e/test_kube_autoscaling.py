@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
-import sys
 import time
 import uuid
 
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from tests.e2e.kube_scenario import Scenario, Stack
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, run_cli, wait_for
 from tests.pulumi_engine import kube_stack, program_stack
 
 STACK = "keda-ci"
@@ -70,8 +69,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
             url = scenario._mongo_url(port)
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
             jobs = client.get_default_database()["jobs"]
-            driver = subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec), "--mongo", url,
-                                       "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            driver = run_cli(url, spec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             wait_for(lambda: jobs.find_one({"exp_key": stack.exp_key}), timeout=60, step=0.05)
             queued = time.monotonic()
             wait_for(lambda: worker_count(scenario)[1] >= 1, timeout=120, step=0.25)
@@ -163,8 +161,7 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             url = scenario._mongo_url(port)
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
             jobs = client.get_default_database()["jobs"]
-            driver = subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(path), "--mongo", url,
-                                       "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            driver = run_cli(url, path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             wait_for(lambda: worker_count(scenario)[2] >= 2, timeout=180, step=0.5)
             at_stop = worker_count(scenario)[0]
             assert at_stop < FALLBACK_MAX  # what the gauge asks for, below the fallback's count
@@ -207,8 +204,7 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             wait_for(lambda: not scenario.pods("monitor"), timeout=60, step=0.5)
             second = {**experiment, "name": f"{stack.exp_key}-2", "max_evals": 8, "parallelism": 8}
             path.write_text(yaml.safe_dump(second))
-            driver = subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(path), "--mongo", url,
-                                       "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            driver = run_cli(url, path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             wait_for(lambda: worker_count(scenario)[2] >= 1, timeout=120, step=0.5)
             timings["parked pool, monitor stopped -> a worker Ready"] = time.monotonic() - stopped
             wait_for(lambda: jobs.count_documents({"exp_key": second["name"], "state": 2}) >= 1, timeout=120, step=0.5)
