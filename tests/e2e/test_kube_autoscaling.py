@@ -49,6 +49,18 @@ def worker_count(scenario: Scenario) -> tuple[int, int, int]:
     return deployment["spec"].get("replicas", 1), len(pods), len(ready)
 
 
+def show_failure(scenario: Scenario, driver: subprocess.Popen | None) -> None:
+    """A failed test's driver stopped, and what the cluster and KEDA say, printed for its report."""
+    if driver and driver.poll() is None:
+        driver.kill()
+    print(scenario.diagnostics())
+    print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+
+
+def print_timings(label: str, timings: dict) -> None:
+    print(f"\n{label} at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pulumi, kube_cluster, tmp_path):
@@ -104,12 +116,9 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
     except BaseException:
-        if driver and driver.poll() is None:
-            driver.kill()
-        print(scenario.diagnostics())
-        print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+        show_failure(scenario, driver)
         raise
-    print(f"\nkeda-ci at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print_timings("keda-ci", timings)
 
 
 # -- KEDA's fallback: the monitor (the gauge's source) goes away mid-experiment ----------------------
@@ -218,9 +227,6 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
     except BaseException:
-        if driver and driver.poll() is None:
-            driver.kill()
-        print(scenario.diagnostics())
-        print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+        show_failure(scenario, driver)
         raise
-    print(f"\nkeda fallback at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print_timings("keda fallback", timings)
