@@ -4,10 +4,9 @@
    driver Job not: it runs for minutes);
 2. every pod of the release is Ready, its probes passing, under the chart's security context;
 3. the driver Job runs and a trial is RUNNING;
-4. ``kubectl delete pod`` of the worker holding it: the kubelet's SIGTERM makes the worker hand the
-   trial back (asserted from the trial's history);
-5. the worker process of another trial's pod is killed with SIGKILL on the node: the monitor requeues
-   its trial;
+4. at once, while each of two worker pods holds a trial: ``kubectl delete pod`` of one (the kubelet's
+   SIGTERM makes its worker hand the trial back, asserted from the trial's history);
+5. and a SIGKILL on the node of the other's worker process: the monitor requeues its trial;
 6. the Job completes with exactly max_evals trials DONE, distinct tids;
 7. ``pulumi preview --expect-no-changes`` passes;
 8. ``pulumi destroy`` leaves no object in the namespace (the namespace itself is gone).
@@ -147,8 +146,7 @@ class Scenario:
         self.check_pods_ready_and_secure()
         with self.database() as jobs:
             self.wait_for_running_trial(jobs, started)
-            self.delete_pod_holding_a_trial(jobs)
-            self.kill_worker_process_holding_a_trial(jobs)
+            self.strike_two_workers(jobs)
             self.wait_for_the_experiment(jobs)
         started = time.monotonic()
         self.pulumi("preview", "--expect-no-changes")
@@ -192,17 +190,17 @@ class Scenario:
                    "a DONE trial")
         self.timings["pulumi up to the first DONE trial"] = time.monotonic() - started
 
-    def running_trial_of_a_live_pod(self, jobs, exclude: set[str]) -> tuple[dict, str]:
+    def live_pods_holding_trials(self, jobs, count: int) -> list[str]:
+        """``count`` live worker pods that each hold a RUNNING trial at the same moment."""
         live = {p["metadata"]["name"] for p in self.pods("worker")
                 if not p["metadata"].get("deletionTimestamp") and p["status"].get("phase") == "Running"}
 
         def find():
-            for doc in jobs.find({"exp_key": self.stack.exp_key, "state": JOB_STATE_RUNNING}):
-                pod = ((doc.get("hyperfleet") or {}).get("worker") or {}).get("pod")
-                if pod in live - exclude:
-                    return doc, pod
-            return None
-        return wait_until(find, 120, "a RUNNING trial held by a live worker pod")
+            holding = {((doc.get("hyperfleet") or {}).get("worker") or {}).get("pod")
+                       for doc in jobs.find({"exp_key": self.stack.exp_key, "state": JOB_STATE_RUNNING})}
+            pods = sorted(holding & live)
+            return pods[:count] if len(pods) >= count else None
+        return wait_until(find, 120, f"RUNNING trials held by {count} live worker pods")
 
     def recovery_by(self, jobs, pod: str, since: datetime.datetime) -> dict | None:
         """The first hand-back or requeue, recorded from ``since`` on, of a trial that ``pod``'s worker
@@ -221,27 +219,25 @@ class Scenario:
         clock skew between this process and the cluster's."""
         return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=1)
 
-    def delete_pod_holding_a_trial(self, jobs) -> None:
-        _, pod = self.running_trial_of_a_live_pod(jobs, exclude=set())
-        self.deleted_pod = pod
+    def strike_two_workers(self, jobs) -> None:
+        """At once, while each holds a trial: delete one worker's pod (its worker hands the trial back on
+        SIGTERM) and kill -9 another's worker process (the monitor requeues its trial). Both at once, so
+        that the experiment still has trials running when the second strikes, however slow the machine."""
+        deleted, killed = self.live_pods_holding_trials(jobs, 2)
         started, since = time.monotonic(), self.now()
-        self.kubectl("delete", "pod", pod, "--wait=false")
-        entry = wait_until(lambda: self.recovery_by(jobs, pod, since), 60,
-                           f"the trial of the deleted pod {pod} to be recovered")
-        self.timings["pod deleted to trial back in the queue (worker's hand-back)"] = time.monotonic() - started
-        assert entry["event"] == "handed back", f"the trial of {pod} was not handed back by its worker: {entry}"
-
-    def kill_worker_process_holding_a_trial(self, jobs) -> None:
-        _, pod = self.running_trial_of_a_live_pod(jobs, exclude={self.deleted_pod})
-        started, since = time.monotonic(), self.now()
-        result = subprocess.run([*self.node_exec, "sh", "-c", KILL_WORKER_SCRIPT, "kill-worker", pod],
+        self.kubectl("delete", "pod", deleted, "--wait=false")
+        result = subprocess.run([*self.node_exec, "sh", "-c", KILL_WORKER_SCRIPT, "kill-worker", killed],
                                 capture_output=True, text=True)
         assert result.returncode == 0 and result.stdout.split(), \
-            f"no worker process of {pod} killed on the node: {result.stdout} {result.stderr}"
-        entry = wait_until(lambda: self.recovery_by(jobs, pod, since), 60,
-                           f"the trial of the killed worker of {pod} to be requeued")
+            f"no worker process of {killed} killed on the node: {result.stdout} {result.stderr}"
+        entry = wait_until(lambda: self.recovery_by(jobs, deleted, since), 60,
+                           f"the trial of the deleted pod {deleted} to be recovered")
+        self.timings["pod deleted to trial back in the queue (worker's hand-back)"] = time.monotonic() - started
+        assert entry["event"] == "handed back", f"the trial of {deleted} was not handed back by its worker: {entry}"
+        entry = wait_until(lambda: self.recovery_by(jobs, killed, since), 60,
+                           f"the trial of the killed worker of {killed} to be requeued")
         self.timings["worker killed to trial back in the queue (monitor)"] = time.monotonic() - started
-        assert entry["event"] == "requeued", f"the trial of {pod} was not requeued by the monitor: {entry}"
+        assert entry["event"] == "requeued", f"the trial of {killed} was not requeued by the monitor: {entry}"
 
     def wait_for_the_experiment(self, jobs) -> None:
         self.kubectl("wait", "--for=condition=complete", "job", "-l", f"hyperfleet.io/exp-key={self.stack.exp_key}",
