@@ -10,6 +10,42 @@ from testbed.mongo import MongoServer
 from testbed.processes import ServerNotFound
 from testbed import base_image
 from tests.components import component_missing, needs
+from tests.shared_run import locked, once_per_run, start_shared, stop_started
+
+
+def _docker_hosts():
+    from testbed.docker_hosts import DockerHosts
+    return DockerHosts()
+
+
+def _local_cluster():
+    from testbed.kube_cluster import LocalCluster
+    return LocalCluster()
+
+
+#: the servers the run's processes share, started once by whichever asks first (tests/shared_run.py)
+SHARED_SERVERS = {"docker-hosts": _docker_hosts, "kube-cluster": _local_cluster}
+
+
+#: files that mostly wait (deployments, KEDA, trial pods), longest first: they start first, so that on
+#: several workers (make test) the others' tests run while they wait. Only an order; nothing is timed.
+WAITING_FIRST = ["e2e/test_kube_keda_fallback.py", "e2e/test_kube_autoscaling.py", "e2e/test_kube_stack.py",
+                 "e2e/test_docker_hosts.py", "e2e/test_user_targets.py", "e2e/test_docker_stack.py",
+                 "e2e/test_kube_credentials.py", "e2e/test_kube_trial_pods.py", "integration/test_kube_provider.py",
+                 "integration/test_outage.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return WAITING_FIRST.index(path) if path in WAITING_FIRST else len(WAITING_FIRST)
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
+
+def pytest_sessionfinish(session):
+    """The run's main process stops the shared servers the run started, after every worker is done."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        stop_started(SHARED_SERVERS)
 
 
 
@@ -44,8 +80,8 @@ def docker_worker_image():
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         component_missing("docker", "no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
-    subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()], check=True,
-                   env=dict(os.environ, PYTHON=sys.executable))
+    once_per_run(image, lambda: subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()],
+                                               check=True, env=dict(os.environ, PYTHON=sys.executable)))
     return image
 
 
@@ -53,16 +89,19 @@ def docker_worker_image():
 def objective_image(docker_worker_image):
     """hyperfleet/example-objective:test: the container objective of examples/container-objective."""
     image = "hyperfleet/example-objective:test"
-    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}", "-t", image,
-                    str(REPO / "examples" / "container-objective")], check=True, capture_output=True)
+    once_per_run(image, lambda: subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}",
+                                                "-t", image, str(REPO / "examples" / "container-objective")],
+                                               check=True, capture_output=True))
     return image
 
 
 @pytest.fixture(scope="session")
 def test_mongo_image(docker_worker_image):
     """hyperfleet/test-mongo:test (testbed/images/test-mongo): FerretDB, where no mongo image can be pulled."""
-    subprocess.run([str(REPO / "testbed" / "install" / "test-mongo-image.sh")], check=True, capture_output=True)
-    return "hyperfleet/test-mongo:test"
+    image = "hyperfleet/test-mongo:test"
+    once_per_run(image, lambda: subprocess.run([str(REPO / "testbed" / "install" / "test-mongo-image.sh")], check=True,
+                                               capture_output=True))
+    return image
 
 
 # -- the test's remote Docker hosts (testbed/docker_hosts) -------------------------------------------
@@ -71,21 +110,15 @@ def test_mongo_image(docker_worker_image):
 def docker_hosts(docker_worker_image, objective_image):
     """The ssh:// and TLS tcp:// engines, with the worker and objective images loaded (a registry's
     job for real hosts): running ones (python -m testbed.docker_hosts up) are used and left running;
-    else they are started for the session and stopped after it."""
-    from testbed.docker_hosts import DockerHosts
-
-    hosts = DockerHosts()
-    was_running = hosts.running()
+    else they are started for the run and stopped after it (tests/shared_run.py)."""
+    hosts = SHARED_SERVERS["docker-hosts"]()
     try:
-        hosts.up()
+        start_shared("docker-hosts", hosts)
     except ServerNotFound as err:
         component_missing("docker", str(err))
-    try:
+    with locked("docker-hosts"):
         hosts.load_images([docker_worker_image, objective_image])
-        yield hosts
-    finally:
-        if not was_running:
-            hosts.down()
+    return hosts
 
 
 # -- the single-node cluster whose pods run (testbed/kube_cluster) -------------------------------------
@@ -93,22 +126,16 @@ def docker_hosts(docker_worker_image, objective_image):
 @pytest.fixture(scope="session")
 def kube_cluster(docker_worker_image, test_mongo_image):
     """The local cluster, with the test images loaded: a running one (make cluster-up) is used and left
-    running; else one is started for the session and stopped after it."""
+    running; else one is started for the run and stopped after it (tests/shared_run.py)."""
     needs("kubernetes")
-    from testbed.kube_cluster import LocalCluster
-
-    cluster = LocalCluster()
-    was_running = cluster.running()
+    cluster = SHARED_SERVERS["kube-cluster"]()
     try:
-        cluster.up()
+        start_shared("kube-cluster", cluster)
     except ServerNotFound as err:
         component_missing("kubernetes", str(err))
-    try:
+    with locked("kube-cluster"):
         cluster.load_images([docker_worker_image, test_mongo_image])
-        yield cluster
-    finally:
-        if not was_running:
-            cluster.down()
+    return cluster
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,16 +23,22 @@ from testbed.processes import CACHE_DIR
 FORBIDDEN = ("go", "gofmt", "apt-get", "apt", "dpkg", "debootstrap", "sudo")
 
 
-def restricted_path(tmp_path, drop=()) -> tuple[str, str]:
+@pytest.fixture
+def user_tmp():
+    """A folder an unprivileged user can reach: one of its own under /tmp, not pytest's tmp_path, whose
+    parent another pytest session on the machine (make test runs several) may set back to 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="hyperfleet-user-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def restricted_path(folder: Path, drop=()) -> tuple[str, str]:
     """A PATH of one folder: every command of the usual folders but FORBIDDEN (traps that note the call)
     and ``drop`` (absent). Returns the PATH and the file the traps write to. Any user may use both."""
-    shared = tmp_path / "shared"
+    shared = folder / "shared"
     shared.mkdir(mode=0o777)
     shared.chmod(0o777)
-    for folder in (tmp_path, *tmp_path.parents):  # let an unprivileged user reach it
-        if str(folder) in ("/", "/tmp"):
-            break
-        folder.chmod(folder.stat().st_mode | 0o011)
     bin_dir, calls = shared / "bin", shared / "forbidden-calls"
     bin_dir.mkdir()
     for folder in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
@@ -62,13 +70,13 @@ def user_toolchain(cache) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_or_debootstrap(tmp_path):
+def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_or_debootstrap(user_tmp):
     """A fresh clone, user nobody (in the docker group, as on a laptop), go, apt, dpkg, debootstrap and
     sudo replaced by traps: `make preview STACK=dev` makes its venv and reaches the Pulumi engine."""
     needs("docker")
     needs("pulumi")
-    path, calls = restricted_path(tmp_path)
-    shared = tmp_path / "shared"
+    path, calls = restricted_path(user_tmp)
+    shared = user_tmp / "shared"
     clone, cache = shared / "hyperfleet", shared / "home"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     cache.mkdir()
@@ -85,12 +93,12 @@ def test_make_preview_as_an_unprivileged_user_reaches_the_engine_without_go_apt_
     assert not os.path.exists(calls), open(calls).read()
 
 
-def test_each_missing_prerequisite_is_one_line_naming_its_fix(tmp_path):
-    path, calls = restricted_path(tmp_path, drop=("kind", "kubectl"))
-    empty_cache = tmp_path / "shared" / "cache"
+def test_each_missing_prerequisite_is_one_line_naming_its_fix(user_tmp):
+    path, calls = restricted_path(user_tmp, drop=("kind", "kubectl"))
+    empty_cache = user_tmp / "shared" / "cache"
     empty_cache.mkdir(mode=0o777)
     env = {"PATH": path, "HOME": str(empty_cache), "HYPERFLEET_CACHE": str(empty_cache),
-           "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+           "DOCKER_HOST": f"unix://{user_tmp}/no-engine.sock"}
     # an unprivileged user (nobody), as on a laptop without root
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                              str(REPO / "scripts" / "check-prerequisites.sh"), "docker", "pulumi", "kind", "kubectl"],

@@ -1,0 +1,64 @@
+"""What the two KEDA end-to-end tests share (test_kube_autoscaling.py, test_kube_keda_fallback.py): the
+stack keda-ci on the tests' single-node cluster, the experiment they queue from outside, how they count
+workers and how they report. Two files, so that make test's workers run them side by side."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import subprocess
+from pathlib import Path
+
+import pymongo
+import yaml
+
+from tests.e2e.kube_scenario import Scenario
+from tests.helpers import run_cli
+
+STACK = "keda-ci"
+PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
+TRIALS, MAX_WORKERS, TRIAL_SECONDS = 40, 4, 2
+EXPERIMENT = {"name": "keda-branin", "objective": "hyperfleet.demo:branin", "algo": "rand", "max_evals": TRIALS,
+              "parallelism": TRIALS,  # the whole search is queued at once
+              "space": {"x": {"uniform": [-5, 10]}, "y": {"uniform": [0, 15]},
+                        "sleep_seconds": {"choice": [TRIAL_SECONDS]}}}
+
+
+def worker_count(scenario: Scenario) -> tuple[int, int, int]:
+    """(the Deployment's spec.replicas, worker pods not terminating, of which Ready)."""
+    deployment = scenario.get("deployment", f"{scenario.stack.release}-worker")
+    pods = [p for p in scenario.pods("worker") if not p["metadata"].get("deletionTimestamp")]
+    ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                    for c in p["status"].get("conditions", []))]
+    return deployment["spec"].get("replicas", 1), len(pods), len(ready)
+
+
+def show_failure(scenario: Scenario, driver: subprocess.Popen | None) -> None:
+    """A failed test's driver stopped, and what the cluster and KEDA say, printed for its report."""
+    if driver and driver.poll() is None:
+        driver.kill()
+    print(scenario.diagnostics())
+    print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+
+
+def print_timings(label: str, timings: dict) -> None:
+    print(f"\n{label} at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+@contextlib.contextmanager
+def forwarded_mongo(scenario: Scenario):
+    """The stack's Mongo through ``kubectl port-forward``, as its workers log in: yields (URL, jobs)."""
+    with scenario.port_forward(f"svc/{scenario.stack.release}-mongo", "mongo") as port:
+        url = scenario._mongo_url(port)
+        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10000)
+        try:
+            yield url, client.get_default_database()["jobs"]
+        finally:
+            client.close()
+
+
+def start_driver(url: str, experiment: dict, folder: Path) -> subprocess.Popen:
+    """``hyperfleet run`` of ``experiment`` from outside the cluster, its output kept for the report."""
+    path = folder / f"{experiment['name']}.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return run_cli(url, path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
