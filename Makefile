@@ -121,20 +121,15 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 
 ##@ Develop
 
-# make test's stages, in order; each is timed, and a failure names its stage
-TEST_STAGES := provision lint pytest hyperopt-suite hyperopt-oldest bench-smoke
+# make test's stages (scripts/test-stages.sh): the first in order, then pytest with the others beside it
+TEST_FIRST := provision lint
+TEST_MAIN := pytest
+TEST_BESIDE := hyperopt-suite hyperopt-oldest bench-smoke
 STAGE_TIMES := $(CURDIR)/.test-stages
 
 .PHONY: test
 test: ## Provision the testbed, lint, then every test: real MongoDB server, Docker engine, Pulumi engine, Kubernetes
-	@rm -f $(STAGE_TIMES)
-	@for stage in $(TEST_STAGES); do \
-	  start=$$(date +%s); echo "== make test: $$stage"; \
-	  if ! $(MAKE) test-stage-$$stage; then echo "make test: stage $$stage failed" >&2; exit 1; fi; \
-	  echo "$$stage $$(( $$(date +%s) - start ))" >> $(STAGE_TIMES); \
-	done
-	@echo "== make test: passed; stage times (s):"; awk '{ total += $$2; printf "  %-16s %5d\n", $$1, $$2 } \
-	  END { printf "  %-16s %5d\n", "total", total }' $(STAGE_TIMES)
+	@MAKE="$(MAKE)" scripts/test-stages.sh $(STAGE_TIMES) "$(TEST_FIRST)" "$(TEST_MAIN)" "$(TEST_BESIDE)"
 
 .PHONY: test-fast
 test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): seconds, no server, no root
@@ -163,7 +158,7 @@ docs: install ## Regenerate docs/stack-config.md from the config models in infra
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
-	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) .pytest_cache bench/results $(STAGE_TIMES)
+	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) .pytest_cache bench/results $(STAGE_TIMES) $(STAGE_TIMES).beside.log
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 ##@ Test stages (make test runs them in order)
@@ -176,9 +171,15 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (0: in this process), a file at a time on a worker
+# (module fixtures deploy stacks once), the end-to-end files first: they mostly wait on deployments,
+# KEDA and pods, so the others run beside them. tests/shared_run.py builds the images and starts the
+# cluster and the Docker hosts once for all workers.
+PYTEST_WORKERS ?= 3
 .PHONY: test-stage-pytest
-test-stage-pytest: ## The pytest suite (tests/): PYTEST_ARGS passes options
-	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest $(PYTEST_ARGS)
+test-stage-pytest: ## The pytest suite (tests/) on PYTEST_WORKERS workers: PYTEST_ARGS passes options
+	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  $(PYTEST_ARGS)
 
 # hyperopt's own tests of hyperopt.mongoexp, from the installed wheel, against hyperfleet.mongoexp
 HYPEROPT_SUITE := -p tests.hyperopt_suite.plugin --pyargs hyperopt.tests.integration.test_mongoexp -rxX
@@ -195,7 +196,7 @@ test-hyperopt-suite: test-install ## hyperopt's own test suite of hyperopt.mongo
 test-stage-hyperopt-oldest: test-hyperopt-oldest
 test-hyperopt-oldest: test-install $(OLDEST_VENV)/.installed ## The suite, fmin's features and the worker on the oldest hyperopt we support
 	PYTHONPATH=. $(OLDEST_VENV)/bin/python -m pytest -q $(HYPEROPT_SUITE)
-	PYTHONPATH=. $(OLDEST_VENV)/bin/python -m pytest -q tests/integration/test_fmin_features.py tests/integration/test_worker.py
+	PYTHONPATH=. $(OLDEST_VENV)/bin/python -m pytest -q -n 2 tests/integration/test_fmin_features.py tests/integration/test_worker.py
 
 # nose and six: hyperopt 0.2.7's tests import them
 $(OLDEST_VENV)/.installed: runtime/pyproject.toml
@@ -204,5 +205,8 @@ $(OLDEST_VENV)/.installed: runtime/pyproject.toml
 	touch $@
 
 .PHONY: test-stage-bench-smoke
+# it runs beside the pytest stage, whose first end-to-end tests build the image: built here if not yet there
 test-stage-bench-smoke: ## Every benchmark at tiny sizes (make bench-smoke, on the tests' runtime image)
+	$(if $(call without,docker),,docker image inspect hyperfleet/runtime:test >/dev/null 2>&1 \
+	  || PYTHON=$(PY) scripts/build-runtime-image.sh hyperfleet/runtime:test $(TEST_BASE_IMAGE))
 	$(MAKE) bench-smoke BENCH_IMAGE=hyperfleet/runtime:test

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make test's stages: each is `make test-stage-NAME`, timed; a failure names its stage.
+#   scripts/test-stages.sh TIMES_FILE "FIRST..." "MAIN..." "BESIDE..."
+# FIRST run in order; then MAIN in order in the foreground while BESIDE run in order beside them (the
+# pytest suite mostly waits on deployments, KEDA and pods, so the short stages fit in its gaps). The
+# beside stages' output goes to TIMES_FILE.beside.log, shown once they are done. Ends with every stage's
+# time and the wall time.
+set -uo pipefail
+
+times=$1 first=$2 main=$3 beside=$4
+: "${MAKE:=make}"
+rm -f "$times" "$times.beside.log"
+started=$(date +%s)
+
+# run_stages NOTE STAGE...: each in order, its time (and NOTE) appended to $times; stops at the first that fails
+run_stages() {
+  local note=$1 stage start
+  shift
+  for stage in "$@"; do
+    start=$(date +%s)
+    echo "== make test: $stage"
+    if ! $MAKE --no-print-directory "test-stage-$stage"; then
+      echo "make test: stage $stage failed" >&2
+      return 1
+    fi
+    echo "$stage $(( $(date +%s) - start )) $note" >> "$times"
+  done
+}
+
+# shellcheck disable=SC2086  # the stage lists are words
+run_stages "" $first || exit 1
+
+# shellcheck disable=SC2086
+run_stages "(beside ${main// /, })" $beside > "$times.beside.log" 2>&1 &
+beside_pid=$!
+echo "== make test: beside the suite: $beside (output in $times.beside.log, shown when done)"
+# shellcheck disable=SC2086
+run_stages "" $main
+main_status=$?
+wait "$beside_pid"
+beside_status=$?
+echo "== make test: the stages run beside the suite ($beside):"
+cat "$times.beside.log"
+if (( main_status != 0 || beside_status != 0 )); then
+  exit 1
+fi
+
+echo "== make test: passed; stage times (s):"
+awk '{ note = $3; for (i = 4; i <= NF; i++) note = note " " $i; printf "  %-16s %5d %s\n", $1, $2, note }' "$times"
+printf '  %-16s %5d\n' "wall" $(( $(date +%s) - started ))
