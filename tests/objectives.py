@@ -99,3 +99,46 @@ def exits_without_a_result(x):
     if x > 0:
         os._exit(3)
     return x
+
+
+def learning_curve(params):
+    """A learning curve the test controls: after step s the loss is ``level + 1 / (s + 1)``, reported
+    with ``hyperfleet.report`` for ``steps`` steps (``sleep`` seconds each). Each step computed is
+    appended to the file ``params['log']`` (the level names the trial) before it is
+    reported, so a test sees where a pruned trial stopped; ``stride`` skips steps. ``stubborn`` catches TrialPruned and keeps
+    sleeping: only a kill ends it. ``in_thread`` runs the loop in a thread the objective starts. Writes its
+    pid to ``<log>.pid``."""
+    import hyperfleet
+
+    if params.get("in_thread"):  # the loop in a thread of the objective's own; its exception comes back here
+        import threading
+
+        outcome = {}
+
+        def loop():
+            try:
+                outcome["loss"] = learning_curve({**params, "in_thread": False})
+            except BaseException as err:  # noqa: BLE001 - re-raised in the objective's thread
+                outcome["error"] = err
+
+        worker = threading.Thread(target=loop)
+        worker.start()
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["loss"]
+    with open(f"{params['log']}.pid", "a") as f:
+        f.write(f"{params['level']!r} {os.getpid()}\n")
+    loss = None
+    for step in range(0, int(params["steps"]), int(params.get("stride", 1))):
+        time.sleep(params.get("sleep", 0.0))
+        loss = params["level"] + 1.0 / (step + 1)
+        with open(params["log"], "a") as f:
+            f.write(f"{params['level']!r} {step}\n")
+        try:
+            hyperfleet.report(step, loss)
+        except hyperfleet.TrialPruned:
+            if not params.get("stubborn"):
+                raise
+            time.sleep(3600)
+    return loss
