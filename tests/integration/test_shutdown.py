@@ -48,7 +48,9 @@ def test_first_signal_hands_the_trial_back_and_another_worker_finishes_it(mongo_
         fmin(slow_quadratic, space, algo=rand.suggest, max_evals=3, trials=trials, show_progressbar=False)
         chaos.join(30)
         assert handed["exit_code"] == 0
-        assert handed["exit_seconds"] < 2.0  # far less than the 1.5 s trial still had to run plus the deadline
+        # promptly, not at the 10 s shutdown deadline (2-3 s seen on a loaded machine); that it did not wait
+        # for its trial is the trial's state below: handed back, not DONE
+        assert handed["exit_seconds"] < 6.0
         back = handed["doc"]
         assert back["state"] == JOB_STATE_NEW and back["owner"] is None
         assert back["hyperfleet"]["requeues"] == 1
