@@ -141,6 +141,23 @@ CORE_WITHOUT := docker,pulumi,helm,kubernetes,root,browser
 test-core: test-install ## Unit tests and the job protocol (store, worker, monitor, trials) on the test database: no Docker, Pulumi or Kubernetes
 	HYPERFLEET_TESTS_WITHOUT=$(CORE_WITHOUT) PYTHONPATH=. $(PY) -m pytest tests/unit tests/integration -q -m "not slow" -n 2 $(PYTEST_ARGS)
 
+# Mutation testing (tests/mutation/run.py, docs/testing.md): cosmic-ray in a virtualenv of its own, so
+# its dependencies stay out of the project's; coverage (for the per-line test selection) in a folder
+# of its own that only the measured runs put on PYTHONPATH
+MUTATION_VENV ?= .venv-mutation
+COSMIC_RAY_VERSION := 8.7.0
+COVERAGE_VERSION := 7.17.3
+MUTATION_ARGS ?=
+.PHONY: mutation
+mutation: test-install $(MUTATION_VENV)/.installed ## Mutation testing of the core with cosmic-ray, not part of make test (hours; MUTATION_ARGS="--modules spec,store --sample 40")
+	nice $(MUTATION_VENV)/bin/python tests/mutation/run.py --python $(PY) --coverage-lib $(MUTATION_VENV)/coverage-lib $(MUTATION_ARGS)
+
+$(MUTATION_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/python -m pip install --quiet 'cosmic-ray==$(COSMIC_RAY_VERSION)'
+	$(PY) -m pip install --quiet --upgrade --target $(MUTATION_VENV)/coverage-lib 'coverage==$(COVERAGE_VERSION)'
+	touch $@
+
 .PHONY: lint
 lint: ## ruff, shellcheck, helm lint --strict of the chart; installs nothing (make lint-tools does)
 	@[[ -x $(VENV)/bin/ruff ]] || { echo "lint: no ruff in $(VENV): run make install" >&2; exit 1; }
@@ -158,7 +175,7 @@ docs: install ## Regenerate docs/stack-config.md from the config models in infra
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
-	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) .pytest_cache bench/results $(STAGE_TIMES) $(STAGE_TIMES).beside.log
+	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) $(MUTATION_VENV) .mutation .pytest_cache bench/results $(STAGE_TIMES) $(STAGE_TIMES).beside.log
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 ##@ Test stages (make test runs them in order)

@@ -1,0 +1,286 @@
+"""``make mutation``: mutation testing of the core with cosmic-ray (docs/testing.md, "Mutation testing").
+
+For each module: cosmic-ray lists its mutants; those this file leaves out are marked skipped with the
+reason (operators outside the selective set, logging-only statements, the equivalent mutants of
+tests/mutation/equivalent.toml, and those outside a --sample); cosmic-ray then applies each remaining
+mutant to the file in place, runs tests/mutation/run_selected.py (only the tests that execute the
+mutated line, from a coverage map made once per run), and puts the file back. The report is the
+killed share of the mutants run, per module, and the survivors' diffs.
+
+Runs with the interpreter that has cosmic-ray (make mutation makes .venv-mutation); the tests run with
+--python (the project's virtualenv). Never run it in a checkout where others work: the modules are
+rewritten in place while it runs (it refuses to start when one has uncommitted changes, and checks
+afterwards that each is back as it was).
+
+    python tests/mutation/run.py --python .venv/bin/python [--modules spec,store] [--sample N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, WorkResultStorage, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RUNTIME = "runtime/hyperfleet"
+#: the tests that exercise the job protocol with the test database (no Docker, Pulumi or Kubernetes)
+CORE_TESTS = ["tests/unit"] + [f"tests/integration/test_{name}.py" for name in (
+    "store", "worker", "monitor", "shutdown", "outage", "trials", "mongoexp", "indexes", "run", "fmin_features",
+    "status_report", "experiment_metrics", "notify")]
+#: module -> the tests run against it
+MODULES = {
+    "spec": ["tests/unit"],
+    "settings": ["tests/unit"],
+    "envmap": ["tests/unit"],
+    "mongo_url": ["tests/unit"],
+    "store": CORE_TESTS,
+    "worker": CORE_TESTS,
+    "monitor": CORE_TESTS,
+}
+#: the components the core's tests leave out (make test-core's opt-out)
+WITHOUT = "docker,pulumi,helm,kubernetes,root,browser"
+
+# Selective mutation: each binary operator is replaced by its counterpart only, and each comparison by
+# its boundary and its negation; cosmic-ray's other replacements of the same operator (+ by **, <<, ^
+# ...) are killed by the same tests and would multiply the run time by 5 to 11.
+BINARY = {"Add": "Sub", "Sub": "Add", "Mul": "Div", "Div": "Mul", "FloorDiv": "Div", "Mod": "Div", "Pow": "Mul",
+          "LShift": "RShift", "RShift": "LShift", "BitOr": "BitAnd", "BitAnd": "BitOr", "BitXor": "BitAnd"}
+COMPARISON = {"Eq": {"NotEq"}, "NotEq": {"Eq"}, "Lt": {"LtE", "GtE"}, "LtE": {"Lt", "Gt"}, "Gt": {"GtE", "LtE"},
+              "GtE": {"Gt", "Lt"}, "Is": {"IsNot"}, "IsNot": {"Is"}, "In": {"NotIn"}, "NotIn": {"In"}}
+#: calls whose mutation changes only what is logged (the log level and message): not behaviour the tests own
+LOGGING_CALL = re.compile(r"^(log|logger)\.(debug|info|warning|error|exception|critical)$")
+
+
+def kept_operator(name: str) -> bool:
+    match = re.fullmatch(r"core/Replace(Binary|Comparison)Operator_(\w+)_(\w+)", name)
+    if not match:
+        return True
+    kind, old, new = match.groups()
+    return BINARY.get(old) == new if kind == "Binary" else new in COMPARISON.get(old, ())
+
+
+def logging_lines(source: str) -> set[int]:
+    """The lines of statements that only log: ``log.info(...)`` and the like, all their lines."""
+    lines = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = ast.unparse(node.value.func)
+            if LOGGING_CALL.match(func):
+                lines.update(range(node.lineno, node.end_lineno + 1))
+    return lines
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the type annotations are, when the module never evaluates them (``from __future__ import
+    annotations``): a mutant there (``str | None`` -> ``str & None``) changes nothing that runs."""
+    tree = ast.parse(source)
+    if not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+               for n in tree.body):
+        return []
+    spans = []
+    for node in ast.walk(tree):
+        found = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.append(node.returns)
+        elif isinstance(node, ast.arg):
+            found.append(node.annotation)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        spans += [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in found if a is not None]
+    return spans
+
+
+def load_equivalents() -> list[dict]:
+    """tests/mutation/equivalent.toml: each equivalent mutant by module, operator and the source line's text."""
+    return tomllib.loads((HERE / "equivalent.toml").read_text()).get("equivalent", [])
+
+
+def coverage_map(python: str, tests: list[str], modules: list[str], out: Path, env: dict, coverage_lib: Path) -> float:
+    """Run ``tests`` once under the coverage plugin; the map goes to ``out``. The run must pass."""
+    start = time.monotonic()
+    cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.mutation.coverage_map",
+           f"--basetemp={out.parent / 'pytest-map'}", "-m", "not slow", "--durations=0", *tests]
+    run_env = dict(env, HYPERFLEET_COVERAGE_MAP=str(out), HYPERFLEET_COVERAGE_MODULES=",".join(modules),
+                   PYTHONPATH=os.pathsep.join([str(coverage_lib), str(HERE / "startup"), env["PYTHONPATH"]]))
+    result = subprocess.run(cmd, cwd=REPO, env=run_env)
+    if result.returncode != 0:
+        sys.exit(f"mutation: the tests fail before any mutation ({' '.join(cmd)}): fix them first")
+    return time.monotonic() - start
+
+
+def skip(db: WorkDB, job_id: str, reason: str) -> None:
+    db.set_result(job_id, WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def prepare(name: str, module: str, workdir: Path, python: str, covmap: Path, sample: int | None, seed: int,
+            rerun: bool) -> Path:
+    """The session of ``module``: listed, filtered, its config and pristine copy written."""
+    pristine = workdir / f"{name}.py.orig"
+    pristine.write_text((REPO / module).read_text())
+    pytest_args = f"-q -p no:cacheprovider --basetemp={workdir / ('pytest-' + name)}"
+    command = f"{shlex.quote(python)} {HERE / 'run_selected.py'} {module} {pristine} {covmap} -- {pytest_args}"
+    config = workdir / f"{name}.toml"
+    config.write_text(f"""[cosmic-ray]
+module-path = "{module}"
+timeout = 3600.0
+excluded-modules = []
+test-command = {json.dumps(command)}
+
+[cosmic-ray.distributor]
+name = "local"
+""")
+    session = workdir / f"{name}.sqlite"
+    if rerun:
+        if not session.exists():
+            sys.exit(f"mutation: --survivors: no earlier run of {name} in {workdir}")
+    else:
+        session.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "init", str(config), str(session)], cwd=REPO, check=True)
+    source = pristine.read_text()
+    source_lines = source.splitlines()
+    logged = logging_lines(source)
+    annotations = annotation_spans(source)
+    equivalents = [e for e in load_equivalents() if e["module"] == module]
+
+    def reason_to_skip(mutation) -> str | None:
+        line = mutation.start_pos[0]
+        text = source_lines[line - 1].strip()
+        if not kept_operator(mutation.operator_name):
+            return "operator outside the selective set"
+        if any(a <= tuple(mutation.start_pos) < b for a, b in annotations):
+            return "equivalent: in a type annotation, never evaluated"
+        if line in logged:
+            return "a logging-only statement"
+        for e in equivalents:
+            if e["operator"] == mutation.operator_name and e["line"].strip() == text:
+                return f"equivalent (tests/mutation/equivalent.toml): {e['reason']}"
+        return None
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        if rerun:
+            # the survivors of the earlier run run again (the killed stay killed: tests were only added)
+            survivors = [item for item, result in db.completed_work_items
+                         if result.worker_outcome == WorkerOutcome.NORMAL and result.test_outcome == TestOutcome.SURVIVED]
+            for item in survivors:
+                reason = reason_to_skip(item.mutations[0])
+                if reason:
+                    skip(db, item.job_id, reason)
+            with db._session_maker.begin() as session:  # cosmic-ray has no call to forget a result
+                session.query(WorkResultStorage).filter(
+                    WorkResultStorage.job_id.in_([i.job_id for i in survivors]),
+                    WorkResultStorage.worker_outcome == WorkerOutcome.NORMAL).delete(synchronize_session=False)
+            return config
+        candidates = []
+        for item in db.pending_work_items:
+            (mutation,) = item.mutations
+            reason = reason_to_skip(mutation)
+            if reason:
+                skip(db, item.job_id, reason)
+            else:
+                candidates.append(item.job_id)
+        if sample is not None and sample < len(candidates):
+            chosen = set(random.Random(seed).sample(sorted(candidates), sample))
+            for job_id in set(candidates) - chosen:
+                skip(db, job_id, "not in the sample")
+    return config
+
+
+def summarize(name: str, module: str, workdir: Path, seconds: float) -> dict:
+    dump = subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "dump", str(workdir / f"{name}.sqlite")],
+                          cwd=REPO, check=True, capture_output=True, text=True).stdout
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "equivalent": 0, "skipped": 0}
+    survivors = []
+    for row in dump.splitlines():
+        item, result = json.loads(row)
+        if result is None:
+            continue
+        if result["worker_outcome"] == "skipped":
+            counts["equivalent" if result["output"].startswith("equivalent") else "skipped"] += 1
+        elif result["test_outcome"] == "killed":
+            counts["timeout" if "MUTANT-TIMEOUT" in (result["output"] or "") else "killed"] += 1
+        elif result["test_outcome"] == "survived":
+            counts["survived"] += 1
+            (m,) = item["mutations"]
+            survivors.append(f"{m['operator_name']} line {m['start_pos'][0]} ({m['definition_name']}): "
+                             f"{(result['output'] or '').splitlines()[0] if result['output'] else ''}\n{result['diff']}")
+        else:
+            counts["incompetent"] += 1
+    run = counts["killed"] + counts["timeout"] + counts["survived"]
+    counts["score"] = round(100 * (counts["killed"] + counts["timeout"]) / run, 1) if run else None
+    counts["seconds"] = round(seconds)
+    (workdir / f"{name}-survivors.txt").write_text("\n\n".join(survivors) + "\n")
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--python", required=True, help="the project's interpreter (runs the tests)")
+    parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of {', '.join(MODULES)}")
+    parser.add_argument("--sample", type=int, help="run at most N mutants of each module, drawn with --seed")
+    parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--survivors", action="store_true",
+                        help="run again only the survivors of the last run (after tests were added); the rest is kept")
+    parser.add_argument("--workdir", default=str(REPO / ".mutation"))
+    parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
+    args = parser.parse_args()
+    names = args.modules.split(",")
+    unknown = set(names) - set(MODULES)
+    if unknown:
+        parser.error(f"--modules: unknown {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
+    modules = {n: f"{RUNTIME}/{n}.py" for n in names}
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *modules.values()], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout
+    if dirty:
+        sys.exit(f"mutation: uncommitted changes in a module it would rewrite:\n{dirty}")
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # the tests and every process they start import the modules of this checkout (absolute paths)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COVERAGE_", "HYPERFLEET_COVERAGE"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO / "runtime"), str(REPO)]), HYPERFLEET_TESTS_WITHOUT=WITHOUT)
+    os.environ.update(env)
+    report = {}
+    groups: dict[tuple, list[str]] = {}
+    for name in names:
+        groups.setdefault(tuple(MODULES[name]), []).append(name)
+    for tests, group in groups.items():
+        covmap = workdir / f"coverage-map-{'-'.join(group)}.json"
+        seconds = coverage_map(args.python, list(tests), [modules[n] for n in group], covmap, env,
+                               Path(args.coverage_lib).resolve())
+        print(f"mutation: coverage map of {', '.join(group)}: {seconds:.0f} s", flush=True)
+        for name in group:
+            start = time.monotonic()
+            config = prepare(name, modules[name], workdir, args.python, covmap, args.sample, args.seed,
+                             args.survivors)
+            try:
+                subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config),
+                                str(workdir / f"{name}.sqlite")], cwd=REPO, check=True, env=env)
+            finally:
+                restored = (REPO / modules[name]).read_text() == (workdir / f"{name}.py.orig").read_text()
+                if not restored:
+                    sys.exit(f"mutation: {modules[name]} was not restored: `git checkout {modules[name]}`")
+            report[name] = summarize(name, modules[name], workdir, time.monotonic() - start)
+            print(f"mutation: {name}: {json.dumps(report[name])}", flush=True)
+    (workdir / "report.json").write_text(json.dumps(report, indent=1))
+    print(f"\n{'module':<10} {'killed':>6} {'timeout':>7} {'survived':>8} {'equiv.':>6} {'skipped':>7} {'score':>6} {'time':>6}")
+    for name, c in report.items():
+        print(f"{name:<10} {c['killed']:>6} {c['timeout']:>7} {c['survived']:>8} {c['equivalent']:>6} {c['skipped']:>7} "
+              f"{c['score'] if c['score'] is not None else '-':>5}% {c['seconds']:>5}s")
+    print(f"survivors' diffs: {workdir}/<module>-survivors.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
