@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -236,6 +237,9 @@ def main() -> int:
     parser.add_argument("--workdir", default=str(REPO / ".mutation"))
     parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
     args = parser.parse_args()
+    # started in the background by a shell, SIGINT comes ignored, and the tests (and the time limit's
+    # SIGINT) need it to work: Python's own handler here, the default one in the processes started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     names = args.modules.split(",")
     unknown = set(names) - set(MODULES)
     if unknown:

@@ -64,6 +64,9 @@ def select(module: str, pristine: str, mutated: str, coverage_map: dict) -> list
 
 def main(argv: list[str]) -> int:
     module, pristine_path, map_path, sep, *pytest_args = argv
+    # started in the background by a shell, SIGINT comes ignored, and the tests (and the time limit's
+    # SIGINT) need it to work: Python's own handler here, the default one in the processes started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     assert sep == "--", "usage: run_selected.py MODULE PRISTINE MAP -- PYTEST_ARGS..."
     pristine = Path(pristine_path).read_text()
     mutated = Path(module).read_text()
