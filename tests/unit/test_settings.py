@@ -2,6 +2,7 @@
 theirs, and each bound they enforce sits exactly where the message says (the value on the edge passes,
 the one beyond it fails, naming the field)."""
 
+import dataclasses
 import re
 
 import pytest
@@ -14,7 +15,7 @@ README = (REPO / "runtime/README.md").read_text()
 
 def readme_worker_table() -> dict[str, str]:
     """The worker's options table: ``--option`` -> its default column."""
-    return dict(re.findall(r"^\| `(--[a-z-]+)` \| ([^|]+?) \|", README, re.MULTILINE))
+    return dict(re.findall(r"^\| `(--[a-z/-]+)` \| ([^|]+?) \|", README, re.MULTILINE))
 
 
 @pytest.mark.parametrize("option,field", [("--heartbeat-seconds", "heartbeat_seconds"),
@@ -93,3 +94,23 @@ def test_monitor_policy_and_liveness_checks_are_from_their_lists():
         MonitorSettings(policy="ignore")
     with pytest.raises(ValueError, match=r"unknown liveness check\(s\) \['ssh'\]: use process, docker, kubernetes"):
         MonitorSettings(liveness=("process", "ssh"))
+
+
+def test_the_documented_off_switches_are_off_by_default():
+    # runtime/README.md: trials run in-process unless --subprocesses; docs/dashboard.md: "The commands leave it off"
+    assert readme_worker_table()["--subprocesses/--no-subprocesses"] == "in-process"
+    assert WorkerSettings().use_subprocesses is False
+    assert "The commands leave it off" in (REPO / "docs/dashboard.md").read_text()
+    assert MonitorSettings().dashboard_read_token is False
+
+
+@pytest.mark.parametrize("settings", [WorkerSettings(), MonitorSettings()], ids=["worker", "monitor"])
+def test_settings_cannot_change_once_made(settings):
+    """Validated once in __post_init__: a later assignment would skip the checks."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.mongo_url = "mongodb://elsewhere/db"
+
+
+def test_the_dashboard_token_is_not_in_the_monitor_settings_repr():
+    settings = MonitorSettings(dashboard_port=8081, dashboard_token="tok-s3cret-9")
+    assert "tok-s3cret-9" not in repr(settings) and "dashboard_port=8081" in repr(settings)
