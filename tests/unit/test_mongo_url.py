@@ -1,6 +1,8 @@
+import dataclasses
+
 import pytest
 
-from hyperfleet.mongo_url import MongoUrlError, parse_mongo_url, redact_url
+from hyperfleet.mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, parse_uri_user, redact_url
 
 
 @pytest.mark.parametrize(
@@ -60,3 +62,55 @@ def test_secret_query_options_are_redacted(query):
     redacted = redact_url(f"mongodb://user:pw@h/db?tls=true&{query}&appname=x")
     assert "hunter2" not in redacted and "pw" not in redacted
     assert redacted.startswith("mongodb://user:***@h/db?tls=true&") and redacted.endswith("=***&appname=x")
+
+
+@pytest.mark.parametrize("port,accepted", [("0", False), ("1", True), ("65535", True), ("65536", False), ("x1", False)])
+def test_hyperkops_settings_take_ports_from_1_to_65535(port, accepted):
+    if accepted:
+        assert compose_mongo_url("db", port, "trials") == f"mongodb://db:{port}/trials"
+        return
+    with pytest.raises(MongoUrlError) as err:
+        compose_mongo_url("db", port, "trials")
+    assert str(err.value) == f"the MongoDB port must be a number from 1 to 65535, got '{port}'"
+
+
+def test_a_trailing_slash_after_the_database_is_not_taken_for_a_collection():
+    with pytest.raises(MongoUrlError) as err:
+        parse_mongo_url("mongo://h:27017/db/")
+    assert str(err.value).startswith("malformed MongoDB URL: ") and "too many path parts" not in str(err.value)
+
+
+def test_the_default_database_goes_after_every_host_and_before_the_query():
+    address = parse_mongo_url("mongodb://h1:27017,h2:27018/?replicaSet=rs")
+    assert address.uri == "mongodb://h1:27017,h2:27018/hyperopt?replicaSet=rs"
+
+
+def test_unknown_query_options_are_refused_not_ignored():
+    with pytest.raises(MongoUrlError) as err:
+        parse_mongo_url("mongodb://h/db?bogusOption=1")
+    assert str(err.value).startswith("malformed MongoDB URL: Unknown option")
+
+
+def test_the_tls_file_named_is_the_one_pymongo_opens(tmp_path):
+    readable = tmp_path / "ca.pem"
+    readable.write_text("-----BEGIN CERTIFICATE-----\n")
+    # the last of a repeated option wins (pymongo warns of the repetition)
+    with pytest.raises(MongoUrlError) as err, pytest.warns(UserWarning, match="Duplicate URI option"):
+        parse_mongo_url(f"mongodb://h/db?tls=true&tlsCAFile={readable}&tlsCAFile=/nonexistent/ca.pem")
+    assert str(err.value).endswith(": tlsCAFile=/nonexistent/ca.pem")
+    # a path that os.access calls readable but that can't be opened as a file: named all the same
+    with pytest.raises(MongoUrlError) as err:
+        parse_mongo_url(f"mongodb://h/db?tls=true&tlsCAFile={tmp_path}")
+    assert str(err.value) == f"the MongoDB URL names a file that is not readable here: tlsCAFile={tmp_path}"
+
+
+@pytest.mark.parametrize("uri,user", [("mongodb://al%40ice:pw@h/db", "al@ice"), ("mongodb+srv://bob@h/db", "bob"),
+                                      ("mongodb://h/db", None), ("mongodb://h/db?authSource=u:p@x", None)])
+def test_the_user_name_of_a_uri(uri, user):
+    assert parse_uri_user(uri) == user
+
+
+def test_an_address_cannot_change_once_parsed():
+    address = parse_mongo_url("mongodb://h/db")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        address.database = "other"
