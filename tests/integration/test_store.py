@@ -7,7 +7,7 @@ import uuid
 
 from hyperopt import base
 
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 
 def new_trials(store, count, exp_key="e1"):
@@ -201,3 +201,60 @@ def test_documents_stay_readable_by_hyperopt(store):
     assert trials.best_trial["result"]["loss"] == 0.5
     states = {t["tid"]: t["state"] for t in trials.trials}
     assert states.pop(doc["tid"]) == JOB_STATE_DONE and list(states.values()) == [JOB_STATE_NEW] * 2
+
+
+def test_every_change_of_a_trial_advances_its_version_by_one(store):
+    """hyperopt's ``version``: retry_failed writes only to the version it read, so a change that does not
+    advance it could be overwritten by a monitor acting on an older read."""
+    new_trials(store, 1)
+    steps = []
+
+    def step(name, change):
+        before = store.jobs.find_one()["version"]
+        assert change() not in (None, False), name
+        steps.append((name, store.jobs.find_one()["version"] - before))
+
+    def reserve():
+        return store.reserve("w", {}, "e1")
+
+    step("reserve", reserve)
+    step("hand_back", lambda: store.hand_back(store.jobs.find_one()["_id"], "w", "shutdown"))
+    step("reserve", reserve)
+    step("requeue_orphan", lambda: store.requeue_orphan(store.running_trials("e1")[0], "no heartbeat"))
+    step("reserve", reserve)
+    step("error_orphan", lambda: store.error_orphan(store.running_trials("e1")[0], "retry budget spent"))
+    step("retry_failed", lambda: store.retry_failed(store.jobs.find_one(), "objective failed"))
+    step("reserve", reserve)
+    step("fail", lambda: store.fail(store.jobs.find_one()["_id"], "w", ("E", "bad"), "tb"))
+    step("retry_failed", lambda: store.retry_failed(store.jobs.find_one(), "objective failed"))
+    step("reserve", reserve)
+    step("fail with retry", lambda: store.fail(store.jobs.find_one()["_id"], "w", ("E", "bad"), "tb", retry=True))
+    step("reserve", reserve)
+    step("finish", lambda: store.finish(store.jobs.find_one()["_id"], "w", {"loss": 1.0, "status": "ok"}))
+    assert [delta for _, delta in steps] == [1] * len(steps), steps
+
+
+def test_a_trial_keeps_the_last_history_entries_up_to_the_limit(store):
+    from hyperfleet.store import HISTORY_LIMIT
+
+    new_trials(store, 1)
+    for n in range(HISTORY_LIMIT + 5):
+        doc = store.reserve("w", {}, "e1")
+        assert store.hand_back(doc["_id"], "w", f"hand-back {n}")
+    history = store.jobs.find_one()["hyperfleet"]["history"]
+    assert [h["reason"] for h in history] == [f"hand-back {n}" for n in range(5, HISTORY_LIMIT + 5)]
+    assert store.jobs.find_one()["hyperfleet"]["requeues"] == HISTORY_LIMIT + 5
+
+
+def test_cancelling_an_experiment_withdraws_its_queue_and_is_recorded_until_it_runs_again(store):
+    new_trials(store, 3, exp_key="stop-me")
+    new_trials(store, 2, exp_key="other")
+    running = store.reserve("w", {}, "stop-me")
+    # the dashboard may cancel an experiment no driver recorded (trials queued by hyperopt's own fmin)
+    assert not store.experiment_cancelled("stop-me")
+    assert store.cancel_experiment("stop-me") == 2
+    assert store.experiment_cancelled("stop-me") and not store.experiment_cancelled("other")
+    assert store.count("stop-me", [JOB_STATE_CANCEL]) == 2 and store.count("other", [JOB_STATE_NEW]) == 2
+    assert store.jobs.find_one({"_id": running["_id"]})["state"] == JOB_STATE_RUNNING
+    store.save_experiment("stop-me", {"name": "stop-me"}, 3)
+    assert not store.experiment_cancelled("stop-me")

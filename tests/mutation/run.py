@@ -31,6 +31,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import cosmic_ray.plugins
+from cosmic_ray.mutating import mutate_code
 from cosmic_ray.work_db import WorkDB, WorkResultStorage, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -166,9 +168,16 @@ name = "local"
         if line in logged:
             return "a logging-only statement"
         for e in equivalents:
-            if e["operator"] == mutation.operator_name and e["line"].strip() == text:
+            if e["operator"] == mutation.operator_name and e["line"].strip() == text and (
+                    "mutated" not in e or mutated_line(mutation) == e["mutated"].strip()):
                 return f"equivalent (tests/mutation/equivalent.toml): {e['reason']}"
         return None
+
+    def mutated_line(mutation) -> str:
+        """The mutated text of the mutation's line (an operator may make several mutants of one line)."""
+        operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**(mutation.operator_args or {}))
+        mutated = mutate_code(source, operator, mutation.occurrence)
+        return mutated.splitlines()[mutation.start_pos[0] - 1].strip()
 
     with use_db(str(session), WorkDB.Mode.open) as db:
         if rerun:
