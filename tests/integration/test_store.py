@@ -258,3 +258,25 @@ def test_cancelling_an_experiment_withdraws_its_queue_and_is_recorded_until_it_r
     assert store.jobs.find_one({"_id": running["_id"]})["state"] == JOB_STATE_RUNNING
     store.save_experiment("stop-me", {"name": "stop-me"}, 3)
     assert not store.experiment_cancelled("stop-me")
+
+
+def test_trials_that_evaluate_fmins_domain_carry_its_file_id_looked_up_once_per_experiment(store):
+    store.experiment_attachments("e1")["FMinIter_Domain"] = b"old pickle"
+    store.experiment_attachments("e1")["FMinIter_Domain"] = b"the pickled domain"
+    file_id = store.latest_attachment_id("FMinIter_Domain", "e1")
+    assert store.read_file(file_id) == b"the pickled domain"
+
+    def trial(exp_key, cmd):
+        return {"state": JOB_STATE_NEW, "tid": 0, "spec": None, "result": {"status": "new"},
+                "misc": {"tid": 0, "cmd": cmd, "workdir": None, "idxs": {}, "vals": {}}, "exp_key": exp_key,
+                "owner": None, "book_time": None, "refresh_time": None}
+
+    cache = {}
+    docs = store.insert_trials([trial("e1", ("domain_attachment", "FMinIter_Domain")),
+                                trial("e2", ("domain_attachment", "FMinIter_Domain")),
+                                trial("e1", ("token_load", "tests.objectives.quadratic")),
+                                trial("e1", ("domain_attachment",))], domain_ids=cache)
+    assert [d["hyperfleet"].get("domain_file_id") for d in docs] == [file_id, None, None, None]
+    assert cache == {("FMinIter_Domain", "e1"): file_id, ("FMinIter_Domain", "e2"): None}
+    assert store.jobs.find_one({"exp_key": "e1", "misc.cmd.0": "domain_attachment",
+                                "hyperfleet.domain_file_id": file_id}) is not None

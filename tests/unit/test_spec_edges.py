@@ -1,0 +1,66 @@
+"""Experiment specs at their edges: each bound of the schema accepts the value on it and refuses the one
+beyond it, and the helpers the report and the driver use give what they promise (tests/unit/test_spec.py
+has the invalid specs one by one)."""
+
+import pytest
+
+from hyperfleet.spec import Notify, SpecError, parse_spec, space_labels
+from tests.helpers import REPO
+
+VALID = {"name": "exp-1", "objective": "examples.objectives:branin", "max_evals": 10,
+         "space": {"x": {"uniform": [-5, 10]}}}
+
+
+def problems(**changes) -> list[str]:
+    try:
+        parse_spec({**VALID, **changes})
+    except SpecError as err:
+        return err.problems
+    return []
+
+
+@pytest.mark.parametrize("kind,args", [("quniform", [0, 1, 0]), ("qloguniform", [1, 2, 0]), ("qnormal", [0, 1, 0]),
+                                       ("qlognormal", [0, 1, 0]), ("normal", [0, 0]), ("lognormal", [0, 0]),
+                                       ("uniform", [1, 1]), ("loguniform", [1, 1]), ("randint", [2, 2])])
+def test_a_zero_step_or_width_is_refused(kind, args):
+    assert [p.split(":")[0] for p in problems(space={"x": {kind: args}})] == [f"space.x.{kind}"]
+
+
+@pytest.mark.parametrize("kind,args", [("quniform", [0, 1, 0.001]), ("qloguniform", [0.001, 2, 0.001]),
+                                       ("qnormal", [0, 0.001, 0.001]), ("qlognormal", [0, 0.001, 0.001]),
+                                       ("normal", [-3, 0.001]), ("uniform", [1, 1.001]), ("randint", [2, 3])])
+def test_the_smallest_positive_step_or_width_is_accepted(kind, args):
+    assert problems(space={"x": {kind: args}}) == []
+
+
+@pytest.mark.parametrize("field,edge,beyond", [("parallelism", 1, 0), ("max_evals", 1, 0), ("retries", 0, -1)])
+def test_counts_accept_their_least_value(field, edge, beyond):
+    assert problems(**{field: edge}) == []
+    assert [p.split(":")[0] for p in problems(**{field: beyond})] == [field]
+
+
+def test_early_stop_and_notify_at_their_edges():
+    assert problems(early_stop={"no_improvement": 1}) == []
+    assert problems(notify={"webhooks": [{"url": "https://hooks.example/x"}], "stalled_after_minutes": 0.5}) == []
+    assert [p.split(":")[0] for p in problems(notify={"webhooks": []})] == ["notify.webhooks"]
+    assert [p.split(":")[0] for p in problems(notify={"webhooks": [{"url": "https://h/x"}],
+                                                      "stalled_after_minutes": 0})] == ["notify.stalled_after_minutes"]
+
+
+def test_the_documented_stall_default_is_the_schemas():
+    stated = "stalled_after_minutes (30)"
+    assert stated in (REPO / "docs/stack-config.md").read_text()
+    assert Notify.model_fields["stalled_after_minutes"].default == 30
+
+
+def test_space_labels_lists_every_parameter_nested_options_included():
+    space = {"lr": {"loguniform": [1e-4, 1e-1]}, "kind": "const",
+             "model": {"choice": [{"kind": "svm", "C": {"loguniform": [0.01, 100]}},
+                                  {"kind": "forest", "trees": {"randint": [10, 200]},
+                                   "depth": {"choice": [2, {"leaf": {"uniform": [0, 1]}}]}},
+                                  "none"]}}
+    labels = space_labels(space)
+    assert labels == {"lr": ("loguniform", [1e-4, 1e-1]), "model": ("choice", space["model"]["choice"]),
+                      "C": ("loguniform", [0.01, 100]), "trees": ("randint", [10, 200]),
+                      "depth": ("choice", [2, {"leaf": {"uniform": [0, 1]}}]), "leaf": ("uniform", [0, 1])}
+    assert list(labels) == ["lr", "model", "C", "trees", "depth", "leaf"]
