@@ -245,6 +245,7 @@ def main() -> int:
                         help="run again only the survivors of the last run (after tests were added); the rest is kept")
     parser.add_argument("--workdir", default=str(REPO / ".mutation"))
     parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
+    parser.add_argument("--coverage-map", help="reuse this coverage map (of the same tests and modules, unchanged since)")
     args = parser.parse_args()
     # started in the background by a shell, SIGINT comes ignored, and the tests (and the time limit's
     # SIGINT) need it to work: Python's own handler here, the default one in the processes started
@@ -270,9 +271,12 @@ def main() -> int:
         groups.setdefault(tuple(MODULES[name]), []).append(name)
     for tests, group in groups.items():
         covmap = workdir / f"coverage-map-{'-'.join(group)}.json"
-        seconds = coverage_map(args.python, list(tests), [modules[n] for n in group], covmap, env,
-                               Path(args.coverage_lib).resolve())
-        print(f"mutation: coverage map of {', '.join(group)}: {seconds:.0f} s", flush=True)
+        if args.coverage_map:
+            covmap.write_text(Path(args.coverage_map).read_text())
+        else:
+            seconds = coverage_map(args.python, list(tests), [modules[n] for n in group], covmap, env,
+                                   Path(args.coverage_lib).resolve())
+            print(f"mutation: coverage map of {', '.join(group)}: {seconds:.0f} s", flush=True)
         for name in group:
             start = time.monotonic()
             config = prepare(name, modules[name], workdir, args.python, covmap, args.sample, args.seed,
