@@ -7,7 +7,7 @@ import uuid
 
 from hyperopt import base
 
-from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 
 def new_trials(store, count, exp_key="e1"):
@@ -247,6 +247,8 @@ def test_a_trial_keeps_the_last_history_entries_up_to_the_limit(store):
 
 
 def test_cancelling_an_experiment_withdraws_its_queue_and_is_recorded_until_it_runs_again(store):
+    from hyperfleet.store import JOB_STATE_CANCEL
+
     new_trials(store, 3, exp_key="stop-me")
     new_trials(store, 2, exp_key="other")
     running = store.reserve("w", {}, "stop-me")
@@ -280,3 +282,17 @@ def test_trials_that_evaluate_fmins_domain_carry_its_file_id_looked_up_once_per_
     assert cache == {("FMinIter_Domain", "e1"): file_id, ("FMinIter_Domain", "e2"): None}
     assert store.jobs.find_one({"exp_key": "e1", "misc.cmd.0": "domain_attachment",
                                 "hyperfleet.domain_file_id": file_id}) is not None
+
+
+def test_a_trial_put_back_in_the_queue_is_stamped_with_the_time_it_went_back(store):
+    """refresh_time is a trial's last change on the server clock, requeues included (the report's and the
+    dashboard's 'last change'; hyperopt's own Trials reads it as well)."""
+    from tests.helpers import wait_for
+
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    # a server time after the reservation's (its clock counts milliseconds)
+    before = wait_for(lambda: (now := store.server_time()) > doc["refresh_time"] and now, timeout=10, step=0.005)
+    assert store.hand_back(doc["_id"], "w", "shutdown")
+    back = store.jobs.find_one({"_id": doc["_id"]})
+    assert back["refresh_time"] >= before > doc["refresh_time"]

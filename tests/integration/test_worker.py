@@ -194,3 +194,16 @@ def test_alive_file_is_touched_while_idle_and_the_probe_judges_its_age(mongo_url
     stale = [sys.executable, "-m", "hyperfleet", "alive", str(alive), "--max-age-seconds", "0"]
     result = subprocess.run(stale, capture_output=True, text=True, env=worker_env())
     assert result.returncode == 1 and "last touched" in result.stderr
+
+
+def test_an_alive_file_that_cannot_be_written_is_a_warning_not_a_crash(store, mongo_url, tmp_path):
+    """A liveness probe's file in a missing directory (a mount that is not there): the worker says so
+    and goes on running trials; the probe, not the worker, decides what that means."""
+    insert_trials(store, "probe", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    unwritable = tmp_path / "not-mounted" / "alive"
+    proc = subprocess.run([sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, "--exp-key", "probe",
+                           "--max-jobs", "2", "--alive-file", str(unwritable), "--log-level", "warning"],
+                          env=worker_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [d["state"] for d in store.jobs.find()] == [JOB_STATE_DONE] * 2
+    assert f"cannot touch the alive file {unwritable}" in proc.stderr

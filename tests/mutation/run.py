@@ -75,14 +75,20 @@ def kept_operator(name: str) -> bool:
     return BINARY.get(old) == new if kind == "Binary" else new in COMPARISON.get(old, ())
 
 
+def _logs_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and bool(
+        LOGGING_CALL.match(ast.unparse(node.value.func)))
+
+
 def logging_lines(source: str) -> set[int]:
-    """The lines of statements that only log: ``log.info(...)`` and the like, all their lines."""
+    """The lines of statements that only log (``log.info(...)`` and the like, all their lines), and the
+    condition of an ``if`` whose only statements log (``if removed: log.info(...)``, no else)."""
     lines = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-            func = ast.unparse(node.value.func)
-            if LOGGING_CALL.match(func):
-                lines.update(range(node.lineno, node.end_lineno + 1))
+        if _logs_only(node):
+            lines.update(range(node.lineno, node.end_lineno + 1))
+        elif isinstance(node, ast.If) and not node.orelse and all(_logs_only(n) for n in node.body):
+            lines.update(range(node.lineno, node.body[0].lineno))
     return lines
 
 
