@@ -64,3 +64,19 @@ def test_space_labels_lists_every_parameter_nested_options_included():
                       "C": ("loguniform", [0.01, 100]), "trees": ("randint", [10, 200]),
                       "depth": ("choice", [2, {"leaf": {"uniform": [0, 1]}}]), "leaf": ("uniform", [0, 1])}
     assert list(labels) == ["lr", "model", "C", "trees", "depth", "leaf"]
+
+
+@pytest.mark.parametrize("args", [[False, 1], [0, True], ["0", 1], [0, float("inf")], [float("nan"), 1], [0, None]])
+def test_bounds_are_finite_numbers_not_booleans_or_strings(args):
+    assert [p.split(":")[0] for p in problems(space={"x": {"uniform": args}})] == ["space.x.uniform"]
+
+
+def test_a_grid_steps_from_low_to_high():
+    from hyperfleet.spec import grid_points
+
+    assert [p["w"] for p in grid_points({"w": {"quniform": [1, 2, 0.25]}})] == [1.0, 1.25, 1.5, 1.75, 2.0]
+    assert [p["w"] for p in grid_points({"w": {"quniform": [-3, -1, 1]}})] == [-3.0, -2.0, -1.0]
+
+
+def test_a_one_letter_image_name_is_an_image():
+    assert problems(objective={"image": "x"}) == []
