@@ -207,3 +207,32 @@ def test_an_alive_file_that_cannot_be_written_is_a_warning_not_a_crash(store, mo
     assert proc.returncode == 0, proc.stderr
     assert [d["state"] for d in store.jobs.find()] == [JOB_STATE_DONE] * 2
     assert f"cannot touch the alive file {unwritable}" in proc.stderr
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of ``pid``'s child processes."""
+    import pathlib
+
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+            if ppid == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    return found
+
+
+def test_only_a_subprocesses_worker_starts_the_forkserver_and_before_its_first_trial(mongo_url, tmp_path):
+    """--subprocesses: the server that forks each trial's process runs (its imports done) while the worker
+    still waits for work; in-process, no such process is started at all."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (child_mode,) = start_polling_workers(mongo_url, 1, tmp_path / "a", "--subprocesses", "--log-level", "warning")
+    (in_process,) = start_polling_workers(mongo_url, 1, tmp_path / "b", "--no-subprocesses", "--log-level", "warning")
+    try:
+        assert any("multiprocessing.forkserver" in c for c in _children(child_mode.pid)), _children(child_mode.pid)
+        assert not any("multiprocessing" in c for c in _children(in_process.pid)), _children(in_process.pid)
+    finally:
+        assert stop_all([child_mode, in_process]) == [0, 0]
