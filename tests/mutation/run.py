@@ -252,6 +252,7 @@ def main() -> int:
     parser.add_argument("--workdir", default=str(REPO / ".mutation"))
     parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
     parser.add_argument("--coverage-map", help="reuse this coverage map (of the same tests and modules, unchanged since)")
+    parser.add_argument("--map-tests", help="with --coverage-map: measure these tests (comma-separated) again into it")
     args = parser.parse_args()
     # started in the background by a shell, SIGINT comes ignored, and the tests (and the time limit's
     # SIGINT) need it to work: Python's own handler here, the default one in the processes started
@@ -278,7 +279,14 @@ def main() -> int:
     for tests, group in groups.items():
         covmap = workdir / f"coverage-map-{'-'.join(group)}.json"
         if args.coverage_map:
-            covmap.write_text(Path(args.coverage_map).read_text())
+            reused = json.loads(Path(args.coverage_map).read_text())
+            if args.map_tests:  # measure these again (new or changed tests) over the reused map
+                fresh = workdir / f"coverage-map-{'-'.join(group)}-fresh.json"
+                seconds = coverage_map(args.python, args.map_tests.split(","), [modules[n] for n in group], fresh, env,
+                                       Path(args.coverage_lib).resolve())
+                print(f"mutation: coverage map of {args.map_tests}: {seconds:.0f} s", flush=True)
+                reused.update(json.loads(fresh.read_text()))
+            covmap.write_text(json.dumps(reused, indent=1))
         else:
             seconds = coverage_map(args.python, list(tests), [modules[n] for n in group], covmap, env,
                                    Path(args.coverage_lib).resolve())
