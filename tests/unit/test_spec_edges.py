@@ -80,3 +80,21 @@ def test_a_grid_steps_from_low_to_high():
 
 def test_a_one_letter_image_name_is_an_image():
     assert problems(objective={"image": "x"}) == []
+
+
+@pytest.mark.parametrize("key", ["parallelism", "retries"])
+def test_the_readme_example_states_the_schemas_defaults(key):
+    import re
+
+    from hyperfleet.spec import ExperimentSpec
+
+    (stated,) = re.findall(rf"^{key}: \d+ +#.*\(default (\d+)\)$", (REPO / "runtime/README.md").read_text(), re.MULTILINE)
+    assert ExperimentSpec.model_fields[key].default == int(stated)
+    assert getattr(parse_spec(VALID), key) == int(stated)
+
+
+def test_a_webhook_is_told_of_at_least_one_event_and_of_all_by_default():
+    assert [p.split(":")[0] for p in problems(notify={"webhooks": [{"url": "https://h/x", "events": []}]})] == \
+        ["notify.webhooks.0.events"]
+    spec = parse_spec({**VALID, "notify": {"webhooks": [{"url": "https://h/x"}]}})
+    assert spec.notify.webhooks[0].events == ["finished", "failed", "stalled"]
