@@ -103,8 +103,8 @@ def _check_params(params: Mapping, path: str, problems: list[str], seen: set[str
     for name, value in params.items():
         here = f"{path}.{name}"
         if isinstance(name, bool) or name in ("true", "false", "True", "False"):
-            problems.append(f"{here}: a parameter named {name} is what YAML 1.1 readers (Helm; PyYAML for yes, no, on "
-                            "and off) make of an unquoted y, n, yes, no, on or off; quote the name (\"y\": ...)")
+            problems.append(f"{here}: a parameter named {name} is what YAML 1.1 readers (Helm, or PyYAML for yes, no, on "
+                            "and off) make of an unquoted y, n, yes, no, on or off, so quote the name (\"y\": ...)")
             continue
         if not isinstance(name, str) or not _LABEL.match(name):
             problems.append(f"{here}: a parameter name is letters, digits and _ (no dots), starting with a letter")

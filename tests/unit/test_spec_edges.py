@@ -98,3 +98,14 @@ def test_a_webhook_is_told_of_at_least_one_event_and_of_all_by_default():
         ["notify.webhooks.0.events"]
     spec = parse_spec({**VALID, "notify": {"webhooks": [{"url": "https://h/x"}]}})
     assert spec.notify.webhooks[0].events == ["finished", "failed", "stalled"]
+
+
+def test_a_log_scale_with_a_step_needs_a_positive_low_too():
+    assert [p.split(":")[0] for p in problems(space={"x": {"qloguniform": [0, 2, 1]}})] == ["space.x.qloguniform"]
+
+
+def test_a_misnamed_parameter_does_not_hide_the_next_ones_problems():
+    found = problems(space={True: {"uniform": [0, 1]}, "a.b": {"uniform": [0, 1]}, "x": {"uniform": [1, 0]}})
+    # one line per problem: the YAML 1.1 message was cut in two at its "; " (parse_spec splits there)
+    assert [p.split(":")[0] for p in found] == ["space.True", "space.a.b", "space.x.uniform"], found
+    assert found[0].endswith('quote the name ("y": ...)')
