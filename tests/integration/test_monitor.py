@@ -330,3 +330,25 @@ def test_chaos_random_sigkills_during_a_100_trial_fmin(mongo_url):
     assert len({d["tid"] for d in docs}) == 100
     recovered = [d for d in docs if d["hyperfleet"].get("orphaned")]
     assert recovered, "some trials were running when their worker was killed"
+
+
+def test_a_zero_infrastructure_budget_marks_the_first_orphan_error(store, mongo_url):
+    enqueue_slow_trial(store)
+    doc = store.reserve("w", {}, None)
+    report = Reaper(store, settings(mongo_url, max_retries=0), checks=[RaceAfterRead(lambda: None)]).sweep()
+    assert (report.requeued, report.errored) == (0, 1)
+    final = store.jobs.find_one({"_id": doc["_id"]})
+    assert final["state"] == JOB_STATE_ERROR and "retry budget of 0 spent" in final["error"][1]
+
+
+def test_each_recovery_observes_its_detection_latency_from_the_last_heartbeat(store, mongo_url):
+    enqueue_slow_trial(store)
+    enqueue_slow_trial(store)
+    store.reserve("w", {}, None)
+    store.reserve("w", {}, None)
+    reaper = Reaper(store, settings(mongo_url), checks=[RaceAfterRead(lambda: None)])
+    assert reaper.sweep().requeued == 2
+    registry = reaper.metrics.registry
+    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_count") == 2
+    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_sum") >= 0
+    assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 2

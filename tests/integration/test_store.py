@@ -296,3 +296,13 @@ def test_a_trial_put_back_in_the_queue_is_stamped_with_the_time_it_went_back(sto
     assert store.hand_back(doc["_id"], "w", "shutdown")
     back = store.jobs.find_one({"_id": doc["_id"]})
     assert back["refresh_time"] >= before > doc["refresh_time"]
+
+
+def test_a_checkpoint_says_whether_the_trial_is_still_the_callers(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    assert store.checkpoint(doc["_id"], "w", {"loss": 0.7, "status": "ok"}) is True
+    assert store.jobs.find_one()["result"] == {"loss": 0.7, "status": "ok"}
+    assert store.checkpoint(doc["_id"], "w", None) is True  # a heartbeat that keeps the partial result
+    assert store.checkpoint(doc["_id"], "someone-else", {"loss": 0.1, "status": "ok"}) is False
+    assert store.jobs.find_one()["result"] == {"loss": 0.7, "status": "ok"}

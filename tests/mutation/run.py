@@ -42,7 +42,7 @@ RUNTIME = "runtime/hyperfleet"
 #: the tests that exercise the job protocol with the test database (no Docker, Pulumi or Kubernetes)
 CORE_TESTS = ["tests/unit"] + [f"tests/integration/test_{name}.py" for name in (
     "store", "worker", "monitor", "shutdown", "outage", "trials", "mongoexp", "indexes", "run", "fmin_features",
-    "status_report", "experiment_metrics", "notify")]
+    "status_report", "experiment_metrics", "notify", "secrets", "mongo_tls")]
 #: module -> the tests run against it
 MODULES = {
     "spec": ["tests/unit"],
