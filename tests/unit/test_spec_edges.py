@@ -109,3 +109,10 @@ def test_a_misnamed_parameter_does_not_hide_the_next_ones_problems():
     # one line per problem: the YAML 1.1 message was cut in two at its "; " (parse_spec splits there)
     assert [p.split(":")[0] for p in found] == ["space.True", "space.a.b", "space.x.uniform"], found
     assert found[0].endswith('quote the name ("y": ...)')
+
+
+def test_a_grid_passes_over_constants_wherever_they_stand():
+    from hyperfleet.spec import grid_points
+
+    points = grid_points({"kind": "svm", "n": {"randint": [1, 3]}, "note": "x", "opt": {"choice": ["a", "b"]}})
+    assert points == [{"n": 1, "opt": 0}, {"n": 1, "opt": 1}, {"n": 2, "opt": 0}, {"n": 2, "opt": 1}]
