@@ -142,3 +142,10 @@ def learning_curve(params):
                 raise
             time.sleep(3600)
     return loss
+
+
+def fails_below_zero_trial(spec, ctrl):
+    """A ``token_load`` objective that raises for a negative ``x``: a run of failures on demand."""
+    if spec["x"] < 0:
+        raise ValueError(f"x={spec['x']} is negative")
+    return {"loss": spec["x"], "status": "ok"}

@@ -236,3 +236,57 @@ def test_only_a_subprocesses_worker_starts_the_forkserver_and_before_its_first_t
         assert not any("multiprocessing" in c for c in _children(in_process.pid)), _children(in_process.pid)
     finally:
         assert stop_all([child_mode, in_process]) == [0, 0]
+
+
+def _queue_xs(store, exp_key, xs):
+    tids = store.allocate_tids(len(xs))
+    store.insert_trials([
+        {"state": JOB_STATE_NEW, "tid": t, "spec": None, "result": {"status": "new"},
+         "misc": {"tid": t, "cmd": ("token_load", "tests.objectives.fails_below_zero_trial"), "workdir": None,
+                  "idxs": {"x": [t]}, "vals": {"x": [x]}},
+         "exp_key": exp_key, "owner": None, "book_time": None, "refresh_time": None}
+        for t, x in zip(tids, xs, strict=True)])
+
+
+def _worker_limits(mongo_url, exp_key, **limits):
+    """A worker with these limits, in a thread of this process (the loop and its limits are the same
+    code as the command's; no interpreter start per case); returns its exit code."""
+    import threading
+
+    from hyperfleet.settings import WorkerSettings
+    from hyperfleet.worker import run_worker
+
+    settings = WorkerSettings(mongo_url=mongo_url, exp_key=exp_key, reserve_timeout_seconds=2, **limits)
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(run_worker(settings)), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert codes, "the worker did not exit within 60 s"
+    return codes[0]
+
+
+def _states(store, exp_key):
+    return [d["state"] for d in store.jobs.find({"exp_key": exp_key}).sort("tid")]
+
+
+def test_a_run_of_failures_stops_the_worker_and_a_success_resets_the_count(store, mongo_url):
+    _queue_xs(store, "fails", [-1, 1, -1, -1, -1, 1])
+    assert _worker_limits(mongo_url, "fails", max_consecutive_failures=2) == 0
+    E, D, N = JOB_STATE_ERROR, JOB_STATE_DONE, JOB_STATE_NEW
+    assert _states(store, "fails") == [E, D, E, E, N, N]
+
+
+def test_max_jobs_in_db_counts_every_document_and_stops_at_the_limit(store, mongo_url):
+    _queue_xs(store, "full", [1, 2, 3])
+    assert _worker_limits(mongo_url, "full", max_jobs_in_db=3) == 0
+    assert _states(store, "full") == [JOB_STATE_NEW] * 3  # 3 documents: the limit, nothing run
+    assert _worker_limits(mongo_url, "full", max_jobs_in_db=4) == 0
+    assert _states(store, "full") == [JOB_STATE_DONE] * 3
+
+
+def test_a_last_job_timeout_reserves_nothing_once_passed(store, mongo_url):
+    _queue_xs(store, "late", [1, 2])
+    assert _worker_limits(mongo_url, "late", last_job_timeout_seconds=0) == 0
+    assert _states(store, "late") == [JOB_STATE_NEW] * 2
+    assert _worker_limits(mongo_url, "late", last_job_timeout_seconds=3600, max_jobs=1) == 0
+    assert _states(store, "late") == [JOB_STATE_DONE, JOB_STATE_NEW]
