@@ -306,3 +306,20 @@ def test_a_checkpoint_says_whether_the_trial_is_still_the_callers(store):
     assert store.checkpoint(doc["_id"], "w", None) is True  # a heartbeat that keeps the partial result
     assert store.checkpoint(doc["_id"], "someone-else", {"loss": 0.1, "status": "ok"}) is False
     assert store.jobs.find_one()["result"] == {"loss": 0.7, "status": "ok"}
+
+
+def test_a_trial_that_ends_is_stamped_with_the_time_it_ended(store):
+    """refresh_time of a DONE or ERROR trial is when it ended (server clock): the monitor's run-time
+    histogram is that minus book_time (runtime/README.md)."""
+    from tests.helpers import wait_for
+
+    new_trials(store, 3)
+    ends = {"finish": lambda d: store.finish(d["_id"], "w", {"loss": 1.0, "status": "ok"}),
+            "fail": lambda d: store.fail(d["_id"], "w", ("E", "bad"), "tb"),
+            "error_orphan": lambda d: store.error_orphan(store.jobs.find_one({"_id": d["_id"]}), "gone")}
+    for name, end in ends.items():
+        doc = store.reserve("w", {}, "e1")
+        reserved = doc["refresh_time"]
+        before = wait_for(lambda: (now := store.server_time()) > reserved and now, timeout=10, step=0.005)  # noqa: B023
+        assert end(doc), name
+        assert store.jobs.find_one({"_id": doc["_id"]})["refresh_time"] >= before, name
