@@ -175,6 +175,7 @@ name = "local"
             return "a logging-only statement"
         for e in equivalents:
             if e["operator"] == mutation.operator_name and e["line"].strip() == text and (
+                    "function" not in e or e["function"] == mutation.definition_name) and (
                     "mutated" not in e or mutated_line(mutation) == e["mutated"].strip()):
                 return f"equivalent (tests/mutation/equivalent.toml): {e['reason']}"
         return None

@@ -114,3 +114,16 @@ def test_an_address_cannot_change_once_parsed():
     address = parse_mongo_url("mongodb://h/db")
     with pytest.raises(dataclasses.FrozenInstanceError):
         address.database = "other"
+
+
+def test_of_several_tls_files_only_the_unreadable_one_is_named(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(MongoUrlError) as err:
+        parse_mongo_url(f"mongodb://h/db?tls=true&tlsCAFile={ca}&tlsCertificateKeyFile=/nonexistent/client.pem")
+    assert str(err.value).endswith(": tlsCertificateKeyFile=/nonexistent/client.pem")
+
+
+def test_an_unescaped_scheme_separator_in_the_credentials_is_a_url_error():
+    with pytest.raises(MongoUrlError):
+        parse_mongo_url("mongo://user:pa://ss@h/db/jobs")
