@@ -352,3 +352,14 @@ def test_each_recovery_observes_its_detection_latency_from_the_last_heartbeat(st
     assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_count") == 2
     assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_sum") >= 0
     assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 2
+
+
+def test_a_budget_of_one_requeues_a_trial_never_orphaned_before_and_errors_it_the_second_time(store, mongo_url):
+    enqueue_slow_trial(store)
+    reaper = Reaper(store, settings(mongo_url, max_retries=1), checks=[RaceAfterRead(lambda: None)])
+    first = store.reserve("w", {}, None)
+    assert "orphaned" not in first["hyperfleet"]
+    assert reaper.sweep().requeued == 1
+    store.reserve("w", {}, None)
+    assert reaper.sweep().errored == 1
+    assert store.jobs.find_one({"_id": first["_id"]})["hyperfleet"]["orphaned"] == 2

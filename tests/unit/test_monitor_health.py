@@ -30,3 +30,15 @@ def test_healthy_until_3_intervals_or_10_s_pass_without_a_successful_sweep(inter
     ok, text = health.ok()
     age = re.fullmatch(r"last successful sweep (\d+)s ago: connection refused", text)
     assert not ok and age and stale_after <= int(age[1]) <= stale_after + 2, text
+
+
+@pytest.mark.parametrize("metric", ["hyperfleet_monitor_sweep_duration_seconds", "hyperfleet_monitor_detection_latency_seconds"])
+def test_the_readme_states_each_histograms_buckets(metric):
+    """Alerts and dashboards query these bounds (le="..."): the README's list is what the monitor exports."""
+    from hyperfleet.monitor import Metrics
+
+    short = "…" + metric.removeprefix("hyperfleet_monitor")
+    (stated,) = re.findall(rf"`{short}` \([^)]*?buckets ([0-9., ]+) s\)", (REPO / "runtime/README.md").read_text())
+    (family,) = [f for f in Metrics().registry.collect() if f.name == metric]
+    bounds = [float(s.labels["le"]) for s in family.samples if s.name == metric + "_bucket"]
+    assert bounds == [float(b) for b in stated.split(", ")] + [float("inf")]
