@@ -1,7 +1,8 @@
 """pytest plugin of ``make mutation`` (tests/mutation/run.py): which lines of the mutated modules each test
 runs, in the pytest process and in every Python process it starts, and how long each test takes.
 
-Written to HYPERFLEET_COVERAGE_MAP (JSON): ``{nodeid: {"seconds": s, "lines": {module path: [line, ...]}}}``.
+Written to HYPERFLEET_COVERAGE_MAP (JSON): ``{nodeid: {"seconds": s, "lines": {module path: [line, ...]}}}``,
+and ``"failed": true`` for a test that failed.
 The runner of each mutant (tests/mutation/run_selected.py) then runs only the tests that execute a
 mutated line. Loaded with ``-p tests.mutation.coverage_map``; needs ``coverage`` importable."""
 
@@ -22,6 +23,7 @@ MAP_ENV = "HYPERFLEET_COVERAGE_MAP"
 MODULES_ENV = "HYPERFLEET_COVERAGE_MODULES"
 
 _tests: dict[str, dict] = {}
+_failed: set[str] = set()
 _data_dir = Path(tempfile.mkdtemp(prefix="hyperfleet-covmap-"))
 _rcfile = _data_dir / "coveragerc"
 
@@ -53,6 +55,11 @@ def pytest_runtest_protocol(item, nextitem):
         _tests[item.nodeid] = {"seconds": round(seconds, 3), "data": data_file}
 
 
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _failed.add(report.nodeid)
+
+
 def pytest_sessionfinish(session, exitstatus):
     root = Path(session.config.rootpath)
     out = {}
@@ -64,5 +71,6 @@ def pytest_sessionfinish(session, exitstatus):
             for measured in data.measured_files():
                 rel = str(Path(measured).relative_to(root))
                 lines.setdefault(rel, set()).update(data.lines(measured) or ())
-        out[nodeid] = {"seconds": entry["seconds"], "lines": {k: sorted(v) for k, v in lines.items()}}
+        out[nodeid] = {"seconds": entry["seconds"], "lines": {k: sorted(v) for k, v in lines.items()},
+                       **({"failed": True} if nodeid in _failed else {})}
     Path(os.environ[MAP_ENV]).write_text(json.dumps(out, indent=1))

@@ -53,6 +53,8 @@ MODULES = {
     "worker": CORE_TESTS,
     "monitor": CORE_TESTS,
 }
+#: at most this many tests may fail the unmutated run (flakes on a loaded machine): they are left out of the map
+MAX_FAILED_IN_MAP = 3
 #: the components the core's tests leave out (make test-core's opt-out)
 WITHOUT = "docker,pulumi,helm,kubernetes,root,browser"
 
@@ -125,8 +127,16 @@ def coverage_map(python: str, tests: list[str], modules: list[str], out: Path, e
     run_env = dict(env, HYPERFLEET_COVERAGE_MAP=str(out), HYPERFLEET_COVERAGE_MODULES=",".join(modules),
                    PYTHONPATH=os.pathsep.join([str(coverage_lib), str(HERE / "startup"), env["PYTHONPATH"]]))
     result = subprocess.run(cmd, cwd=REPO, env=run_env)
-    if result.returncode != 0:
+    measured = json.loads(out.read_text()) if out.exists() else {}
+    failed = sorted(t for t, e in measured.items() if e.get("failed"))
+    if result.returncode != 0 and (not failed or len(failed) > MAX_FAILED_IN_MAP):
         sys.exit(f"mutation: the tests fail before any mutation ({' '.join(cmd)}): fix them first")
+    if failed:
+        # a test that fails unmutated would "kill" every mutant it runs against: it is left out, and said
+        print(f"mutation: left out of the map, failed unmutated (timing under load?): {', '.join(failed)}", flush=True)
+        out.write_text(json.dumps({t: e for t, e in measured.items() if t not in failed}, indent=1))
+        with (out.parent / "left-out-tests.txt").open("a") as f:
+            f.write("".join(f"{t}\n" for t in failed))
     return time.monotonic() - start
 
 
