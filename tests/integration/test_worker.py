@@ -290,3 +290,16 @@ def test_a_last_job_timeout_reserves_nothing_once_passed(store, mongo_url):
     assert _states(store, "late") == [JOB_STATE_NEW] * 2
     assert _worker_limits(mongo_url, "late", last_job_timeout_seconds=3600, max_jobs=1) == 0
     assert _states(store, "late") == [JOB_STATE_DONE, JOB_STATE_NEW]
+
+
+def test_a_workdir_the_worker_created_is_kept_after_its_trials(store, mongo_url, tmp_path):
+    """--workdir: what the objectives leave there stays (only hyperopt's own mongo worker, through
+    hyperfleet.mongoexp, erases a directory it created); the worker returns to where it started."""
+    import os
+
+    workdir = tmp_path / "made-by-the-worker"
+    start = os.getcwd()
+    _queue_xs(store, "wd", [1, 2])
+    assert _worker_limits(mongo_url, "wd", workdir=str(workdir), max_jobs=2) == 0
+    assert _states(store, "wd") == [JOB_STATE_DONE] * 2
+    assert workdir.is_dir() and os.getcwd() == start
