@@ -116,3 +116,15 @@ def test_a_grid_passes_over_constants_wherever_they_stand():
 
     points = grid_points({"kind": "svm", "n": {"randint": [1, 3]}, "note": "x", "opt": {"choice": ["a", "b"]}})
     assert points == [{"n": 1, "opt": 0}, {"n": 1, "opt": 1}, {"n": 2, "opt": 0}, {"n": 2, "opt": 1}]
+
+
+def test_a_webhook_may_ask_for_one_event_only():
+    spec = parse_spec({**VALID, "notify": {"webhooks": [{"url": "https://h/x", "events": ["failed"]}]}})
+    assert spec.notify.webhooks[0].events == ["failed"]
+
+
+def test_grid_values_keep_12_decimals():
+    from hyperfleet.spec import grid_points
+
+    values = [p["w"] for p in grid_points({"w": {"quniform": [0, 4e-12, 1e-12]}})]
+    assert values == [0.0, 1e-12, 2e-12, 3e-12, 4e-12]
