@@ -152,7 +152,7 @@ MUTATION_ARGS ?=
 mutation: test-install $(MUTATION_VENV)/.installed ## Mutation testing of the core with cosmic-ray, not part of make test (hours; MUTATION_ARGS="--modules spec,store --sample 40")
 	nice $(MUTATION_VENV)/bin/python tests/mutation/run.py --python $(PY) --coverage-lib $(MUTATION_VENV)/coverage-lib $(MUTATION_ARGS)
 
-$(MUTATION_VENV)/.installed: Makefile
+$(MUTATION_VENV)/.installed:
 	$(PYTHON) -m venv $(MUTATION_VENV)
 	$(MUTATION_VENV)/bin/python -m pip install --quiet 'cosmic-ray==$(COSMIC_RAY_VERSION)'
 	$(PY) -m pip install --quiet --upgrade --target $(MUTATION_VENV)/coverage-lib 'coverage==$(COVERAGE_VERSION)'
