@@ -323,3 +323,20 @@ def test_a_trial_that_ends_is_stamped_with_the_time_it_ended(store):
         before = wait_for(lambda: (now := store.server_time()) > reserved and now, timeout=10, step=0.005)  # noqa: B023
         assert end(doc), name
         assert store.jobs.find_one({"_id": doc["_id"]})["refresh_time"] >= before, name
+
+
+def test_the_latest_of_several_files_of_one_name_is_the_domain_a_trial_gets(store):
+    """hyperopt's own MongoTrials adds a file per upload and leaves the older ones: the newest is the one."""
+    import datetime
+
+    from tests.helpers import wait_for
+
+    older = store.gfs.put(b"older domain", filename="FMinIter_Domain", exp_key="e1")
+    uploaded = store.db.fs.files.find_one({"_id": older})["uploadDate"]
+    # GridFS stamps uploads in milliseconds of the client's clock: the next upload must be stamped later
+    wait_for(lambda: datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+             > uploaded + datetime.timedelta(milliseconds=2), timeout=10, step=0.001)
+    newer = store.gfs.put(b"newer domain", filename="FMinIter_Domain", exp_key="e1")
+    assert store.latest_attachment_id("FMinIter_Domain", "e1") == newer
+    assert store.read_file(store.latest_attachment_id("FMinIter_Domain", None)) == b"newer domain"
+    assert store.latest_attachment_id("FMinIter_Domain", "e2") is None
