@@ -11,7 +11,8 @@ What hyperfleet adds lives under one sub-document, ``hyperfleet`` (see runtime/R
 ``attempts``, ``requeues``, ``orphaned``, ``retries`` (how often the trial is queued again when its
 objective failed, stamped when it is inserted), ``objective_failures``, ``worker``, ``history``,
 ``traceback``, ``domain_file_id`` and ``queued_at`` (when the trial last entered the queue, by the
-clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field).
+clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field); ``pruned`` marks a trial
+its pruning rule stopped (read by status, reports and metrics).
 
 Every write that moves a trial out of RUNNING is conditional: a worker's on it still owning the
 trial, the monitor's on the trial being exactly as its sweep read it. So a worker whose trial was
@@ -58,8 +59,10 @@ STATE_NAMES = {int(s): s.name.lower() for s in TrialState}
 HISTORY_LIMIT = 20
 # what `hyperfleet run` ran, by exp_key (its spec and max_evals), for status and reports
 EXPERIMENTS = "hyperfleet_experiments"
+# the values trials report while they run, one document per (exp_key, tid, step)
+PROGRESS = "hyperfleet_progress"
 # what the experiment metrics read of a finished trial
-_TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at"]
+_TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at", "hyperfleet.pruned"]
 
 
 #: how often an upsert that lost a race to create its document is tried again
@@ -518,6 +521,21 @@ class JobStore:
     def experiment_trials(self, exp_key: str) -> list[dict]:
         """Every trial of an experiment by tid, for reports."""
         return list(self.jobs.find({"exp_key": exp_key}, sort=[("tid", 1)]))
+
+    def pruned_count(self, exp_key: str) -> int:
+        """The experiment's trials that its pruning rule stopped (DONE, with ``hyperfleet.pruned``)."""
+        return self.jobs.count_documents({"state": JOB_STATE_DONE, "exp_key": exp_key,
+                                          "hyperfleet.pruned": {"$exists": True}})
+
+    def progress_curves(self, exp_key: str, min_tid: int = 0) -> dict[int, list[tuple[int, float]]]:
+        """The values an experiment's trials reported (those from ``min_tid`` on), as tid -> [(step,
+        loss), ...] by step: one query, a range of the ``(exp_key, tid, step)`` index of ``PROGRESS``."""
+        curves: dict[int, list[tuple[int, float]]] = {}
+        query = {"exp_key": exp_key, "tid": {"$gte": min_tid}}
+        for doc in self.db[PROGRESS].find(query, projection={"_id": 0, "tid": 1, "step": 1, "loss": 1},
+                                          sort=[("tid", 1), ("step", 1)]):
+            curves.setdefault(doc["tid"], []).append((doc["step"], doc["loss"]))
+        return curves
 
     def delete_trials(self, query: Mapping[str, Any]) -> int:
         """Delete the trials matching ``query`` and their attachments."""
