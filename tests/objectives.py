@@ -99,3 +99,28 @@ def exits_without_a_result(x):
     if x > 0:
         os._exit(3)
     return x
+
+
+def learning_curve(params):
+    """A learning curve the test controls: after step s the loss is ``level + 1 / (s + 1)``, reported
+    with ``hyperfleet.report`` for ``steps`` steps (``sleep`` seconds each). Each step computed is
+    appended to the file ``params['log']`` (the level names the trial) before it is
+    reported, so a test sees where a pruned trial stopped; ``stride`` skips steps. ``stubborn`` catches TrialPruned and keeps
+    sleeping: only a kill ends it. Writes its pid to ``<log>.pid``."""
+    import hyperfleet
+
+    with open(f"{params['log']}.pid", "a") as f:
+        f.write(f"{params['level']!r} {os.getpid()}\n")
+    loss = None
+    for step in range(0, int(params["steps"]), int(params.get("stride", 1))):
+        time.sleep(params.get("sleep", 0.0))
+        loss = params["level"] + 1.0 / (step + 1)
+        with open(params["log"], "a") as f:
+            f.write(f"{params['level']!r} {step}\n")
+        try:
+            hyperfleet.report(step, loss)
+        except hyperfleet.TrialPruned:
+            if not params.get("stubborn"):
+                raise
+            time.sleep(3600)
+    return loss

@@ -3,6 +3,7 @@
 from importlib.metadata import version as _version
 
 from .mongo_url import MongoAddress, parse_mongo_url
+from .pruning import TrialPruned, report
 from .settings import WorkerSettings
 from .store import JobStore, StoreUnavailable
 
@@ -18,4 +19,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["JobStore", "MongoAddress", "MongoTrials", "StoreUnavailable", "WorkerSettings", "fmin", "parse_mongo_url"]
+__all__ = ["JobStore", "MongoAddress", "MongoTrials", "StoreUnavailable", "TrialPruned", "WorkerSettings", "fmin",
+           "parse_mongo_url", "report"]

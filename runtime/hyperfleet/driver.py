@@ -130,7 +130,7 @@ def run_experiment(spec: ExperimentSpec, mongo_url: str, *, check_import: bool =
         algo = {"tpe": tpe.suggest, "rand": rand.suggest, "anneal": anneal.suggest, "atpe": atpe.suggest}[spec.algo]
     early = spec.early_stop
     trials = MongoTrials(mongo_url, exp_key=spec.key, connect_timeout_seconds=connect_timeout_seconds,
-                         retries=spec.retries)
+                         retries=spec.retries, pruning=spec.pruning)
     trials.store.save_experiment(spec.key, spec.model_dump(mode="json"), max_evals)
     notifier = Notifier(spec.key, spec.notify.webhooks if spec.notify else [])
     stall = StallWatch(spec.notify.stalled_after_minutes * 60) if spec.notify else None

@@ -13,6 +13,7 @@ reads the job from a pickle and writes the outcome to another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import gridfs
 from hyperopt import base
 
+from .pruning import TrialPruned, check_value, reporting
 from .store import JobStore
 
 
@@ -42,6 +44,8 @@ class Outcome:
     attachments: dict[str, bytes] = dataclasses.field(default_factory=dict)
     error: tuple[str, str] | None = None
     traceback: str = ""
+    #: set when the trial's pruning rule stopped it: ``hyperfleet.pruned`` (step, rule, at)
+    pruned: dict | None = None
 
     @classmethod
     def from_exception(cls, err: BaseException, attachments: dict[str, bytes] | None = None) -> Outcome:
@@ -145,8 +149,26 @@ class CollectingCtrl(base.Ctrl):
         return self._attachments
 
 
-def evaluate_job(job: Job) -> Outcome:
-    """Evaluate a job in this process with a ``CollectingCtrl`` (the child side)."""
+class ParentReporter:
+    """``hyperfleet.report`` in a child process: each value goes to the worker (the parent), which
+    stores and judges it; its answer says whether the trial was pruned."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._pruned = False
+
+    def report(self, step, loss) -> None:
+        step, loss = check_value(step, loss)
+        if not self._pruned:
+            self._conn.send((step, loss))
+            self._pruned = bool(self._conn.recv())
+        if self._pruned:
+            raise TrialPruned(f"the trial was pruned at step {step}")
+
+
+def evaluate_job(job: Job, conn=None) -> Outcome:
+    """Evaluate a job in this process with a ``CollectingCtrl`` (the child side); its reports go to
+    ``conn`` (the worker's end of a pipe) when given."""
     ctrl = CollectingCtrl(job.trial)
     try:
         if job.domain_blob is not None:
@@ -156,7 +178,8 @@ def evaluate_job(job: Job) -> Outcome:
         if job.workdir:
             os.makedirs(job.workdir, exist_ok=True)
             os.chdir(job.workdir)
-        result = base.SONify(fn(job.spec, ctrl))
+        with reporting(ParentReporter(conn)) if conn is not None else contextlib.nullcontext():
+            result = base.SONify(fn(job.spec, ctrl))
     except BaseException as err:  # noqa: BLE001 - every failure of the objective is the trial's ERROR
         return Outcome.from_exception(err, ctrl.attachments)
     attachments = dict(ctrl.attachments)
@@ -164,12 +187,12 @@ def evaluate_job(job: Job) -> Outcome:
     return Outcome(result=result, attachments=attachments)
 
 
-def run_job_file(in_path: str, out_path: str) -> None:
+def run_job_file(in_path: str, out_path: str, conn=None) -> None:
     """Evaluate the pickled job at ``in_path`` once and write the pickled outcome to ``out_path``
-    (atomically: a half-written file never looks like a result)."""
+    (atomically: a half-written file never looks like a result); reports go to ``conn``."""
     with open(in_path, "rb") as f:
         job = pickle.load(f)
-    outcome = evaluate_job(job)
+    outcome = evaluate_job(job, conn)
     try:
         payload = pickle.dumps(outcome)
     except Exception as err:  # an unpicklable result is the trial's error, not the child's crash

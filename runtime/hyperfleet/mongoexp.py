@@ -256,7 +256,7 @@ class MongoTrials(_trials.MongoTrials):
         return MongoTrials(self._handle, self._exp_key if exp_key is None else exp_key,
                            self.cmd if cmd is None else cmd, self.workdir if workdir is None else workdir, refresh,
                            poll_interval_seconds=self.poll_interval_seconds, resync_seconds=self.resync_seconds,
-                           retries=self.retries)
+                           retries=self.retries, pruning=self.pruning)
 
     def refresh_tids(self, tids) -> None:
         """Stock refreshes the given tids; this refreshes the whole view, which includes them."""

@@ -97,7 +97,7 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
     space = (record.get("spec") or {}).get("space")
     labels = space_labels(space) if space else {}
     rows, params = trial_rows(trials, labels)
-    curves = store.progress_curves(exp_key)
+    curves = store.trial_curves(exp_key)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {

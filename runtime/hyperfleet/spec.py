@@ -15,6 +15,7 @@
           - {kind: svm, C: {loguniform: [0.01, 100]}}
           - {kind: forest, trees: {randint: [10, 200]}}
     early_stop: {no_improvement: 20, loss_threshold: 0.05}
+    pruning: {rule: median, warmup_steps: 5, min_trials: 5}   # or {rule: asha, min_step: 1, reduction_factor: 3}
     timeout_seconds: 3600
     notify:                                    # webhooks: finished, failed, stalled (no trial done in N minutes)
       webhooks: [{url: "https://hooks.slack.com/services/…", format: slack}]
@@ -316,6 +317,8 @@ class ExperimentSpec(BaseModel):
     seed: int | None = None
     #: webhooks told when the experiment finished, failed or stalled
     notify: Notify | None = None
+    #: stop unpromising trials early (hyperfleet.pruning): {rule: median, ...} or {rule: asha, ...}
+    pruning: dict[str, Any] | None = None
 
     @field_validator("name", "exp_key")
     @classmethod
@@ -338,6 +341,13 @@ class ExperimentSpec(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return value
+
+    @field_validator("pruning", mode="before")
+    @classmethod
+    def _pruning(cls, value):
+        from .pruning import parse_rule
+
+        return parse_rule(value)  # a PruningError is a ValueError naming pruning.<key>
 
     @model_validator(mode="after")
     def _algo_needs(self):
@@ -378,6 +388,6 @@ def _problems(error: Mapping) -> list[str]:
         message = "unknown key"
     if error["type"] == "missing":
         message = "required"
-    if re.match(r"^(space|max_evals)\b[^:]*: ", message):  # our own rules name their full path
+    if re.match(r"^(space|max_evals|pruning)\b[^:]*: ", message):  # our own rules name their full path
         return message.split("; ")
     return [f"{loc or '(top)'}: {message}"]

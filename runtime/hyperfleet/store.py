@@ -10,9 +10,14 @@ attachment with an ``exp_key`` field for experiment-wide ones).
 What hyperfleet adds lives under one sub-document, ``hyperfleet`` (see runtime/README.md):
 ``attempts``, ``requeues``, ``orphaned``, ``retries`` (how often the trial is queued again when its
 objective failed, stamped when it is inserted), ``objective_failures``, ``worker``, ``history``,
-``traceback``, ``domain_file_id`` and ``queued_at`` (when the trial last entered the queue, by the
-clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field); ``pruned`` marks a trial
-its pruning rule stopped (read by status, reports and metrics).
+``traceback``, ``domain_file_id``, ``queued_at`` (when the trial last entered the queue, by the
+clock of whoever queued it: FerretDB can't ``$currentDate`` a nested field), ``pruning`` (the trial's
+pruning rule, stamped when it is inserted), ``progress`` (its last reported value) and ``pruned`` (why
+and when it was stopped early; see :mod:`hyperfleet.pruning`).
+
+The values a trial reports while it runs are in the collection ``PROGRESS``, one document per
+``(exp_key, tid, step)``: ``{exp_key, tid, step, loss, at}`` (and ``rungs``: the ASHA rungs that value
+stands for), indexed so that the values at one step (or rung) of an experiment are one range read.
 
 Every write that moves a trial out of RUNNING is conditional: a worker's on it still owning the
 trial, the monitor's on the trial being exactly as its sweep read it. So a worker whose trial was
@@ -59,7 +64,7 @@ STATE_NAMES = {int(s): s.name.lower() for s in TrialState}
 HISTORY_LIMIT = 20
 # what `hyperfleet run` ran, by exp_key (its spec and max_evals), for status and reports
 EXPERIMENTS = "hyperfleet_experiments"
-# the values trials report while they run, one document per (exp_key, tid, step)
+#: the values trials report while they run (hyperfleet.report): one document per (exp_key, tid, step)
 PROGRESS = "hyperfleet_progress"
 # what the experiment metrics read of a finished trial
 _TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at", "hyperfleet.pruned"]
@@ -233,6 +238,11 @@ class JobStore:
         self.jobs.create_index([("exp_key", 1), ("tid", 1)])
         # the monitor's sweep reads RUNNING trials through the state index above
         self.db.job_ids.create_index("a", unique=True)
+        # reported values: one per trial and step (a trial run again overwrites its own), and a pruning
+        # decision's read of the other trials' values at one step or ASHA rung
+        self.db[PROGRESS].create_index([("exp_key", 1), ("tid", 1), ("step", 1)], unique=True)
+        self.db[PROGRESS].create_index([("exp_key", 1), ("step", 1), ("loss", 1)])
+        self.db[PROGRESS].create_index([("exp_key", 1), ("rungs", 1), ("loss", 1)])
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -252,12 +262,13 @@ class JobStore:
         return list(range(first, first + count))
 
     def insert_trials(self, docs: Iterable[dict], retries: int = 0,
-                      domain_ids: dict[tuple, ObjectId | None] | None = None) -> list[dict]:
+                      domain_ids: dict[tuple, ObjectId | None] | None = None, pruning: Mapping | None = None) -> list[dict]:
         """Insert NEW trials; returns the documents as inserted. Each trial that evaluates an experiment
         attachment (fmin's pickled domain) is stamped with that file's id, so workers need not look it
         up per trial (``domain_ids``: a cache of those ids by (name, exp_key) that the caller keeps
         across calls, one lookup per experiment instead of one per insert); ``retries`` is how often a
-        worker runs a trial again whose objective failed."""
+        worker runs a trial again whose objective failed; ``pruning`` the rule that may stop it early
+        (normalised by :func:`hyperfleet.pruning.parse_rule`)."""
         prepared = []
         domain_ids = {} if domain_ids is None else domain_ids
         queued_at = _utcnow()
@@ -265,6 +276,8 @@ class JobStore:
             doc = dict(doc)
             doc.setdefault("version", 0)
             extra = {"attempts": 0, "requeues": 0, "retries": retries, "queued_at": queued_at}
+            if pruning is not None:
+                extra["pruning"] = dict(pruning)
             cmd = (doc.get("misc") or {}).get("cmd") or ()
             if len(cmd) == 2 and cmd[0] == "domain_attachment":
                 key = (cmd[1], doc.get("exp_key"))
@@ -346,6 +359,58 @@ class JobStore:
             },
         )
         return res.matched_count == 1
+
+    def finish_pruned(self, trial_id: ObjectId, owner: str, result: Mapping, pruned: Mapping) -> bool:
+        """Record a trial stopped by its pruning rule: DONE with ``result`` (status ok, its last reported
+        loss, ``pruned: True``) and ``hyperfleet.pruned``; never a failure. False when the trial was
+        taken from ``owner`` meanwhile."""
+        res = self.jobs.update_one(
+            self._owned(trial_id, owner),
+            {
+                "$set": {"state": JOB_STATE_DONE, "result": dict(result), "hyperfleet.pruned": dict(pruned)},
+                "$currentDate": {"refresh_time": True},
+                "$inc": {"version": 1},
+            },
+        )
+        return res.matched_count == 1
+
+    # -- reported values (hyperfleet.pruning) ---------------------------------------------------
+
+    def record_progress(self, exp_key: str | None, tid: int, step: int, loss: float, rungs: list[int] = ()) -> None:
+        """Store one reported value (a trial run again overwrites its own value at that step)."""
+        fields: dict[str, Any] = {"loss": loss, "at": _utcnow()}
+        if rungs:
+            fields["rungs"] = list(rungs)
+        retry_upsert(lambda: self.db[PROGRESS].update_one(
+            {"exp_key": exp_key, "tid": tid, "step": step}, {"$set": fields}, upsert=True))
+
+    def trial_progress(self, trial_id: ObjectId, owner: str, progress: Mapping, pruned: Mapping | None = None) -> bool:
+        """The trial's last reported value (and the pruning decision, once taken) on its document;
+        False when ``owner`` no longer holds the trial."""
+        fields: dict[str, Any] = {"hyperfleet.progress": dict(progress)}
+        if pruned is not None:
+            fields["hyperfleet.pruned"] = dict(pruned)
+        return self.jobs.update_one(self._owned(trial_id, owner), {"$set": fields}).matched_count == 1
+
+    def progress_at_step(self, exp_key: str | None, step: int, except_tid: int) -> list[float]:
+        """The values the other trials of the experiment reported at ``step``: one index range."""
+        query = {"exp_key": exp_key, "step": step, "tid": {"$ne": except_tid}}
+        return [d["loss"] for d in self.db[PROGRESS].find(query, projection={"loss": 1, "_id": 0})]
+
+    def progress_at_rung(self, exp_key: str | None, rung: int, except_tid: int) -> list[float]:
+        """The values the other trials of the experiment reached ASHA's ``rung`` with."""
+        query = {"exp_key": exp_key, "rungs": rung, "tid": {"$ne": except_tid}}
+        return [d["loss"] for d in self.db[PROGRESS].find(query, projection={"loss": 1, "_id": 0})]
+
+    def trial_curves(self, exp_key: str | None, min_tid: int = 0) -> dict[int, list[tuple[int, float]]]:
+        """Every reported value of an experiment (of its trials from ``min_tid`` on): tid -> [(step,
+        loss), ...] by step (learning curves); one range of the ``(exp_key, tid, step)`` index."""
+        curves: dict[int, list[tuple[int, float]]] = {}
+        query = {"exp_key": exp_key, "tid": {"$gte": min_tid}}
+        for d in self.db[PROGRESS].find(query, projection={"tid": 1, "step": 1, "loss": 1, "_id": 0},
+                                        sort=[("tid", 1), ("step", 1)]):
+            curves.setdefault(d["tid"], []).append((d["step"], d["loss"]))
+        return curves
 
     def fail(self, trial_id: ObjectId, owner: str, error: tuple[str, str], traceback: str,
              retry: bool = False) -> bool:
@@ -480,6 +545,7 @@ class JobStore:
     def delete_experiment(self, exp_key: str) -> int:
         """Delete an experiment's trials, their attachments, its own attachments and its record."""
         deleted = self.delete_trials({"exp_key": exp_key})
+        self.db[PROGRESS].delete_many({"exp_key": exp_key})
         for doc in self.db.fs.files.find({"exp_key": exp_key}, projection={"_id": 1}):
             self.gfs.delete(doc["_id"])
         self.db[EXPERIMENTS].delete_one({"_id": exp_key})
@@ -526,16 +592,6 @@ class JobStore:
         """The experiment's trials that its pruning rule stopped (DONE, with ``hyperfleet.pruned``)."""
         return self.jobs.count_documents({"state": JOB_STATE_DONE, "exp_key": exp_key,
                                           "hyperfleet.pruned": {"$exists": True}})
-
-    def progress_curves(self, exp_key: str, min_tid: int = 0) -> dict[int, list[tuple[int, float]]]:
-        """The values an experiment's trials reported (those from ``min_tid`` on), as tid -> [(step,
-        loss), ...] by step: one query, a range of the ``(exp_key, tid, step)`` index of ``PROGRESS``."""
-        curves: dict[int, list[tuple[int, float]]] = {}
-        query = {"exp_key": exp_key, "tid": {"$gte": min_tid}}
-        for doc in self.db[PROGRESS].find(query, projection={"_id": 0, "tid": 1, "step": 1, "loss": 1},
-                                          sort=[("tid", 1), ("step", 1)]):
-            curves.setdefault(doc["tid"], []).append((doc["step"], doc["loss"]))
-        return curves
 
     def delete_trials(self, query: Mapping[str, Any]) -> int:
         """Delete the trials matching ``query`` and their attachments."""

@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from timeit import default_timer as timer
 from typing import Any
 
@@ -41,8 +42,9 @@ from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeo
 
 from .mongo_url import MongoAddress
 from .settings import CONNECT_TIMEOUT_SECONDS
-from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, HandedOutIds, JobStore,
-                    OutageLog, StoreUnavailable)
+from .pruning import parse_rule
+from .store import (JOB_STATE_DONE, JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATES, JOB_VALID_STATES, PROGRESS, HandedOutIds,
+                    JobStore, OutageLog, StoreUnavailable)
 
 log = logging.getLogger("hyperfleet.trials")
 
@@ -71,12 +73,15 @@ class MongoTrials(base.Trials):
         connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
         retries: int = 0,
         outage_seconds: float = 600.0,
+        pruning: Mapping | None = None,
     ):
         self.store = url if isinstance(url, JobStore) else JobStore.connect(url, timeout_seconds=connect_timeout_seconds)
         self._exp_key = exp_key
         self.poll_interval_seconds = poll_interval_seconds
         self.resync_seconds = resync_seconds
         self.retries = retries  # objective retries stamped on the trials this object inserts
+        #: the pruning rule stamped on the trials this object inserts (hyperfleet.pruning), normalised
+        self.pruning = parse_rule(pruning)
         self.outage_seconds = outage_seconds  # how long a MongoDB outage fmin rides out before it gives up
         self._outage = OutageLog(log, "driver")
         self._cancel_checked_at, self._cancelled = -1e9, False
@@ -99,20 +104,21 @@ class MongoTrials(base.Trials):
             "poll_interval_seconds": self.poll_interval_seconds,
             "resync_seconds": self.resync_seconds,
             "retries": self.retries,
+            "pruning": self.pruning,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(
             state["address"], state["exp_key"],
             poll_interval_seconds=state["poll_interval_seconds"], resync_seconds=state["resync_seconds"],
-            retries=state.get("retries", 0),
+            retries=state.get("retries", 0), pruning=state.get("pruning"),
         )
 
     def view(self, exp_key: str | None = None, refresh: bool = True) -> MongoTrials:
         return MongoTrials(
             self.store, self._exp_key if exp_key is None else exp_key, refresh,
             poll_interval_seconds=self.poll_interval_seconds, resync_seconds=self.resync_seconds,
-            retries=self.retries,
+            retries=self.retries, pruning=self.pruning,
         )
 
     # -- the local cache ----------------------------------------------------------------------
@@ -308,13 +314,16 @@ class MongoTrials(base.Trials):
         for doc in docs:  # ids chosen here, so an insert tried again after an outage cannot insert twice
             doc.setdefault("_id", ObjectId())
         inserted = self._riding_out_outages(
-            lambda: self.store.insert_trials(docs, retries=self.retries, domain_ids=self._domain_ids))
+            lambda: self.store.insert_trials(docs, retries=self.retries, domain_ids=self._domain_ids,
+                                             pruning=self.pruning))
         self._inserted += inserted  # shown at the next refresh, as on plain Trials; never read back
         return [d["tid"] for d in docs]
 
     def delete_all(self) -> None:
-        """Delete this experiment's trials, their attachments and the experiment's attachments."""
+        """Delete this experiment's trials, their attachments and reported values, and the experiment's
+        attachments."""
         self.store.delete_trials(self._query())
+        self.store.db[PROGRESS].delete_many(self._query())
         attachments = self.attachments
         for name in attachments.keys():
             del attachments[name]
@@ -448,9 +457,16 @@ class FinishedTrials(base.Trials):
         return wrapped
 
 
-def fmin(fn, space, algo=None, max_evals=None, trials=None, points_to_evaluate=None, **options):
+def fmin(fn, space, algo=None, max_evals=None, trials=None, points_to_evaluate=None, pruning=None, **options):
     """``hyperopt.fmin`` that keeps ``points_to_evaluate`` with a ``MongoTrials`` (hyperopt's fmin
-    drops it whenever it is given a trials object)."""
+    drops it whenever it is given a trials object). ``pruning`` (a rule, see :mod:`hyperfleet.pruning`)
+    is stamped on the trials queued from now on; it needs a ``MongoTrials``: hyperopt's own Trials
+    run no rule (the objective's ``hyperfleet.report`` does nothing there)."""
+    if pruning is not None:
+        rule = parse_rule(pruning)
+        if not isinstance(trials, MongoTrials):
+            raise ValueError("pruning: needs trials=hyperfleet.MongoTrials(...); hyperopt's own Trials run no pruning rule")
+        trials.pruning = rule
     if isinstance(trials, MongoTrials):
         options.pop("allow_trials_fmin", None)
         return trials.fmin(fn, space, algo=algo, max_evals=max_evals, points_to_evaluate=points_to_evaluate, **options)

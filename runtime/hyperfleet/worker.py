@@ -15,9 +15,11 @@ not a fork of the worker itself, whose threads (heartbeat, MongoDB's monitors) c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.forkserver
 import os
 import pickle
@@ -35,6 +37,7 @@ from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome, run_job_file
 from .liveness import container_name, docker_engine, process_start_ticks
 from .objectives import remove_owned_trials
+from .pruning import TrialPruned, TrialReporter, reporting
 from .settings import WorkerSettings
 from .shutdown import watch_stop_signals
 from .store import JobStore, OutageLog
@@ -45,6 +48,9 @@ log = logging.getLogger("hyperfleet.worker")
 # the monitor (the heartbeat stops, so the trial is recovered as orphaned).
 RESULT_WRITE_RETRY_SECONDS = 120.0
 _WAIT_STEP_SECONDS = 0.05
+#: how long a pruned --subprocesses child has to end on its own (TrialPruned from its report) before
+#: it is killed
+PRUNED_CHILD_GRACE_SECONDS = 0.5
 #: where --subprocesses children come from: forked by a server that has imported what they need
 _CHILDREN = multiprocessing.get_context("forkserver")
 _CHILDREN.set_forkserver_preload(["hyperfleet.evaluation"])
@@ -259,12 +265,13 @@ class Worker:
         log.info("trial %s (%s) reserved", tid, doc.get("exp_key"))
         heartbeat = Heartbeat(self.store, trial_id, self.owner, self.settings.heartbeat_seconds)
         heartbeat.start()
+        reporter = TrialReporter(self.store, doc, self.owner)  # hyperfleet.report() of this trial
         try:
             try:
                 if self.settings.use_subprocesses:
-                    outcome = self._evaluate_in_child(doc, heartbeat)
+                    outcome = self._evaluate_in_child(doc, heartbeat, reporter)
                 else:
-                    outcome = self._evaluate_in_thread(doc, heartbeat)
+                    outcome = self._evaluate_in_thread(doc, heartbeat, reporter)
             except Exception as err:  # a fault of ours or of the machine: the trial's error, not a crash
                 log.exception("trial %s could not be evaluated", tid)
                 outcome = Outcome.from_exception(err)
@@ -273,7 +280,7 @@ class Worker:
                 if removed:
                     log.info("removed %d trial container(s) of the abandoned trial %s", removed, tid)
                 return outcome
-            return self._record(doc, outcome)
+            return self._record(doc, outcome, reporter)
         finally:
             heartbeat.stop()
 
@@ -293,7 +300,7 @@ class Worker:
             return TrialOutcome.LOST
         return None
 
-    def _evaluate_in_thread(self, doc: dict, heartbeat: Heartbeat) -> Outcome | TrialOutcome:
+    def _evaluate_in_thread(self, doc: dict, heartbeat: Heartbeat, reporter: TrialReporter) -> Outcome | TrialOutcome:
         box: list[Outcome] = []
         done = threading.Event()
 
@@ -302,7 +309,8 @@ class Worker:
                 fn = self.loader.function(doc)
                 ctrl = Ctrl(self.store, doc, self.owner)
                 workdir = self.workdir
-                with WORKDIR.inside(workdir, self.erase_created_workdir) if workdir else contextlib.nullcontext():
+                with WORKDIR.inside(workdir, self.erase_created_workdir) if workdir else contextlib.nullcontext(), \
+                        reporting(reporter):
                     result = base.SONify(fn(base.spec_from_misc(doc["misc"]), ctrl))
                 attachments = result.pop("attachments", None) or {}
                 box.append(Outcome(result=result, attachments=attachments))
@@ -319,7 +327,11 @@ class Worker:
                 return interrupted
         return box[0]
 
-    def _evaluate_in_child(self, doc: dict, heartbeat: Heartbeat) -> Outcome | TrialOutcome:
+    def _evaluate_in_child(self, doc: dict, heartbeat: Heartbeat, reporter: TrialReporter) -> Outcome | TrialOutcome:
+        """The trial in a child process. The child's ``hyperfleet.report`` sends each value here over a
+        pipe and waits for the answer: this process stores and judges it (it holds the connection and
+        the trial); when the trial is pruned, the child is told (its report raises TrialPruned), given
+        ``PRUNED_CHILD_GRACE_SECONDS`` to end, then killed, and its trial containers removed."""
         try:
             job = self.loader.job(doc, self.workdir)
         except ObjectiveUnavailable as err:
@@ -328,12 +340,17 @@ class Worker:
             in_path, out_path = os.path.join(tmp, "job.pkl"), os.path.join(tmp, "outcome.pkl")
             with open(in_path, "wb") as f:
                 pickle.dump(job, f)
-            child = _CHILDREN.Process(target=run_job_file, args=(in_path, out_path),
+            reports, child_end = _CHILDREN.Pipe()
+            child = _CHILDREN.Process(target=run_job_file, args=(in_path, out_path, child_end),
                                       name=f"hyperfleet-trial-{doc['tid']}")
             child.start()
+            child_end.close()
             try:
                 while True:
-                    child.join(_WAIT_STEP_SECONDS)
+                    multiprocessing.connection.wait([child.sentinel, reports], _WAIT_STEP_SECONDS)
+                    if self._answer_reports(reports, reporter):
+                        child.join(PRUNED_CHILD_GRACE_SECONDS)
+                        break
                     if child.exitcode is not None:
                         break
                     interrupted = self._interrupted(doc, heartbeat)
@@ -345,6 +362,12 @@ class Worker:
                     child.join()
                 code = child.exitcode
                 child.close()
+                reports.close()
+            if reporter.pruned is not None:
+                removed = remove_owned_trials(self.owner)  # what the killed child left running
+                if removed:
+                    log.info("removed %d trial container(s) of the pruned trial %s", removed, doc["tid"])
+                return Outcome()
             if not os.path.exists(out_path):
                 return Outcome(error=(str(ChildDied), f"evaluation process exited with code {code}"),
                                traceback=f"the child process running the objective exited with code {code} "
@@ -352,10 +375,32 @@ class Worker:
             with open(out_path, "rb") as f:
                 return pickle.load(f)
 
-    def _record(self, doc: dict, outcome: Outcome) -> TrialOutcome:
-        """Write the outcome, retrying while MongoDB is unreachable; a late result is dropped."""
+    @staticmethod
+    def _answer_reports(reports, reporter: TrialReporter) -> bool:
+        """Store and judge what the child reported, answer each report; True once the trial is pruned."""
+        while reports.poll():
+            try:
+                step, loss = reports.recv()
+            except (EOFError, OSError):  # the child exited
+                return False
+            try:
+                reporter.report(step, loss)
+            except TrialPruned:
+                reports.send(True)
+                return True
+            except (TypeError, ValueError):  # checked in the child already
+                log.exception("trial %s: a report from the child could not be used", reporter.tid)
+            reports.send(False)
+        return False
+
+    def _record(self, doc: dict, outcome: Outcome, reporter: TrialReporter | None = None) -> TrialOutcome:
+        """Write the outcome, retrying while MongoDB is unreachable; a late result is dropped. A trial
+        its rule pruned is recorded as pruned, whatever its objective did after the decision."""
         deadline = time.monotonic() + RESULT_WRITE_RETRY_SECONDS
         outage = OutageLog(log, f"recording trial {doc['tid']}")
+        if reporter is not None and reporter.pruned is not None:
+            outcome = dataclasses.replace(outcome, result=reporter.pruned_result(), error=None,
+                                          pruned={k: reporter.pruned[k] for k in ("step", "rule", "at")})
         while True:
             try:
                 written = self._write(doc, outcome)
@@ -377,6 +422,12 @@ class Worker:
                     attachments[name] = blob
             except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
                 outcome = Outcome.from_exception(err)
+        if outcome.pruned is not None:
+            if self.store.finish_pruned(trial_id, self.owner, outcome.result, outcome.pruned):
+                log.info("trial %s pruned at step %s: loss=%s", tid, outcome.pruned["step"], outcome.result["loss"])
+                return TrialOutcome.DONE
+            log.warning("trial %s pruned result discarded: the trial was taken from this worker", tid)
+            return TrialOutcome.LOST
         if outcome.error is None:
             try:
                 written = self.store.finish(trial_id, self.owner, outcome.result)

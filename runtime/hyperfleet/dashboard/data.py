@@ -228,7 +228,7 @@ def curves(cache: Experiments, exp_key: str, limit: int = CURVES_TRIALS) -> dict
         tids = [d["tid"] for d in snap.docs if isinstance(d.get("tid"), int)]
         low = tids[-limit] if len(tids) > limit else 0  # the snapshot is in tid order
         docs = {d["tid"]: d for d in snap.docs}
-        found = cache.store.progress_curves(exp_key, low)
+        found = cache.store.trial_curves(exp_key, low)
         snap.memo[memo] = {
             "trials": len(found), "limit": limit, "from_tid": low,
             "curves": [{"tid": tid, "state": STATE_NAMES.get((docs.get(tid) or {}).get("state"), "running"),
