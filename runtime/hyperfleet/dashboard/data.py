@@ -20,8 +20,8 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from ..report import iso_time as _iso
-from ..report import option_value
+from ..experiment_report import iso_time as _iso
+from ..experiment_report import option_value
 from ..spec import space_labels
 from ..status import is_pruned, status_from_docs
 from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
