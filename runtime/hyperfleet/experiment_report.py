@@ -10,7 +10,7 @@ Writes into one directory:
   per trial, loss against step, the trials the pruning rule stopped in grey;
 * ``report.html``: one self-contained page (the plots embedded) with the summary and the best trials;
 * ``trials.csv`` and ``trials.json``: every trial, one row each, parameters as columns, with the
-  number of steps it reported (``steps``), its last step and whether it was pruned; ``trials.json``
+  number of steps it reported (``reported_steps``), its last step and whether it was pruned; ``trials.json``
   also has each trial's curve (``[[step, loss], ...]``).
 """
 
@@ -54,7 +54,7 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
             "refresh_time": iso_time(trial.get("refresh_time")),
             "duration_seconds": _seconds(trial.get("book_time"), trial.get("refresh_time")),
             "error": ": ".join(str(e) for e in trial["error"]) if trial.get("error") else None,
-            "steps": progress.get("steps"),
+            "reported_steps": progress.get("steps"),
             "last_step": progress.get("step"),
             "pruned": is_pruned(trial),
         }
@@ -109,7 +109,7 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
     }
     if curves:
         files["learning_curves"] = out / "learning_curves.png"
-    columns = ["tid", "state", "loss", "status", "steps", "last_step", "pruned", *params, "duration_seconds",
+    columns = ["tid", "state", "loss", "status", "reported_steps", "last_step", "pruned", *params, "duration_seconds",
                "book_time", "refresh_time", "error"]
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -224,7 +224,7 @@ def render_html(exp_key: str, rows: list[dict], params: list[str], record: Mappi
         f'<figure><img alt="{html.escape(key)}" src="data:image/png;base64,'
         f'{base64.b64encode(files[key].read_bytes()).decode()}"></figure>'
         for key in ("loss_by_trial", "loss_vs_params", "learning_curves") if key in files)
-    head = ["tid", "loss", *params, "steps", "pruned", "duration_seconds"]
+    head = ["tid", "loss", *params, "reported_steps", "pruned", "duration_seconds"]
     table_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in head) + "</tr>" for r in ok[:20])
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())

@@ -103,7 +103,7 @@ def test_report_has_each_trials_steps_its_pruned_mark_and_the_learning_curves(ra
     assert set(rows) == set(ran["curves"]) == {d["tid"] for d in ran["docs"].values()}
     for tid, curve in ran["curves"].items():
         pruned = tid in pruned_tids(ran)
-        assert rows[tid]["steps"] == str(len(curve)) and rows[tid]["last_step"] == str(curve[-1][0])
+        assert rows[tid]["reported_steps"] == str(len(curve)) and rows[tid]["last_step"] == str(curve[-1][0])
         assert rows[tid]["pruned"] == str(pruned)
         # a pruned trial stopped at the first step past warm-up; its loss is its last reported one
         assert len(curve) == (RULE["warmup_steps"] + 1 if pruned else STEPS)

@@ -107,7 +107,7 @@ function filters(key, parameters) {
 function trialsTable(key, page) {
   const params = [...new Set(page.rows.flatMap(r => Object.keys(r.params)))].sort();
   const steps = page.rows.some(r => r.steps !== null);  // the objective reports intermediate values
-  const columns = [["tid", "tid"], ["state", "state"], ["loss", "loss"], ...(steps ? [["steps", null]] : []),
+  const columns = [["tid", "tid"], ["state", "state"], ["loss", "loss"], ...(steps ? [["reported steps", null]] : []),
                    ...params.map(p => [p, `param:${p}`]), ["started", "book_time"], ["updated", "refresh_time"]];
   const sortBy = sort => { if (!sort) return; table.order = table.sort === sort && table.order === "asc" ? "desc" : "asc"; table.sort = sort; route(); };
   const mark = sort => (table.sort === sort ? (table.order === "asc" ? " ▲" : " ▼") : "");
@@ -144,7 +144,8 @@ function plots(exp, curves) {
       .map(([name, points]) => plot(`loss against ${name}`, points, [], `plot-${name}`)));
 }
 
-const PRUNED_GREY = "rgba(150, 150, 150, 0.55)", CURVE_BLUE = "rgba(31, 119, 180, 0.75)";
+// a pruned trial's grey is lighter than the axes' (#999), so the two never read as one
+const PRUNED_GREY = "rgba(190, 190, 190, 0.8)", CURVE_BLUE = "rgba(31, 119, 180, 0.75)";
 
 function learningCurves(curves) {
   // one line per trial, loss against step; pruned trials in grey, drawn under the others
