@@ -13,3 +13,22 @@ def branin(params):
 def grid_score(params):
     """A toy score over a discrete grid (lower is better)."""
     return {"sgd": 1.0, "adam": 0.5}[params["optimizer"]] * params["depth"]
+
+
+def branin_epochs(params):
+    """Branin as if it were trained for ``epochs`` epochs: the loss after epoch e falls towards the
+    branin value, and each epoch is reported with ``hyperfleet.report`` so the experiment's pruning
+    rule can stop a poor point early (examples/experiments/branin-pruned.yaml). Runs anywhere: outside
+    a hyperfleet worker ``report`` does nothing."""
+    import time
+
+    import hyperfleet
+
+    final = branin(params)
+    epochs = int(params.get("epochs", 27))
+    loss = final
+    for epoch in range(epochs):
+        time.sleep(params.get("epoch_seconds", 0.05))
+        loss = final + 20.0 / (epoch + 1)
+        hyperfleet.report(epoch, loss)  # raises hyperfleet.TrialPruned when the rule stops the trial
+    return loss

@@ -4,6 +4,11 @@ Reads the trial's parameters from $HYPERFLEET_PARAMS (/hyperfleet/params.json), 
 {"loss": ..., "status": "ok"} to $HYPERFLEET_LOSS (/hyperfleet/loss.json) and a small artefact into
 $HYPERFLEET_OUT (/hyperfleet/out/). Any language can do the same.
 
+While it runs it reports a learning curve, for pruning: STEPS lines (environment, default 0), one
+every STEP_SECONDS, each its mark ($HYPERFLEET_PROGRESS_MARK, "hyperfleet-progress:") and
+{"step": N, "loss": X}, the loss falling to the final one. A trial the experiment's pruning rule stops
+is removed by the worker on the spot.
+
 MODE (environment) lets the tests play a broken trainer: "no-loss" exits 0 without loss.json,
 "crash" exits 3, "hang" sleeps past any timeout. SLEEP_SECONDS makes a good trial take that long.
 """
@@ -30,6 +35,11 @@ if mode == "no-loss":
 x, y = params["x"], params["y"]
 b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
 loss = (y - b * x**2 + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10
+steps = int(os.environ.get("STEPS", "0"))
+mark = os.environ.get("HYPERFLEET_PROGRESS_MARK", "hyperfleet-progress:")
+for step in range(steps):
+    time.sleep(float(os.environ.get("STEP_SECONDS", "0")))
+    print(mark, json.dumps({"step": step, "loss": loss + 5 * (steps - 1 - step) / steps}), flush=True)
 out = os.environ.get("HYPERFLEET_OUT", "/hyperfleet/out")
 with open(os.path.join(out, "curve.txt"), "w") as f:
     f.write(f"{x} {y} {loss}\n")

@@ -367,8 +367,9 @@ class Worker:
                 removed = remove_owned_trials(self.owner)  # what the killed child left running
                 if removed:
                     log.info("removed %d trial container(s) of the pruned trial %s", removed, doc["tid"])
-                return Outcome()
-            if not os.path.exists(out_path):
+                if not os.path.exists(out_path):  # killed: its attachments (a container's log) are lost
+                    return Outcome()
+            elif not os.path.exists(out_path):
                 return Outcome(error=(str(ChildDied), f"evaluation process exited with code {code}"),
                                traceback=f"the child process running the objective exited with code {code} "
                                          "without writing a result")

@@ -1,5 +1,6 @@
 """Container objectives on the real dockerd: params.json in, loss.json out, logs and out/ kept."""
 
+import datetime
 import io
 import subprocess
 import tarfile
@@ -133,3 +134,45 @@ def test_a_worker_stopped_mid_trial_removes_its_trial_container_and_hands_the_tr
         stop_all([worker])
         driver.kill()
         driver.wait()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mode", ["--no-subprocesses", "--subprocesses"])
+def test_a_pruned_trial_container_is_stopped_and_removed_within_the_bound(objective_image, mongo_url, tmp_path, mode):
+    """The example objective prints 20 progress lines, one every 0.3 s. The first trial (near branin's
+    optimum) runs whole; the second (a poor point) is worse than the median at step 0 and is pruned:
+    its container is removed within a second of the decision (bound 2.5 s), its log is kept, and the
+    trial is DONE with its last reported loss, pruned, and not retried."""
+    spec = {"name": "pruned", "algo": "grid", "parallelism": 1, "pruning": {"rule": "median", "min_trials": 1}, "retries": 1,
+            "space": {"x": {"choice": [3.14159, -5.0]}, "y": 2.275},
+            "objective": {"image": objective_image, "env": {"STEPS": "20", "STEP_SECONDS": "0.3"}, "pull": "never"}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**spec, "max_evals": 2}))
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, text=True)
+    try:
+        pruned = wait_for(lambda: jobs(mongo_url).find_one({"exp_key": "pruned", "hyperfleet.pruned": {"$exists": True}}),
+                          timeout=120)
+        wait_for(lambda: trial_containers(f"hyperfleet.tid={pruned['tid']}") == [], timeout=30)
+        gone_after = (datetime.datetime.now(datetime.timezone.utc)
+                      - pruned["hyperfleet"]["pruned"]["at"].replace(tzinfo=datetime.timezone.utc)).total_seconds()
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        assert stop_all([worker]) == [0]
+        driver.kill()
+        driver.wait()
+    print(f"\npruned trial container ({mode}) gone {gone_after:.2f} s after the decision")
+    assert gone_after < 2.5
+    assert out.startswith("pruned: 2 trials, 2 done, 0 failed"), out
+    docs = {d["tid"]: d for d in jobs(mongo_url).find({"exp_key": "pruned"})}
+    good, bad = sorted(docs.values(), key=lambda d: d["tid"])
+    assert bad["tid"] == pruned["tid"] and bad["misc"]["vals"] == {"x": [1]}  # the grid's second point
+    assert bad["state"] == JOB_STATE_DONE and bad["hyperfleet"]["pruned"]["step"] == 0
+    assert bad["hyperfleet"]["attempts"] == 1 and "history" not in bad["hyperfleet"]  # never retried (retries: 1)
+    assert bad["result"]["pruned"] is True and bad["result"]["loss"] == bad["hyperfleet"]["progress"]["loss"]
+    assert "pruned" not in good["result"] and good["hyperfleet"]["progress"]["steps"] >= 15  # lines read while it ran
+    store = JobStore.connect(mongo_url)
+    assert b"hyperfleet-progress: {\"step\": 0" in store.trial_attachments(bad)["container.log"]
+    assert b"\"step\": 19" not in store.trial_attachments(bad)["container.log"]
+    store.close()
+    assert trial_containers() == []

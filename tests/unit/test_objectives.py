@@ -25,7 +25,8 @@ def test_a_trial_container_gets_the_experiments_env_then_the_contracts():
     objective = ContainerObjective(image="me/trainer:1", env=(("EPOCHS", "5"), (contract.TRIAL_ID_ENV, "mine")))
     env = contract.trial_environment(objective, "search", 7)
     assert env == {"EPOCHS": "5", contract.PARAMS_ENV: "/hyperfleet/params.json", contract.LOSS_ENV: "/hyperfleet/loss.json",
-                   contract.OUT_ENV: "/hyperfleet/out", contract.TRIAL_ID_ENV: "7", contract.EXP_KEY_ENV: "search"}
+                   contract.OUT_ENV: "/hyperfleet/out", contract.TRIAL_ID_ENV: "7", contract.EXP_KEY_ENV: "search",
+                   contract.PROGRESS_ENV: contract.PROGRESS_MARK}
     assert set(env) - {"EPOCHS"} == set(contract.TRIAL_ENV)
 
 
@@ -36,7 +37,22 @@ def test_the_example_objective_reads_the_contracts_names_and_paths():
     for name, path in ((contract.PARAMS_ENV, contract.PARAMS_PATH), (contract.LOSS_ENV, contract.LOSS_PATH),
                        (contract.OUT_ENV, contract.OUT_PATH)):
         assert f'os.environ.get("{name}", "{path}")' in source, name
+    assert f'os.environ.get("{contract.PROGRESS_ENV}", "{contract.PROGRESS_MARK}")' in source
     assert contract.TRIAL_ID_ENV in strings
+
+
+def test_progress_lines_are_read_as_the_log_comes_in_chunks():
+    """The mark and a JSON object; lines split across chunks, other lines, and malformed marks skipped."""
+    chunks = [b"epoch 1\nhyperfleet-progress: {\"st", b"ep\": 0, \"loss\": 2.5}\nhyperfleet-progress: {\"step\": 1}\n",
+              b"hyperfleet-progress: not json\n", b"hyperfleet-progress:{\"step\": 2, \"loss\": 1}"]
+    follower = contract.ProgressFollower(lambda: iter(chunks), "t")
+    follower.start()
+    follower.join(10)
+    assert follower.drain() == [(0, 2.5), (2, 1)]
+    assert follower.drain() == []
+    assert follower.log == b"".join(chunks)
+    assert contract.progress_value("  hyperfleet-progress: {\"step\": 3, \"loss\": 0.5}\r") == (3, 0.5)
+    assert contract.progress_value("loss 0.5") is None
 
 
 def test_the_collect_step_of_a_trial_pod_runs_as_a_module_without_warnings():

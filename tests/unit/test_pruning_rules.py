@@ -99,3 +99,15 @@ def test_fmin_refuses_a_bad_rule_and_a_rule_without_mongo_trials():
         hyperfleet.fmin(abs, hp.uniform("x", 0, 1), algo=rand.suggest, max_evals=1, pruning={"rule": "median", "min_trials": 0})
     with pytest.raises(ValueError, match="pruning: needs trials=hyperfleet.MongoTrials"):
         hyperfleet.fmin(abs, hp.uniform("x", 0, 1), algo=rand.suggest, max_evals=1, trials=Trials(), pruning={"rule": "asha"})
+
+
+def test_the_example_spec_and_objective():
+    """examples/experiments/branin-pruned.yaml parses with its rule; its objective runs outside a worker."""
+    from examples.objectives import branin, branin_epochs
+    from hyperfleet.driver import load_spec
+    from tests.helpers import REPO
+
+    spec = load_spec(REPO / "examples/experiments/branin-pruned.yaml")
+    assert spec.pruning == {"rule": "asha", "min_step": 1, "reduction_factor": 3, "max_step": 27}
+    point = {"x": 3.14159, "y": 2.275, "epochs": 3, "epoch_seconds": 0}
+    assert branin_epochs(point) == pytest.approx(branin(point) + 20 / 3)

@@ -11,6 +11,10 @@ with a non-zero code, never writes loss.json, writes one that is not a result, o
 trial's ``timeout_seconds`` (it is killed). An image that cannot be found is ERROR with the engine's
 own message. The log is kept with the trial as the attachment ``container.log`` and ``out/`` as
 ``out.tar``, whatever the outcome; the container is always removed.
+
+While the container runs, its log is followed: each progress line (``contract.PROGRESS_MARK``) is
+reported (``hyperfleet.report``); when the trial's rule prunes it, the container is removed at once
+(its log as followed so far kept) and ``TrialPruned`` goes up to the worker.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from typing import Any
 
 from ..contract import EXP_KEY_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL
+from ..pruning import TrialPruned, report
 from .contract import (
     LOSS_PATH,
     MOUNT,
@@ -30,6 +35,7 @@ from .contract import (
     OUT_PATH,
     PARAMS_FILE,
     ContainerTrialError,
+    ProgressFollower,
     has_files,
     params_json,
     parse_loss,
@@ -40,7 +46,8 @@ from .contract import (
 
 log = logging.getLogger(__name__)
 
-_WAIT_STEP_SECONDS = 0.5
+#: how often the wait for a trial container's exit reports the progress lines read meanwhile
+_WAIT_STEP_SECONDS = 0.25
 
 
 def docker_client(timeout_seconds: float = 120):
@@ -61,10 +68,19 @@ def run_container_trial(objective, params: Any, exp_key: str | None, tid: Any,
     labels = {ROLE_LABEL: ROLE_TRIAL, EXP_KEY_LABEL: exp_key or "", TID_LABEL: str(tid), OWNER_LABEL: owner}
     container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
                                          name=name, environment=env, labels=labels, detach=True)
+    removed = False
     try:
         container.put_archive("/", _params_archive(params))
         container.start()
-        code, timed_out = _wait(container, objective.timeout_seconds)
+        progress = ProgressFollower(lambda: container.logs(stream=True, follow=True, stdout=True, stderr=True), name)
+        progress.start()
+        try:
+            code, timed_out = _wait(container, objective.timeout_seconds, progress)
+        except TrialPruned:
+            container.remove(force=True)  # at once; its log as followed so far is kept
+            removed = True
+            attachments["container.log"] = progress.log
+            raise
         logs = container.logs(stdout=True, stderr=True) or b""
         attachments["container.log"] = logs
         out = _read_archive(container, OUT_PATH)
@@ -85,7 +101,8 @@ def run_container_trial(objective, params: Any, exp_key: str | None, tid: Any,
         raise ContainerTrialError(f"the Docker engine refused trial container {name}: {err.explanation or err}") from None
     finally:
         try:
-            container.remove(force=True)
+            if not removed:
+                container.remove(force=True)
         except docker.errors.APIError as err:
             log.warning("could not remove trial container %s: %s", name, err)
 
@@ -128,11 +145,15 @@ def _ensure_image(client, objective) -> None:
                                       f"{pull_err.explanation or pull_err}") from None
 
 
-def _wait(container, timeout_seconds: float | None) -> tuple[int | None, bool]:
+def _wait(container, timeout_seconds: float | None, progress: ProgressFollower | None = None) -> tuple[int | None, bool]:
+    """Wait for the container's exit (its code, and whether it was killed at the timeout), reporting
+    the progress lines read meanwhile: a report that prunes the trial raises TrialPruned."""
     import requests
 
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     while True:
+        for step, loss in progress.drain() if progress else ():
+            report(step, loss)
         step = _WAIT_STEP_SECONDS if deadline is None else max(0.05, min(_WAIT_STEP_SECONDS, deadline - time.monotonic()))
         try:
             return container.wait(timeout=step)["StatusCode"], False
