@@ -162,7 +162,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--warmup-steps", type=int, default=5, help="median rule (and MedianPruner's n_warmup_steps)")
     parser.add_argument("--min-trials", type=int, default=5, help="median rule (and MedianPruner's n_startup_trials)")
-    parser.add_argument("--min-step", type=int, default=1, help="ASHA (and SuccessiveHalvingPruner's min_resource)")
+    parser.add_argument("--min-step", type=int, default=3,
+                        help="ASHA (and SuccessiveHalvingPruner's min_resource); 3: rungs at 3 and 9 (bench/README.md)")
     parser.add_argument("--reduction-factor", type=int, default=3, help="ASHA (and SuccessiveHalvingPruner's)")
     parser.add_argument("--only", action="append", help="run only the variants whose name contains this")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "pruning.json"))
