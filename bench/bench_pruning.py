@@ -51,7 +51,8 @@ OPTUNA_WORKER = OPTUNA_STORAGE + textwrap.dedent("""
     import json
     from bench.learning_curves import SPACE, train
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url, name, rule, n, seed = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    url, name, rule, n, seed, algo = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                                      sys.argv[6])
     if rule is None:
         pruner = optuna.pruners.NopPruner()
     elif rule["rule"] == "median":
@@ -59,8 +60,8 @@ OPTUNA_WORKER = OPTUNA_STORAGE + textwrap.dedent("""
     else:
         pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=rule["min_step"],
                                                          reduction_factor=rule["reduction_factor"])
-    study = optuna.load_study(study_name=name, storage=storage(url), sampler=optuna.samplers.TPESampler(seed=seed),
-                              pruner=pruner)
+    sampler = optuna.samplers.TPESampler(seed=seed) if algo == "tpe" else optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.load_study(study_name=name, storage=storage(url), sampler=sampler, pruner=pruner)
     def objective(trial):
         x, y = (trial.suggest_float(p, *SPACE[p]["uniform"]) for p in ("x", "y"))
         def report(step, loss):
@@ -111,7 +112,7 @@ def summary(trials: list[dict], wall: float, args) -> dict:
 def hyperfleet_variant(server: MongoServer, args, seed: int, rule: dict | None) -> dict:
     name = "curves"
     url = server.database_url("prune" + str(time.time_ns()))
-    spec = {"name": name, "objective": "bench.learning_curves:objective", "algo": "tpe", "seed": seed,
+    spec = {"name": name, "objective": "bench.learning_curves:objective", "algo": args.algo, "seed": seed,
             "max_evals": args.trials, "parallelism": args.workers, "space": curves.SPACE}
     if rule:
         spec["pruning"] = rule
@@ -139,7 +140,7 @@ def optuna_variant(server: MongoServer, args, seed: int, rule: dict | None) -> d
     name = optuna_study(args.peers_python, pg_url)
     env = dict(os.environ, PYTHONPATH=str(REPO), **curve_env(args, seed))
     wall = run_optuna_workers(args.peers_python, OPTUNA_WORKER,
-                              [[pg_url, name, json.dumps(rule), str(n), str(seed * 1000 + i)]
+                              [[pg_url, name, json.dumps(rule), str(n), str(seed * 1000 + i), args.algo]
                                for i, n in enumerate(shares(args.trials, args.workers))], env=env)
     found = subprocess.run([args.peers_python, "-c", OPTUNA_RESULTS, pg_url, name], env=env, check=True,
                            capture_output=True, text=True).stdout
@@ -160,6 +161,8 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=curves.MAX_STEPS)
     parser.add_argument("--step-seconds", type=float, default=0.05)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--algo", choices=("tpe", "rand"), default="tpe",
+                        help="the search: TPE, or random search (Optuna's RandomSampler), which sets the samplers aside")
     parser.add_argument("--warmup-steps", type=int, default=5, help="median rule (and MedianPruner's n_warmup_steps)")
     parser.add_argument("--min-trials", type=int, default=5, help="median rule (and MedianPruner's n_startup_trials)")
     parser.add_argument("--min-step", type=int, default=3,
@@ -212,7 +215,7 @@ def print_table(rows: dict, runs: dict, args) -> None:
         print(f"noise: no pruning's best final loss over {len(none)} seeds: median {statistics.median(none):.4f}, "
               f"stdev {statistics.stdev(none):.4f}, range {min(none):.4f}-{max(none):.4f}")
     print(f"{args.trials} trials of up to {args.max_steps} steps ({args.step_seconds} s each), {args.workers} workers, "
-          f"TPE, seeds {' '.join(map(str, args.seeds))}; median (min-max) over the seeds")
+          f"{args.algo}, seeds {' '.join(map(str, args.seeds))}; median (min-max) over the seeds")
 
 
 if __name__ == "__main__":
