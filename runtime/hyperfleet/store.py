@@ -515,8 +515,10 @@ class JobStore:
             "$inc": {"version": 1, "hyperfleet.requeues": 1, **counters},
             "$push": _history(event, reason, owner),
         }
+        # a pruning decision of the attempt that ends here is not the next attempt's
+        update["$unset"] = {"hyperfleet.pruned": ""}
         if unset_error:
-            update["$unset"] = {"error": "", "hyperfleet.traceback": ""}
+            update["$unset"].update({"error": "", "hyperfleet.traceback": ""})
         return self.jobs.update_one(query, update).matched_count == 1
 
     # -- experiments ----------------------------------------------------------------------------

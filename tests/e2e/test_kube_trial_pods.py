@@ -7,12 +7,16 @@ on the tests' single-node cluster, workers running one pod per trial through the
 - a crashing objective, one that writes no loss.json, one that outlives its timeout and an image that
   isn't there each end ERROR with their reason;
 - the calls a worker makes are exactly what the chart's worker Role grants (made here as the workers'
-  ServiceAccount, recorded, and compared with the rendered Role).
+  ServiceAccount, recorded, and compared with the rendered Role);
+- an experiment with a pruning rule: its trial pods print progress lines, the worker follows their log,
+  and the poor point's pod is deleted within the bound of the decision (watched through the API).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import threading
 import time
 import uuid
 
@@ -39,6 +43,15 @@ BROKEN = {
 }
 
 
+# the grid's first two points are the same good point (equal curves: neither is worse than the other),
+# queued one after the other (parallelism 1: the third is queued once the second runs, and waits for a
+# free worker); the third (x=-5, far worse) is worse than the median of the others at a step after the
+# warm-up, and its pod is deleted on the spot
+PRUNED = {"name": "pods-pruned", "objective": {**OBJECTIVE, "env": {"STEPS": "10", "STEP_SECONDS": "0.5"}},
+          "algo": "grid", "parallelism": 1, "pruning": {"rule": "median", "warmup_steps": 2, "min_trials": 1},
+          "space": {"x": {"choice": [3.14159, 3.14159, -5.0]}, "y": 2.275}}
+
+
 def values(runtime_image: str, mongo_image: str) -> dict:
     def image(ref):
         repository, tag = ref.rsplit(":", 1)
@@ -48,6 +61,7 @@ def values(runtime_image: str, mongo_image: str) -> dict:
                     "max_evals": MAX_EVALS, "parallelism": 2, "space": SPACE}]
     experiments += [{"name": name, "objective": {**OBJECTIVE, **extra}, "algo": "rand", "max_evals": 1, "space": SPACE}
                     for name, (extra, _) in BROKEN.items()]
+    experiments.append(PRUNED)
     return {
         "fullnameOverride": RELEASE,
         "image": {**image(runtime_image), "pullPolicy": "IfNotPresent"},
@@ -81,10 +95,40 @@ def trial_pods(scenario: Scenario) -> list[dict]:
     return scenario.get("pods", "-l", "app.kubernetes.io/component=trial")["items"]
 
 
+class PodDeletions(threading.Thread):
+    """Watches the trial pods of one experiment through the API: when each (by tid) left it."""
+
+    def __init__(self, scenario: Scenario, exp_key: str):
+        super().__init__(daemon=True)
+        from kubernetes import client, config
+
+        self.api = client.CoreV1Api(config.new_client_from_config(config_file=scenario.kubeconfig,
+                                                                  context=scenario.context))
+        self.namespace, self.exp_key = scenario.stack.namespace, exp_key
+        self.deleted: dict[int, datetime.datetime] = {}
+        self.ended: Exception | None = None
+
+    def run(self):
+        from kubernetes import watch
+
+        try:
+            for event in watch.Watch().stream(self.api.list_namespaced_pod, self.namespace,
+                                              label_selector="app.kubernetes.io/component=trial"):
+                pod = event["object"]
+                if event["type"] == "DELETED" and (pod.metadata.annotations or {}).get(
+                        "hyperfleet.io/exp-key") == self.exp_key:
+                    self.deleted[int(pod.metadata.labels["hyperfleet.io/tid"])] = datetime.datetime.now(
+                        datetime.timezone.utc)
+        except Exception as err:  # noqa: BLE001 - the namespace goes at the end of the module
+            self.ended = err
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_worker(release):
     scenario = release
+    deletions = PodDeletions(scenario, PRUNED["name"])
+    deletions.start()
     with scenario.database() as jobs:
         # a worker pod deleted mid-trial: its trial pod goes, its trial is handed back
         pod = wait_until(lambda: next((p for p in trial_pods(scenario) if p["status"].get("phase") == "Pending"
@@ -125,10 +169,23 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
         crash = jobs.find_one({"exp_key": "pods-crash", "state": 3})
         assert "training diverged" in crash["error"][1]  # the log's last lines are in the message
 
+        # the pruning experiment: the poor point stopped after the warm-up, its pod deleted at once
+        pruned_run = wait_until(lambda: (lambda docs: len(docs) == 3 and all(d["state"] == 2 for d in docs) and docs)(
+            list(jobs.find({"exp_key": PRUNED["name"]}, sort=[("tid", 1)]))), 300, "the pruning experiment to finish")
+        good, bad = pruned_run[:2], pruned_run[2]
+        assert bad["misc"]["vals"] == {"x": [2]} and bad["result"]["pruned"] is True, bad
+        assert bad["hyperfleet"]["pruned"]["rule"] == "median" and 2 <= bad["hyperfleet"]["pruned"]["step"] < 9
+        assert [("pruned" in d["result"], d["hyperfleet"]["progress"]["steps"] >= 7) for d in good] == [(False, True)] * 2, \
+            [(d["result"], d["hyperfleet"].get("progress")) for d in good]
+        wait_until(lambda: bad["tid"] in deletions.deleted, 30, f"the pruned trial pod's deletion to be seen ({deletions.ended})")
+        pruned_gone = (deletions.deleted[bad["tid"]]
+                       - bad["hyperfleet"]["pruned"]["at"].replace(tzinfo=datetime.timezone.utc)).total_seconds()
+        assert pruned_gone < 2.5, pruned_gone
+
     wait_until(lambda: not trial_pods(scenario), 30, "no trial pod left")
     print(f"\ntrial pods: worker pod deleted to its trial pod gone {gone_seconds:.1f} s; per-trial overhead "
           f"(reserved to result, less the objective) median {overheads[len(overheads) // 2]:.2f} s, "
-          f"max {overheads[-1]:.2f} s")
+          f"max {overheads[-1]:.2f} s; a pruned trial's pod gone {pruned_gone:.2f} s after the decision")
 
 
 class Recording:

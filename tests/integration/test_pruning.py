@@ -177,3 +177,19 @@ def test_hyperfleet_run_stamps_the_spec_rule_on_its_trials_and_refuses_a_bad_one
 def test_mongo_trials_refuse_a_bad_rule_naming_the_key(mongo_url):
     with pytest.raises(ValueError, match=r"^pruning.warmup_steps: needs an integer >= 0, got -2"):
         hyperfleet.MongoTrials(mongo_url, exp_key="bad", pruning={"rule": "median", "warmup_steps": -2})
+
+
+def test_a_trial_handed_back_after_a_decision_loses_it(store):
+    """The decision belongs to the attempt: a trial handed back (its worker stopped) before its pruned
+    result was written is queued without the mark, so its next attempt is judged afresh."""
+    tid = store.allocate_tids(1)[0]
+    store.insert_trials([{"state": 0, "tid": tid, "exp_key": "back", "owner": None, "misc": {"tid": tid},
+                          "result": {"status": "new"}}], pruning={"rule": "median", "warmup_steps": 0, "min_trials": 1})
+    doc = store.reserve("w:1", {"host": "w", "pid": 1}, "back")
+    assert store.trial_progress(doc["_id"], "w:1", {"step": 0, "loss": 1.0, "best": 1.0, "steps": 1},
+                                {"step": 0, "rule": "median", "at": datetime.datetime.now(datetime.timezone.utc)})
+    assert store.jobs.find_one({"_id": doc["_id"]})["hyperfleet"]["pruned"]["step"] == 0
+    assert store.hand_back(doc["_id"], "w:1", "worker shutdown (SIGTERM)")
+    back = store.jobs.find_one({"_id": doc["_id"]})
+    assert back["state"] == 0 and "pruned" not in back["hyperfleet"]
+    assert back["hyperfleet"]["pruning"]["rule"] == "median"

@@ -22,6 +22,12 @@ trial pods) and labelled with its owner, so a worker that hands a trial back rem
 (:func:`remove_owned_pods`). Trial pods never write to the database: only the worker does, and only
 while it still owns the trial.
 
+While the objective runs, the worker follows the ``trial`` container's log through the API (the
+``pods/log`` it already may read) and reports each progress line (``contract.PROGRESS_MARK``); when
+the trial's rule prunes it, the pod is deleted at once (grace period 0) and ``TrialPruned`` goes up to
+the worker. The pod's ``/hyperfleet`` is an emptyDir the worker can't read without ``pods/exec``:
+that is why progress travels in the log, on Docker hosts too.
+
 The worker learns where it runs from the environment the chart gives it (the ``*_ENV`` names below).
 """
 
@@ -52,6 +58,7 @@ from ..contract import (
     ROLE_TRIAL,
     RUNTIME_IMAGE_ENV,
 )
+from ..pruning import TrialPruned, report
 from .contract import (
     LOSS_FILE,
     LOSS_PATH,
@@ -61,6 +68,7 @@ from .contract import (
     PARAMS_FILE,
     PARAMS_PATH,
     ContainerTrialError,
+    ProgressFollower,
     has_files,
     params_json,
     parse_loss,
@@ -178,7 +186,13 @@ def run_trial_pod(objective, params: Any, exp_key: str | None, tid: Any, attachm
     except ApiException as err:
         raise ContainerTrialError(f"the Kubernetes API refused trial pod {name}: {_reason(err)}") from None
     try:
-        phase, trial_state, timed_out = _wait(api, namespace, name, objective.timeout_seconds)
+        followed: list[ProgressFollower] = []
+        try:
+            phase, trial_state, timed_out = _wait(api, namespace, name, objective.timeout_seconds, followed)
+        except TrialPruned:
+            _delete(api, namespace, name)  # at once; its log as followed so far is kept
+            attachments["container.log"] = followed[0].log if followed else b""
+            raise
         logs = _log(api, namespace, name, "trial")
         attachments["container.log"] = logs
         log_tail = tail(logs)
@@ -220,15 +234,34 @@ def remove_owned_pods(owner: str, api=None) -> int:
     return len(pods)
 
 
-def _wait(api, namespace: str, name: str, timeout_seconds: float | None):
+def _follow_trial_log(api, namespace: str, name: str):
+    """The ``trial`` container's log as it is written, in chunks, until the container ends."""
+    response = api.read_namespaced_pod_log(name, namespace, container="trial", follow=True, _preload_content=False)
+    try:
+        yield from response.stream(4096, decode_content=False)
+    finally:
+        response.release_conn()
+
+
+def _wait(api, namespace: str, name: str, timeout_seconds: float | None, followed: list | None = None):
     """(phase, the trial container's end, timed out): its end is {exit_code, reason}, or the kubelet's
-    message when its image can't be pulled."""
+    message when its image can't be pulled. Reports the progress lines the trial container logs
+    meanwhile (its log's follower is appended to ``followed``): a report that prunes the trial raises
+    TrialPruned."""
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    progress = None
+    followed = [] if followed is None else followed
     while True:
+        for step, loss in progress.drain() if progress else ():
+            report(step, loss)
         pod = api.read_namespaced_pod(name, namespace)
         phase = pod.status.phase
         statuses = {s.name: s for s in (pod.status.init_container_statuses or [])}
         trial = statuses.get("trial")
+        if progress is None and trial and trial.state and trial.state.running:
+            progress = ProgressFollower(lambda: _follow_trial_log(api, namespace, name), name)
+            progress.start()
+            followed.append(progress)
         waiting = trial and trial.state and trial.state.waiting
         if waiting and waiting.reason in _IMAGE_ERRORS:
             return phase, f"{waiting.reason}: {waiting.message or ''}".strip(), False
