@@ -352,7 +352,7 @@ class StackConfig(_Model):
     format (slack | json), events}], stalled_after_minutes (30)"""
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     """experiment specs, the schema of `hyperfleet run` (snake_case keys: name, objective, algo, max_evals, space, early_stop,
-    timeout_seconds, retries, parallelism, seed, notify); one driver per experiment"""
+    timeout_seconds, retries, parallelism, seed, notify, pruning); one driver per experiment"""
     images: ImagesConfig = ImagesConfig()
     """the runtime image"""
     docker: DockerConfig = DockerConfig()

@@ -106,9 +106,27 @@ def learning_curve(params):
     with ``hyperfleet.report`` for ``steps`` steps (``sleep`` seconds each). Each step computed is
     appended to the file ``params['log']`` (the level names the trial) before it is
     reported, so a test sees where a pruned trial stopped; ``stride`` skips steps. ``stubborn`` catches TrialPruned and keeps
-    sleeping: only a kill ends it. Writes its pid to ``<log>.pid``."""
+    sleeping: only a kill ends it. ``in_thread`` runs the loop in a thread the objective starts. Writes its
+    pid to ``<log>.pid``."""
     import hyperfleet
 
+    if params.get("in_thread"):  # the loop in a thread of the objective's own; its exception comes back here
+        import threading
+
+        outcome = {}
+
+        def loop():
+            try:
+                outcome["loss"] = learning_curve({**params, "in_thread": False})
+            except BaseException as err:  # noqa: BLE001 - re-raised in the objective's thread
+                outcome["error"] = err
+
+        worker = threading.Thread(target=loop)
+        worker.start()
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["loss"]
     with open(f"{params['log']}.pid", "a") as f:
         f.write(f"{params['level']!r} {os.getpid()}\n")
     loss = None

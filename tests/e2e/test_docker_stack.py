@@ -2,8 +2,8 @@
 
 The example experiment reaches max_evals although a worker is killed mid-trial (the monitor recovers
 its trial) and the database restarts mid-experiment (its volume keeps every trial, and no other
-container restarts); a second `pulumi up` changes nothing; `pulumi destroy` leaves no container,
-volume or network.
+container restarts), and its pruning rule stops some trials early; a second `pulumi up` changes
+nothing; `pulumi destroy` leaves no container, volume or network.
 """
 
 import json
@@ -144,6 +144,13 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
 
     status = wait_for(finished, timeout=300, step=1.0)
     assert status["done"] == MAX_EVALS and status["total"] == MAX_EVALS and status["error"] == 0
+    # the experiment's pruning rule (Pulumi.ci.yaml) stopped some trials early: DONE, marked, never retried
+    pruned = json.loads(in_monitor("print(json.dumps([[d['hyperfleet']['pruned']['step'], d['result'], "
+                                   "d['hyperfleet']['progress']['steps']] "
+                                   "for d in jobs.find({'hyperfleet.pruned': {'$exists': True}})]))"))
+    assert 1 <= len(pruned) < MAX_EVALS, pruned
+    for step, result, steps in pruned:
+        assert step >= 4 and result["pruned"] is True and result["status"] == "ok" and steps <= step + 1, pruned
     restarts = docker("inspect", "--format", "{{.Name}} {{.RestartCount}} {{.State.Status}}",
                       *[f"hyperfleet-{STACK}-{name}" for name in ("monitor", "worker-1")]).split("\n")
     assert all(line.split()[1:] == ["0", "running"] for line in restarts), restarts

@@ -193,3 +193,19 @@ def test_a_trial_handed_back_after_a_decision_loses_it(store):
     back = store.jobs.find_one({"_id": doc["_id"]})
     assert back["state"] == 0 and "pruned" not in back["hyperfleet"]
     assert back["hyperfleet"]["pruning"]["rule"] == "median"
+
+
+@pytest.mark.timeout(120)
+def test_report_from_a_thread_the_objective_starts_reaches_the_trial(mongo_url, tmp_path):
+    """An objective whose training loop runs in a thread of its own: its reports still reach the trial
+    (the one trial reporting in the worker), and the poor one is pruned at its first report."""
+    worker = start_worker(mongo_url, "--no-subprocesses", "--log-level", "warning")
+    log = tmp_path / "steps.log"
+    try:
+        docs = run_levels(mongo_url, "threaded", log, [1.0, 5.0], {"rule": "median", "warmup_steps": 0, "min_trials": 1},
+                          steps=3, in_thread=True)
+    finally:
+        assert stop_all([worker]) == [0]
+    assert [(docs[i]["hyperfleet"]["progress"]["steps"], docs[i]["result"].get("pruned")) for i in (0, 1)] == \
+        [(3, None), (1, True)]
+    assert steps_run(log, 5.0) == [0]
