@@ -36,6 +36,10 @@ bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throu
 bench-peers: test-install $(PEERS_VENV)/.installed ## hyperfleet beside Optuna (RDB on PostgreSQL, journal) and Ray Tune: trials/s, same objective and workers
 	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
 
+.PHONY: bench-pruning
+bench-pruning: test-install $(PEERS_VENV)/.installed ## Pruning (none, median, ASHA) beside Optuna's pruners on a learning curve: compute, wall time, best final loss over seeds
+	PYTHONPATH=. $(PY) bench/bench_pruning.py --peers-python $(PEERS_VENV)/bin/python $(ARGS)
+
 .PHONY: bench-driver
 bench-driver: test-install $(STOCK_VENV)/.installed ## fmin's refresh at 10^3 and 10^4 trials vs stock MongoTrials, TPE beside it; the driver's commands per trial
 	PYTHONPATH=. $(PY) bench/bench_driver.py --stock-python $(STOCK_VENV)/bin/python $(ARGS)
@@ -72,3 +76,6 @@ bench-smoke: test-install $(if $(BENCH_SMOKE_MONITOR),docker-engine kube-server,
 	$(if $(BENCH_SMOKE_DASHBOARD),,: skipped, HYPERFLEET_TESTS_WITHOUT:) PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
 	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python --trials 8 --ray-trials 4 \
 	  --repeats 1 --out $(BENCH_RESULTS)/smoke-peers.json
+	PYTHONPATH=. $(PY) bench/bench_pruning.py --peers-python $(PEERS_VENV)/bin/python --trials 6 --workers 2 \
+	  --max-steps 4 --step-seconds 0 --seeds 0 --min-trials 1 --warmup-steps 1 --only median --only asha \
+	  --out $(BENCH_RESULTS)/smoke-pruning.json

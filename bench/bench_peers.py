@@ -78,20 +78,25 @@ RAY = textwrap.dedent("""
 """)
 
 
-def hyperfleet_run(server: MongoServer, algo: str, trials: int, workers: int) -> float:
-    url = server.database_url("p" + str(time.time_ns()))
-    spec = {"name": "peers", "objective": "bench.objectives:quadratic", "algo": algo, "max_evals": trials,
-            "parallelism": workers, "space": {"x": {"uniform": [-5, 10]}}}
+def postgres_url(server: MongoServer) -> str:
+    """The test server's own PostgreSQL, as SQLAlchemy names it: where Optuna's RDB storage goes."""
+    return f"postgresql+psycopg2://{server.username}:{server.password}@127.0.0.1:{server.postgres_port}/postgres"
+
+
+def run_hyperfleet(url: str, spec: dict, workers: int, env: dict | None = None) -> float:
+    """``spec`` run by ``hyperfleet run`` with ``workers`` ``hyperfleet worker`` processes on ``url``:
+    the seconds from starting the processes to the driver's end."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # this checkout's runtime, whichever hyperfleet the venv has installed
+    env = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join([str(REPO / "runtime"), str(REPO)]))
     started = time.monotonic()
     procs = [subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--mongo", url, "--log-level", "error"],
                               env=env) for _ in range(workers)]
     try:
         subprocess.run([sys.executable, "-m", "hyperfleet", "run", f.name, "--mongo", url, "--no-progress"],
                        env=env, check=True, stdout=subprocess.DEVNULL)
-        return trials / (time.monotonic() - started)
+        return time.monotonic() - started
     finally:
         for p in procs:
             p.terminate()
@@ -100,16 +105,39 @@ def hyperfleet_run(server: MongoServer, algo: str, trials: int, workers: int) ->
         os.unlink(f.name)
 
 
-def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int) -> float:
+def hyperfleet_run(server: MongoServer, algo: str, trials: int, workers: int) -> float:
+    url = server.database_url("p" + str(time.time_ns()))
+    spec = {"name": "peers", "objective": "bench.objectives:quadratic", "algo": algo, "max_evals": trials,
+            "parallelism": workers, "space": {"x": {"uniform": [-5, 10]}}}
+    return trials / run_hyperfleet(url, spec, workers)
+
+
+def optuna_study(python: str, storage_url: str) -> str:
+    """A new Optuna study in ``storage_url``: its name."""
     name = f"s{time.time_ns()}"
-    created = subprocess.run([python, "-c", OPTUNA_CREATE, pg_url, name], capture_output=True, text=True)
+    created = subprocess.run([python, "-c", OPTUNA_CREATE, storage_url, name], capture_output=True, text=True)
     assert created.returncode == 0, f"creating an Optuna study failed: {created.stderr[-2000:]}"
+    return name
+
+
+def run_optuna_workers(python: str, script: str, worker_args: list[list[str]], env: dict | None = None) -> float:
+    """One ``python -c script *args`` per entry of ``worker_args``, at once: the seconds until all ended."""
     started = time.monotonic()
-    share = [trials // workers + (i < trials % workers) for i in range(workers)]
-    procs = [subprocess.Popen([python, "-c", OPTUNA_WORKER, pg_url, name, sampler, str(n)]) for n in share]
+    procs = [subprocess.Popen([python, "-c", script, *args], env=env) for args in worker_args]
     for p in procs:
         assert p.wait(900) == 0, "an Optuna worker failed"
-    return trials / (time.monotonic() - started)
+    return time.monotonic() - started
+
+
+def shares(trials: int, workers: int) -> list[int]:
+    """``trials`` split over ``workers`` as evenly as can be."""
+    return [trials // workers + (i < trials % workers) for i in range(workers)]
+
+
+def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int) -> float:
+    name = optuna_study(python, pg_url)
+    return trials / run_optuna_workers(python, OPTUNA_WORKER, [[pg_url, name, sampler, str(n)]
+                                                               for n in shares(trials, workers)])
 
 
 def ray_run(python: str, trials: int, workers: int) -> tuple[float, float]:
@@ -142,8 +170,7 @@ def main() -> int:
     rows: dict[str, dict] = {}
     journal_dir = tempfile.mkdtemp(prefix="hyperfleet-optuna-")
     with MongoServer(kind="ferretdb") as server:
-        pg_url = (f"postgresql+psycopg2://{server.username}:{server.password}@127.0.0.1:{server.postgres_port}"
-                  "/postgres")
+        pg_url = postgres_url(server)
         storages = {"rdb": lambda: pg_url, "rdb+heartbeat": lambda: f"heartbeat:{pg_url}",
                     "journal file": lambda: f"journal:{journal_dir}/{time.time_ns()}.log"}
         runs = {

@@ -77,6 +77,35 @@ def start_dashboard(mongo_url: str, *args: str, token: str | None = None) -> tup
     return proc, base
 
 
+def scrape(port: int) -> dict:
+    """A monitor's /metrics on 127.0.0.1:``port``, parsed: (name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def sample(samples: dict, name: str, **labels):
+    """One value of ``scrape``'s answer, None when there is none."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def metrics_answer(port: int) -> bool:
+    """Does /metrics answer on 127.0.0.1:``port`` yet?"""
+    try:
+        scrape(port)
+        return True
+    except OSError:
+        return False
+
+
 def run_cli(mongo_url: str, spec_path, *args: str, **popen) -> subprocess.Popen:
     """``hyperfleet run SPEC`` (the driver), without its progress bar."""
     return subprocess.Popen([sys.executable, "-m", "hyperfleet", "run", str(spec_path), "--mongo", mongo_url,

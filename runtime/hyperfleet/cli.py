@@ -324,7 +324,7 @@ def status(exp_key, mongo_url, watch, interval_seconds, as_json, connect_timeout
 @_connect_timeout_option
 def report(exp_key, mongo_url, out_dir, connect_timeout_seconds):
     """Plots (PNG and one self-contained HTML page) and a CSV/JSON export of every trial of EXP."""
-    from .report import ReportError, write_report
+    from .experiment_report import ReportError, write_report
 
     store = _connect(mongo_url, connect_timeout_seconds)
     try:

@@ -14,7 +14,11 @@ label on each (an experiment with no open trial and no newly finished one for
 * ``hyperfleet_experiment_run_seconds{exp_key}``: histogram of the finish (the last ``refresh_time``)
   minus ``book_time``, for DONE and ERROR trials;
 * ``hyperfleet_experiment_trials_finished_total{exp_key, state}``: counter of trials seen to finish
-  (``done``, ``error``) since the monitor started.
+  (``done``, ``error``) since the monitor started;
+* ``hyperfleet_experiment_pruned_trials{exp_key}``: gauge of the done trials that the experiment's
+  pruning rule stopped early (``hyperfleet.pruned``; the ``done`` state above counts them too), and
+  ``hyperfleet_experiment_trials_pruned_total{exp_key}``, a counter of those seen to finish since the
+  monitor started (read with the finished trials' times: no query of their own).
 
 Cost, per refresh: one query per open state (``{state: 0}``, ``{state: 1}``, served by the state
 index), the ``job_ids`` counter, and one lookup by ``_id`` per trial that left the open set since the
@@ -40,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .contract import OPEN_TRIALS_METRIC
 from .settings import MonitorSettings
+from .status import is_pruned
 from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, STATE_NAMES, HandedOutIds, JobStore
 
 log = logging.getLogger("hyperfleet.monitor")
@@ -58,6 +63,8 @@ class _Experiment:
     finished: dict[int, int] = dataclasses.field(default_factory=dict)
     #: tid -> _id of the trials open (NEW or RUNNING) at the last refresh
     open: dict[int, ObjectId] = dataclasses.field(default_factory=dict)
+    #: the tids of the finished trials that their pruning rule stopped
+    pruned: set[int] = dataclasses.field(default_factory=set)
     last_active: float = 0.0
 
 
@@ -77,6 +84,11 @@ class ExperimentMetrics:
                                   ["exp_key"], registry=registry, buckets=RUN_TIME_BUCKETS)
         self.finished = Counter("hyperfleet_experiment_trials_finished", "Trials seen to finish, per outcome",
                                 ["exp_key", "state"], registry=registry)
+        self.pruned = Gauge("hyperfleet_experiment_pruned_trials",
+                            "Done trials of an experiment that its pruning rule stopped early", ["exp_key"],
+                            registry=registry)
+        self.pruned_seen = Counter("hyperfleet_experiment_trials_pruned", "Trials seen to finish pruned",
+                                   ["exp_key"], registry=registry)
         self._experiments: dict[str, _Experiment] = {}
         #: ids the job_ids counter handed out that no refresh saw open nor found finished yet
         self._handed_out = HandedOutIds()
@@ -125,6 +137,8 @@ class ExperimentMetrics:
         for state in FINISHED_STATES:
             for doc in store.finished_trials(key, state, 0):
                 exp.finished[doc["tid"]] = state
+                if is_pruned(doc):
+                    exp.pruned.add(doc["tid"])
         return exp
 
     def _update(self, store: JobStore, key: str, exp: _Experiment, open_now: dict[int, ObjectId],
@@ -133,6 +147,7 @@ class ExperimentMetrics:
         new = 0
         for tid in exp.finished.keys() & open_now.keys():  # queued again (a retry, a requeue from the dashboard)
             del exp.finished[tid]
+            exp.pruned.discard(tid)
         for tid in exp.open.keys() - open_now.keys():  # left the queue: how did it end?
             doc = store.trial_times(exp.open[tid])
             if doc is not None and doc.get("state") in FINISHED_STATES and doc.get("tid") not in exp.finished:
@@ -149,6 +164,9 @@ class ExperimentMetrics:
 
     def _count(self, key: str, exp: _Experiment, doc: dict) -> None:
         exp.finished[doc["tid"]] = doc["state"]
+        if is_pruned(doc):
+            exp.pruned.add(doc["tid"])
+            self.pruned_seen.labels(exp_key=key).inc()
         self._observe(key, doc["state"], doc)
 
     def _observe(self, key: str, state: int, doc: dict) -> None:
@@ -167,6 +185,7 @@ class ExperimentMetrics:
         counts = _Tally(exp.finished.values()) + open_states
         for state, label in GAUGE_STATES.items():
             self.trials.labels(exp_key=key, state=label).set(counts.get(state, 0))
+        self.pruned.labels(exp_key=key).set(len(exp.pruned))
 
     def _forget(self, key: str) -> None:
         del self._experiments[key]
@@ -176,7 +195,7 @@ class ExperimentMetrics:
                     metric.remove(key, label)
                 except KeyError:
                     pass
-        for metric in (self.queue_wait, self.run_time):
+        for metric in (self.queue_wait, self.run_time, self.pruned, self.pruned_seen):
             try:
                 metric.remove(key)
             except KeyError:

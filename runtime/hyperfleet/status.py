@@ -1,5 +1,8 @@
 """`hyperfleet status`: experiments with counts per state, best loss, trials per minute and ETA.
 
+Pruned trials (stopped early by the experiment's pruning rule: DONE with a ``hyperfleet.pruned`` mark)
+are counted among the done ones, and on their own as ``pruned``.
+
 The rate is measured over the last ``window_seconds`` of finished trials (DONE or ERROR), by the
 database server's clock, so it follows the current number of workers rather than the whole run.
 """
@@ -30,6 +33,8 @@ class ExperimentStatus:
     eta_seconds: float | None
     #: queued, then withdrawn when fmin stopped early (timeout, loss threshold, early stop)
     cancelled: int = 0
+    #: of the done ones, those its pruning rule stopped early
+    pruned: int = 0
 
     @property
     def finished(self) -> int:
@@ -58,7 +63,8 @@ def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RAT
     record = store.experiment(exp_key) or {}
     now = store.server_time()
     return summarize(exp_key, counts, store.best_trial(exp_key), store.first_booked(exp_key),
-                     lambda since: store.finished_since(exp_key, since), now, record.get("max_evals"), window_seconds)
+                     lambda since: store.finished_since(exp_key, since), now, record.get("max_evals"), window_seconds,
+                     pruned=store.pruned_count(exp_key))
 
 
 def status_from_docs(exp_key: str, docs, now: _dt.datetime, max_evals: int | None,
@@ -74,12 +80,19 @@ def status_from_docs(exp_key: str, docs, now: _dt.datetime, max_evals: int | Non
     booked = [d["book_time"] for d in docs if d.get("book_time") is not None]
     finished = [d["refresh_time"] for d in docs if d["state"] in (JOB_STATE_DONE, JOB_STATE_ERROR)
                 and d.get("refresh_time") is not None]
+    pruned = sum(1 for d in docs if d["state"] == JOB_STATE_DONE and is_pruned(d))
     return summarize(exp_key, counts, best, min(booked, default=None),
-                     lambda since: sum(t >= since for t in finished), now, max_evals, window_seconds)
+                     lambda since: sum(t >= since for t in finished), now, max_evals, window_seconds, pruned=pruned)
+
+
+def is_pruned(doc) -> bool:
+    """Did the experiment's pruning rule stop this trial early (its ``hyperfleet.pruned`` mark)?"""
+    return bool((doc.get("hyperfleet") or {}).get("pruned"))
 
 
 def summarize(exp_key: str, counts: dict[int, int], best: dict | None, first_booked: _dt.datetime | None,
-              finished_since, now: _dt.datetime, max_evals: int | None, window_seconds: float) -> ExperimentStatus:
+              finished_since, now: _dt.datetime, max_evals: int | None, window_seconds: float,
+              pruned: int = 0) -> ExperimentStatus:
     """Counts, best, the rate over the last ``window_seconds`` of finished trials and the ETA: one
     formula for both sources. ``finished_since(t)``: trials DONE or ERROR since ``t``."""
     done, error = counts.get(JOB_STATE_DONE, 0), counts.get(JOB_STATE_ERROR, 0)
@@ -95,7 +108,7 @@ def summarize(exp_key: str, counts: dict[int, int], best: dict | None, first_boo
         exp_key=exp_key, new=counts.get(JOB_STATE_NEW, 0), running=counts.get(JOB_STATE_RUNNING, 0),
         done=done, error=error, max_evals=max_evals,
         best_loss=best["result"]["loss"] if best else None, best_tid=best["tid"] if best else None,
-        trials_per_minute=rate, eta_seconds=eta, cancelled=counts.get(JOB_STATE_CANCEL, 0),
+        trials_per_minute=rate, eta_seconds=eta, cancelled=counts.get(JOB_STATE_CANCEL, 0), pruned=pruned,
     )
 
 
@@ -116,15 +129,15 @@ def format_duration(seconds: float | None) -> str:
 def status_table(statuses: list[ExperimentStatus]):
     from rich.table import Table
 
-    table = Table(title="hyperfleet experiments")
+    table = Table(title="hyperfleet experiments", collapse_padding=True)
     # short headers, and the name never cut: in 80 columns the numbers give way, not the experiment
     width = max([len("experiment")] + [len(s.exp_key) for s in statuses])
     table.add_column("experiment", justify="left", no_wrap=True, min_width=width)
-    for column in ("new", "run", "done", "err", "max", "best", "tid", "/min", "ETA"):
-        table.add_column(column, justify="right", overflow="fold")
+    for column in ("new", "run", "done", "prn", "err", "max", "best", "tid", "/min", "ETA"):
+        table.add_column(column, justify="right", overflow="fold", min_width=len(column))
     for s in statuses:
         table.add_row(
-            s.exp_key, str(s.new), str(s.running), str(s.done), str(s.error),
+            s.exp_key, str(s.new), str(s.running), str(s.done), str(s.pruned), str(s.error),
             "-" if s.max_evals is None else str(s.max_evals),
             "-" if s.best_loss is None else f"{s.best_loss:.6g}", "-" if s.best_tid is None else str(s.best_tid),
             "-" if s.trials_per_minute is None else f"{s.trials_per_minute:.1f}",
@@ -149,7 +162,8 @@ def watch(store: JobStore, exp_key: str | None, interval_seconds: float, console
             while True:
                 statuses = all_statuses(store, exp_key)
                 for s in statuses:
-                    detail = (f"{s.running} running, {s.error} error, best "
+                    detail = (f"{s.running} running, {s.error} error, "
+                              + (f"{s.pruned} pruned, " if s.pruned else "") + "best "
                               + ("-" if s.best_loss is None else f"{s.best_loss:.4g}")
                               + ("" if s.trials_per_minute is None else f", {s.trials_per_minute:.1f}/min"))
                     total = s.max_evals or max(s.total, 1)

@@ -67,7 +67,7 @@ EXPERIMENTS = "hyperfleet_experiments"
 #: the values trials report while they run (hyperfleet.report): one document per (exp_key, tid, step)
 PROGRESS = "hyperfleet_progress"
 # what the experiment metrics read of a finished trial
-_TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at"]
+_TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.queued_at", "hyperfleet.pruned"]
 
 
 #: how often an upsert that lost a race to create its document is tried again
@@ -402,10 +402,12 @@ class JobStore:
         query = {"exp_key": exp_key, "rungs": rung, "tid": {"$ne": except_tid}}
         return [d["loss"] for d in self.db[PROGRESS].find(query, projection={"loss": 1, "_id": 0})]
 
-    def trial_curves(self, exp_key: str | None) -> dict[int, list[tuple[int, float]]]:
-        """Every reported value of an experiment: tid -> [(step, loss), ...] by step (learning curves)."""
+    def trial_curves(self, exp_key: str | None, min_tid: int = 0) -> dict[int, list[tuple[int, float]]]:
+        """Every reported value of an experiment (of its trials from ``min_tid`` on): tid -> [(step,
+        loss), ...] by step (learning curves); one range of the ``(exp_key, tid, step)`` index."""
         curves: dict[int, list[tuple[int, float]]] = {}
-        for d in self.db[PROGRESS].find({"exp_key": exp_key}, projection={"tid": 1, "step": 1, "loss": 1, "_id": 0},
+        query = {"exp_key": exp_key, "tid": {"$gte": min_tid}}
+        for d in self.db[PROGRESS].find(query, projection={"tid": 1, "step": 1, "loss": 1, "_id": 0},
                                         sort=[("tid", 1), ("step", 1)]):
             curves.setdefault(d["tid"], []).append((d["step"], d["loss"]))
         return curves
@@ -587,6 +589,11 @@ class JobStore:
     def experiment_trials(self, exp_key: str) -> list[dict]:
         """Every trial of an experiment by tid, for reports."""
         return list(self.jobs.find({"exp_key": exp_key}, sort=[("tid", 1)]))
+
+    def pruned_count(self, exp_key: str) -> int:
+        """The experiment's trials that its pruning rule stopped (DONE, with ``hyperfleet.pruned``)."""
+        return self.jobs.count_documents({"state": JOB_STATE_DONE, "exp_key": exp_key,
+                                          "hyperfleet.pruned": {"$exists": True}})
 
     def delete_trials(self, query: Mapping[str, Any]) -> int:
         """Delete the trials matching ``query`` and their attachments."""

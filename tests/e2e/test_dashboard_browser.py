@@ -192,3 +192,56 @@ def test_with_read_token_the_page_shows_nothing_until_given_the_token(browser, s
         shots(browser, "7-read-token-given")
     finally:
         stop_all([dashboard])
+
+
+def canvas_colours(driver, css: str) -> dict:
+    """How many pixels of the canvas are drawn in the pruned grey and in the curves' blue (read in the page)."""
+    return driver.execute_script("""
+        const c = document.querySelector(arguments[0]);
+        if (!c) return {grey: 0, blue: 0};
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let grey = 0, blue = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          const [r, g, b, a] = [d[i], d[i + 1], d[i + 2], d[i + 3]];
+          if (a < 40) continue;
+          if (Math.abs(r - 190) < 8 && Math.abs(g - 190) < 8 && Math.abs(b - 190) < 8) grey++;
+          else if (Math.abs(r - 31) < 8 && Math.abs(g - 119) < 8 && Math.abs(b - 180) < 8) blue++;
+        }
+        return {grey, blue};""", css)
+
+
+@pytest.mark.timeout(240)
+def test_learning_curves_draw_a_line_per_trial_and_pruned_ones_in_grey(browser, shots, mongo_url, tmp_path):
+    """An experiment under the median rule, live: the page draws one curve per trial that reported (loss
+    against step), the pruned ones in grey, counts them, and marks them in the table."""
+    spec = {"name": "curves", "objective": "tests.objectives:learning_curve", "algo": "rand", "max_evals": 12,
+            "seed": 3, "parallelism": 2, "pruning": {"rule": "median", "warmup_steps": 1, "min_trials": 2},
+            "space": {"level": {"uniform": [0, 4]}, "steps": {"choice": [8]}, "sleep": {"choice": [0.15]},
+                      "log": {"choice": [str(tmp_path / "steps.log")]}}}
+    (tmp_path / "curves.yaml").write_text(yaml.safe_dump(spec))
+    workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
+    driver = run_cli(mongo_url, tmp_path / "curves.yaml", stdout=subprocess.DEVNULL)
+    dashboard, base = start_dashboard(mongo_url)
+    curves = "#plot-curves canvas"
+    try:
+        browser.get(f"{base}/#/exp/curves")
+        data = "const c = document.querySelector(arguments[0]); return c ? [+c.dataset.curves, +c.dataset.pruned] : [0, 0]"
+        try:
+            wait_for(lambda: (lambda n: n[0] >= 4 and n[1] >= 1)(browser.execute_script(data, curves)), 90, 0.2)
+        finally:
+            shots(browser, "8-learning-curves")
+        drawn = canvas_colours(browser, curves)
+        assert drawn["grey"] > 20 and drawn["blue"] > 20, drawn  # lines, in both colours
+        wait_for(lambda: text(browser, "#count-pruned b").isdigit() and int(text(browser, "#count-pruned b")) >= 1, 20, 0.1)
+        # the trials table marks them
+        wait_for(lambda: "(pruned)" in text(browser, "#trials tr[data-pruned] td:nth-child(2)"), 20, 0.1)
+        assert driver.wait(120) == 0
+        # once it ended: as many curves as trials reported, as many grey as the database says were pruned
+        store_pruned = jobs(mongo_url).count_documents({"exp_key": "curves", "hyperfleet.pruned": {"$exists": True}})
+        wait_for(lambda: browser.execute_script(data, curves) == [12, store_pruned]
+                 and text(browser, "#count-pruned b") == str(store_pruned), 20, 0.2)
+        shots(browser, "9-learning-curves-done")
+    finally:
+        stop_all([dashboard, *workers])
+        if driver.poll() is None:
+            driver.kill()

@@ -3,16 +3,15 @@ the queue-wait and run-time histograms, the finished counter, retries and ageing
 monitor's /metrics parsed against the counts of a real experiment run by real workers."""
 
 import datetime as dt
-import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from hyperfleet.experiment_metrics import ExperimentMetrics
 from hyperfleet.store import JOB_STATE_ERROR, JOB_STATE_NEW
 from testbed.processes import free_port
-from tests.helpers import enqueue_slow_trial, finish_all, start_monitor, start_worker, stop_all, wait_for
+from tests.helpers import (enqueue_slow_trial, finish_all, metrics_answer, sample, scrape, start_monitor, start_worker,
+                           stop_all, wait_for)
 
 
 def value(registry, name, **labels):
@@ -130,20 +129,6 @@ def test_queue_wait_of_a_trial_inserted_by_another_client_uses_its_id(store):
     assert 0 <= value(registry, "hyperfleet_experiment_queue_wait_seconds_sum", exp_key="stock") < 30
 
 
-def scrape(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def sample(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))))
-
-
 @pytest.mark.timeout(180)
 def test_monitor_metrics_follow_a_real_experiment(store, mongo_url):
     port = free_port()
@@ -151,7 +136,7 @@ def test_monitor_metrics_follow_a_real_experiment(store, mongo_url):
                             "--metrics-interval-seconds", "0.2")
     workers = []
     try:
-        wait_for(lambda: _answers(port), timeout=30)
+        wait_for(lambda: metrics_answer(port), timeout=30)
         for _ in range(12):
             enqueue_slow_trial(store, "exp-metrics", sleep=0.3)
         enqueue_slow_trial(store, "exp-metrics", sleep=-1)  # time.sleep raises: an ERROR trial
@@ -186,14 +171,6 @@ def test_monitor_metrics_follow_a_real_experiment(store, mongo_url):
     assert below_100ms == 0
     # what the database says agrees
     assert store.count("exp-metrics", [2]) == 12 and store.count("exp-metrics", [JOB_STATE_ERROR]) == 1
-
-
-def _answers(port):
-    try:
-        scrape(port)
-        return True
-    except OSError:
-        return False
 
 
 def test_a_requeue_records_when_the_trial_entered_the_queue_again(store):

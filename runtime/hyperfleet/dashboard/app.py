@@ -15,6 +15,8 @@ GET    /api/experiments/{key}/trials                   a page of the table: ``st
                                                        ``min``/``max``, ``sort`` (tid, state, loss,
                                                        book_time, refresh_time, param:NAME),
                                                        ``order`` (asc, desc), ``offset``, ``limit``
+GET    /api/experiments/{key}/curves                   learning curves (loss by step) of the last
+                                                       ``limit`` trials (500), pruned ones marked
 GET    /api/experiments/{key}/trials/{tid}             parameters, result, error, traceback, history
 GET    /api/experiments/{key}/trials/{tid}/attachments/{name}   a page of it as text: ``offset``, ``limit``
 POST   /api/experiments/{key}/cancel                   queued trials become CANCEL, the driver stops
@@ -133,6 +135,8 @@ def create_app(store: JobStore, token: str | None = None, refresh_seconds: float
         Route("/api/experiments/{key}", guarded(lambda r: data.delete(cache, key(r))), methods=["DELETE"]),
         Route("/api/experiments/{key}/cancel", guarded(lambda r: data.cancel(cache, key(r))), methods=["POST"]),
         Route("/api/experiments/{key}/trials", read(trials)),
+        Route("/api/experiments/{key}/curves", read(lambda r: data.curves(
+            cache, key(r), limit=query_number(r, "limit", int, data.CURVES_TRIALS)))),
         Route("/api/experiments/{key}/trials/{tid:int}", read(lambda r: data.trial(cache, key(r), tid(r)))),
         Route("/api/experiments/{key}/trials/{tid:int}/requeue",
               guarded(lambda r: data.requeue(cache, key(r), tid(r))), methods=["POST"]),

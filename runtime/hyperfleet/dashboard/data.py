@@ -20,10 +20,10 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from ..report import iso_time as _iso
-from ..report import option_value
+from ..experiment_report import iso_time as _iso
+from ..experiment_report import option_value
 from ..spec import space_labels
-from ..status import status_from_docs
+from ..status import is_pruned, status_from_docs
 from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
 from ..trials import MongoTrials
 
@@ -31,6 +31,8 @@ log = logging.getLogger("hyperfleet.dashboard")
 STATES = {name: state for state, name in STATE_NAMES.items()}
 SORTS = ("tid", "state", "loss", "book_time", "refresh_time")
 LOG_PAGE_BYTES = 64 * 1024
+#: how many trials' learning curves the page asks for (the last ones by tid), and the most it may
+CURVES_TRIALS, MAX_CURVES_TRIALS = 500, 5000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +164,7 @@ def _val(doc: dict, label: str) -> Any:
 
 def row(doc: dict, params: dict[str, tuple[str, list]] | None = None) -> dict[str, Any]:
     result = doc.get("result") or {}
+    progress = (doc.get("hyperfleet") or {}).get("progress") or {}
     return {
         "tid": doc.get("tid"),
         "state": STATE_NAMES.get(doc.get("state"), str(doc.get("state"))),
@@ -170,6 +173,8 @@ def row(doc: dict, params: dict[str, tuple[str, list]] | None = None) -> dict[st
         "started": _iso(doc.get("book_time")),
         "updated": _iso(doc.get("refresh_time")),
         "error": (doc.get("error") or [None, None])[1] if doc.get("state") == JOB_STATE_ERROR else None,
+        "steps": progress.get("steps"),
+        "pruned": is_pruned(doc),
     }
 
 
@@ -209,6 +214,28 @@ def experiment(cache: Experiments, exp_key: str) -> dict[str, Any]:
                         "params": r["params"]} for r in rows if r["state"] in ("done", "error")],
         }
     return snap.memo["experiment"]
+
+
+def curves(cache: Experiments, exp_key: str, limit: int = CURVES_TRIALS) -> dict[str, Any]:
+    """The learning curves (loss against step) of the experiment's last ``limit`` trials by tid, each
+    with its state and pruned mark: one indexed read of the progress collection per snapshot, whoever
+    asks (the page asks every 2 s)."""
+    if not 1 <= limit <= MAX_CURVES_TRIALS:
+        raise BadRequest(f"limit: 1 to {MAX_CURVES_TRIALS}")
+    snap = cache.snapshot(exp_key)
+    memo = ("curves", limit)
+    if memo not in snap.memo:
+        tids = [d["tid"] for d in snap.docs if isinstance(d.get("tid"), int)]
+        low = tids[-limit] if len(tids) > limit else 0  # the snapshot is in tid order
+        docs = {d["tid"]: d for d in snap.docs}
+        found = cache.store.trial_curves(exp_key, low)
+        snap.memo[memo] = {
+            "trials": len(found), "limit": limit, "from_tid": low,
+            "curves": [{"tid": tid, "state": STATE_NAMES.get((docs.get(tid) or {}).get("state"), "running"),
+                        "pruned": is_pruned(docs.get(tid) or {}), "points": [list(p) for p in points]}
+                       for tid, points in found.items()],
+        }
+    return snap.memo[memo]
 
 
 def _sort_value(doc: dict, field: str):

@@ -50,12 +50,12 @@ const enc = encodeURIComponent;
 async function experimentsView() {
   crumbs([]);
   const rows = await api("/api/experiments");
-  const head = ["experiment", "new", "running", "done", "error", "cancelled", "max", "best loss", "trials/min", "ETA"];
+  const head = ["experiment", "new", "running", "done", "pruned", "error", "cancelled", "max", "best loss", "trials/min", "ETA"];
   view.replaceChildren(el("h2", {}, "Experiments"), rows.length ? el("table", {id: "experiments"},
     el("tr", {}, head.map((h, i) => el("th", {class: i ? null : "name"}, h))),
     rows.map(s => el("tr", {"data-key": s.exp_key},
       el("td", {class: "name"}, el("a", {href: `#/exp/${enc(s.exp_key)}`}, s.exp_key)),
-      [s.new, s.running, s.done, s.error, s.cancelled, s.max_evals ?? "-", fmt(s.best_loss),
+      [s.new, s.running, s.done, s.pruned, s.error, s.cancelled, s.max_evals ?? "-", fmt(s.best_loss),
        fmt(s.trials_per_minute, 3), s.complete ? "done" : duration(s.eta_seconds)].map(v => el("td", {}, v))))
   ) : el("p", {class: "muted"}, "No experiment in this database yet."));
 }
@@ -65,10 +65,11 @@ async function experimentsView() {
 async function experimentView(key) {
   crumbs([[key, `#/exp/${enc(key)}`]]);
   if (tableKey !== key) { table = {...table, state: "", param: "", min: "", max: "", offset: 0}; tableKey = key; }
-  const [exp, page] = await Promise.all([api(`/api/experiments/${enc(key)}`), api(trialsQuery(key))]);
+  const [exp, page, curves] = await Promise.all([api(`/api/experiments/${enc(key)}`), api(trialsQuery(key)),
+                                                 api(`/api/experiments/${enc(key)}/curves`)]);
   const s = exp.status;
   const counts = el("div", {class: "counts"}, [["new", s.new], ["running", s.running], ["done", s.done],
-    ["error", s.error], ["cancelled", s.cancelled], ["best loss", fmt(s.best_loss)],
+    ["pruned", s.pruned], ["error", s.error], ["cancelled", s.cancelled], ["best loss", fmt(s.best_loss)],
     ["trials/min", fmt(s.trials_per_minute, 3)], ["ETA", s.complete ? "done" : duration(s.eta_seconds)]]
     .map(([name, value]) => el("div", {class: "count", id: `count-${name.toLowerCase().replace(/[^a-z]/g, "")}`}, el("b", {}, value), name)));
   const buttons = el("div", {class: "filters"},
@@ -77,7 +78,7 @@ async function experimentView(key) {
       exp.cancelled ? "Cancelled" : "Cancel experiment"),
     el("button", {id: "delete", class: "danger", disabled: !actions, onclick: () => deleteExperiment(key)},
       "Delete experiment"));
-  view.replaceChildren(el("h2", {}, key), counts, buttons, plots(exp), filters(key, exp.parameters), trialsTable(key, page));
+  view.replaceChildren(el("h2", {}, key), counts, buttons, plots(exp, curves), filters(key, exp.parameters), trialsTable(key, page));
 }
 
 function trialsQuery(key) {
@@ -105,9 +106,10 @@ function filters(key, parameters) {
 
 function trialsTable(key, page) {
   const params = [...new Set(page.rows.flatMap(r => Object.keys(r.params)))].sort();
-  const columns = [["tid", "tid"], ["state", "state"], ["loss", "loss"], ...params.map(p => [p, `param:${p}`]),
-                   ["started", "book_time"], ["updated", "refresh_time"]];
-  const sortBy = sort => { table.order = table.sort === sort && table.order === "asc" ? "desc" : "asc"; table.sort = sort; route(); };
+  const steps = page.rows.some(r => r.steps !== null);  // the objective reports intermediate values
+  const columns = [["tid", "tid"], ["state", "state"], ["loss", "loss"], ...(steps ? [["reported steps", null]] : []),
+                   ...params.map(p => [p, `param:${p}`]), ["started", "book_time"], ["updated", "refresh_time"]];
+  const sortBy = sort => { if (!sort) return; table.order = table.sort === sort && table.order === "asc" ? "desc" : "asc"; table.sort = sort; route(); };
   const mark = sort => (table.sort === sort ? (table.order === "asc" ? " ▲" : " ▼") : "");
   const pager = el("div", {class: "filters"},
     el("button", {disabled: table.offset === 0, onclick: () => { table.offset = Math.max(0, table.offset - 50); route(); }}, "‹ previous"),
@@ -116,17 +118,18 @@ function trialsTable(key, page) {
   return el("div", {},
     el("table", {id: "trials"},
       el("tr", {}, columns.map(([label, sort]) => el("th", {onclick: () => sortBy(sort)}, label + mark(sort)))),
-      page.rows.map(r => el("tr", {"data-tid": r.tid, "data-state": r.state},
+      page.rows.map(r => el("tr", {"data-tid": r.tid, "data-state": r.state, "data-pruned": r.pruned},
         el("td", {}, el("a", {href: `#/trial/${enc(key)}/${r.tid}`}, r.tid)),
-        el("td", {class: `state-${r.state}`}, r.state), el("td", {}, fmt(r.loss)),
+        el("td", {class: r.pruned ? "state-pruned" : `state-${r.state}`}, r.pruned ? `${r.state} (pruned)` : r.state),
+        el("td", {}, fmt(r.loss)), steps ? el("td", {}, r.steps ?? "-") : [],
         params.map(p => el("td", {}, fmt(r.params[p]))),
         el("td", {}, (r.started || "").slice(11, 19)), el("td", {}, (r.updated || "").slice(11, 19))))),
     pager);
 }
 
-// -- plots (drawn here on canvases: loss over time, and loss against each parameter) --------------------
+// -- plots (drawn here on canvases: loss over time, learning curves, loss against each parameter) -------
 
-function plots(exp) {
+function plots(exp, curves) {
   const ok = exp.points.filter(p => p.loss !== null && p.finished);
   const times = ok.map(p => Date.parse(p.finished) / 1000);
   const t0 = Math.min(...times);
@@ -134,17 +137,31 @@ function plots(exp) {
   const order = ok.map((p, i) => [times[i] - t0, p.loss]).sort((a, b) => a[0] - b[0]);
   const line = order.map(([t, loss]) => [t, (best = Math.min(best, loss))]);
   return el("div", {class: "plots", id: "plots"},
-    plot("loss over time (s)", order, line, "plot-time"),
+    plot("loss over time (s)", order, [[line, "#d62728"]], "plot-time"),
+    curves.curves.length ? learningCurves(curves) : [],
     exp.parameters.map(name => [name, ok.filter(p => typeof p.params[name] === "number").map(p => [p.params[name], p.loss])])
       .filter(([, points]) => points.length)  // a choice of strings has no axis to plot on
-      .map(([name, points]) => plot(`loss against ${name}`, points, null, `plot-${name}`)));
+      .map(([name, points]) => plot(`loss against ${name}`, points, [], `plot-${name}`)));
 }
 
-function plot(title, points, line, id) {
+// a pruned trial's grey is lighter than the axes' (#999), so the two never read as one
+const PRUNED_GREY = "rgba(190, 190, 190, 0.8)", CURVE_BLUE = "rgba(31, 119, 180, 0.75)";
+
+function learningCurves(curves) {
+  // one line per trial, loss against step; pruned trials in grey, drawn under the others
+  const ordered = [...curves.curves].sort((a, b) => b.pruned - a.pruned);
+  const lines = ordered.map(c => [c.points, c.pruned ? PRUNED_GREY : CURVE_BLUE]);
+  const pruned = curves.curves.filter(c => c.pruned).length;
+  const title = `learning curves (${curves.trials} trials, ${pruned} pruned in grey)`;
+  return plot(title, ordered.flatMap(c => c.points), lines, "plot-curves",
+              {dots: false, "data-curves": curves.curves.length, "data-pruned": pruned});
+}
+
+function plot(title, points, lines, id, {dots = true, ...data} = {}) {
   // a canvas, not SVG: 10^4 points draw in milliseconds without 10^4 DOM nodes
   const W = 300, H = 190, L = 46, B = 22, ratio = window.devicePixelRatio || 1;
   const canvas = el("canvas", {width: W * ratio, height: H * ratio, style: `width:${W}px;height:${H}px`,
-                               "data-points": points.length});
+                               "data-points": points.length, ...data});
   const g = canvas.getContext("2d");
   g.scale(ratio, ratio);
   if (points.length) {
@@ -164,10 +181,11 @@ function plot(title, points, line, id) {
       g.textAlign = align; g.fillText(fmt(x, 3), sx(x), H - 4);
     }
     g.fillStyle = "rgba(31, 119, 180, 0.6)";
-    for (const [x, y] of points) { g.beginPath(); g.arc(sx(x), sy(y), 2.5, 0, 2 * Math.PI); g.fill(); }
-    if (line && line.length) {
-      g.strokeStyle = "#d62728"; g.beginPath();
+    if (dots) for (const [x, y] of points) { g.beginPath(); g.arc(sx(x), sy(y), 2.5, 0, 2 * Math.PI); g.fill(); }
+    for (const [line, color] of lines) {
+      g.strokeStyle = color; g.beginPath();
       line.forEach(([x, y], i) => (i ? g.lineTo(sx(x), sy(y)) : g.moveTo(sx(x), sy(y))));
+      if (line.length === 1) g.arc(sx(line[0][0]), sy(line[0][1]), 1.5, 0, 2 * Math.PI);  // a curve of one step
       g.stroke();
     }
   }

@@ -6,8 +6,12 @@ Writes into one directory:
   failed trials marked along the top;
 * ``loss_vs_params.png``: loss against each parameter (log axis for log-scaled distributions, the
   option values for a choice);
+* ``learning_curves.png``, when trials reported intermediate values (``hyperfleet.report``): one curve
+  per trial, loss against step, the trials the pruning rule stopped in grey;
 * ``report.html``: one self-contained page (the plots embedded) with the summary and the best trials;
-* ``trials.csv`` and ``trials.json``: every trial, one row each, parameters as columns.
+* ``trials.csv`` and ``trials.json``: every trial, one row each, parameters as columns, with the
+  number of steps it reported (``reported_steps``), its last step and whether it was pruned; ``trials.json``
+  also has each trial's curve (``[[step, loss], ...]``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .spec import space_labels
+from .status import is_pruned
 from .store import STATE_NAMES, JobStore
 
 _LOG_KINDS = ("loguniform", "qloguniform", "lognormal", "qlognormal")
@@ -39,6 +44,7 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
     rows = []
     for trial in trials:
         result = trial.get("result") or {}
+        progress = (trial.get("hyperfleet") or {}).get("progress") or {}
         row: dict[str, Any] = {
             "tid": trial.get("tid"),
             "state": STATE_NAMES.get(trial.get("state"), str(trial.get("state"))),
@@ -48,6 +54,9 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
             "refresh_time": iso_time(trial.get("refresh_time")),
             "duration_seconds": _seconds(trial.get("book_time"), trial.get("refresh_time")),
             "error": ": ".join(str(e) for e in trial["error"]) if trial.get("error") else None,
+            "reported_steps": progress.get("steps"),
+            "last_step": progress.get("step"),
+            "pruned": is_pruned(trial),
         }
         for label, values in ((trial.get("misc") or {}).get("vals") or {}).items():
             if not values:
@@ -88,6 +97,7 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
     space = (record.get("spec") or {}).get("space")
     labels = space_labels(space) if space else {}
     rows, params = trial_rows(trials, labels)
+    curves = store.trial_curves(exp_key)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -97,15 +107,21 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
         "loss_vs_params": out / "loss_vs_params.png",
         "html": out / "report.html",
     }
-    columns = ["tid", "state", "loss", "status", *params, "duration_seconds", "book_time", "refresh_time", "error"]
+    if curves:
+        files["learning_curves"] = out / "learning_curves.png"
+    columns = ["tid", "state", "loss", "status", "reported_steps", "last_step", "pruned", *params, "duration_seconds",
+               "book_time", "refresh_time", "error"]
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    exported = [{**r, "curve": [list(point) for point in curves.get(r["tid"], [])]} for r in rows]
     files["json"].write_text(json.dumps({"exp_key": exp_key, "max_evals": record.get("max_evals"),
-                                         "spec": record.get("spec"), "trials": rows}, indent=1, default=str))
+                                         "spec": record.get("spec"), "trials": exported}, indent=1, default=str))
     plot_loss_by_trial(rows, exp_key, files["loss_by_trial"])
     plot_loss_vs_params(rows, params, labels, exp_key, files["loss_vs_params"])
+    if curves:
+        plot_learning_curves(rows, curves, exp_key, files["learning_curves"])
     files["html"].write_text(render_html(exp_key, rows, params, record, files))
     return files
 
@@ -180,14 +196,35 @@ def plot_loss_vs_params(rows: list[dict], params: list[str], labels: Mapping[str
     plt.close(fig)
 
 
+def plot_learning_curves(rows: list[dict], curves: Mapping[int, list[tuple[int, float]]], exp_key: str,
+                         path: Path) -> None:
+    """One line per trial that reported (loss against step); pruned trials in grey, under the others."""
+    plt = _pyplot()
+    pruned = {r["tid"] for r in rows if r["pruned"]}
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for tid, points in curves.items():
+        grey = tid in pruned
+        ax.plot([s for s, _ in points], [v for _, v in points], color="#b0b0b0" if grey else "#1f77b4",
+                alpha=0.7 if grey else 0.8, linewidth=0.9, zorder=2 if grey else 3,
+                marker="x" if grey and len(points) == 1 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{exp_key}: learning curves ({len(curves)} trials, {len(pruned & curves.keys())} pruned, in grey)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def render_html(exp_key: str, rows: list[dict], params: list[str], record: Mapping, files: Mapping[str, Path]) -> str:
     ok = sorted((r for r in rows if r["loss"] is not None), key=lambda r: r["loss"])
     counts = {name: sum(1 for r in rows if r["state"] == name) for name in STATE_NAMES.values()}
+    counts["pruned (of done)"] = sum(1 for r in rows if r["pruned"])
     images = "".join(
         f'<figure><img alt="{html.escape(key)}" src="data:image/png;base64,'
         f'{base64.b64encode(files[key].read_bytes()).decode()}"></figure>'
-        for key in ("loss_by_trial", "loss_vs_params"))
-    head = ["tid", "loss", *params, "duration_seconds"]
+        for key in ("loss_by_trial", "loss_vs_params", "learning_curves") if key in files)
+    head = ["tid", "loss", *params, "reported_steps", "pruned", "duration_seconds"]
     table_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in head) + "</tr>" for r in ok[:20])
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
