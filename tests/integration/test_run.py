@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hyperfleet.store import JOB_STATE_DONE
-from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, wait_for
+from tests.helpers import REPO, jobs, run_cli, start_polling_workers, start_worker, stop_all, wait_for
 
 
 @pytest.mark.slow
@@ -18,7 +18,8 @@ def test_declarative_experiment_with_2_workers(mongo_url, tmp_path):
     spec = yaml.safe_load((REPO / "examples/experiments/branin.yaml").read_text())
     spec["early_stop"]["loss_threshold"] = threshold = 20.0
     (path := tmp_path / "branin.yaml").write_text(yaml.safe_dump(spec))
-    workers = [start_worker(mongo_url, "--log-level", "warning") for _ in range(2)]
+    # both polling before the search starts: on a loaded machine one could otherwise run it alone
+    workers = start_polling_workers(mongo_url, 2, tmp_path, "--log-level", "warning")
     try:
         driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, text=True)
         out, _ = driver.communicate(timeout=150)
