@@ -52,8 +52,10 @@ class ContainerObjective:
         if kubernetes.on_kubernetes():
             return kubernetes.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
                                             owner=owner)
+        # a worker pinned to a GPU gives its trial containers the same one
+        gpu = ((trial.get("hyperfleet") or {}).get("worker") or {}).get("gpu")
         return docker.run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
-                                          owner=owner)
+                                          owner=owner, gpu=gpu)
 
 
 def remove_owned_trials(owner: str) -> int:
