@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from pydantic.alias_generators import to_camel
 
 import hyperfleet
-from hyperfleet.contract import DASHBOARD_PORT, GPU_ID_PATTERN, K8S_GPU_RESOURCE
+from hyperfleet.contract import DASHBOARD_PORT, EXTENDED_RESOURCE_PATTERN, GPU_ID_PATTERN, K8S_GPU_RESOURCE
 from hyperfleet.engines import EngineAccess, is_loopback, missing_cert_files
 from hyperfleet.engines import kind as engine_kind
 from hyperfleet.settings import MonitorSettings, WorkerSettings
@@ -33,8 +33,7 @@ SECRET_KEYS = ("dashboardToken",)
 _QUANTITY_CPU = re.compile(r"^\d+(\.\d+)?m?$")
 _QUANTITY_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
-#: a Kubernetes extended resource's name: a domain, a slash, a name (nvidia.com/gpu, amd.com/gpu)
-_EXTENDED_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_EXTENDED_RESOURCE = re.compile(EXTENDED_RESOURCE_PATTERN)
 #: the chart's own defaults for the worker autoscaling (one place: charts/hyperfleet/values.yaml)
 _AUTOSCALING = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/hyperfleet/values.yaml").read_text()
                               )["workers"]["autoscaling"]

@@ -80,6 +80,8 @@ K8S_COMPONENT_LABEL = "app.kubernetes.io/component"
 GPU_ID_PATTERN = r"^([0-9]+|(GPU|MIG)-[0-9A-Za-z/-]+)$"
 #: the extended resource NVIDIA's device plugin advertises on Kubernetes nodes (a spec's ``resources: {gpu: N}``)
 K8S_GPU_RESOURCE = "nvidia.com/gpu"
+#: a Kubernetes extended resource's name: a domain, a slash, a name (nvidia.com/gpu, amd.com/gpu)
+EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 # -- files and ports --
 #: the file a worker touches while its loop turns (``--alive-file``), read by ``hyperfleet alive``
@@ -93,6 +95,8 @@ MONGO_TLS_CA_FILE = "/etc/hyperfleet/mongo-ca.pem"
 HEALTH_PORT = 8080
 #: the gauge on /metrics that autoscalers read (the chart's KEDA trigger): trials that want a worker now
 OPEN_TRIALS_METRIC = "hyperfleet_open_trials"
+#: the gauge on /metrics of the trials running on each GPU, labelled host and gpu (docs/gpus.md)
+RUNNING_PER_GPU_METRIC = "hyperfleet_running_trials_per_gpu"
 #: the dashboard (``hyperfleet dashboard``, or the monitor's ``--dashboard-port``)
 DASHBOARD_PORT = 8090
 #: where a deployed driver reads its experiment spec (``hyperfleet run PATH``): the file infra/ uploads

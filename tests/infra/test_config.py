@@ -247,3 +247,12 @@ def test_the_plain_list_of_hosts_stays_valid_beside_hosts_with_gpus():
     assert mixed.workers.engines == ["unix:///var/run/docker.sock", "ssh://gpu-1", "ssh://gpu-2", "ssh://cpu-1"]
     assert mixed.workers.host_gpus == [[], ["0", "1"], ["GPU-3a23c669-1f69"], []]
     assert mixed.workers.trials_per_gpu == 2
+
+
+def test_kubernetes_workers_gpus_and_extended_resources_become_their_limits():
+    from infra.kubernetes.values import chart_values
+
+    config = parse_config({"target": "kubernetes", "workers": {"resources": {
+        "memory": "4Gi", "gpu": 1, "extended": {"amd.com/gpu": 2}}}})
+    assert chart_values(config, "s")["workers"]["resources"] == {
+        "requests": {"memory": "4Gi"}, "limits": {"memory": "4Gi", "nvidia.com/gpu": 1, "amd.com/gpu": 2}}
