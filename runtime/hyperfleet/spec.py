@@ -264,9 +264,11 @@ class PodResources(BaseModel):
         return self
 
     def kubernetes(self) -> dict:
-        """{requests, limits} as a pod's container takes them, gpu and extended in the limits."""
+        """{requests, limits} as a pod's container takes them, gpu and extended in the limits; every quantity a
+        string, as the Kubernetes client's models want (``1`` is refused: not a valid string)."""
         limits = {**self.limits, **({K8S_GPU_RESOURCE: self.gpu} if self.gpu else {}), **self.extended}
-        return {k: v for k, v in (("requests", dict(self.requests)), ("limits", limits)) if v}
+        return {k: {name: str(q) for name, q in v.items()} for k, v in (("requests", self.requests), ("limits", limits))
+                if v}
 
 
 class Toleration(BaseModel):

@@ -116,9 +116,13 @@ class DockerHosts:
     def running(self) -> bool:
         pids = self.pids.read()
         wanted = [f"dockerd-{e.name}" for e in ENGINES] + ["sshd"]
-        return all(name in pids and alive(pids[name]) and _has_hook_stand_in(pids[name]) for name in wanted
-                   if name != "sshd") and "sshd" in pids and alive(pids["sshd"]) and all(
+        return all(name in pids and alive(pids[name]) for name in wanted) and all(
             run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
+
+    def have_gpu_stand_in(self) -> bool:
+        """Both engines started with the hook's stand-in on their PATH (ones started before it existed did not)."""
+        pids = self.pids.read()
+        return all(_has_hook_stand_in(pids.get(f"dockerd-{e.name}", 0)) for e in ENGINES)
 
     # --- up / down ------------------------------------------------------------------------------
 
@@ -130,9 +134,9 @@ class DockerHosts:
                 raise ServerNotFound(f"{binary} is missing; run `{INSTALL_HINT}`")
         if not Path("/usr/sbin/sshd").is_file():
             raise ServerNotFound(f"/usr/sbin/sshd is missing; run `{INSTALL_HINT}`")
-        if self.running():
+        if self.running() and self.have_gpu_stand_in():
             return self
-        self.down()
+        self.down()  # an engine without the GPU stand-in is started again with it
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         self._network()
         self._credentials()

@@ -295,6 +295,7 @@ def test_gpus_on_two_docker_hosts_pin_each_worker_and_its_trial_containers_to_on
         ran_on.setdefault((t["hyperfleet"]["worker"]["engine"], t["hyperfleet"]["worker"]["gpu"]), []).append(
             (t["book_time"], t["refresh_time"]))
     assert set(ran_on) == {(addresses[host], gpu) for host, gpus in GPUS.items() for gpu in gpus}, ran_on.keys()
+    assert {t["hyperfleet"]["worker"]["container"] for t in trials} == set(workers)  # every slot ran trials
     at_once = {place: most_at_once(intervals) for place, intervals in ran_on.items()}
     assert max(at_once.values()) == TRIALS_PER_GPU, at_once  # two trials shared a GPU, never three
 
