@@ -116,7 +116,8 @@ class DockerHosts:
     def running(self) -> bool:
         pids = self.pids.read()
         wanted = [f"dockerd-{e.name}" for e in ENGINES] + ["sshd"]
-        return all(name in pids and alive(pids[name]) for name in wanted) and all(
+        # engines started before the GPU stand-in existed count as not running: up() starts them again with it
+        return all(name in pids and alive(pids[name]) for name in wanted) and self.have_gpu_stand_in() and all(
             run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
 
     def have_gpu_stand_in(self) -> bool:
@@ -134,9 +135,9 @@ class DockerHosts:
                 raise ServerNotFound(f"{binary} is missing; run `{INSTALL_HINT}`")
         if not Path("/usr/sbin/sshd").is_file():
             raise ServerNotFound(f"/usr/sbin/sshd is missing; run `{INSTALL_HINT}`")
-        if self.running() and self.have_gpu_stand_in():
+        if self.running():
             return self
-        self.down()  # an engine without the GPU stand-in is started again with it
+        self.down()
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         self._network()
         self._credentials()
