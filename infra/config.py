@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 from pydantic.alias_generators import to_camel
 
 import hyperfleet
-from hyperfleet.contract import DASHBOARD_PORT
+from hyperfleet.contract import DASHBOARD_PORT, EXTENDED_RESOURCE_PATTERN, GPU_ID_PATTERN, K8S_GPU_RESOURCE
 from hyperfleet.engines import EngineAccess, is_loopback, missing_cert_files
 from hyperfleet.engines import kind as engine_kind
 from hyperfleet.settings import MonitorSettings, WorkerSettings
@@ -32,6 +33,7 @@ SECRET_KEYS = ("dashboardToken",)
 _QUANTITY_CPU = re.compile(r"^\d+(\.\d+)?m?$")
 _QUANTITY_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DOCKER_HOST = re.compile(r"^(unix|ssh|tcp)://.+$")
+_EXTENDED_RESOURCE = re.compile(EXTENDED_RESOURCE_PATTERN)
 #: the chart's own defaults for the worker autoscaling (one place: charts/hyperfleet/values.yaml)
 _AUTOSCALING = yaml.safe_load((Path(__file__).resolve().parent.parent / "charts/hyperfleet/values.yaml").read_text()
                               )["workers"]["autoscaling"]
@@ -87,6 +89,61 @@ class ResourcesConfig(_Model):
         factor = {"": 1 / 2**20, "k": 1e3 / 2**20, "Ki": 1 / 1024, "M": 1e6 / 2**20, "Mi": 1, "G": 1e9 / 2**20,
                   "Gi": 1024, "T": 1e12 / 2**20, "Ti": 2**20}[unit]
         return max(6, int(float(number) * factor))  # the engine refuses less than 6 MB
+
+
+class WorkerResourcesConfig(ResourcesConfig):
+    gpu: int | None = Field(default=None, ge=0)
+    """Kubernetes: GPUs of each worker pod (nvidia.com/gpu), for objectives that run in the worker; on Docker
+    hosts GPUs are per host (workers.hosts[].gpus)"""
+    extended: dict[str, int] = Field(default_factory=dict)
+    """Kubernetes: other extended resources of each worker pod by name, e.g. {amd.com/gpu: 1}"""
+
+    @field_validator("extended")
+    @classmethod
+    def _extended(cls, value):
+        bad = [k for k in value if not _EXTENDED_RESOURCE.match(k)]
+        if bad:
+            raise ValueError(f"extended resources are named domain/name (e.g. amd.com/gpu), not {', '.join(bad)}")
+        if K8S_GPU_RESOURCE in value:
+            raise ValueError(f"{K8S_GPU_RESOURCE}: write it as gpu")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("a count of 0 or more")
+        return value
+
+    def extended_resources(self) -> dict[str, int]:
+        """gpu and extended, as Kubernetes names them (what a pod's limits get)."""
+        return {**({K8S_GPU_RESOURCE: self.gpu} if self.gpu else {}), **self.extended}
+
+
+#: the two forms of a workers.hosts entry (tags of a union: left out of the key a message names)
+_ADDRESS, _WITH_GPUS = "address", "engine and gpus"
+
+
+class DockerHostConfig(_Model):
+    """A Docker host of ``workers.hosts`` written as a mapping, to say which GPUs it has."""
+
+    engine: str
+    """the engine's address: unix://, ssh://user@host[:port] or tcp://host:port"""
+    gpus: list[int | str] = Field(default_factory=list)
+    """its GPUs, as the host numbers them (0, 1, … as nvidia-smi lists them, or UUIDs GPU-…): one worker per GPU
+    and slot (workers.trialsPerGpu), each pinned to its GPU"""
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, value):
+        ids = [str(g) for g in value]
+        bad = [g for g in ids if not re.match(GPU_ID_PATTERN, g)]
+        if bad:
+            raise ValueError(f"GPUs are indices (0, 1, …) or UUIDs (GPU-…), not {', '.join(bad)}")
+        twice = sorted({g for g in ids if ids.count(g) > 1})
+        if twice:
+            raise ValueError(f"GPU {', '.join(twice)} is listed twice")
+        return ids
+
+
+#: a workers.hosts entry: an address, or {engine, gpus}
+DockerHost = Annotated[Annotated[str, Tag(_ADDRESS)] | Annotated[DockerHostConfig, Tag(_WITH_GPUS)],
+                       Discriminator(lambda v: _WITH_GPUS if isinstance(v, (dict, DockerHostConfig)) else _ADDRESS)]
 
 
 class MongoConfig(_Model):
@@ -173,8 +230,8 @@ class WorkersConfig(_Model):
     the docker target is fixed: size workers.replicas from `hyperfleet status --json` (open) and pulumi up"""
     image: str | None = None
     """the worker image (default: images.runtime)"""
-    resources: ResourcesConfig = ResourcesConfig()
-    """cpu and memory"""
+    resources: WorkerResourcesConfig = WorkerResourcesConfig()
+    """cpu and memory; Kubernetes: also gpu and other extended resources"""
     env: dict[str, str] = Field(default_factory=dict)
     """more environment variables of the workers, {NAME: value}"""
     heartbeat_seconds: float = Field(default=WorkerSettings.heartbeat_seconds, gt=0)
@@ -183,9 +240,13 @@ class WorkersConfig(_Model):
     """an idle worker looks for a queued trial at most this often"""
     subprocesses: bool = WorkerSettings.use_subprocesses
     """evaluate each trial in a fresh child process"""
-    hosts: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
+    hosts: list[DockerHost] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
     """Docker target: the engines workers are spread over, round-robin (unix://, ssh://user@host[:port] or
-    tcp://host:port); each must answer or the preview fails naming it (see docker)"""
+    tcp://host:port); each must answer or the preview fails naming it (see docker). A host with GPUs is written
+    {engine: ssh://gpu-1, gpus: [0, 1]}: it gets one worker per GPU slot instead (docs/gpus.md), and
+    workers.replicas go round-robin over the hosts without GPUs"""
+    trials_per_gpu: int = Field(default=1, ge=1, le=64)
+    """Docker target: workers (so trials at once) per GPU of workers.hosts; 2 or more share a GPU between trials"""
     node_selector: dict[str, str] = Field(default_factory=dict)
     """Kubernetes: node selector and tolerations (spot or GPU pools)"""
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
@@ -194,12 +255,31 @@ class WorkersConfig(_Model):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value):
-        bad = [h for h in value if not _DOCKER_HOST.match(h)]
+        engines = [h.engine if isinstance(h, DockerHostConfig) else h for h in value]
+        bad = [h for h in engines if not _DOCKER_HOST.match(h)]
         if bad:
             raise ValueError(f"Docker hosts are unix://, ssh:// or tcp:// addresses, not {', '.join(bad)}")
-        if len(set(value)) != len(value):
+        if len(set(engines)) != len(engines):
             raise ValueError("a Docker host is listed twice")
         return value
+
+    def check_gpu_slots(self) -> None:
+        """Rules of the GPU keys that span several keys (StackConfig runs them: their messages name the key)."""
+        if "trials_per_gpu" in self.model_fields_set and not any(self.host_gpus):
+            raise ValueError("workers.trialsPerGpu: no host of workers.hosts lists gpus ({engine: …, gpus: [0, …]})")
+        if "replicas" in self.model_fields_set and self.replicas and all(self.host_gpus):
+            raise ValueError("workers.replicas: every host of workers.hosts lists gpus, and gets one worker per GPU "
+                             "slot (gpus x trialsPerGpu); replicas go to hosts without gpus: remove it, or add such a host")
+
+    @property
+    def engines(self) -> list[str]:
+        """The Docker hosts' addresses, in order."""
+        return [h.engine if isinstance(h, DockerHostConfig) else h for h in self.hosts]
+
+    @property
+    def host_gpus(self) -> list[list[str]]:
+        """Each host's GPUs (empty for a host without), in the order of ``hosts``."""
+        return [list(h.gpus) if isinstance(h, DockerHostConfig) else [] for h in self.hosts]
 
     @field_validator("env")
     @classmethod
@@ -374,6 +454,17 @@ class StackConfig(_Model):
         if self.target != "docker" and self.images.build and "build" in self.images.model_fields_set:
             raise ValueError(f"images.build: the {self.target} target runs a runtime image that is already in "
                              "the cluster's reach (`kind load`, or pushed to a registry); set build: false")
+        if self.target != "docker":
+            for index, gpus in enumerate(self.workers.host_gpus):
+                if gpus:
+                    raise ValueError(f"workers.hosts[{index}].gpus: Docker hosts' GPUs; on the {self.target} target "
+                                     "request them with workers.resources.gpu or an experiment's objective resources")
+        else:
+            self.workers.check_gpu_slots()
+        if self.target == "docker" and self.workers.resources.extended_resources():
+            key = "gpu" if self.workers.resources.gpu else "extended"
+            raise ValueError(f"workers.resources.{key}: Kubernetes resources; on Docker hosts list each host's GPUs "
+                             "(workers.hosts: [{engine: …, gpus: [0, …]}])")
         if self.target == "docker" and len(self.workers.hosts) > 1:
             for key, value in (("advertiseHost", self.mongo.advertise_host), ("publishPort", self.mongo.publish_port)):
                 if not value:
@@ -403,7 +494,7 @@ class StackConfig(_Model):
         return self
 
     def _check_docker_access(self) -> None:
-        tcp = [h for h in self.workers.hosts if engine_kind(h) == "tcp"]
+        tcp = [h for h in self.workers.engines if engine_kind(h) == "tcp"]
         cert_path = self.docker.tls.cert_path
         if cert_path and tcp:
             missing = missing_cert_files(self.docker.cert_dir())
@@ -474,6 +565,8 @@ def parse_config(raw: dict[str, Any]) -> StackConfig:
 def _problem(error: dict) -> str:
     parts = []
     for part in error["loc"]:
+        if part in (_ADDRESS, _WITH_GPUS):
+            continue
         if isinstance(part, int):
             parts[-1] = f"{parts[-1]}[{part}]"
         else:

@@ -41,6 +41,19 @@ def _model(annotation) -> type[BaseModel] | None:
     return None
 
 
+def _item_model(annotation) -> type[BaseModel] | None:
+    """The config model a list's items may be (``list[str | X]``: each X's keys get rows of their own)."""
+    if typing.get_origin(annotation) is not list:
+        return None
+    pending = list(typing.get_args(annotation))
+    while pending:
+        candidate = pending.pop()
+        if isinstance(candidate, type) and issubclass(candidate, config._Model):
+            return candidate
+        pending += [a for a in typing.get_args(candidate) if isinstance(a, type) or typing.get_args(a)]
+    return None
+
+
 def _default(field) -> str:
     if field.is_required():
         return "required"
@@ -77,6 +90,9 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             rows += _rows(nested, key + ".")
         else:
             rows.append(f"| `{key}` | {_default(field)} | {_values(field.annotation)} | {_text(field)} |")
+            item = _item_model(field.annotation)
+            if item:
+                rows += _rows(item, key + "[].")
     return rows
 
 

@@ -149,3 +149,9 @@ def fails_below_zero_trial(spec, ctrl):
     if spec["x"] < 0:
         raise ValueError(f"x={spec['x']} is negative")
     return {"loss": spec["x"], "status": "ok"}
+
+
+def visible_gpus_trial(spec, ctrl):
+    """A ``token_load`` objective that reports which GPUs CUDA would see here (and what the toolkit gave)."""
+    return {"loss": 0.0, "status": "ok", "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "nvidia_visible_devices": os.environ.get("NVIDIA_VISIBLE_DEVICES")}

@@ -9,6 +9,9 @@ every STEP_SECONDS, each its mark ($HYPERFLEET_PROGRESS_MARK, "hyperfleet-progre
 {"step": N, "loss": X}, the loss falling to the final one. A trial the experiment's pruning rule stops
 is removed by the worker on the spot.
 
+On a GPU (docs/gpus.md) the result also says which GPU the container was given: ``gpus``, the toolkit's
+NVIDIA_VISIBLE_DEVICES (the host's numbering), and ``nvidia-smi -L`` goes to the log when present.
+
 MODE (environment) lets the tests play a broken trainer: "no-loss" exits 0 without loss.json,
 "crash" exits 3, "hang" sleeps past any timeout. SLEEP_SECONDS makes a good trial take that long.
 """
@@ -16,11 +19,16 @@ MODE (environment) lets the tests play a broken trainer: "no-loss" exits 0 witho
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 
 params = json.load(open(os.environ.get("HYPERFLEET_PARAMS", "/hyperfleet/params.json")))
 print(f"trial {os.environ.get('HYPERFLEET_TRIAL_ID')}: params {json.dumps(params, sort_keys=True)}", flush=True)
+gpus = os.environ.get("NVIDIA_VISIBLE_DEVICES")
+if gpus and shutil.which("nvidia-smi"):  # what only a real GPU host shows: the GPU's name and UUID
+    subprocess.run(["nvidia-smi", "-L"], check=False)
 mode = os.environ.get("MODE", "ok")
 time.sleep(float(os.environ.get("SLEEP_SECONDS", "0")))
 if mode == "hang":
@@ -44,5 +52,5 @@ out = os.environ.get("HYPERFLEET_OUT", "/hyperfleet/out")
 with open(os.path.join(out, "curve.txt"), "w") as f:
     f.write(f"{x} {y} {loss}\n")
 with open(os.environ.get("HYPERFLEET_LOSS", "/hyperfleet/loss.json"), "w") as f:
-    json.dump({"loss": loss, "status": "ok", "branin_x": x}, f)
+    json.dump({"loss": loss, "status": "ok", "branin_x": x, **({"gpus": gpus} if gpus else {})}, f)
 print(f"loss {loss:.6f}", flush=True)

@@ -1,4 +1,5 @@
-"""The Docker target: Mongo, monitor and drivers on the first Docker host, workers round-robin over all of them.
+"""The Docker target: Mongo, monitor and drivers on the first Docker host, workers round-robin over all of them
+(or, on a host that lists GPUs, one per GPU slot).
 
 ``deploy`` makes one explicit ``docker.Provider`` per host and a DockerTarget: its children are the
 stack's network on each host, the runtime image, the generated Mongo password, Mongo, the WorkerPool, the
@@ -34,7 +35,7 @@ WAS_TOP_LEVEL = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
 def deploy(config: StackConfig, stack: str) -> dict:
     """The stack's outputs. The providers stay top-level resources: each resource's state names its provider."""
     providers = [docker.Provider(f"docker-{index}", host=host, **provider_access(config.docker.access(host)))
-                 for index, host in enumerate(config.workers.hosts)]
+                 for index, host in enumerate(config.workers.engines)]
     return DockerTarget(f"hyperfleet-{stack}", DockerTargetArgs(config=config, stack=stack, providers=providers)).outputs
 
 
@@ -42,7 +43,7 @@ def deploy(config: StackConfig, stack: str) -> dict:
 class DockerTargetArgs:
     config: StackConfig
     stack: str
-    #: one per Docker host (config.workers.hosts, in order); the first is home to Mongo, monitor and drivers
+    #: one per Docker host (config.workers.engines, in order); the first is home to Mongo, monitor and drivers
     providers: list[docker.Provider]
 
 
@@ -59,7 +60,7 @@ class DockerTarget(pulumi.ComponentResource):
 
         network_name = config.docker.network or f"hyperfleet-{stack}"
         placements = []
-        for index, (host, provider) in enumerate(zip(config.workers.hosts, args.providers, strict=True)):
+        for index, (host, provider) in enumerate(zip(config.workers.engines, args.providers, strict=True)):
             network = docker.Network(f"network-{index}", name=network_name,
                                      labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=stack)],
                                      opts=child(provider=provider))
@@ -101,7 +102,7 @@ class DockerTarget(pulumi.ComponentResource):
 def check_engines(config: StackConfig, timeout_seconds: float = 15) -> None:
     """Every Docker host answers, through the transport its provider will use; else the preview fails
     naming each host that does not, before anything is created."""
-    accesses = [config.docker.access(host) for host in config.workers.hosts]
+    accesses = [config.docker.access(host) for host in config.workers.engines]
 
     def problem(access: EngineAccess) -> str | None:
         try:
@@ -129,7 +130,7 @@ def provider_access(access: EngineAccess) -> dict:
 def remote_engines(config: StackConfig) -> RemoteEngines:
     """The other hosts the monitor watches, and the credentials it gets for them (as secrets): the ssh
     key and known hosts, Docker's TLS cert path. A host it can't be given access to keeps heartbeats."""
-    remote = config.workers.hosts[1:]
+    remote = config.workers.engines[1:]
     watched, files, secret_files = [], {}, {}
     ssh_hosts = [h for h in remote if engine_kind(h) == "ssh"]
     if ssh_hosts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hyperfleet.contract import K8S_STACK_LABEL
 
-from ..config import ResourcesConfig, StackConfig
+from ..config import ResourcesConfig, StackConfig, WorkerResourcesConfig
 
 
 def split_image(image: str) -> dict:
@@ -25,6 +25,9 @@ def resources(res: ResourcesConfig) -> dict:
     if res.memory:
         out.setdefault("requests", {})["memory"] = res.memory
         out["limits"] = {"memory": res.memory}
+    extended = res.extended_resources() if isinstance(res, WorkerResourcesConfig) else {}
+    if extended:  # GPUs and other extended resources: limits (Kubernetes takes the request from them)
+        out["limits"] = {**out.get("limits", {}), **extended}
     return out
 
 

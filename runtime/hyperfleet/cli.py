@@ -11,12 +11,13 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import sys
 import time
 
 import click
 
-from .contract import COMMAND_ENV_PREFIX, DASHBOARD_PORT, DOCKER_ENGINE_ENV, MONGO_URL_ENV, command_env
+from .contract import COMMAND_ENV_PREFIX, DASHBOARD_PORT, GPU_ID_PATTERN, DOCKER_ENGINE_ENV, MONGO_URL_ENV, command_env
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
@@ -46,6 +47,12 @@ def _mongo_url(_ctx, param, value):
         parse_mongo_url(value)
     except MongoUrlError as err:
         raise click.BadParameter(str(err), param=param) from None
+    return value
+
+
+def _gpu_id(_ctx, param, value):
+    if value is not None and not re.match(GPU_ID_PATTERN, value):
+        raise click.BadParameter(f"a GPU index (0, 1, …) or UUID (GPU-…), not {value!r}", param=param)
     return value
 
 
@@ -112,6 +119,9 @@ def _worker_options(fn):
                      help="Directory the objective runs in."),
         click.option("--alive-file", type=click.Path(dir_okay=False), default=None,
                      help="Touch this file while the worker loop runs (for `hyperfleet alive`, a liveness probe)."),
+        click.option("--gpu", default=None, callback=_gpu_id,
+                     help="The GPU this worker is pinned to, as its host numbers it (index or UUID): recorded with "
+                          "each trial, given to its trial containers, the only one its in-process objectives see."),
         click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=W.use_subprocesses, show_default=True,
                      help="Evaluate each trial in a fresh child process."),
         click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=W.shutdown_deadline_seconds,

@@ -39,6 +39,12 @@ POD_NAME_ENV = "HYPERFLEET_POD_NAME"
 POD_NAMESPACE_ENV = "HYPERFLEET_POD_NAMESPACE"
 POD_UID_ENV = "HYPERFLEET_POD_UID"
 RUNTIME_IMAGE_ENV = "HYPERFLEET_RUNTIME_IMAGE"
+#: a worker pod's node (downward API spec.nodeName): where its in-process trials ran
+NODE_NAME_ENV = "HYPERFLEET_NODE_NAME"
+#: what the NVIDIA Container Toolkit (Docker's device requests, Kubernetes' device plugin) sets in a container
+#: given GPUs: their ids as the host numbers them; and what CUDA reads to pick among the GPUs it can see
+NVIDIA_VISIBLE_DEVICES_ENV = "NVIDIA_VISIBLE_DEVICES"
+CUDA_VISIBLE_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 def command_env(command: str, option: str = "") -> str:
@@ -54,6 +60,8 @@ EXP_KEY_LABEL = "hyperfleet.exp_key"
 DOCKER_HOST_LABEL = "hyperfleet.docker_host"
 TID_LABEL = "hyperfleet.tid"
 OWNER_LABEL = "hyperfleet.owner"
+#: the GPU a worker container is pinned to (its host's numbering); its trial containers get the same one
+GPU_LABEL = "hyperfleet.gpu"
 #: the roles a stack's containers have
 ROLE_WORKER, ROLE_MONITOR, ROLE_MONGO, ROLE_DRIVER, ROLE_TRIAL = "worker", "monitor", "mongo", "driver", "trial"
 
@@ -65,6 +73,15 @@ K8S_WORKER_POD_LABEL = "hyperfleet.io/worker-pod"
 K8S_TID_LABEL = "hyperfleet.io/tid"
 K8S_PARAMS_ANNOTATION = "hyperfleet.io/params"
 K8S_COMPONENT_LABEL = "app.kubernetes.io/component"
+
+# -- GPUs --
+#: a GPU as Docker's device requests, CUDA_VISIBLE_DEVICES and nvidia-smi name it: its index on the host,
+#: or its UUID (GPU-…, MIG-…), which survives a reboot that renumbers the GPUs
+GPU_ID_PATTERN = r"^([0-9]+|(GPU|MIG)-[0-9A-Za-z/-]+)$"
+#: the extended resource NVIDIA's device plugin advertises on Kubernetes nodes (a spec's ``resources: {gpu: N}``)
+K8S_GPU_RESOURCE = "nvidia.com/gpu"
+#: a Kubernetes extended resource's name: a domain, a slash, a name (nvidia.com/gpu, amd.com/gpu)
+EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 # -- files and ports --
 #: the file a worker touches while its loop turns (``--alive-file``), read by ``hyperfleet alive``
@@ -78,6 +95,8 @@ MONGO_TLS_CA_FILE = "/etc/hyperfleet/mongo-ca.pem"
 HEALTH_PORT = 8080
 #: the gauge on /metrics that autoscalers read (the chart's KEDA trigger): trials that want a worker now
 OPEN_TRIALS_METRIC = "hyperfleet_open_trials"
+#: the gauge on /metrics of the trials running on each GPU, labelled host and gpu (docs/gpus.md)
+RUNNING_PER_GPU_METRIC = "hyperfleet_running_trials_per_gpu"
 #: the dashboard (``hyperfleet dashboard``, or the monitor's ``--dashboard-port``)
 DASHBOARD_PORT = 8090
 #: where a deployed driver reads its experiment spec (``hyperfleet run PATH``): the file infra/ uploads

@@ -61,7 +61,7 @@ class Job:
     spec: dict
     domain_blob: bytes | None = None
     workdir: str | None = None
-    #: the trial as the objective's ``ctrl.current_trial`` sees it (tid, exp_key, owner)
+    #: the trial as the objective's ``ctrl.current_trial`` sees it (tid, exp_key, owner, the worker's identity)
     trial: dict = dataclasses.field(default_factory=dict)
 
 
@@ -76,7 +76,8 @@ class ObjectiveLoader:
     def job(self, doc: dict, workdir: str | None) -> Job:
         cmd = tuple(doc["misc"].get("cmd") or ())
         spec = base.spec_from_misc(doc["misc"])
-        trial = {"tid": doc.get("tid"), "exp_key": doc.get("exp_key"), "owner": doc.get("owner")}
+        trial = {"tid": doc.get("tid"), "exp_key": doc.get("exp_key"), "owner": doc.get("owner"),
+                 "hyperfleet": {"worker": (doc.get("hyperfleet") or {}).get("worker") or {}}}
         if cmd and cmd[0] == "domain_attachment":
             _, blob = self._domain_blob(cmd[1], doc)
             return Job(cmd=cmd, spec=spec, domain_blob=blob, workdir=workdir, trial=trial)

@@ -13,6 +13,8 @@ label on each (an experiment with no open trial and no newly finished one for
   creation time of their ``_id``);
 * ``hyperfleet_experiment_run_seconds{exp_key}``: histogram of the finish (the last ``refresh_time``)
   minus ``book_time``, for DONE and ERROR trials;
+* ``hyperfleet_running_trials_per_gpu{host, gpu}``: gauge of the trials running on each GPU (workers pinned
+  to one, all experiments; hyperfleet.placement), 0 once a GPU's trials end;
 * ``hyperfleet_experiment_trials_finished_total{exp_key, state}``: counter of trials seen to finish
   (``done``, ``error``) since the monitor started;
 * ``hyperfleet_experiment_pruned_trials{exp_key}``: gauge of the done trials that the experiment's
@@ -42,7 +44,8 @@ from collections import Counter as _Tally
 from bson import ObjectId
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .contract import OPEN_TRIALS_METRIC
+from .contract import OPEN_TRIALS_METRIC, RUNNING_PER_GPU_METRIC
+from .placement import WORKER_FIELDS, gpu_of, host_of, worker_of
 from .settings import MonitorSettings
 from .status import is_pruned
 from .store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, STATE_NAMES, HandedOutIds, JobStore
@@ -89,7 +92,10 @@ class ExperimentMetrics:
                             registry=registry)
         self.pruned_seen = Counter("hyperfleet_experiment_trials_pruned", "Trials seen to finish pruned",
                                    ["exp_key"], registry=registry)
+        self.on_gpus = Gauge(RUNNING_PER_GPU_METRIC, "Trials running on each GPU (workers pinned to one), all experiments",
+                             ["host", "gpu"], registry=registry)
         self._experiments: dict[str, _Experiment] = {}
+        self._gpus: set[tuple[str, str]] = set()  # every (host, gpu) seen running a trial
         #: ids the job_ids counter handed out that no refresh saw open nor found finished yet
         self._handed_out = HandedOutIds()
 
@@ -103,8 +109,9 @@ class ExperimentMetrics:
         now = time.monotonic() if now is None else now
         first_counts = 0.0
         last_tid = store.last_tid()
-        found = store.open_trials(self.exp_key, fields=["exp_key", "tid", "state"])
+        found = store.open_trials(self.exp_key, fields=["exp_key", "tid", "state", *WORKER_FIELDS])
         self.open.set(len(found))
+        self._count_gpus([d for d in found if d.get("state") == JOB_STATE_RUNNING])
         open_now: dict[str, dict[int, ObjectId]] = {}
         open_states: dict[str, _Tally] = {}
         for doc in found:
@@ -130,6 +137,18 @@ class ExperimentMetrics:
             self._publish(key, exp, open_states.get(key, _Tally()))
         self._handed_out.looked(lambda tid: any(tid in exp.finished for exp in self._experiments.values()))
         return first_counts
+
+    def _count_gpus(self, running: list[dict]) -> None:
+        """hyperfleet_running_trials_per_gpu{host, gpu}: a GPU's series stays, at 0, once its trials end."""
+        counts: dict[tuple[str, str], int] = {}
+        for doc in running:
+            worker = worker_of(doc)
+            if gpu_of(worker) is not None:
+                place = (str(host_of(worker)), str(gpu_of(worker)))
+                counts[place] = counts.get(place, 0) + 1
+        self._gpus.update(counts)
+        for place in self._gpus:
+            self.on_gpus.labels(*place).set(counts.get(place, 0))
 
     def _first_count(self, store: JobStore, key: str, now: float) -> _Experiment:
         """A newly seen experiment: its finished trials counted (not observed: they ended before)."""

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .placement import gpu_of, host_of, worker_of
 from .spec import space_labels
 from .status import is_pruned
 from .store import STATE_NAMES, JobStore
@@ -57,6 +58,10 @@ def trial_rows(trials: list[dict], labels: Mapping[str, tuple[str, list]]) -> tu
             "reported_steps": progress.get("steps"),
             "last_step": progress.get("step"),
             "pruned": is_pruned(trial),
+            # where it ran (the host, and the GPU of a worker pinned to one); names no parameter of a space takes
+            # (a parameter named like a column would overwrite it)
+            "ran_on": host_of(worker_of(trial)),
+            "ran_on_gpu": gpu_of(worker_of(trial)),
         }
         for label, values in ((trial.get("misc") or {}).get("vals") or {}).items():
             if not values:
@@ -110,7 +115,7 @@ def write_report(store: JobStore, exp_key: str, out_dir: str | Path) -> dict[str
     if curves:
         files["learning_curves"] = out / "learning_curves.png"
     columns = ["tid", "state", "loss", "status", "reported_steps", "last_step", "pruned", *params, "duration_seconds",
-               "book_time", "refresh_time", "error"]
+               "book_time", "refresh_time", "ran_on", "ran_on_gpu", "error"]
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -224,7 +229,8 @@ def render_html(exp_key: str, rows: list[dict], params: list[str], record: Mappi
         f'<figure><img alt="{html.escape(key)}" src="data:image/png;base64,'
         f'{base64.b64encode(files[key].read_bytes()).decode()}"></figure>'
         for key in ("loss_by_trial", "loss_vs_params", "learning_curves") if key in files)
-    head = ["tid", "loss", *params, "reported_steps", "pruned", "duration_seconds"]
+    head = ["tid", "loss", *params, "reported_steps", "pruned", "duration_seconds",
+            *(["ran_on", "ran_on_gpu"] if any(r["ran_on_gpu"] for r in rows) else [])]
     table_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in head) + "</tr>" for r in ok[:20])
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
-from .contract import HEALTH_PORT, MONGO_PORT
+from .contract import GPU_ID_PATTERN, HEALTH_PORT, MONGO_PORT
 
 DEFAULT_MONGO_URL = f"mongodb://localhost:{MONGO_PORT}/hyperopt"
 #: give up connecting to MongoDB after this long: every command's default (``--connect-timeout-seconds``)
@@ -41,8 +42,13 @@ class WorkerSettings:
     connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     #: a file whose modification time the worker's loop advances (a liveness probe reads it)
     alive_file: str | None = None
+    #: the GPU this worker is pinned to, as its host numbers it (an index or a GPU UUID): recorded with each
+    #: trial, given to its trial containers, and the one its in-process objectives see (CUDA_VISIBLE_DEVICES)
+    gpu: str | None = None
 
     def __post_init__(self):
+        if self.gpu is not None and not re.match(GPU_ID_PATTERN, self.gpu):
+            raise ValueError(f"gpu must be a GPU index (0, 1, …) or UUID (GPU-…), got {self.gpu!r}")
         positive = ("heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds",
                     "shutdown_deadline_seconds", "connect_timeout_seconds")
         for name in positive:

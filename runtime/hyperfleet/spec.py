@@ -35,6 +35,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .contract import EXTENDED_RESOURCE_PATTERN, K8S_GPU_RESOURCE
+
 #: the search algorithms a spec may name; the driver maps each to hyperopt's (grid is ours)
 Algo = Literal["tpe", "rand", "anneal", "atpe", "grid"]
 ALGOS = get_args(Algo)
@@ -227,11 +229,46 @@ def check_env_names(env: dict[str, str]) -> dict[str, str]:
 
 
 class PodResources(BaseModel):
-    """A trial pod's requests and limits, as Kubernetes writes them (extended resources included)."""
+    """A trial pod's requests and limits, as Kubernetes writes them (extended resources included), and
+    the short forms ``gpu: N`` (nvidia.com/gpu) and ``extended: {amd.com/gpu: N}``, which go into its limits."""
 
     model_config = ConfigDict(extra="forbid")
     requests: dict[str, str | int | float] = Field(default_factory=dict)
     limits: dict[str, str | int | float] = Field(default_factory=dict)
+    #: GPUs of each trial pod (nvidia.com/gpu): the scheduler places it on a node with that many free
+    gpu: int | None = Field(default=None, ge=0)
+    #: other extended resources of each trial pod by name, e.g. {amd.com/gpu: 1}
+    extended: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("extended")
+    @classmethod
+    def _extended(cls, value):
+        bad = [k for k in value if not re.match(EXTENDED_RESOURCE_PATTERN, k)]
+        if bad:
+            raise ValueError(f"extended resources are named domain/name (e.g. amd.com/gpu), not {', '.join(bad)}")
+        if any(v < 0 for v in value.values()):
+            raise ValueError("a count of 0 or more")
+        return value
+
+    @model_validator(mode="after")
+    def _once(self):
+        short = {**({K8S_GPU_RESOURCE: self.gpu} if self.gpu is not None else {}), **self.extended}
+        twice = sorted(short.keys() & self.limits.keys())
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is in limits and in gpu/extended: write it once")
+        for name, value in self.requests.items():  # Kubernetes does not overcommit extended resources
+            if "/" in name and not name.startswith(("kubernetes.io/", "hugepages-")) \
+                    and {**self.limits, **short}.get(name) != value:
+                raise ValueError(f"requests.{name}: an extended resource's request must equal its limit (or leave the "
+                                 "request out)")
+        return self
+
+    def kubernetes(self) -> dict:
+        """{requests, limits} as a pod's container takes them, gpu and extended in the limits; every quantity a
+        string, as the Kubernetes client's models want (``1`` is refused: not a valid string)."""
+        limits = {**self.limits, **({K8S_GPU_RESOURCE: self.gpu} if self.gpu else {}), **self.extended}
+        return {k: {name: str(q) for name, q in v.items()} for k, v in (("requests", self.requests), ("limits", limits))
+                if v}
 
 
 class Toleration(BaseModel):
@@ -259,7 +296,7 @@ class ContainerObjective(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0)
     #: when the worker pulls the image: missing (default), always or never
     pull: Literal["missing", "always", "never"] = "missing"
-    #: Kubernetes only: the trial pod's resources (e.g. limits: {nvidia.com/gpu: 1}), nodeSelector
+    #: Kubernetes only: the trial pod's resources (e.g. gpu: 1, or limits: {nvidia.com/gpu: 1}), nodeSelector
     #: and tolerations
     resources: PodResources | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ import datetime as _dt
 import time
 from typing import Any
 
+from .placement import WORKER_FIELDS, running_per_gpu
 from .store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 RATE_WINDOW_SECONDS = 600.0
@@ -35,6 +36,8 @@ class ExperimentStatus:
     cancelled: int = 0
     #: of the done ones, those its pruning rule stopped early
     pruned: int = 0
+    #: running trials per GPU, by "host gpu N" (hyperfleet.placement); empty without GPUs
+    running_per_gpu: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -62,9 +65,13 @@ def experiment_status(store: JobStore, exp_key: str, window_seconds: float = RAT
     counts = store.state_counts(exp_key)
     record = store.experiment(exp_key) or {}
     now = store.server_time()
-    return summarize(exp_key, counts, store.best_trial(exp_key), store.first_booked(exp_key),
-                     lambda since: store.finished_since(exp_key, since), now, record.get("max_evals"), window_seconds,
-                     pruned=store.pruned_count(exp_key))
+    status = summarize(exp_key, counts, store.best_trial(exp_key), store.first_booked(exp_key),
+                       lambda since: store.finished_since(exp_key, since), now, record.get("max_evals"), window_seconds,
+                       pruned=store.pruned_count(exp_key))
+    if status.running:  # served by the (state, exp_key, tid) index
+        status.running_per_gpu = running_per_gpu(store.jobs.find({"state": JOB_STATE_RUNNING, "exp_key": exp_key},
+                                                                 projection=WORKER_FIELDS))
+    return status
 
 
 def status_from_docs(exp_key: str, docs, now: _dt.datetime, max_evals: int | None,
@@ -81,8 +88,10 @@ def status_from_docs(exp_key: str, docs, now: _dt.datetime, max_evals: int | Non
     finished = [d["refresh_time"] for d in docs if d["state"] in (JOB_STATE_DONE, JOB_STATE_ERROR)
                 and d.get("refresh_time") is not None]
     pruned = sum(1 for d in docs if d["state"] == JOB_STATE_DONE and is_pruned(d))
-    return summarize(exp_key, counts, best, min(booked, default=None),
-                     lambda since: sum(t >= since for t in finished), now, max_evals, window_seconds, pruned=pruned)
+    status = summarize(exp_key, counts, best, min(booked, default=None),
+                       lambda since: sum(t >= since for t in finished), now, max_evals, window_seconds, pruned=pruned)
+    status.running_per_gpu = running_per_gpu(d for d in docs if d["state"] == JOB_STATE_RUNNING)
+    return status
 
 
 def is_pruned(doc) -> bool:
@@ -143,6 +152,10 @@ def status_table(statuses: list[ExperimentStatus]):
             "-" if s.trials_per_minute is None else f"{s.trials_per_minute:.1f}",
             "done" if s.complete else format_duration(s.eta_seconds),
         )
+    on_gpus = [f"{s.exp_key}: " + ", ".join(f"{where} ({n})" for where, n in s.running_per_gpu.items())
+               for s in statuses if s.running_per_gpu]
+    if on_gpus:
+        table.caption = "running per GPU: " + "; ".join(on_gpus)
     return table
 
 

@@ -33,7 +33,7 @@ from typing import Any
 from hyperopt import base
 from pymongo.errors import ConnectionFailure, InvalidDocument, OperationFailure, PyMongoError
 
-from .contract import POD_NAME_ENV, POD_NAMESPACE_ENV
+from .contract import CUDA_VISIBLE_DEVICES_ENV, NODE_NAME_ENV, NVIDIA_VISIBLE_DEVICES_ENV, POD_NAME_ENV, POD_NAMESPACE_ENV
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome, run_job_file
 from .liveness import container_name, docker_engine, process_start_ticks
 from .objectives import remove_owned_trials
@@ -102,8 +102,9 @@ class TrialOutcome(enum.Enum):
     LOST = "lost"  # taken from this worker (reaped) or not writable
 
 
-def worker_identity() -> dict[str, Any]:
-    """Who holds a trial; the monitor uses these fields to check the holder is still alive."""
+def worker_identity(gpu: str | None = None) -> dict[str, Any]:
+    """Who holds a trial; the monitor uses these fields to check the holder is still alive. Also where
+    it runs: its Docker host (``engine``) or Kubernetes node (``node``), and its GPU (``gpu``, see :func:`own_gpu`)."""
     pid = os.getpid()
     identity: dict[str, Any] = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid)}
     container = container_name()
@@ -112,10 +113,31 @@ def worker_identity() -> dict[str, Any]:
         engine = docker_engine()
         if engine:
             identity["engine"] = engine
-    for key, env in (("pod", POD_NAME_ENV), ("namespace", POD_NAMESPACE_ENV)):
+    for key, env in (("pod", POD_NAME_ENV), ("namespace", POD_NAMESPACE_ENV), ("node", NODE_NAME_ENV)):
         if os.environ.get(env):
             identity[key] = os.environ[env]
+    gpu = own_gpu(gpu)
+    if gpu:
+        identity["gpu"] = gpu
     return identity
+
+
+def own_gpu(pinned: str | None) -> str | None:
+    """The GPU(s) this worker runs on, as the host names them: ``--gpu``, else what the NVIDIA Container
+    Toolkit says it gave this container (a Kubernetes pod given GPUs by the device plugin), else None."""
+    if pinned is not None:
+        return pinned
+    given = os.environ.get(NVIDIA_VISIBLE_DEVICES_ENV, "")
+    return given if given and given not in ("all", "none", "void") else None
+
+
+def pin_gpu(gpu: str) -> str:
+    """Make ``gpu`` the only GPU this process's objectives see (CUDA_VISIBLE_DEVICES, before any of them
+    starts CUDA); returns the value set. In a container given that GPU alone (the toolkit set
+    NVIDIA_VISIBLE_DEVICES to it), CUDA numbers it 0 there; on the host itself, by its own id."""
+    visible = "0" if os.environ.get(NVIDIA_VISIBLE_DEVICES_ENV) == gpu else gpu
+    os.environ[CUDA_VISIBLE_DEVICES_ENV] = visible
+    return visible
 
 
 class Ctrl(base.Ctrl):
@@ -164,7 +186,7 @@ class Worker:
     def __init__(self, store: JobStore, settings: WorkerSettings):
         self.store = store
         self.settings = settings
-        self.identity = worker_identity()
+        self.identity = worker_identity(settings.gpu)
         self.owner = f"{self.identity['host']}:{self.identity['pid']}"
         self.loader = ObjectiveLoader(store)
         self._stop = threading.Event()
@@ -452,6 +474,8 @@ class Worker:
 
 def run_worker(settings: WorkerSettings) -> int:
     """Connect, run the worker loop until a limit or a signal stops it, return the exit code."""
+    if settings.gpu is not None:  # before the forkserver starts: --subprocesses children inherit it
+        log.info("pinned to GPU %s (%s=%s)", settings.gpu, CUDA_VISIBLE_DEVICES_ENV, pin_gpu(settings.gpu))
     store = JobStore.connect(settings.mongo_url, timeout_seconds=settings.connect_timeout_seconds)
     try:
         worker = Worker(store, settings)

@@ -24,6 +24,14 @@ with a host key and a client key made for the test (``known_hosts`` and ``id_ed2
 a CA, a server certificate naming 10.213.0.3, and a client certificate, laid out as Docker's cert path
 (``ca.pem``, ``cert.pem``, ``key.pem`` in :attr:`DockerHosts.cert_path`).
 
+Both engines have the stand-in for the NVIDIA Container Toolkit's hook (:data:`NVIDIA_HOOK_STAND_IN`):
+this machine has no GPU, and the GPU tests need engines that accept Docker's GPU device requests
+(``--gpus device=N``). dockerd registers its own ``nvidia`` device driver when it starts with
+``nvidia-container-runtime-hook`` on its PATH: the driver then turns a request into the container's
+``NVIDIA_VISIBLE_DEVICES`` and a prestart hook. On a GPU host the toolkit's hook mounts that GPU's device
+files into the container; the stand-in does nothing. Only these two test engines get it (never this
+machine's own engine, nor anything a user installs).
+
 Kept across down/up (a warm start takes seconds): each engine's data root (its images). Made anew at
 each up: keys, certificates, the run directories.
 """
@@ -45,6 +53,13 @@ BRIDGE = "hf-hosts0"
 HOME_ADDRESS = "10.213.0.1"
 SSH_PORT, TLS_PORT = 22, 2376
 STATE_DIR = CACHE_DIR / "docker-hosts"
+#: a stand-in for the NVIDIA Container Toolkit's prestart hook, on the PATH of the test engines' dockerd (see
+#: the module's docstring): a hook that reads the container's state, as runc hands it over, and does nothing
+NVIDIA_HOOK_STAND_IN = STATE_DIR / "nvidia-stand-in" / "nvidia-container-runtime-hook"
+_HOOK_SCRIPT = """#!/bin/sh
+# STAND-IN for the NVIDIA Container Toolkit's hook (testbed/docker_hosts): no GPU here, so nothing to mount.
+cat >/dev/null
+"""
 INSTALL_HINT = "make docker-hosts (Debian's openssh-server)"
 
 
@@ -101,8 +116,14 @@ class DockerHosts:
     def running(self) -> bool:
         pids = self.pids.read()
         wanted = [f"dockerd-{e.name}" for e in ENGINES] + ["sshd"]
-        return all(name in pids and alive(pids[name]) for name in wanted) and all(
+        # engines started before the GPU stand-in existed count as not running: up() starts them again with it
+        return all(name in pids and alive(pids[name]) for name in wanted) and self.have_gpu_stand_in() and all(
             run("docker", "-H", e.socket, "version", check=False).returncode == 0 for e in ENGINES)
+
+    def have_gpu_stand_in(self) -> bool:
+        """Both engines started with the hook's stand-in on their PATH (ones started before it existed did not)."""
+        pids = self.pids.read()
+        return all(_has_hook_stand_in(pids.get(f"dockerd-{e.name}", 0)) for e in ENGINES)
 
     # --- up / down ------------------------------------------------------------------------------
 
@@ -177,6 +198,9 @@ class DockerHosts:
             shutil.copy(os.path.join(pki, source), self.cert_path / target)
 
     def _start_engine(self, engine: Engine) -> None:
+        NVIDIA_HOOK_STAND_IN.parent.mkdir(parents=True, exist_ok=True)
+        NVIDIA_HOOK_STAND_IN.write_text(_HOOK_SCRIPT)
+        NVIDIA_HOOK_STAND_IN.chmod(0o755)
         lib = engine.root / "lib"  # kept: the images loaded into this engine
         lib.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(engine.run_dir, ignore_errors=True)
@@ -198,9 +222,10 @@ class DockerHosts:
         script = (f"mount --bind {engine.run_dir} /run && mount --bind {lib} /var/lib/docker && "
                   f"mount --bind {etc} /etc/docker && exec {' '.join(args)}")
         with open(engine.root / "dockerd.log", "wb") as log:
+            env = {**os.environ, "PATH": f"{NVIDIA_HOOK_STAND_IN.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{engine.netns}", "--", "unshare", "--mount",
                                      "--propagation", "private", "--", "sh", "-c", script],
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.pids.save(f"dockerd-{engine.name}", proc.pid)
 
     def _start_sshd(self) -> None:
@@ -245,3 +270,13 @@ class DockerHosts:
                 run("docker", "-H", engine.socket, "load", stdin=save.stdout)
                 if save.wait() != 0:
                     raise RuntimeError(f"docker save {image} failed")
+
+
+def _has_hook_stand_in(pid: int) -> bool:
+    """The engine ``pid`` started with the hook's stand-in on its PATH (engines started before it existed did not)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    path = next((e[5:].decode() for e in environ if e.startswith(b"PATH=")), "")
+    return str(NVIDIA_HOOK_STAND_IN.parent) in path.split(os.pathsep)

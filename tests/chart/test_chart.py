@@ -163,6 +163,7 @@ def test_workers_get_the_mongo_url_from_the_secret_and_their_pod_name(helm, tmp_
                                          "27017/hyperfleet?authSource=admin&authMechanism=SCRAM-SHA-1")
     assert env["HYPERFLEET_WORKER_MONGO"]["value"] == "$(MONGO_URL)"
     assert env["HYPERFLEET_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["HYPERFLEET_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"  # where trials ran
     assert env["OMP_NUM_THREADS"]["value"] == "1"
     assert worker["spec"]["replicas"] == 3
     assert spec["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
@@ -270,6 +271,16 @@ def test_the_dashboards_reads_need_the_token_when_its_service_publishes_it_beyon
     ({"workers": {"autoscaling": {"fallbackReplicas": 0}}}, "/workers/autoscaling/fallbackReplicas"),
     ({"workers": {"autoscaling": {"fallbackReplicas": "all"}}}, "/workers/autoscaling/fallbackReplicas"),
     ({"workers": {"autoscaling": {"fallbackFailureThreshold": -1}}}, "/workers/autoscaling/fallbackFailureThreshold"),
+    # a container objective's trial pod resources (the spec's objective.resources: gpu, extended, requests, limits)
+    ({"experiments": [{"name": "e", "objective": {"image": "x", "resources": {"gpu": -1}}, "space": {"x": 1}}]},
+     "/experiments/0/objective/resources/gpu"),
+    ({"experiments": [{"name": "e", "objective": {"image": "x", "resources": {"gpus": 1}}, "space": {"x": 1}}]},
+     "/experiments/0/objective/resources"),
+    ({"experiments": [{"name": "e", "objective": {"image": "x", "resources": {"extended": {"fpga": 1}}},
+                       "space": {"x": 1}}]}, "'fpga' does not match pattern"),  # helm names the key, not its path
+    ({"experiments": [{"name": "e", "objective": {"image": "x", "resources": {"limits": {"nvidia.com/gpu": "one"}}},
+                       "space": {"x": 1}}]}, "/experiments/0/objective/resources/limits/nvidia.com~1gpu"),
+    ({"workers": {"resources": {"limits": {"nvidia.com/gpu": "one"}}}}, "/workers/resources/limits/nvidia.com~1gpu"),
 ])
 def test_bad_values_are_rejected_naming_the_key(helm, tmp_path, values, key):
     for command in ("lint", "template"):

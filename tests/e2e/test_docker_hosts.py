@@ -17,13 +17,16 @@ state unencrypted, and in no stack output.
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pymongo
 import pytest
+import yaml
 
 from testbed.processes import CACHE_DIR
 from hyperfleet.contract import (
     EXP_KEY_LABEL,
+    GPU_LABEL,
     MONGO_TLS_CA_FILE,
     ROLE_LABEL,
     ROLE_TRIAL,
@@ -198,3 +201,107 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     print(f"\n3 hosts: cold pulumi up {up_seconds:.1f} s, destroy {destroy_seconds:.1f} s; killed worker's trial "
           f"requeued by the monitor after " + ", ".join(f"{k} {v:.2f} s" for k, v in detections.items()))
     assert all(seconds < 5 for seconds in detections.values()), detections
+
+
+#: the GPU test's hosts: the home host without GPUs (Mongo, the monitor, the driver), GPUs 0 and 1 on the ssh host,
+#: GPU 0 on the TLS host; two workers per GPU
+GPUS = {1: ["0", "1"], 2: ["0"]}
+TRIALS_PER_GPU, GPU_TRIALS = 2, 12
+
+
+def gpu_config(tmp_path, docker_hosts) -> str:
+    """The hosts-ci stack with GPUs on its two remote hosts and only its container experiment."""
+    path = config_file(tmp_path)
+    doc = yaml.safe_load(open(path))
+    config = doc["config"]
+    addresses = [HOME, docker_hosts.ssh_host, docker_hosts.tls_host]
+    config["hyperfleet:workers"] = {
+        **config["hyperfleet:workers"], "replicas": 0, "trialsPerGpu": TRIALS_PER_GPU,
+        "hosts": [a if i not in GPUS else {"engine": a, "gpus": [int(g) for g in GPUS[i]]} for i, a in enumerate(addresses)]}
+    (container,) = [e for e in config["hyperfleet:experiments"] if e["name"] == CONTAINER_EXP]
+    config["hyperfleet:experiments"] = [{**container, "max_evals": GPU_TRIALS, "parallelism": 6,
+                                         "objective": {**container["objective"], "env": {"SLEEP_SECONDS": "2"}}}]
+    Path(path).write_text(yaml.safe_dump(doc))
+    return path
+
+
+def most_at_once(intervals) -> int:
+    """The most intervals (start, end) that overlap at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_gpus_on_two_docker_hosts_pin_each_worker_and_its_trial_containers_to_one_gpu(stack, docker_hosts, tmp_path):
+    """A stack with GPUs on two hosts through the real Pulumi engine and docker provider: the preview passes; `pulumi
+    up` makes trialsPerGpu workers per GPU, each with a device request for exactly its GPU (docker inspect); their trial
+    containers carry the same request, and the engine's nvidia device driver hands each the worker's GPU (the trial
+    reports NVIDIA_VISIBLE_DEVICES); trials run on every GPU, at most trialsPerGpu at once on one. The engines' nvidia
+    driver calls a stand-in for the NVIDIA Container Toolkit's hook (testbed/docker_hosts): no GPU here."""
+    hosts = engines(docker_hosts)
+    addresses = list(hosts)
+    config = gpu_config(tmp_path, docker_hosts)
+    started = time.monotonic()
+    preview = stack("preview", config=config)
+    preview_seconds = time.monotonic() - started
+    assert "workers-h1-gpu1-1" in preview.stdout and "workers-h2-gpu0-1" in preview.stdout, preview.stdout[-3000:]
+
+    started = time.monotonic()
+    stack("up", "--yes", "--skip-preview", config=config)
+    up_seconds = time.monotonic() - started
+
+    workers = {}
+    for address, socket in hosts.items():
+        for name in docker(socket, "ps", "--filter", LABEL, "--filter", f"label={ROLE_LABEL}={ROLE_WORKER}",
+                           "--format", "{{.Names}}").split():
+            inspected = json.loads(docker(socket, "inspect", name))[0]
+            requests = [(r["Driver"], r["Count"], r["DeviceIDs"], r["Capabilities"])
+                        for r in inspected["HostConfig"]["DeviceRequests"] or []]
+            workers[name] = (address, inspected["Config"]["Labels"].get(GPU_LABEL), requests)
+    assert workers == {f"hyperfleet-{STACK}-worker-h{host}-gpu{gpu}-{slot}": (addresses[host], gpu, [("", 0, [gpu], [["gpu"]])])
+                       for host, gpus in GPUS.items() for gpu in gpus for slot in range(TRIALS_PER_GPU)}
+
+    def live_trial_container():  # a trial container of a GPU host, inspected while it runs (it lives 2 s)
+        for address in addresses[1:]:
+            for cid in docker(hosts[address], "ps", "-q", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}").split():
+                found = subprocess.run(["docker", "-H", hosts[address], "inspect", cid], capture_output=True, text=True)
+                if found.returncode == 0:
+                    return address, json.loads(found.stdout)[0]
+        return None
+    address, trial = wait_for(live_trial_container, timeout=180, step=0.1)
+    gpu = trial["Config"]["Labels"][GPU_LABEL]
+    assert gpu in GPUS[addresses.index(address)]
+    assert [(r["Count"], r["DeviceIDs"], r["Capabilities"]) for r in trial["HostConfig"]["DeviceRequests"]] == \
+        [(0, [gpu], [["gpu"]])]
+
+    remote_worker = f"hyperfleet-{STACK}-worker-h1-gpu0-0"
+    env = json.loads(docker(SSH_ENGINE.socket, "inspect", "--format", "{{json .Config.Env}}", remote_worker))
+    url = next(e.split("=", 1)[1] for e in env if e.startswith("MONGO_URL="))
+    (ca := tmp_path / "mongo-ca.pem").write_text(stack("stack", "output", "mongo_ca_cert", config=None).stdout)
+    address = parse_mongo_url(url.replace(MONGO_TLS_CA_FILE, str(ca)))
+    jobs = pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection]
+    wait_for(lambda: jobs.count_documents({"exp_key": CONTAINER_EXP, "state": 2}) == GPU_TRIALS, timeout=400, step=1.0)
+    trials = list(jobs.find({"exp_key": CONTAINER_EXP}))
+    assert [t["state"] for t in trials] == [2] * GPU_TRIALS
+    # each trial container got its worker's GPU: the engine's nvidia driver set NVIDIA_VISIBLE_DEVICES from the request
+    assert [t["result"].get("gpus") for t in trials] == [t["hyperfleet"]["worker"]["gpu"] for t in trials]
+    ran_on: dict = {}
+    for t in trials:
+        ran_on.setdefault((t["hyperfleet"]["worker"]["engine"], t["hyperfleet"]["worker"]["gpu"]), []).append(
+            (t["book_time"], t["refresh_time"]))
+    assert set(ran_on) == {(addresses[host], gpu) for host, gpus in GPUS.items() for gpu in gpus}, ran_on.keys()
+    assert {t["hyperfleet"]["worker"]["container"] for t in trials} == set(workers)  # every slot ran trials
+    at_once = {place: most_at_once(intervals) for place, intervals in ran_on.items()}
+    assert max(at_once.values()) == TRIALS_PER_GPU, at_once  # two trials shared a GPU, never three
+
+    started = time.monotonic()
+    stack("destroy", "--yes", "--skip-preview", config=config)
+    destroy_seconds = time.monotonic() - started
+    assert {a: leftovers(s) for a, s in hosts.items()} == {a: [] for a in hosts}
+    print(f"\nGPUs on 2 hosts ({sum(map(len, GPUS.values()))} GPUs x {TRIALS_PER_GPU}): preview {preview_seconds:.1f} s, "
+          f"up {up_seconds:.1f} s, destroy {destroy_seconds:.1f} s; trials per GPU at once {at_once}")

@@ -17,6 +17,34 @@ INVALID = [
     ({"workers": {"replica": 2}}, "hyperfleet:workers.replica: unknown key"),
     ({"workers": {"hosts": ["myhost:2375"]}}, "hyperfleet:workers.hosts: Docker hosts are unix://"),
     ({"workers": {"hosts": []}}, "hyperfleet:workers.hosts: List should have at least 1 item"),
+    # GPUs on Docker hosts (docs/gpus.md)
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [0, 1, 0]}]}},
+     "hyperfleet:workers.hosts[0].gpus: GPU 0 is listed twice"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [0, "0"]}]}},
+     "hyperfleet:workers.hosts[0].gpus: GPU 0 is listed twice"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [-1]}]}},
+     "hyperfleet:workers.hosts[0].gpus: GPUs are indices (0, 1, …) or UUIDs (GPU-…), not -1"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": ["all"]}]}},
+     "hyperfleet:workers.hosts[0].gpus: GPUs are indices (0, 1, …) or UUIDs (GPU-…), not all"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpu": [0]}]}}, "hyperfleet:workers.hosts[0].gpu: unknown key"),
+    ({"workers": {"hosts": [{"gpus": [0]}]}}, "hyperfleet:workers.hosts[0].engine: required"),
+    ({"workers": {"hosts": [{"engine": "gpu-1", "gpus": [0]}]}}, "hyperfleet:workers.hosts: Docker hosts are unix://"),
+    ({"workers": {"hosts": ["unix:///a.sock", {"engine": "unix:///a.sock", "gpus": [0]}]}},
+     "hyperfleet:workers.hosts: a Docker host is listed twice"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [0]}], "trialsPerGpu": 0}},
+     "hyperfleet:workers.trialsPerGpu: Input should be greater than or equal to 1"),
+    ({"workers": {"trialsPerGpu": 2}}, "hyperfleet:workers.trialsPerGpu: no host of workers.hosts lists gpus"),
+    ({"workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [0]}], "replicas": 2}},
+     "hyperfleet:workers.replicas: every host of workers.hosts lists gpus"),
+    ({"workers": {"resources": {"gpu": 1}}}, "hyperfleet:workers.resources.gpu: Kubernetes resources; on Docker hosts"),
+    ({"target": "kubernetes", "workers": {"hosts": [{"engine": "unix:///a.sock", "gpus": [0]}]}},
+     "hyperfleet:workers.hosts[0].gpus: Docker hosts' GPUs; on the kubernetes target request them with"),
+    ({"target": "kubernetes", "workers": {"resources": {"gpu": -1}}},
+     "hyperfleet:workers.resources.gpu: Input should be greater than or equal to 0"),
+    ({"target": "kubernetes", "workers": {"resources": {"extended": {"fpga": 1}}}},
+     "hyperfleet:workers.resources.extended: extended resources are named domain/name (e.g. amd.com/gpu), not fpga"),
+    ({"target": "kubernetes", "workers": {"resources": {"extended": {"nvidia.com/gpu": 1}}}},
+     "hyperfleet:workers.resources.extended: nvidia.com/gpu: write it as gpu"),
     ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}}, "hyperfleet:mongo.advertiseHost: needed when"),
     ({"workers": {"hosts": ["unix:///a.sock", "ssh://gpu-1"]}, "mongo": {"advertiseHost": "10.0.0.5"}},
      "hyperfleet:mongo.publishPort: needed when"),
@@ -207,3 +235,24 @@ def test_the_dashboards_reads_need_the_token_when_published_beyond_loopback_unle
         assert "hyperfleet:dashboardToken:" in str(err.value) and "readToken: false" in str(err.value)
     else:
         check_dashboard_token(config, None)
+
+
+def test_the_plain_list_of_hosts_stays_valid_beside_hosts_with_gpus():
+    plain = parse_config({"workers": {"hosts": ["unix:///var/run/docker.sock"]}})
+    assert plain.workers.engines == ["unix:///var/run/docker.sock"] and plain.workers.host_gpus == [[]]
+    mixed = parse_config({"mongo": {"advertiseHost": "10.0.0.5", "publishPort": 27017, "publishHost": "0.0.0.0"},
+                          "workers": {"trialsPerGpu": 2, "hosts": [
+                              "unix:///var/run/docker.sock", {"engine": "ssh://gpu-1", "gpus": [0, 1]},
+                              {"engine": "ssh://gpu-2", "gpus": ["GPU-3a23c669-1f69"]}, {"engine": "ssh://cpu-1"}]}})
+    assert mixed.workers.engines == ["unix:///var/run/docker.sock", "ssh://gpu-1", "ssh://gpu-2", "ssh://cpu-1"]
+    assert mixed.workers.host_gpus == [[], ["0", "1"], ["GPU-3a23c669-1f69"], []]
+    assert mixed.workers.trials_per_gpu == 2
+
+
+def test_kubernetes_workers_gpus_and_extended_resources_become_their_limits():
+    from infra.kubernetes.values import chart_values
+
+    config = parse_config({"target": "kubernetes", "workers": {"resources": {
+        "memory": "4Gi", "gpu": 1, "extended": {"amd.com/gpu": 2}}}})
+    assert chart_values(config, "s")["workers"]["resources"] == {
+        "requests": {"memory": "4Gi"}, "limits": {"memory": "4Gi", "nvidia.com/gpu": 1, "amd.com/gpu": 2}}

@@ -137,6 +137,40 @@ def test_workers_round_robin_over_docker_hosts_with_the_advertised_mongo_address
     assert len(by_type(mocks, "docker:index/network:Network")) == 2
 
 
+def test_hosts_with_gpus_get_one_worker_per_gpu_slot_pinned_by_a_device_request_and_the_rest_round_robin():
+    raw = {"images": {"build": False}, "mongo": {"publishPort": 27017, "publishHost": "0.0.0.0",
+                                                 "advertiseHost": "10.0.0.5"},
+           "workers": {"replicas": 3, "trialsPerGpu": 2,
+                       "hosts": ["unix:///var/run/docker.sock", {"engine": "ssh://ops@gpu-1", "gpus": [0, 1]},
+                                 {"engine": "ssh://ops@gpu-2", "gpus": ["GPU-3a23c669-1f69"]}]}}
+    mocks, _ = deploy(raw)
+    workers = {r.inputs["name"]: r for r in by_type(mocks, "docker:index/container:Container")
+               if label_map(r)["hyperfleet.role"] == "worker"}
+    placed = {name: (env_of(w)["HYPERFLEET_DOCKER_ENGINE"], w.inputs.get("gpus"), label_map(w).get("hyperfleet.gpu"),
+                     w.inputs["command"][w.inputs["command"].index("--gpu") + 1] if "--gpu" in w.inputs["command"] else None)
+              for name, w in workers.items()}
+    home, gpu1, gpu2 = "unix:///var/run/docker.sock", "ssh://ops@gpu-1", "ssh://ops@gpu-2"
+    uuid = "GPU-3a23c669-1f69"
+    assert placed == {  # the plain host keeps the replicas, under their old names; each GPU gets trialsPerGpu workers
+        "hyperfleet-t-worker-0": (home, None, None, None), "hyperfleet-t-worker-1": (home, None, None, None),
+        "hyperfleet-t-worker-2": (home, None, None, None),
+        "hyperfleet-t-worker-h1-gpu0-0": (gpu1, "device=0", "0", "0"),
+        "hyperfleet-t-worker-h1-gpu0-1": (gpu1, "device=0", "0", "0"),
+        "hyperfleet-t-worker-h1-gpu1-0": (gpu1, "device=1", "1", "1"),
+        "hyperfleet-t-worker-h1-gpu1-1": (gpu1, "device=1", "1", "1"),
+        f"hyperfleet-t-worker-h2-gpu{uuid}-0": (gpu2, f"device={uuid}", uuid, uuid),
+        f"hyperfleet-t-worker-h2-gpu{uuid}-1": (gpu2, f"device={uuid}", uuid, uuid)}
+    assert [w.provider.split("::")[3] for n, w in sorted(workers.items()) if "gpu1-" in n] == ["docker-1", "docker-1"]
+    assert not any(w.inputs.get("runtime") for w in workers.values())  # device requests, not the nvidia runtime
+
+
+def test_with_gpus_on_every_host_replicas_make_no_plain_workers():
+    raw = {"images": {"build": False}, "workers": {"hosts": [{"engine": "unix:///var/run/docker.sock", "gpus": [0]}]}}
+    mocks, _ = deploy(raw)
+    assert sorted(r.inputs["name"] for r in by_type(mocks, "docker:index/container:Container")
+                  if label_map(r)["hyperfleet.role"] == "worker") == ["hyperfleet-t-worker-h0-gpu0-0"]
+
+
 def test_container_objectives_give_workers_the_engine_socket():
     experiment = {**EXPERIMENT, "objective": {"image": "my/trainer:1"}}
     mocks, _ = deploy({"images": {"build": False}, "experiments": [experiment]})

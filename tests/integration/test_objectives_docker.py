@@ -54,6 +54,16 @@ def test_an_image_that_does_not_exist_is_an_error_with_the_engines_message(objec
         run_container_trial(objective, {"x": 1.0}, "unit", 1, {})
 
 
+@pytest.mark.timeout(120)
+def test_a_gpu_trial_on_an_engine_without_the_nvidia_toolkit_is_an_error_with_the_engines_message(objective_image):
+    """The worker's GPU reaches the engine as a device request (--gpus device=1); this engine has no nvidia device
+    driver (no NVIDIA Container Toolkit), so it refuses to start the container, and the trial says so."""
+    objective = ContainerObjective(image=objective_image, pull="never")
+    with pytest.raises(ContainerTrialError, match=r"refused trial container .*could not select device driver"):
+        run_container_trial(objective, {"x": 1.0, "y": 1.0}, "unit", 1, {}, gpu="1")
+    assert trial_containers() == []
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_container_experiment_end_to_end_with_2_workers(objective_image, mongo_url, tmp_path):

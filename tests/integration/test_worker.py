@@ -310,3 +310,26 @@ def test_a_workdir_the_worker_created_is_kept_after_its_trials(store, mongo_url,
     assert _worker_limits(mongo_url, "wd", workdir=str(workdir), max_jobs=2) == 0
     assert _states(store, "wd") == [JOB_STATE_DONE] * 2
     assert workdir.is_dir() and os.getcwd() == start
+
+
+@pytest.mark.parametrize("mode", ["--no-subprocesses", "--subprocesses"])
+@pytest.mark.parametrize("given,visible", [(None, "1"), ("1", "0")], ids=["on-the-host", "in-a-container-given-it"])
+def test_a_worker_pinned_to_a_gpu_records_it_and_its_objectives_see_only_that_gpu(store, mongo_url, mode, given, visible):
+    """--gpu 1: each trial records gpu 1; an in-process objective sees CUDA_VISIBLE_DEVICES=1 on the host, and 0
+    in a container the toolkit gave GPU 1 alone (its NVIDIA_VISIBLE_DEVICES=1), where CUDA numbers it 0."""
+    insert_trials(store, "gpu", ("token_load", "tests.objectives.visible_gpus_trial"), 2)
+    env = {k: v for k, v in worker_env().items() if k not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")}
+    if given:
+        env["NVIDIA_VISIBLE_DEVICES"] = given
+    proc = subprocess.run([sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, "--exp-key", "gpu",
+                           "--gpu", "1", "--max-jobs", "2", mode], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    trials = list(store.jobs.find({"exp_key": "gpu"}).sort("tid"))
+    assert [(t["state"], t["hyperfleet"]["worker"]["gpu"], t["result"]["cuda_visible_devices"],
+             t["result"]["nvidia_visible_devices"]) for t in trials] == [(JOB_STATE_DONE, "1", visible, given)] * 2
+
+
+def test_a_bad_gpu_is_a_usage_error_naming_the_option(mongo_url):
+    proc = subprocess.run([sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, "--gpu", "all"],
+                          env=worker_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--gpu" in proc.stderr and "'all'" in proc.stderr, proc.stderr

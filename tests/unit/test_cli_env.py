@@ -16,6 +16,7 @@ VALUES = {
     "workdir": ("/tmp/env-workdir", "/tmp/env-workdir"),
     "alive_file": ("/tmp/env-alive", "/tmp/env-alive"),
     "use_subprocesses": ("true", True),
+    "gpu": ("GPU-3a23c669-1f69", "GPU-3a23c669-1f69"),
 }
 
 

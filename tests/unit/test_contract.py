@@ -52,6 +52,7 @@ def test_the_chart_uses_the_contracts_names_and_numbers():
     assert f"--alive-file={contract.ALIVE_FILE}" in workers
     assert re.search(rf"command: \[hyperfleet, alive, {re.escape(contract.ALIVE_FILE)},", workers)
     for env in (contract.POD_NAME_ENV, contract.POD_NAMESPACE_ENV, contract.POD_UID_ENV, contract.RUNTIME_IMAGE_ENV,
+                contract.NODE_NAME_ENV,
                 contract.command_env("worker", "mongo")):
         assert f"- name: {env}\n" in workers, env
     assert f"--health-port={contract.HEALTH_PORT}" in monitor

@@ -34,7 +34,7 @@ def test_the_spec_reaches_the_trial_pod(monkeypatch):
     (trial,) = spec["initContainers"]
     assert trial["image"] == "me/trainer:3" and trial["args"] == ["python", "train.py"]
     assert trial["imagePullPolicy"] == "Always"
-    assert trial["resources"] == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}}
+    assert trial["resources"] == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": "1"}}
     env = {e["name"]: e["value"] for e in trial["env"]}
     assert env["EPOCHS"] == "5" and env[TRIAL_ID_ENV] == "3" and env[EXP_KEY_ENV] == "gpu-search"
     assert env[PARAMS_ENV] == PARAMS_PATH
@@ -72,3 +72,15 @@ def test_collect_prints_loss_and_out_in_one_line(tmp_path):
         assert tar.extractfile("out/curve.txt").read() == b"1 2 3\n"
     (tmp_path / "loss.json").unlink()
     assert trial_pods._collected(trial_pods.collect(str(tmp_path)).encode(), "pod")["loss"] is None
+
+
+def test_gpu_and_extended_resources_go_into_the_trial_pods_limits(monkeypatch):
+    monkeypatch.setenv(trial_pods.POD_NAME_ENV, "w")
+    monkeypatch.setenv(trial_pods.POD_UID_ENV, "6f1f2c9e-0000-4000-8000-000000000001")
+    monkeypatch.setenv(trial_pods.RUNTIME_IMAGE_ENV, "hyperfleet/runtime:0.1.0")
+    spec = parse_spec({**SPEC, "objective": {"image": "me/trainer:3", "resources": {
+        "gpu": 2, "extended": {"example.com/fpga": 1}, "requests": {"cpu": "1", "example.com/fpga": 1}}}})
+    objective = from_spec(spec.objective.model_dump(exclude_none=True))
+    (trial,) = trial_pods.pod_manifest(objective, {"x": 0.5}, spec.key, 1, "w:1")["spec"]["initContainers"]
+    assert trial["resources"] == {"requests": {"cpu": "1", "example.com/fpga": "1"},  # strings: the client's models
+                                  "limits": {contract.K8S_GPU_RESOURCE: "2", "example.com/fpga": "1"}}

@@ -22,6 +22,7 @@ from pymongo.errors import PyMongoError
 
 from ..experiment_report import iso_time as _iso
 from ..experiment_report import option_value
+from ..placement import ran_on, worker_of
 from ..spec import space_labels
 from ..status import is_pruned, status_from_docs
 from ..store import JOB_STATE_ERROR, STATE_NAMES, JobStore
@@ -175,6 +176,7 @@ def row(doc: dict, params: dict[str, tuple[str, list]] | None = None) -> dict[st
         "error": (doc.get("error") or [None, None])[1] if doc.get("state") == JOB_STATE_ERROR else None,
         "steps": progress.get("steps"),
         "pruned": is_pruned(doc),
+        "ran_on": ran_on(worker_of(doc)),  # host, and GPU (hyperfleet.placement)
     }
 
 

@@ -52,8 +52,10 @@ class ContainerObjective:
         if kubernetes.on_kubernetes():
             return kubernetes.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
                                             owner=owner)
+        # a worker pinned to a GPU gives its trial containers the same one
+        gpu = ((trial.get("hyperfleet") or {}).get("worker") or {}).get("gpu")
         return docker.run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
-                                          owner=owner)
+                                          owner=owner, gpu=gpu)
 
 
 def remove_owned_trials(owner: str) -> int:
@@ -68,13 +70,18 @@ def remove_owned_trials(owner: str) -> int:
 
 def from_spec(objective: Mapping[str, Any]) -> ContainerObjective:
     """The objective of a spec's ``objective: {image: ..., command: ..., env: ...}``."""
+    from ..spec import PodResources
+
     command = objective.get("command")
+    pod = dict(objective)
+    if pod.get("resources"):  # gpu and extended into the limits, as the pod takes them
+        pod["resources"] = PodResources.model_validate(pod["resources"]).kubernetes()
     return ContainerObjective(
         image=objective["image"],
         command=tuple(command) if command else None,
         env=tuple(sorted((objective.get("env") or {}).items())),
         timeout_seconds=objective.get("timeout_seconds"),
         pull=objective.get("pull", "missing"),
-        kubernetes_json=json.dumps({k: objective[k] for k in ("resources", "node_selector", "tolerations")
-                                    if objective.get(k)}, sort_keys=True),
+        kubernetes_json=json.dumps({k: pod[k] for k in ("resources", "node_selector", "tolerations")
+                                    if pod.get(k)}, sort_keys=True),
     )

@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import Any
 
-from ..contract import EXP_KEY_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL
+from ..contract import EXP_KEY_LABEL, GPU_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL
 from ..pruning import TrialPruned, report
 from .contract import (
     LOSS_PATH,
@@ -56,9 +56,18 @@ def docker_client(timeout_seconds: float = 120):
     return docker.from_env(timeout=timeout_seconds)
 
 
+def gpu_request(gpu: str):
+    """Docker's device request for one GPU (``docker run --gpus device=ID``): the engine's nvidia device driver
+    (the NVIDIA Container Toolkit) gives the container that GPU alone and sets NVIDIA_VISIBLE_DEVICES to it."""
+    import docker.types
+
+    return docker.types.DeviceRequest(device_ids=[gpu], capabilities=[["gpu"]])
+
+
 def run_container_trial(objective, params: Any, exp_key: str | None, tid: Any,
-                        attachments: Any, owner: str = "", client=None) -> dict:
-    """Run one trial's container to its end and return hyperopt's result dict (or raise)."""
+                        attachments: Any, owner: str = "", client=None, gpu: str | None = None) -> dict:
+    """Run one trial's container to its end and return hyperopt's result dict (or raise). ``gpu``: the GPU of
+    the worker, which the container gets too."""
     import docker.errors
 
     client = client or docker_client()
@@ -66,8 +75,12 @@ def run_container_trial(objective, params: Any, exp_key: str | None, tid: Any,
     name = f"hyperfleet-trial-{slug(exp_key or 'default')}-{tid}-{uuid.uuid4().hex[:6]}"
     env = trial_environment(objective, exp_key, tid)
     labels = {ROLE_LABEL: ROLE_TRIAL, EXP_KEY_LABEL: exp_key or "", TID_LABEL: str(tid), OWNER_LABEL: owner}
+    devices = {}
+    if gpu:
+        labels[GPU_LABEL] = gpu
+        devices["device_requests"] = [gpu_request(gpu)]
     container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
-                                         name=name, environment=env, labels=labels, detach=True)
+                                         name=name, environment=env, labels=labels, detach=True, **devices)
     removed = False
     try:
         container.put_archive("/", _params_archive(params))

@@ -108,7 +108,7 @@ function trialsTable(key, page) {
   const params = [...new Set(page.rows.flatMap(r => Object.keys(r.params)))].sort();
   const steps = page.rows.some(r => r.steps !== null);  // the objective reports intermediate values
   const columns = [["tid", "tid"], ["state", "state"], ["loss", "loss"], ...(steps ? [["reported steps", null]] : []),
-                   ...params.map(p => [p, `param:${p}`]), ["started", "book_time"], ["updated", "refresh_time"]];
+                   ...params.map(p => [p, `param:${p}`]), ["started", "book_time"], ["updated", "refresh_time"], ["ran on", null]];
   const sortBy = sort => { if (!sort) return; table.order = table.sort === sort && table.order === "asc" ? "desc" : "asc"; table.sort = sort; route(); };
   const mark = sort => (table.sort === sort ? (table.order === "asc" ? " ▲" : " ▼") : "");
   const pager = el("div", {class: "filters"},
@@ -117,13 +117,14 @@ function trialsTable(key, page) {
     el("button", {disabled: page.offset + page.rows.length >= page.total, onclick: () => { table.offset += 50; route(); }}, "next ›"));
   return el("div", {},
     el("table", {id: "trials"},
-      el("tr", {}, columns.map(([label, sort]) => el("th", {onclick: () => sortBy(sort)}, label + mark(sort)))),
+      el("tr", {}, columns.map(([label, sort]) => el("th", sort ? {onclick: () => sortBy(sort)} : {}, label + mark(sort)))),
       page.rows.map(r => el("tr", {"data-tid": r.tid, "data-state": r.state, "data-pruned": r.pruned},
         el("td", {}, el("a", {href: `#/trial/${enc(key)}/${r.tid}`}, r.tid)),
         el("td", {class: r.pruned ? "state-pruned" : `state-${r.state}`}, r.pruned ? `${r.state} (pruned)` : r.state),
         el("td", {}, fmt(r.loss)), steps ? el("td", {}, r.steps ?? "-") : [],
         params.map(p => el("td", {}, fmt(r.params[p]))),
-        el("td", {}, (r.started || "").slice(11, 19)), el("td", {}, (r.updated || "").slice(11, 19))))),
+        el("td", {}, (r.started || "").slice(11, 19)), el("td", {}, (r.updated || "").slice(11, 19)),
+        el("td", {class: "ran-on"}, r.ran_on || "")))),
     pager);
 }
 
@@ -199,6 +200,7 @@ async function trialView(key, tid) {
   const t = await api(`/api/experiments/${enc(key)}/trials/${tid}`);
   const kv = obj => el("table", {}, Object.entries(obj).map(([k, v]) => el("tr", {}, el("td", {class: "name"}, k), el("td", {}, fmt(v)))));
   const parts = [el("h2", {}, `${key} · trial ${tid} · `, el("span", {class: `state-${t.state}`, id: "trial-state"}, t.state)),
+    ...(t.ran_on ? [el("p", {id: "ran-on"}, `ran on ${t.ran_on}`)] : []),
     el("h3", {}, "Parameters"), kv(t.params), el("h3", {}, "Result"), kv(t.result)];
   if (t.state === "error") {
     parts.push(el("p", {}, el("button", {id: "requeue", disabled: !actions, onclick: () => act(
