@@ -188,11 +188,11 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint
 
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (0: in this process), a file at a time on a worker
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (4; 0: in this process), a file at a time on a worker
 # (module fixtures deploy stacks once), the end-to-end files first: they mostly wait on deployments,
 # KEDA and pods, so the others run beside them. tests/shared_run.py builds the images and starts the
 # cluster and the Docker hosts once for all workers.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 .PHONY: test-stage-pytest
 test-stage-pytest: ## The pytest suite (tests/) on PYTEST_WORKERS workers: PYTEST_ARGS passes options
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
