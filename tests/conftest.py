@@ -29,7 +29,7 @@ SHARED_SERVERS = {"docker-hosts": _docker_hosts, "kube-cluster": _local_cluster}
 
 #: files that mostly wait (deployments, KEDA, trial pods), longest first: they start first, so that on
 #: several workers (make test) the others' tests run while they wait. Only an order; nothing is timed.
-WAITING_FIRST = ["e2e/test_kube_keda_fallback.py", "e2e/test_kube_autoscaling.py", "e2e/test_kube_stack.py",
+WAITING_FIRST = ["e2e/test_kube_autoscaling.py", "e2e/test_kube_stack.py",
                  "e2e/test_docker_hosts.py", "e2e/test_user_targets.py", "e2e/test_docker_stack.py",
                  "e2e/test_kube_credentials.py", "e2e/test_kube_trial_pods.py", "integration/test_kube_provider.py",
                  "integration/test_outage.py"]

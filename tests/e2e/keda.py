@@ -1,6 +1,6 @@
-"""What the two KEDA end-to-end tests share (test_kube_autoscaling.py, test_kube_keda_fallback.py): the
-stack keda-ci on the tests' single-node cluster, the experiment they queue from outside, how they count
-workers and how they report. Two files, so that make test's workers run them side by side."""
+"""What the KEDA end-to-end tests (test_kube_autoscaling.py) use: the stack keda-ci on the tests'
+single-node cluster, the experiment they queue from outside, how they count workers and how they
+report."""
 
 from __future__ import annotations
 

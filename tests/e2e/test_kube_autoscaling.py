@@ -3,13 +3,20 @@ keda, min 0, max 4) on the tests' single-node cluster, where KEDA's operator and
 (testbed/kube_cluster). With nothing queued the pool parks at 0; an experiment of 40 trials started from
 outside makes it 4; lowering the ScaledObject's maximum to 2 mid-run scales down workers that hold
 trials (they hand them back on SIGTERM); when the queue drains the pool goes back to 0. Every trial
-ends DONE, exactly once: none is lost on scale-down. (KEDA's fallback: test_kube_keda_fallback.py.)
+ends DONE, exactly once: none is lost on scale-down.
+
+The monitor, the gauge's source, stopped mid-experiment (a stack of its own): KEDA's fallback holds the
+pool (4 workers where the gauge asked for 3), trials keep finishing, and with the monitor back every
+trial ends DONE once; stopped again with the pool parked at 0, the fallback wakes it. The two tests
+share one file, so they run one after the other: side by side on one KEDA, on a loaded machine, the
+scale test once saw its metric unread for 3 minutes.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 import yaml
@@ -18,7 +25,7 @@ from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, 
                             start_driver, worker_count)
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.helpers import REPO, wait_for
-from tests.pulumi_engine import kube_stack
+from tests.pulumi_engine import kube_stack, program_stack
 
 
 @pytest.fixture
@@ -78,3 +85,108 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
         show_failure(scenario, driver)
         raise
     print_timings("keda-ci", timings)
+
+
+# -- KEDA's fallback: the monitor (the gauge's source) goes away mid-experiment ----------------------
+
+# enough trials that the queue lasts while the monitor is down, however slow the machine
+FALLBACK_TRIALS, FALLBACK_TRIAL_SECONDS = 120, 3
+#: 120 open trials / 40 per worker: the gauge asks for 3 workers at most; the fallback (maxReplicas) holds 4
+FALLBACK_PER_WORKER, FALLBACK_MAX = 40, 4
+
+
+@pytest.fixture
+def fallback_stack(kube_cluster, tmp_path):
+    """keda-ci's config as a stack of its own (project, state and namespace), workers wanted 3 at most
+    by the gauge and 4 by the fallback (maxReplicas, the default); yields (run, Stack)."""
+    config = yaml.safe_load((REPO / f"Pulumi.{STACK}.yaml").read_text())["config"]
+    namespace = "hyperfleet-keda-fb-" + uuid.uuid4().hex[:6]
+    config["hyperfleet:kubernetes"] = {**config["hyperfleet:kubernetes"], "namespace": namespace}
+    scaling = config["hyperfleet:workers"]["autoscaling"]
+    scaling.update(maxReplicas=FALLBACK_MAX, trialsPerWorker=FALLBACK_PER_WORKER)
+    assert "fallbackReplicas" not in scaling  # the default is under test
+    stack = Stack(name="keda-fb", namespace=namespace, release="hyperfleet-keda-fb", exp_key="keda-fallback",
+                  max_evals=FALLBACK_TRIALS)
+    for run in program_stack(tmp_path / "project", stack.name, config, PASSPHRASE, tmp_path / "state",
+                             kube_cluster.kubeconfig):
+        yield run, stack
+
+
+def fallback_condition(scenario: Scenario) -> str | None:
+    """The ScaledObject's Fallback condition status ("True" while KEDA falls back), or None."""
+    scaled = scenario.get("scaledobject", f"{scenario.stack.release}-worker")
+    return next((c["status"] for c in scaled.get("status", {}).get("conditions", []) if c["type"] == "Fallback"), None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fallback_stack, kube_cluster, tmp_path):
+    pulumi, stack = fallback_stack
+    scenario = Scenario(stack, pulumi, kube_cluster.kubeconfig, kube_cluster.context, node_exec=[])
+    experiment = {**EXPERIMENT, "name": stack.exp_key, "max_evals": FALLBACK_TRIALS, "parallelism": FALLBACK_TRIALS,
+                  "space": {**EXPERIMENT["space"], "sleep_seconds": {"choice": [FALLBACK_TRIAL_SECONDS]}}}
+    timings, driver, monitor = {}, None, f"deployment/{stack.release}-monitor"
+    try:
+        pulumi("up", "--yes", "--skip-preview")
+        spec = scenario.get("scaledobject", f"{stack.release}-worker")["spec"]
+        assert spec["fallback"] == {"failureThreshold": 3, "replicas": FALLBACK_MAX, "behavior": "currentReplicasIfHigher"}
+        wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=120, step=1)
+        with forwarded_mongo(scenario) as (url, jobs):
+            driver = start_driver(url, experiment, tmp_path)
+            wait_for(lambda: worker_count(scenario)[2] >= 2, timeout=180, step=0.5)
+            at_stop = worker_count(scenario)[0]
+            assert at_stop < FALLBACK_MAX  # what the gauge asks for, below the fallback's count
+            # the metric's source goes away while trials are queued
+            scenario.kubectl("scale", monitor, "--replicas=0")
+            stopped = time.monotonic()
+            wait_for(lambda: not scenario.pods("monitor"), timeout=60, step=0.5)
+            done_at_stop = jobs.count_documents({"exp_key": stack.exp_key, "state": 2})
+            samples = []
+
+            def sample_until(predicate):
+                samples.append(worker_count(scenario))
+                return predicate()
+            wait_for(lambda: sample_until(lambda: fallback_condition(scenario) == "True"), timeout=90, step=0.5)
+            timings["monitor stopped -> KEDA falls back"] = time.monotonic() - stopped
+            wait_for(lambda: sample_until(lambda: worker_count(scenario)[2] == FALLBACK_MAX), timeout=120, step=0.5)
+            timings[f"monitor stopped -> {FALLBACK_MAX} workers Ready"] = time.monotonic() - stopped
+            # past the cooldown (10 s) with the gauge unreadable: never scaled towards 0
+            hold_until = time.monotonic() + 20
+            wait_for(lambda: sample_until(lambda: time.monotonic() > hold_until), timeout=40, step=0.5)
+            assert min(s[0] for s in samples) >= at_stop and min(s[1] for s in samples) >= at_stop, samples
+            timings["fewest workers while the monitor was down"] = min(s[1] for s in samples)
+            assert jobs.count_documents({"exp_key": stack.exp_key, "state": 0}) > 0, "the queue drained too soon"
+            done_while_down = jobs.count_documents({"exp_key": stack.exp_key, "state": 2}) - done_at_stop
+            assert done_while_down > 0, "no trial finished while the monitor was down"
+            timings["trials finished while the monitor was down"] = done_while_down
+            scenario.kubectl("scale", monitor, "--replicas=1")
+            wait_for(lambda: fallback_condition(scenario) == "False", timeout=120, step=1)
+            timings["monitor back -> fallback off"] = time.monotonic() - stopped
+            out, _ = driver.communicate(timeout=600)
+            assert driver.returncode == 0, out
+            docs = list(jobs.find({"exp_key": stack.exp_key}))
+            assert len(docs) == FALLBACK_TRIALS and len({d["tid"] for d in docs}) == FALLBACK_TRIALS
+            assert [d["tid"] for d in docs if d["state"] != 2] == []
+
+            # a pool parked at 0 when the monitor goes: the fallback wakes it (the queue is unknown)
+            wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
+            scenario.kubectl("scale", monitor, "--replicas=0")
+            stopped = time.monotonic()
+            wait_for(lambda: not scenario.pods("monitor"), timeout=60, step=0.5)
+            second = {**experiment, "name": f"{stack.exp_key}-2", "max_evals": 8, "parallelism": 8}
+            driver = start_driver(url, second, tmp_path)
+            wait_for(lambda: worker_count(scenario)[2] >= 1, timeout=120, step=0.5)
+            timings["parked pool, monitor stopped -> a worker Ready"] = time.monotonic() - stopped
+            wait_for(lambda: jobs.count_documents({"exp_key": second["name"], "state": 2}) >= 1, timeout=120, step=0.5)
+            scenario.kubectl("scale", monitor, "--replicas=1")
+            out, _ = driver.communicate(timeout=600)
+            assert driver.returncode == 0, out
+            docs = list(jobs.find({"exp_key": second["name"]}))
+        assert len(docs) == 8 and len({d["tid"] for d in docs}) == 8
+        assert [d["tid"] for d in docs if d["state"] != 2] == []
+        pulumi("destroy", "--yes")
+        scenario.check_nothing_left()
+    except BaseException:
+        show_failure(scenario, driver)
+        raise
+    print_timings("keda fallback", timings)
