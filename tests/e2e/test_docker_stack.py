@@ -87,7 +87,8 @@ def check_the_password_is_only_where_it_must_be(stack, up) -> None:
     # the database checks it: a wrong one is refused, in one line
     wrong = url.replace(urllib.parse.quote(password, safe=""), "not-the-password")
     refused = subprocess.run(["docker", "exec", "-e", f"HYPERFLEET_STATUS_MONGO={wrong}", f"hyperfleet-{STACK}-monitor",
-                              "hyperfleet", "status"], capture_output=True, text=True)
+                              "hyperfleet", "status", "--connect-timeout-seconds", "60"],  # Mongo may still be starting
+                             capture_output=True, text=True)
     assert refused.returncode == 1 and "refused the credentials" in refused.stderr, refused.stderr
     assert password not in up.stdout + up.stderr
     assert password not in stack("stack", "export").stdout

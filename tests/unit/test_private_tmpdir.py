@@ -32,10 +32,16 @@ def test_the_command_gets_a_private_directory_that_goes_when_it_ends(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def default_sigint():
+    """Ctrl-C's disposition in a user's shell: a pytest process (an xdist worker, a run started in the
+    background) may hand its children SIGINT ignored, which a shell cannot trap."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
     wrapper = subprocess.Popen([str(PRIVATE_TMPDIR), "sh", "-c", 'echo "$TMPDIR"; touch "$TMPDIR/kubeconfig1"; sleep 120'],
                                env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_sigint)
     private = Path(wrapper.stdout.readline().strip())
     deadline = time.monotonic() + 60  # a wait, not a timing claim: generous on a loaded machine
     while not (private / "kubeconfig1").exists() and time.monotonic() < deadline:
