@@ -30,17 +30,22 @@ run_stages() {
 # shellcheck disable=SC2086  # the stage lists are words
 run_stages "" $first || exit 1
 
-# shellcheck disable=SC2086
-run_stages "(beside ${main// /, })" $beside > "$times.beside.log" 2>&1 &
-beside_pid=$!
-echo "== make test: beside the suite: $beside (output in $times.beside.log, shown when done)"
+beside_status=0
+if [[ -n "${beside// /}" ]]; then
+  # shellcheck disable=SC2086
+  run_stages "(beside ${main// /, })" $beside > "$times.beside.log" 2>&1 &
+  beside_pid=$!
+  echo "== make test: beside the suite: $beside (output in $times.beside.log, shown when done)"
+fi
 # shellcheck disable=SC2086
 run_stages "" $main
 main_status=$?
-wait "$beside_pid"
-beside_status=$?
-echo "== make test: the stages run beside the suite ($beside):"
-cat "$times.beside.log"
+if [[ -n "${beside// /}" ]]; then
+  wait "$beside_pid"
+  beside_status=$?
+  echo "== make test: the stages run beside the suite ($beside):"
+  cat "$times.beside.log"
+fi
 if (( main_status != 0 || beside_status != 0 )); then
   exit 1
 fi
