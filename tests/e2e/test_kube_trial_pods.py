@@ -141,7 +141,10 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
         wait_until(lambda: pod["metadata"]["name"] not in {p["metadata"]["name"] for p in trial_pods(scenario)},
                    30, f"the trial pod of the deleted worker {worker} to go")
         gone_seconds = time.monotonic() - started
-        doc = jobs.find_one({"exp_key": "pods-ok", "tid": tid})
+        # the trial pod goes with its worker (garbage collection); the worker writes its hand-back as it
+        # stops, which on a loaded machine may land a moment later
+        doc = wait_until(lambda: (d := jobs.find_one({"exp_key": "pods-ok", "tid": tid}))
+                         and d["hyperfleet"].get("history") and d, 30, f"the hand-back of trial {tid} recorded")
         events = [e["event"] for e in doc["hyperfleet"]["history"] if (e.get("owner") or "").startswith(worker + ":")]
         assert events and events[0] in ("handed back", "requeued"), doc["hyperfleet"]["history"]
 
