@@ -166,7 +166,8 @@ class TrialReporter:
             if self.pruned is not None:
                 raise TrialPruned(f"trial {self.tid} was pruned at step {self.pruned['step']}")
             previous = self.last[0] if self.last else None
-            self.last, self._steps = (step, loss), self._steps | {step}
+            self.last = (step, loss)
+            self._steps.add(step)
             self.best = loss if self.best is None else min(self.best, loss)
             rule = self.rule or {}
             rungs = asha_rungs(rule, previous, step) if rule.get("rule") == ASHA else []

@@ -394,12 +394,14 @@ class JobStore:
 
     def progress_at_step(self, exp_key: str | None, step: int, except_tid: int) -> list[float]:
         """The values the other trials of the experiment reported at ``step``: one index range."""
-        query = {"exp_key": exp_key, "step": step, "tid": {"$ne": except_tid}}
-        return [d["loss"] for d in self.db[PROGRESS].find(query, projection={"loss": 1, "_id": 0})]
+        return self._others_values(exp_key, "step", step, except_tid)
 
     def progress_at_rung(self, exp_key: str | None, rung: int, except_tid: int) -> list[float]:
         """The values the other trials of the experiment reached ASHA's ``rung`` with."""
-        query = {"exp_key": exp_key, "rungs": rung, "tid": {"$ne": except_tid}}
+        return self._others_values(exp_key, "rungs", rung, except_tid)
+
+    def _others_values(self, exp_key: str | None, field: str, value: int, except_tid: int) -> list[float]:
+        query = {"exp_key": exp_key, field: value, "tid": {"$ne": except_tid}}
         return [d["loss"] for d in self.db[PROGRESS].find(query, projection={"loss": 1, "_id": 0})]
 
     def trial_curves(self, exp_key: str | None, min_tid: int = 0) -> dict[int, list[tuple[int, float]]]:

@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..placement import gpu_of, worker_of
+
 # The backends are imported where they are used: a trial pod runs ``python3 -m
 # hyperfleet.objectives.kubernetes``, which Python must not find imported already by this package.
 
@@ -53,9 +55,8 @@ class ContainerObjective:
             return kubernetes.run_trial_pod(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
                                             owner=owner)
         # a worker pinned to a GPU gives its trial containers the same one
-        gpu = ((trial.get("hyperfleet") or {}).get("worker") or {}).get("gpu")
         return docker.run_container_trial(self, params, trial.get("exp_key"), trial.get("tid"), ctrl.attachments,
-                                          owner=owner, gpu=gpu)
+                                          owner=owner, gpu=gpu_of(worker_of(trial)))
 
 
 def remove_owned_trials(owner: str) -> int:
