@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -159,7 +160,12 @@ class DockerHosts:
                 terminate(pids[name])
         self.pids.path.unlink(missing_ok=True)
         for engine in ENGINES:
-            run("ip", "netns", "del", engine.netns, check=False)  # its veth pair goes with it
+            # what outlives its dockerd there (containerd's shims and their containers) keeps the namespace,
+            # and with it the veth pair, after its name is deleted: the next up() would find the veth's name taken
+            for pid in run("ip", "netns", "pids", engine.netns, check=False).stdout.split():
+                terminate(int(pid), signal.SIGKILL, timeout_seconds=5)
+            run("ip", "netns", "del", engine.netns, check=False)
+            run("ip", "link", "del", engine.veth, check=False)  # the pair goes, whoever still holds the namespace
             shutil.rmtree(engine.run_dir, ignore_errors=True)
         run("ip", "link", "del", BRIDGE, check=False)
 
