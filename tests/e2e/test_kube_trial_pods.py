@@ -231,7 +231,8 @@ def test_the_workers_role_grants_exactly_the_calls_trial_pods_make(release, monk
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {(r, v) for r, verbs in trial_pods.PERMISSIONS.items() for v in verbs}
 
-    worker = scenario.pods("worker")[0]
+    # a worker that stays: a trial pod owned by one being deleted would be collected with it
+    worker = next(p for p in scenario.pods("worker") if not p["metadata"].get("deletionTimestamp"))
     monkeypatch.setenv(trial_pods.POD_NAME_ENV, worker["metadata"]["name"])
     monkeypatch.setenv(trial_pods.POD_UID_ENV, worker["metadata"]["uid"])
     monkeypatch.setenv(trial_pods.POD_NAMESPACE_ENV, scenario.stack.namespace)
