@@ -49,8 +49,9 @@ log = logging.getLogger("hyperfleet.worker")
 RESULT_WRITE_RETRY_SECONDS = 120.0
 _WAIT_STEP_SECONDS = 0.05
 #: how long a pruned --subprocesses child has to end on its own (TrialPruned from its report) before
-#: it is killed
-PRUNED_CHILD_GRACE_SECONDS = 0.5
+#: it is killed: time for a container objective's child to remove its container and hand over the log
+#: it followed (0.5 s lost that log now and then on a loaded machine)
+PRUNED_CHILD_GRACE_SECONDS = 2.0
 #: where --subprocesses children come from: forked by a server that has imported what they need
 _CHILDREN = multiprocessing.get_context("forkserver")
 _CHILDREN.set_forkserver_preload(["hyperfleet.evaluation"])

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from hyperfleet.store import JOB_STATE_DONE
+from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE
 from tests.helpers import REPO, jobs, run_cli, start_polling_workers, start_worker, stop_all, wait_for
 
 
@@ -24,13 +24,17 @@ def test_declarative_experiment_with_2_workers(mongo_url, tmp_path):
         driver = run_cli(mongo_url, path, stdout=subprocess.PIPE, text=True)
         out, _ = driver.communicate(timeout=150)
         assert driver.returncode == 0
-        docs = sorted(jobs(mongo_url).find({"exp_key": "branin"}), key=lambda d: d["tid"])
-        assert all(d["state"] == JOB_STATE_DONE for d in docs)
+        handed_out = sorted(jobs(mongo_url).find({"exp_key": "branin"}), key=lambda d: d["tid"])
+        # what was still queued when the search stopped is withdrawn, never run; the rest is DONE
+        withdrawn = [d for d in handed_out if d["state"] == JOB_STATE_CANCEL]
+        assert all(d["owner"] is None and d["book_time"] is None for d in withdrawn), withdrawn
+        docs = [d for d in handed_out if d["state"] != JOB_STATE_CANCEL]
+        assert all(d["state"] == JOB_STATE_DONE for d in docs), [(d["tid"], d["state"]) for d in docs]
         # the first trial to reach it (on the server's clock); fmin keeps `parallelism` trials running and
         # as many queued, so at most 2 x parallelism were handed out beyond it
         first_hit = min((d for d in docs if d["result"]["loss"] <= threshold), key=lambda d: d["refresh_time"])["tid"]
-        assert len(docs) <= first_hit + 1 + 2 * spec["parallelism"] < spec["max_evals"], \
-            [(d["tid"], d["result"]["loss"]) for d in docs]
+        assert len(handed_out) <= first_hit + 1 + 2 * spec["parallelism"] < spec["max_evals"], \
+            [(d["tid"], d["state"], d["result"].get("loss")) for d in handed_out]
         assert len({d["hyperfleet"]["worker"]["pid"] for d in docs}) == 2
         best = min(d["result"]["loss"] for d in docs)
         assert out.startswith(f"branin: {len(docs)} trials, {len(docs)} done, 0 failed; best loss {best:.6g}")
