@@ -65,15 +65,31 @@ class PodWatch(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
+        """List, then watch from the list's version, each watch going on from where the last one ended: a
+        watch started afresh would not tell of a pod deleted in between, which would then stay held."""
         from kubernetes import watch
+        from kubernetes.client.rest import ApiException
 
-        stream = watch.Watch()
+        selector, version = f"{K8S_COMPONENT_LABEL}={ROLE_TRIAL}", None
         while not self.stop.is_set():
-            for event in stream.stream(self.api.list_namespaced_pod, self.namespace, timeout_seconds=2,
-                                       label_selector=f"{K8S_COMPONENT_LABEL}={ROLE_TRIAL}"):
-                self.see(event["type"], event["object"])
-                if self.stop.is_set():
-                    break
+            if version is None:
+                listed = self.api.list_namespaced_pod(self.namespace, label_selector=selector)
+                self.holding &= {pod.metadata.name for pod in listed.items}
+                for pod in listed.items:
+                    self.see("LISTED", pod)
+                version = listed.metadata.resource_version
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(self.api.list_namespaced_pod, self.namespace, timeout_seconds=2,
+                                           resource_version=version, label_selector=selector):
+                    self.see(event["type"], event["object"])
+                    if self.stop.is_set():
+                        break
+                version = stream.resource_version or version
+            except ApiException as err:
+                if err.status != 410:  # 410: the version is too old to watch from; list again
+                    raise
+                version = None
 
     def see(self, kind: str, pod) -> None:
         self.events += 1
