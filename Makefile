@@ -122,8 +122,8 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 ##@ Develop
 
 # make test's stages (scripts/test-stages.sh): TEST_FIRST in order, then TEST_MAIN in order with TEST_BESIDE
-# beside them. The default is one after another: the parallel way (TEST_MAIN=pytest TEST_BESIDE="hyperopt-suite
-# hyperopt-oldest bench-smoke" PYTEST_WORKERS=4) takes 9-11 min, but still fails now and then (docs/testing.md)
+# beside them. The default is one after another (about 26 min): the parallel way (TEST_MAIN=pytest TEST_BESIDE="hyperopt-suite
+# hyperopt-oldest bench-smoke" PYTEST_WORKERS=4) takes 10-12 min, but still fails now and then (docs/testing.md)
 TEST_FIRST := provision lint
 TEST_MAIN := pytest hyperopt-suite hyperopt-oldest bench-smoke
 TEST_BESIDE :=
@@ -191,7 +191,7 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 test-stage-lint: lint ## = make lint
 
 # The suite runs on PYTEST_WORKERS pytest-xdist workers (0, the default: in this process), a file at a time on a worker
-# (module fixtures deploy stacks once), the end-to-end files first: they mostly wait on deployments,
+# (module fixtures deploy stacks once), the slow files first (tests/conftest.py SLOW_FIRST): most wait on deployments,
 # KEDA and pods, so the others run beside them. tests/shared_run.py builds the images and starts the
 # cluster and the Docker hosts once for all workers.
 PYTEST_WORKERS ?= 0

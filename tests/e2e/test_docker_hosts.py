@@ -70,8 +70,11 @@ def docker(socket: str, *args: str) -> str:
 
 
 def leftovers(socket: str) -> list[str]:
+    """The stack's containers, volumes and networks, and its experiment's trial containers, on the engine (the
+    home engine is shared: other tests' trial containers run there beside this one)."""
     return (docker(socket, "ps", "-aq", "--filter", LABEL).split()
-            + docker(socket, "ps", "-aq", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}").split()
+            + docker(socket, "ps", "-aq", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}",
+                     "--filter", f"label={EXP_KEY_LABEL}={CONTAINER_EXP}").split()
             + docker(socket, "volume", "ls", "-q", "--filter", LABEL).split()
             + docker(socket, "network", "ls", "-q", "--filter", LABEL).split())
 
