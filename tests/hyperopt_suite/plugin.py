@@ -25,6 +25,7 @@ import nose (installed for them) and use ``np.NaN``, which NumPy 2 removed.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -48,10 +49,30 @@ if tuple(int(part) for part in version("hyperopt").split(".")[:2]) < (0, 3):
 ON_FERRETDB = shutil.which("mongod") is None
 
 
+#: the folder of hyperopt's TempMongo (its server listens on the fixed port 22334)
+TEMP_MONGO_DIR = "/tmp/hyperopt_test"
+
+
+def _stop_leftover_servers() -> None:
+    """Kill the server an earlier run of the suite left behind (its process died before TempMongo stopped
+    it): it would still hold port 22334, and this run's clients would reach it, its folder since removed."""
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and TEMP_MONGO_DIR in command and ("ferretdb" in command or "postgres" in command):
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _install() -> None:
     sys.modules["hyperopt.mongoexp"] = hyperfleet.mongoexp
     hyperopt.mongoexp = hyperfleet.mongoexp
     if ON_FERRETDB:
+        _stop_leftover_servers()
         choose_kind()  # says what to install when the server is missing
         os.environ["HYPERFLEET_PYTHON"] = sys.executable
         os.environ["HYPERFLEET_TEST_SERVER"] = "ferretdb"  # not the stand-in `mongod` put on PATH below
