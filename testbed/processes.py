@@ -81,6 +81,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def pids_matching(text: str) -> list[int]:
+    """The processes (but this one) whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return [p for p in found if p != os.getpid()]
+
+
 def terminate(pid: int, sig: int = signal.SIGTERM, timeout_seconds: float = 15) -> None:
     """Send ``sig``; SIGKILL if the process is still there after ``timeout_seconds``."""
     try:

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from testbed.kube_server import find_binary
-from testbed.processes import ServerNotFound, alive, run, terminate
+from testbed.processes import ServerNotFound, alive, pids_matching, run, terminate
 
 from .addons import Addons
 from .certificates import make_pki
@@ -62,7 +62,7 @@ from .common import (
     tool,
 )
 from .control_plane import ControlPlane
-from .node import Node, pids_matching, remove_iptables_chains, unmount_under
+from .node import Node, remove_iptables_chains, unmount_under
 
 __all__ = ["CONTEXT", "KUBECONFIG", "PAUSE_IMAGE", "LocalCluster"]
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -175,18 +174,6 @@ def full_name(image: str) -> str:
     elif "." not in first and ":" not in first and first != "localhost":
         name = f"docker.io/{name}"
     return f"{name}:{tag}"
-
-
-def pids_matching(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return [p for p in found if p != os.getpid()]
 
 
 def remove_iptables_chains(prefixes: tuple[str, ...]) -> None:

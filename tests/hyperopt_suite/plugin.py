@@ -37,6 +37,7 @@ import pytest
 
 import hyperfleet.mongoexp
 from testbed.mongo import choose_kind
+from testbed.processes import pids_matching, terminate
 
 #: test name -> (why it cannot pass on the tests' FerretDB server, the exception it fails with there)
 FERRETDB_LIMITS: dict[str, tuple[str, type[Exception]]] = {}
@@ -56,16 +57,9 @@ TEMP_MONGO_DIR = "/tmp/hyperopt_test"
 def _stop_leftover_servers() -> None:
     """Kill the server an earlier run of the suite left behind (its process died before TempMongo stopped
     it): it would still hold port 22334, and this run's clients would reach it, its folder since removed."""
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if proc.name.isdigit() and TEMP_MONGO_DIR in command and ("ferretdb" in command or "postgres" in command):
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    servers = set(pids_matching("ferretdb")) | set(pids_matching("postgres"))
+    for pid in servers & set(pids_matching(TEMP_MONGO_DIR)):
+        terminate(pid, signal.SIGKILL, timeout_seconds=5)
 
 
 def _install() -> None:
