@@ -31,12 +31,12 @@ SHARED_SERVERS = {"docker-hosts": _docker_hosts, "kube-cluster": _local_cluster}
 #: several workers (make test) the quick ones fill the gaps at the end. Most of them wait (deployments,
 #: KEDA, trial pods, worker processes). Only an order; nothing is timed.
 SLOW_FIRST = ["e2e/test_kube_autoscaling.py", "e2e/test_kube_stack.py", "e2e/test_docker_hosts.py",
-                 "integration/test_objectives_docker.py", "e2e/test_user_targets.py", "e2e/test_docker_stack.py",
-                 "integration/test_kube_provider.py", "e2e/test_kube_trial_pods.py", "integration/test_worker.py",
-                 "integration/test_pruning.py", "integration/test_dashboard.py", "integration/test_monitor.py",
-                 "integration/test_run.py", "e2e/test_dashboard_browser.py", "integration/test_shutdown.py",
-                 "e2e/test_kube_credentials.py", "e2e/test_kube_gpus.py", "integration/test_outage.py",
-                 "chart/test_chart.py", "integration/test_status_report.py", "integration/test_secrets.py"]
+              "integration/test_objectives_docker.py", "e2e/test_user_targets.py", "e2e/test_docker_stack.py",
+              "integration/test_kube_provider.py", "e2e/test_kube_trial_pods.py", "integration/test_worker.py",
+              "integration/test_pruning.py", "integration/test_dashboard.py", "integration/test_monitor.py",
+              "integration/test_run.py", "e2e/test_dashboard_browser.py", "integration/test_shutdown.py",
+              "e2e/test_kube_credentials.py", "e2e/test_kube_gpus.py", "integration/test_outage.py",
+              "chart/test_chart.py", "integration/test_status_report.py", "integration/test_secrets.py"]
 
 
 def pytest_collection_modifyitems(items):
@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """--dist loadfile, with a worker busy on a waiting file taking quick files next (tests/xdist_schedule.py)."""
+    """--dist loadfile, with a worker busy on a slow file taking quick files next (tests/xdist_schedule.py)."""
     if config.getvalue("dist") == "loadfile":
         from tests.xdist_schedule import SlowFilesApart
         return SlowFilesApart(config, log, {f"tests/{path}" for path in SLOW_FIRST})

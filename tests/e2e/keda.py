@@ -41,6 +41,12 @@ def show_failure(scenario: Scenario, driver: subprocess.Popen | None) -> None:
     print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
 
 
+def assert_each_done_once(docs: list[dict], trials: int) -> None:
+    """The experiment's ``trials`` trials are there, each tid once, and every one DONE: none lost or doubled."""
+    assert len(docs) == trials and len({d["tid"] for d in docs}) == trials
+    assert [d["tid"] for d in docs if d["state"] != 2] == []
+
+
 def print_timings(label: str, timings: dict) -> None:
     print(f"\n{label} at {datetime.datetime.now():%H:%M}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 

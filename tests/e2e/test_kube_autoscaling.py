@@ -21,8 +21,8 @@ import uuid
 import pytest
 import yaml
 
-from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, forwarded_mongo, print_timings, show_failure,
-                            start_driver, worker_count)
+from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, assert_each_done_once, forwarded_mongo,
+                            print_timings, show_failure, start_driver, worker_count)
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.helpers import REPO, wait_for
 from tests.pulumi_engine import kube_stack, program_stack
@@ -67,8 +67,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
             drained = time.monotonic()
             docs = list(jobs.find({"exp_key": stack.exp_key}))
         # every trial DONE, once; the scaled-down workers handed theirs back
-        assert len(docs) == TRIALS and len({d["tid"] for d in docs}) == TRIALS
-        assert [d["tid"] for d in docs if d["state"] != 2] == []
+        assert_each_done_once(docs, TRIALS)
         handed_back = [d for d in docs if any(h["event"] == "handed back" for h in d["hyperfleet"].get("history", []))]
         assert handed_back, "no worker held a trial when it was scaled down"
         assert all("SIGTERM" in h["reason"] for d in handed_back for h in d["hyperfleet"]["history"]
@@ -165,8 +164,7 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
             docs = list(jobs.find({"exp_key": stack.exp_key}))
-            assert len(docs) == FALLBACK_TRIALS and len({d["tid"] for d in docs}) == FALLBACK_TRIALS
-            assert [d["tid"] for d in docs if d["state"] != 2] == []
+            assert_each_done_once(docs, FALLBACK_TRIALS)
 
             # a pool parked at 0 when the monitor goes: the fallback wakes it (the queue is unknown)
             wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
@@ -182,8 +180,7 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
             docs = list(jobs.find({"exp_key": second["name"]}))
-        assert len(docs) == 8 and len({d["tid"] for d in docs}) == 8
-        assert [d["tid"] for d in docs if d["state"] != 2] == []
+        assert_each_done_once(docs, second["max_evals"])
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
     except BaseException:
