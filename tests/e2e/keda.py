@@ -33,12 +33,15 @@ def worker_count(scenario: Scenario) -> tuple[int, int, int]:
     return deployment["spec"].get("replicas", 1), len(pods), len(ready)
 
 
-def show_failure(scenario: Scenario, driver: subprocess.Popen | None) -> None:
-    """A failed test's driver stopped, and what the cluster and KEDA say, printed for its report."""
+def show_failure(scenario: Scenario, driver: subprocess.Popen | None, cluster) -> None:
+    """A failed test's driver stopped, and what the cluster and KEDA say, printed for its report: the
+    operator's log lines about this ScaledObject (its scalers' errors) included."""
     if driver and driver.poll() is None:
         driver.kill()
     print(scenario.diagnostics())
     print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
+    operator = [line for line in cluster.log_tail("keda-operator", 1_000_000).splitlines() if scenario.stack.release in line]
+    print("keda-operator on this ScaledObject (last 60 lines):\n" + "\n".join(operator[-60:]))
 
 
 def assert_each_done_once(docs: list[dict], trials: int) -> None:

@@ -81,7 +81,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
     except BaseException:
-        show_failure(scenario, driver)
+        show_failure(scenario, driver, kube_cluster)
         raise
     print_timings("keda-ci", timings)
 
@@ -117,6 +117,11 @@ def fallback_condition(scenario: Scenario) -> str | None:
     return next((c["status"] for c in scaled.get("status", {}).get("conditions", []) if c["type"] == "Fallback"), None)
 
 
+def set_min_replicas(scenario: Scenario, count: int) -> None:
+    scenario.kubectl("patch", "scaledobject", f"{scenario.stack.release}-worker", "--type=merge",
+                     "-p", json.dumps({"spec": {"minReplicaCount": count}}))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fallback_stack, kube_cluster, tmp_path):
@@ -125,14 +130,21 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
     experiment = {**EXPERIMENT, "name": stack.exp_key, "max_evals": FALLBACK_TRIALS, "parallelism": FALLBACK_TRIALS,
                   "space": {**EXPERIMENT["space"], "sleep_seconds": {"choice": [FALLBACK_TRIAL_SECONDS]}}}
     timings, driver, monitor = {}, None, f"deployment/{stack.release}-monitor"
+    began = time.monotonic()
+
+    def phase(label):
+        timings[f"[{label}]"] = time.monotonic() - began
     try:
         pulumi("up", "--yes", "--skip-preview")
+        phase("up")
         spec = scenario.get("scaledobject", f"{stack.release}-worker")["spec"]
         assert spec["fallback"] == {"failureThreshold": 3, "replicas": FALLBACK_MAX, "behavior": "currentReplicasIfHigher"}
         wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=120, step=1)
         with forwarded_mongo(scenario) as (url, jobs):
+            phase("parked")
             driver = start_driver(url, experiment, tmp_path)
             wait_for(lambda: worker_count(scenario)[2] >= 2, timeout=180, step=0.5)
+            phase("2 ready")
             at_stop = worker_count(scenario)[0]
             assert at_stop < FALLBACK_MAX  # what the gauge asks for, below the fallback's count
             # the metric's source goes away while trials are queued
@@ -161,13 +173,20 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             scenario.kubectl("scale", monitor, "--replicas=1")
             wait_for(lambda: fallback_condition(scenario) == "False", timeout=120, step=1)
             timings["monitor back -> fallback off"] = time.monotonic() - stopped
+            phase("fallback off")
+            # what is left only has to drain (the gauge would ask for 1-2 workers, 40 trials each): the
+            # pool held at its maximum for that, then free to park again
+            set_min_replicas(scenario, FALLBACK_MAX)
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
+            phase("driver done")
+            set_min_replicas(scenario, 0)
             docs = list(jobs.find({"exp_key": stack.exp_key}))
             assert_each_done_once(docs, FALLBACK_TRIALS)
 
             # a pool parked at 0 when the monitor goes: the fallback wakes it (the queue is unknown)
             wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
+            phase("parked again")
             scenario.kubectl("scale", monitor, "--replicas=0")
             stopped = time.monotonic()
             wait_for(lambda: not scenario.pods("monitor"), timeout=60, step=0.5)
@@ -181,9 +200,11 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             assert driver.returncode == 0, out
             docs = list(jobs.find({"exp_key": second["name"]}))
         assert_each_done_once(docs, second["max_evals"])
+        phase("second done")
         pulumi("destroy", "--yes")
         scenario.check_nothing_left()
+        phase("destroyed")
     except BaseException:
-        show_failure(scenario, driver)
+        show_failure(scenario, driver, kube_cluster)
         raise
     print_timings("keda fallback", timings)

@@ -147,9 +147,13 @@ def skip(db: WorkDB, job_id: str, reason: str) -> None:
 
 
 def prepare(name: str, module: str, workdir: Path, python: str, covmap: Path, sample: int | None, seed: int,
-            rerun: bool) -> Path:
-    """The session of ``module``: listed, filtered, its config and pristine copy written."""
+            rerun: bool, resume: bool = False) -> Path:
+    """The session of ``module``: listed, filtered, its config and pristine copy written. With ``resume``,
+    an earlier run's session is kept as it is: cosmic-ray runs only the mutants it has no result for."""
     pristine = workdir / f"{name}.py.orig"
+    session = workdir / f"{name}.sqlite"
+    if resume and session.exists() and (not pristine.exists() or pristine.read_text() != (REPO / module).read_text()):
+        sys.exit(f"mutation: --resume: {module} changed since the run of {name} began: start it again without --resume")
     pristine.write_text((REPO / module).read_text())
     pytest_args = f"-q -p no:cacheprovider --basetemp={workdir / ('pytest-' + name)}"
     command = f"{shlex.quote(python)} {HERE / 'run_selected.py'} {module} {pristine} {covmap} -- {pytest_args}"
@@ -163,7 +167,8 @@ test-command = {json.dumps(command)}
 [cosmic-ray.distributor]
 name = "local"
 """)
-    session = workdir / f"{name}.sqlite"
+    if resume and session.exists():
+        return config
     if rerun:
         if not session.exists():
             sys.exit(f"mutation: --survivors: no earlier run of {name} in {workdir}")
@@ -262,6 +267,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the survivors of the last run (after tests were added); the rest is kept")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with an interrupted run: its coverage map and results are kept, only the mutants "
+                             "without a result run (a module whose run had not begun starts as usual)")
     parser.add_argument("--workdir", default=str(REPO / ".mutation"))
     parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
     parser.add_argument("--coverage-map", help="reuse this coverage map (of the same tests and modules, unchanged since)")
@@ -291,7 +299,9 @@ def main() -> int:
         groups.setdefault(tuple(MODULES[name]), []).append(name)
     for tests, group in groups.items():
         covmap = workdir / f"coverage-map-{'-'.join(group)}.json"
-        if args.coverage_map:
+        if args.resume and covmap.exists():
+            print(f"mutation: --resume: the coverage map {covmap} of the interrupted run", flush=True)
+        elif args.coverage_map:
             reused = json.loads(Path(args.coverage_map).read_text())
             if args.map_tests:  # measure these again (new or changed tests) over the reused map
                 fresh = workdir / f"coverage-map-{'-'.join(group)}-fresh.json"
@@ -309,7 +319,7 @@ def main() -> int:
         for name in group:
             start = time.monotonic()
             config = prepare(name, modules[name], workdir, args.python, covmap, args.sample, args.seed,
-                             args.survivors)
+                             args.survivors, args.resume)
             try:
                 subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config),
                                 str(workdir / f"{name}.sqlite")], cwd=REPO, check=True, env=env)
