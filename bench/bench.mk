@@ -28,6 +28,10 @@ $(PEERS_VENV)/.installed: bench/bench.mk
 bench-ceiling: test-install ## The server's own limit: 4 clients issuing only one trial's commands (insert, reserve, result), trials/s
 	PYTHONPATH=. $(PY) bench/bench_ceiling.py $(ARGS)
 
+.PHONY: bench-startup
+bench-startup: test-install ## What a worker or a driver pays to start: their imports, wall and CPU, scipy.stats deferred or not
+	PYTHONPATH=. $(PY) bench/bench_startup.py $(ARGS)
+
 .PHONY: bench-runtime
 bench-runtime: test-install $(STOCK_VENV)/.installed ## Pickup latency and throughput: hyperfleet vs stock hyperopt-mongo-worker
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python $(ARGS)
@@ -64,6 +68,7 @@ BENCH_SMOKE_DASHBOARD := $(if $(call without,browser),,1)
 bench-smoke: test-install $(if $(BENCH_SMOKE_MONITOR),docker-engine kube-server,) $(if $(BENCH_SMOKE_DASHBOARD),browser,) \
   $(STOCK_VENV)/.installed $(PEERS_VENV)/.installed ## Every benchmark at tiny sizes: fails if one breaks, asserts no timing (make test runs it)
 	PYTHONPATH=. $(PY) bench/bench_ceiling.py --trials 40 --documents 100 --repeats 1 --out $(BENCH_RESULTS)/smoke-ceiling.json
+	PYTHONPATH=. $(PY) bench/bench_startup.py --repeats 1 --out $(BENCH_RESULTS)/smoke-startup.json
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
 	  --trials 8 --workers 2 --only hyperfleet --only "poll-interval 0" --out $(BENCH_RESULTS)/smoke-runtime.json
 	$(if $(BENCH_SMOKE_MONITOR),,: skipped, HYPERFLEET_TESTS_WITHOUT:) BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. \
