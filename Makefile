@@ -128,11 +128,13 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 ##@ Develop
 
 # make test's stages (scripts/test-stages.sh): TEST_FIRST in order, then TEST_MAIN in order with TEST_BESIDE
-# beside them. The default is one after another (about 26 min): the parallel way (TEST_MAIN=pytest TEST_BESIDE="hyperopt-suite
-# hyperopt-oldest bench-smoke" PYTEST_WORKERS=4) takes 10-12 min, but still fails now and then (docs/testing.md)
+# beside them. By default the pytest suite runs on PYTEST_WORKERS workers with the other stages beside it
+# (about 10 min warm on 2 cores); TEST_SERIAL=1 runs every stage one after another, the suite in one
+# process (about 26 min): slower, but a failure there is never another stage's load (docs/testing.md)
+TEST_SERIAL ?=
 TEST_FIRST := provision lint
-TEST_MAIN := pytest hyperopt-suite hyperopt-oldest bench-smoke
-TEST_BESIDE :=
+TEST_MAIN := pytest $(if $(TEST_SERIAL),hyperopt-suite hyperopt-oldest bench-smoke,)
+TEST_BESIDE := $(if $(TEST_SERIAL),,hyperopt-suite hyperopt-oldest bench-smoke)
 STAGE_TIMES := $(CURDIR)/.test-stages
 
 .PHONY: test
@@ -196,11 +198,11 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint
 
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (0, the default: in this process), a file at a time on a worker
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (4; 0 with TEST_SERIAL=1: in this process), a file at a time on a worker
 # (module fixtures deploy stacks once), the slow files first (tests/conftest.py SLOW_FIRST): most wait on deployments,
 # KEDA and pods, so the others run beside them. tests/shared_run.py builds the images and starts the
 # cluster and the Docker hosts once for all workers.
-PYTEST_WORKERS ?= 0
+PYTEST_WORKERS ?= $(if $(TEST_SERIAL),0,4)
 .PHONY: test-stage-pytest
 test-stage-pytest: ## The pytest suite (tests/) on PYTEST_WORKERS workers: PYTEST_ARGS passes options
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
