@@ -128,13 +128,13 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 ##@ Develop
 
 # make test's stages (scripts/test-stages.sh): TEST_FIRST in order, then TEST_MAIN in order with TEST_BESIDE
-# beside them. By default the pytest suite runs on PYTEST_WORKERS workers with the other stages beside it
-# (about 10 min warm on 2 cores); TEST_SERIAL=1 runs every stage one after another, the suite in one
-# process (about 26 min): slower, but a failure there is never another stage's load (docs/testing.md)
-TEST_SERIAL ?=
+# beside them. By default one after another, the suite in one process (about 26 min warm on 2 cores);
+# TEST_PARALLEL=1 runs the suite on PYTEST_WORKERS workers with the other stages beside it (9-12 min),
+# but a loaded machine still fails a test now and then there (docs/testing.md)
+TEST_PARALLEL ?=
 TEST_FIRST := provision lint
-TEST_MAIN := pytest $(if $(TEST_SERIAL),hyperopt-suite hyperopt-oldest bench-smoke,)
-TEST_BESIDE := $(if $(TEST_SERIAL),,hyperopt-suite hyperopt-oldest bench-smoke)
+TEST_MAIN := pytest $(if $(TEST_PARALLEL),,hyperopt-suite hyperopt-oldest bench-smoke)
+TEST_BESIDE := $(if $(TEST_PARALLEL),hyperopt-suite hyperopt-oldest bench-smoke,)
 STAGE_TIMES := $(CURDIR)/.test-stages
 
 .PHONY: test
@@ -198,11 +198,11 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint
 
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (4; 0 with TEST_SERIAL=1: in this process), a file at a time on a worker
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (0, in this process; 4 with TEST_PARALLEL=1), a file at a time on a worker
 # (module fixtures deploy stacks once), the slow files first (tests/conftest.py SLOW_FIRST): most wait on deployments,
 # KEDA and pods, so the others run beside them. tests/shared_run.py builds the images and starts the
 # cluster and the Docker hosts once for all workers.
-PYTEST_WORKERS ?= $(if $(TEST_SERIAL),0,4)
+PYTEST_WORKERS ?= $(if $(TEST_PARALLEL),4,0)
 .PHONY: test-stage-pytest
 test-stage-pytest: ## The pytest suite (tests/) on PYTEST_WORKERS workers: PYTEST_ARGS passes options
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \

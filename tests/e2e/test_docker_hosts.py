@@ -155,7 +155,13 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
         def history(tid=tid):  # a trial requeued from an earlier kill has that event already
             return jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid}).get("hyperfleet", {}).get("history", [])
         before = len(history())
-        events = wait_for(lambda before=before: len(history()) > before and history(), timeout=30, step=0.05)
+        try:
+            events = wait_for(lambda before=before: len(history()) > before and history(), timeout=30, step=0.05)
+        except AssertionError:  # what the monitor said of the engines (a liveness check that fell back, say)
+            logs = subprocess.run(["docker", "-H", HOME, "logs", "--tail", "60", f"hyperfleet-{STACK}-monitor"],
+                                  capture_output=True, text=True)
+            print(logs.stdout[-3000:] + logs.stderr[-6000:])
+            raise
         detections[workers[name].split(":")[0]] = time.monotonic() - killed
         event = events[-1]
         assert event["event"] == "requeued" and f"container {name} is exited" in event["reason"], event

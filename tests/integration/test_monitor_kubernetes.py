@@ -66,7 +66,8 @@ def test_monitor_requeues_the_trial_of_a_deleted_pod_and_leaves_the_live_one(
         detected = requeue_time(store, lost["_id"], timeout=20)
         back = store.jobs.find_one({"_id": lost["_id"]})
         assert back["hyperfleet"]["history"][-1]["reason"] == f"pod {namespace}/worker-a is gone"
-        assert detected < 5, f"requeued {detected:.1f}s after the pod was deleted"
+        # the pod check, not the heartbeat grace (120 s): 5.8 s once, on a loaded machine
+        assert detected < 30, f"requeued {detected:.1f}s after the pod was deleted"
         # the trial of the pod that still runs was never touched, and finishes with its worker
         done = wait_for(lambda: store.jobs.find_one({"_id": kept["_id"], "state": JOB_STATE_DONE}), timeout=30)
         assert done["hyperfleet"]["worker"]["pod"] == "worker-b"
