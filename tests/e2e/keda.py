@@ -42,6 +42,9 @@ def show_failure(scenario: Scenario, driver: subprocess.Popen | None, cluster) -
     print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
     operator = [line for line in cluster.log_tail("keda-operator", 1_000_000).splitlines() if scenario.stack.release in line]
     print("keda-operator on this ScaledObject (last 60 lines):\n" + "\n".join(operator[-60:]))
+    # the operator, a host process, reaches the monitor's Service through kube-proxy's rules on this host: with
+    # none for it, the request leaves the machine, and an HTTP 404 from outside is what it reads (docs/testing.md)
+    print("kube-proxy (last lines):\n" + cluster.log_tail("kube-proxy", 4000))
 
 
 def assert_each_done_once(docs: list[dict], trials: int) -> None:
