@@ -22,6 +22,7 @@ import threading
 import types
 
 DEFERRED = "scipy.stats"
+_PARENT, _, _CHILD = DEFERRED.rpartition(".")
 _LOADING = threading.Lock()
 
 
@@ -29,14 +30,13 @@ class _Deferred(types.ModuleType):
     """``sys.modules[DEFERRED]`` until first used; then a copy of the real module's namespace."""
 
     def __getattr__(self, name: str):  # called only for what the stand-in does not have
-        parent, _, child = self.__name__.rpartition(".")
         with _LOADING:
             # out of the way first: the real import finds neither sys.modules' entry nor the parent's attribute
-            if sys.modules.get(self.__name__) is self:
-                del sys.modules[self.__name__]
-            if vars(sys.modules[parent]).get(child) is self:
-                delattr(sys.modules[parent], child)
-            real = importlib.import_module(self.__name__)
+            if sys.modules.get(DEFERRED) is self:
+                del sys.modules[DEFERRED]
+            if vars(sys.modules[_PARENT]).get(_CHILD) is self:
+                delattr(sys.modules[_PARENT], _CHILD)
+            real = importlib.import_module(DEFERRED)
             vars(self).update(vars(real))
         return getattr(real, name)
 
@@ -54,6 +54,5 @@ def defer_scipy_stats() -> bool:
     stand_in = _Deferred(DEFERRED)
     stand_in.__spec__ = spec
     sys.modules[DEFERRED] = stand_in
-    parent, _, child = DEFERRED.rpartition(".")
-    setattr(sys.modules[parent], child, stand_in)
+    setattr(sys.modules[_PARENT], _CHILD, stand_in)
     return True
