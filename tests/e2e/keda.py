@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def worker_count(scenario: Scenario) -> tuple[int, int, int]:
     ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                     for c in p["status"].get("conditions", []))]
     return deployment["spec"].get("replicas", 1), len(pods), len(ready)
+
+
+def patch_scaled_object(scenario: Scenario, **spec) -> None:
+    """Change the workers' ScaledObject in place (``minReplicaCount=4``), as an operator would with kubectl."""
+    scenario.kubectl("patch", "scaledobject", f"{scenario.stack.release}-worker", "--type=merge",
+                     "-p", json.dumps({"spec": spec}))
 
 
 def show_failure(scenario: Scenario, driver: subprocess.Popen | None, cluster) -> None:

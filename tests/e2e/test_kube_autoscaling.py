@@ -14,7 +14,6 @@ scale test once saw its metric unread for 3 minutes.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, assert_each_done_once, forwarded_mongo,
-                            print_timings, show_failure, start_driver, worker_count)
+                            patch_scaled_object, print_timings, show_failure, start_driver, worker_count)
 from tests.e2e.kube_scenario import Scenario, Stack
 from tests.helpers import REPO, wait_for
 from tests.pulumi_engine import kube_stack, program_stack
@@ -59,8 +58,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
             timings[f"queue -> {MAX_WORKERS} workers Ready"] = time.monotonic() - queued
             assert jobs.count_documents({"exp_key": stack.exp_key, "state": 0}) > 0, "the queue drained too soon"
             # scale down with work in flight: the workers that go get SIGTERM while they hold trials
-            scenario.kubectl("patch", "scaledobject", f"{stack.release}-worker", "--type=merge",
-                             "-p", json.dumps({"spec": {"maxReplicaCount": MAX_WORKERS // 2}}))
+            patch_scaled_object(scenario, maxReplicaCount=MAX_WORKERS // 2)
             wait_for(lambda: worker_count(scenario)[:2] == (MAX_WORKERS // 2, MAX_WORKERS // 2), timeout=120, step=0.5)
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
@@ -117,11 +115,6 @@ def fallback_condition(scenario: Scenario) -> str | None:
     return next((c["status"] for c in scaled.get("status", {}).get("conditions", []) if c["type"] == "Fallback"), None)
 
 
-def set_min_replicas(scenario: Scenario, count: int) -> None:
-    scenario.kubectl("patch", "scaledobject", f"{scenario.stack.release}-worker", "--type=merge",
-                     "-p", json.dumps({"spec": {"minReplicaCount": count}}))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fallback_stack, kube_cluster, tmp_path):
@@ -176,11 +169,11 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             phase("fallback off")
             # what is left only has to drain (the gauge would ask for 1-2 workers, 40 trials each): the
             # pool held at its maximum for that, then free to park again
-            set_min_replicas(scenario, FALLBACK_MAX)
+            patch_scaled_object(scenario, minReplicaCount=FALLBACK_MAX)
             out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
             phase("driver done")
-            set_min_replicas(scenario, 0)
+            patch_scaled_object(scenario, minReplicaCount=0)
             docs = list(jobs.find({"exp_key": stack.exp_key}))
             assert_each_done_once(docs, FALLBACK_TRIALS)
 
