@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -17,6 +19,28 @@ TESTBED = Path(__file__).resolve().parent
 def base_image() -> str:
     """The base of the testbed's images: the offline one of `make docker-engine` unless BASE_IMAGE says."""
     return os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
+
+
+def image_id(image: str, host: str | None = None) -> str | None:
+    """The ID of ``image`` in the Docker engine at ``host`` (the local one by default), or None."""
+    found = subprocess.run(["docker", *(["-H", host] if host else []), "image", "inspect", "--format", "{{.Id}}",
+                            image], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def replacing_image(image: str, make: Callable[[], object], host: str | None = None) -> None:
+    """``make()`` (a build or a load that tags ``image``), then remove the image the tag named before,
+    when it is another one: each rebuild would otherwise leave an untagged copy of nearly a GB behind,
+    and a few dozen of them filled the disk until the test cluster's kubelet, short of space, deleted
+    the images it could not pull again. An image still used by a container or another tag stays."""
+    docker = ["docker", *(["-H", host] if host else [])]
+    before = image_id(image, host)
+    make()
+    if before and image_id(image, host) != before:
+        tags = subprocess.run([*docker, "image", "inspect", "--format", "{{len .RepoTags}}", before],
+                              capture_output=True, text=True).stdout.strip()
+        if tags == "0":  # untagged now (removing it by ID would also untag what another tag still names)
+            subprocess.run([*docker, "image", "rm", before], capture_output=True)
 
 
 @cache

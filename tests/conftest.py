@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import REPO
 from testbed.mongo import MongoServer
 from testbed.processes import ServerNotFound
-from testbed import base_image
+from testbed import base_image, replacing_image
 from tests.components import component_missing, needs
 from tests.shared_run import locked, once_per_run, start_shared, stop_started
 
@@ -93,8 +93,9 @@ def docker_worker_image():
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         component_missing("docker", "no Docker engine (make docker-engine starts one)")
     image = "hyperfleet/runtime:test"
-    once_per_run(image, lambda: subprocess.run([str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()],
-                                               check=True, env=dict(os.environ, PYTHON=sys.executable)))
+    once_per_run(image, lambda: replacing_image(image, lambda: subprocess.run(
+        [str(REPO / "scripts" / "build-runtime-image.sh"), image, base_image()], check=True,
+        env=dict(os.environ, PYTHON=sys.executable))))
     return image
 
 
@@ -102,9 +103,9 @@ def docker_worker_image():
 def objective_image(docker_worker_image):
     """hyperfleet/example-objective:test: the container objective of examples/container-objective."""
     image = "hyperfleet/example-objective:test"
-    once_per_run(image, lambda: subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}",
-                                                "-t", image, str(REPO / "examples" / "container-objective")],
-                                               check=True, capture_output=True))
+    once_per_run(image, lambda: replacing_image(image, lambda: subprocess.run(
+        ["docker", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base_image()}", "-t", image,
+         str(REPO / "examples" / "container-objective")], check=True, capture_output=True)))
     return image
 
 
@@ -112,8 +113,8 @@ def objective_image(docker_worker_image):
 def test_mongo_image(docker_worker_image):
     """hyperfleet/test-mongo:test (testbed/images/test-mongo): FerretDB, where no mongo image can be pulled."""
     image = "hyperfleet/test-mongo:test"
-    once_per_run(image, lambda: subprocess.run([str(REPO / "testbed" / "install" / "test-mongo-image.sh")], check=True,
-                                               capture_output=True))
+    once_per_run(image, lambda: replacing_image(image, lambda: subprocess.run(
+        [str(REPO / "testbed" / "install" / "test-mongo-image.sh")], check=True, capture_output=True)))
     return image
 
 

@@ -44,8 +44,10 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from testbed import image_id, replacing_image
 from testbed.processes import CACHE_DIR, ServerNotFound
 from testbed.kube_server import issue_certificate, make_ca
 from testbed.processes import PidFile, alive, run, terminate
@@ -267,15 +269,19 @@ class DockerHosts:
         """Copy images from this machine's engine into each host (what a registry does for real hosts);
         an image whose ID is there already is skipped."""
         for image in images:
-            image_id = run("docker", "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+            here = image_id(image)
+            if here is None:
+                raise RuntimeError(f"no image {image} on this machine's engine to copy")
             for engine in ENGINES:
-                there = run("docker", "-H", engine.socket, "image", "inspect", "--format", "{{.Id}}", image, check=False)
-                if there.returncode == 0 and there.stdout.strip() == image_id:
-                    continue
-                save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-                run("docker", "-H", engine.socket, "load", stdin=save.stdout)
-                if save.wait() != 0:
-                    raise RuntimeError(f"docker save {image} failed")
+                if image_id(image, engine.socket) != here:
+                    replacing_image(image, partial(self._copy_image, image, engine), host=engine.socket)
+
+    @staticmethod
+    def _copy_image(image: str, engine: Engine) -> None:
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        run("docker", "-H", engine.socket, "load", stdin=save.stdout)
+        if save.wait() != 0:
+            raise RuntimeError(f"docker save {image} failed")
 
 
 def _has_hook_stand_in(pid: int) -> bool:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from testbed import replacing_image
 from testbed.processes import run
 
 from .common import (
@@ -76,9 +77,12 @@ state = "{CONTAINERD_SOCKET.parent}"
         context = RUN_DIR / "pause-image"
         context.mkdir(exist_ok=True)
         shutil.copy(pause_binary, context / "pause")
-        tar = subprocess.Popen(["tar", "-C", str(context), "-c", "pause"], stdout=subprocess.PIPE)
-        run("docker", "import", "--change", 'ENTRYPOINT ["/pause"]', "-", PAUSE_IMAGE, stdin=tar.stdout)
-        tar.wait()
+
+        def make() -> None:
+            tar = subprocess.Popen(["tar", "-C", str(context), "-c", "pause"], stdout=subprocess.PIPE)
+            run("docker", "import", "--change", 'ENTRYPOINT ["/pause"]', "-", PAUSE_IMAGE, stdin=tar.stdout)
+            tar.wait()
+        replacing_image(PAUSE_IMAGE, make)
         self.load_images([PAUSE_IMAGE])
 
     def _has_image(self, image: str) -> bool:
@@ -119,9 +123,11 @@ state = "{CONTAINERD_SOCKET.parent}"
             "tlsCertFile": f"{pki}/kubelet-serving.crt", "tlsPrivateKeyFile": f"{pki}/kubelet-serving.key",
             "oomScoreAdj": 0,  # no CAP_SYS_RESOURCE
             "failSwapOn": False, "readOnlyPort": 0,
-            # never evict or garbage-collect what the tests loaded: there is no registry to pull it again
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                             "nodefs.inodesFree": "1%"},
+            # never evict or garbage-collect what the tests loaded: there is no registry to pull it again.
+            # "0%" turns a disk threshold off (as kind does): under disk pressure the kubelet deletes every
+            # image no running container uses, the sandbox's pause image among them, and no pod starts after
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "0%", "imagefs.available": "0%",
+                             "nodefs.inodesFree": "0%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False,
             "podPidsLimit": -1,

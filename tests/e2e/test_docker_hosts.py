@@ -148,7 +148,16 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
             now = jobs.database.command("hello")["localTime"]
             return [d["tid"] for d in jobs.find({"state": 1, "exp_key": PYTHON_EXP, "hyperfleet.worker.container": name})
                     if (now - d["book_time"]).total_seconds() < 1]
-        tid = wait_for(just_booked, timeout=120, step=0.05)[0]
+        try:
+            tid = wait_for(just_booked, timeout=120, step=0.05)[0]
+        except AssertionError:  # where the trials are, and what the worker said
+            counts = list(jobs.aggregate([{"$group": {"_id": {"state": "$state", "worker": "$hyperfleet.worker.container"},
+                                                      "n": {"$sum": 1}}}]))
+            logs = subprocess.run(["docker", "-H", hosts[workers[name]], "logs", "--tail", "40", name],
+                                  capture_output=True, text=True)
+            print(f"{name} booked nothing in 120 s; trials by state and worker: {counts}\n"
+                  + logs.stdout[-3000:] + logs.stderr[-6000:])
+            raise
         docker(hosts[workers[name]], "kill", name)
         killed = time.monotonic()
 
