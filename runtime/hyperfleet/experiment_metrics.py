@@ -29,8 +29,11 @@ time is counted once with ``{state, exp_key}`` per finished state, and when tria
 that no refresh saw open (trials queued and finished between two refreshes), the finished trials from
 the lowest such id on are read per experiment (``{state, exp_key, tid >= low}``: a range of the
 ``(state, exp_key, tid)`` index on mongod; FerretDB reads every finished trial of the experiment).
-The histograms and the counter observe a trial once, when a refresh first finds it finished; one
-finished before the monitor started is in the gauges only.
+* ``hyperfleet_experiment_metrics_last_refresh_timestamp_seconds``: when the last refresh ended (0 before
+  the first): an alert on its age finds metrics that stopped moving.
+
+The histograms and the counters observe a trial once, when a refresh first finds it finished; one
+finished before the monitor's first refresh (its id handed out before it) is in the gauges only.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ class ExperimentMetrics:
                                    ["exp_key"], registry=registry)
         self.on_gpus = Gauge(RUNNING_PER_GPU_METRIC, "Trials running on each GPU (workers pinned to one), all experiments",
                              ["host", "gpu"], registry=registry)
+        self.refreshed = Gauge("hyperfleet_experiment_metrics_last_refresh_timestamp_seconds",
+                               "Unix time of the last refresh of the experiment metrics (0: none yet)", registry=registry)
         self._experiments: dict[str, _Experiment] = {}
         self._gpus: set[tuple[str, str]] = set()  # every (host, gpu) seen running a trial
         #: ids the job_ids counter handed out that no refresh saw open nor found finished yet
@@ -136,6 +141,7 @@ class ExperimentMetrics:
                 continue
             self._publish(key, exp, open_states.get(key, _Tally()))
         self._handed_out.looked(lambda tid: any(tid in exp.finished for exp in self._experiments.values()))
+        self.refreshed.set_to_current_time()
         return first_counts
 
     def _count_gpus(self, running: list[dict]) -> None:
@@ -151,10 +157,15 @@ class ExperimentMetrics:
             self.on_gpus.labels(*place).set(counts.get(place, 0))
 
     def _first_count(self, store: JobStore, key: str, now: float) -> _Experiment:
-        """A newly seen experiment: its finished trials counted (not observed: they ended before)."""
+        """A newly seen experiment: its finished trials counted, and observed too when their ids were
+        handed out since the first refresh (they finished since, before a refresh saw them open);
+        the others ended before the monitor looked."""
         exp = _Experiment(last_active=now)
         for state in FINISHED_STATES:
             for doc in store.finished_trials(key, state, 0):
+                if self._handed_out.looking_for(doc["tid"]):
+                    self._count(key, exp, doc)
+                    continue
                 exp.finished[doc["tid"]] = state
                 if is_pruned(doc):
                     exp.pruned.add(doc["tid"])

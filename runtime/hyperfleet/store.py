@@ -126,6 +126,10 @@ class HandedOutIds:
         for tid in [t for t in self._looks_left if known(t)]:
             del self._looks_left[tid]
 
+    def looking_for(self, tid: int) -> bool:
+        """``tid`` was handed out since the first note and is not seen yet."""
+        return tid in self._looks_left
+
     def lowest(self) -> int | None:
         """The lowest id to look for (a read of the tids from it on finds them), or None."""
         return min(self._looks_left, default=None)

@@ -113,6 +113,27 @@ def test_trials_queued_and_finished_between_two_refreshes_are_counted_and_observ
     assert metrics._handed_out.lowest() is None  # the ids never used are looked for a few times, then given up
 
 
+def test_an_experiment_first_seen_with_a_trial_finished_since_the_first_refresh_observes_it(store):
+    registry = CollectorRegistry()
+    metrics = ExperimentMetrics(registry)
+    assert value(registry, "hyperfleet_experiment_metrics_last_refresh_timestamp_seconds") == 0
+    enqueue_slow_trial(store, "before", sleep=0)
+    finish_all(store, "before")  # finished before the first refresh: counted, not observed
+    metrics.refresh(store, now=0)
+    assert value(registry, "hyperfleet_experiment_metrics_last_refresh_timestamp_seconds") > 0
+    for _ in range(2):
+        enqueue_slow_trial(store, "new", sleep=0)
+    store.finish(book(store, "new")["_id"], "test:1", {"status": "ok", "loss": 0.0})
+    metrics.refresh(store, now=1)  # "new" seen for the first time, one of its trials finished already
+    assert counts(registry, "new") == {"queued": 1, "running": 0, "done": 1, "error": 0}
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="new", state="done") == 1
+    assert value(registry, "hyperfleet_experiment_run_seconds_count", exp_key="new") == 1
+    finish_all(store, "new")
+    metrics.refresh(store, now=2)
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="new", state="done") == 2
+    assert value(registry, "hyperfleet_experiment_trials_finished_total", exp_key="before", state="done") is None
+
+
 def test_queue_wait_of_a_trial_inserted_by_another_client_uses_its_id(store):
     registry = CollectorRegistry()
     metrics = ExperimentMetrics(registry)

@@ -49,13 +49,18 @@ def ran(mongo_server, tmp_path_factory):
                             "--metrics-interval-seconds", "0.2")
     worker = start_worker(url, "--log-level", "warning")
     try:
-        wait_for(lambda: metrics_answer(port), timeout=30)
+        # the monitor looked once before the experiment: its counters then see every trial finish
+        wait_for(lambda: metrics_answer(port)
+                 and sample(scrape(port), "hyperfleet_experiment_metrics_last_refresh_timestamp_seconds"), timeout=30)
         space = {"level": hp.choice("level", LEVELS), "steps": STEPS, "log": str(log), "sleep": 0.05}
         trials = hyperfleet.MongoTrials(url, exp_key=EXP, pruning=RULE)
         hyperfleet.fmin(learning_curve, space, algo=rand.suggest, max_evals=len(LEVELS), trials=trials,
                         points_to_evaluate=[{"level": i} for i in range(len(LEVELS))], show_progressbar=False)
+        # one scrape with every finish counted (the gauge) and observed (the counter)
         metrics = wait_for(lambda: (s := scrape(port))
                            and sample(s, "hyperfleet_experiment_trials", exp_key=EXP, state="done") == len(LEVELS)
+                           and sample(s, "hyperfleet_experiment_trials_finished_total", exp_key=EXP,
+                                      state="done") == len(LEVELS)
                            and s, timeout=30)
     finally:
         stop_all([monitor, worker])
