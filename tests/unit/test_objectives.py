@@ -64,3 +64,26 @@ def test_the_collect_step_of_a_trial_pod_runs_as_a_module_without_warnings():
                          capture_output=True, text=True, env=worker_env(PYTHONPATH=f"{REPO / 'runtime'}:{REPO}"),
                          timeout=60)
     assert run.returncode == 2 and run.stderr == f"usage: {' '.join(kubernetes.COLLECT_COMMAND)}\n", run.stderr
+
+
+def test_removing_owned_containers_logs_an_engine_that_does_not_answer_and_not_one_that_is_absent(monkeypatch, caplog):
+    import logging
+    import socket
+
+    from hyperfleet.objectives import docker as docker_objective
+
+    monkeypatch.setattr(docker_objective, "REMOVE_TIMEOUT_SECONDS", 0.5)
+    with socket.socket() as silent:  # accepts (the backlog) and never answers: a stalled engine
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{silent.getsockname()[1]}")
+        with caplog.at_level(logging.WARNING, logger="hyperfleet"):
+            assert docker_objective.remove_owned_containers("host:1") == 0
+    assert "could not list the trial containers of host:1" in caplog.text
+    caplog.clear()
+    with socket.socket() as closed:  # nothing listens: no engine, so no container either
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{closed.getsockname()[1]}")
+        with caplog.at_level(logging.WARNING, logger="hyperfleet"):
+            assert docker_objective.remove_owned_containers("host:1") == 0
+    assert caplog.text == ""

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 _WAIT_STEP_SECONDS = 0.25
 
 
+#: how long removing a worker's trial containers may wait on the engine (each call)
+REMOVE_TIMEOUT_SECONDS = 30
+
+
 def docker_client(timeout_seconds: float = 120):
     import docker
 
@@ -124,12 +128,20 @@ def remove_owned_containers(owner: str) -> int:
     """Remove every trial container of this worker's owner (after its trial was handed back, or its
     child killed).
 
-    Quietly does nothing when no Docker engine can be reached: then no container was started either.
+    Quietly does nothing when no Docker engine can be reached: then no container was started either. An
+    engine that answers slowly gets :data:`REMOVE_TIMEOUT_SECONDS` (a busy engine took over 5 s to list
+    them, and the container stayed); one that does not answer in time is logged, not taken for none.
     """
     try:
-        client = docker_client(timeout_seconds=5)
+        import requests  # the Docker SDK's HTTP client
+    except ImportError:  # no SDK (the containers extra): no container was started
+        return 0
+    try:
+        client = docker_client(timeout_seconds=REMOVE_TIMEOUT_SECONDS)
         containers = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
-    except Exception:  # noqa: BLE001 - no engine, no containers
+    except Exception as err:  # noqa: BLE001 - no engine, no containers; a stalled one is said
+        if any(isinstance(e, requests.exceptions.Timeout) for e in _chain(err)):
+            log.warning("could not list the trial containers of %s to remove them: %s", owner, err)
         return 0
     for container in containers:
         try:
@@ -137,6 +149,13 @@ def remove_owned_containers(owner: str) -> int:
         except Exception as err:  # noqa: BLE001
             log.warning("could not remove trial container %s: %s", container.name, err)
     return len(containers)
+
+
+def _chain(err: BaseException):
+    """``err`` and the exceptions it was raised from (the SDK wraps a timeout of its first call)."""
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def _ensure_image(client, objective) -> None:
