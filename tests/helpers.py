@@ -62,19 +62,23 @@ def start_dashboard(mongo_url: str, *args: str, token: str | None = None) -> tup
 
     from testbed.processes import free_port
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "hyperfleet", "dashboard", "--mongo", mongo_url, "--port", str(port),
-                             *(["--token", token] if token else []), *args], env=worker_env())
-    base = f"http://127.0.0.1:{port}"
+    for _attempt in range(3):  # a free port can be taken by another process before the dashboard binds it
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "hyperfleet", "dashboard", "--mongo", mongo_url, "--port",
+                                 str(port), *(["--token", token] if token else []), *args], env=worker_env())
+        base = f"http://127.0.0.1:{port}"
 
-    def answers():
-        assert proc.poll() is None, f"hyperfleet dashboard exited with {proc.returncode}"
-        try:
-            return urllib.request.urlopen(f"{base}/api/config", timeout=2).status == 200
-        except OSError:
-            return False
-    wait_for(answers, timeout=30, step=0.1)
-    return proc, base
+        def answers(proc=proc, base=base):
+            if proc.poll() is not None:
+                return f"exited with {proc.returncode}"
+            try:
+                return urllib.request.urlopen(f"{base}/api/config", timeout=2).status == 200
+            except OSError:
+                return False
+        outcome = wait_for(answers, timeout=30, step=0.1)
+        if outcome is True:
+            return proc, base
+    raise AssertionError(f"hyperfleet dashboard {outcome}, on each of 3 ports")
 
 
 def scrape(port: int) -> dict:
