@@ -21,10 +21,15 @@ def base_image() -> str:
     return os.environ.get("BASE_IMAGE", "hyperfleet/base:bookworm")
 
 
+def _docker(host: str | None) -> list[str]:
+    """The docker command for the engine at ``host`` (the local one by default)."""
+    return ["docker", *(["-H", host] if host else [])]
+
+
 def image_id(image: str, host: str | None = None) -> str | None:
     """The ID of ``image`` in the Docker engine at ``host`` (the local one by default), or None."""
-    found = subprocess.run(["docker", *(["-H", host] if host else []), "image", "inspect", "--format", "{{.Id}}",
-                            image], capture_output=True, text=True)
+    found = subprocess.run([*_docker(host), "image", "inspect", "--format", "{{.Id}}", image],
+                           capture_output=True, text=True)
     return found.stdout.strip() if found.returncode == 0 else None
 
 
@@ -33,14 +38,13 @@ def replacing_image(image: str, make: Callable[[], object], host: str | None = N
     when it is another one: each rebuild would otherwise leave an untagged copy of nearly a GB behind,
     and a few dozen of them filled the disk until the test cluster's kubelet, short of space, deleted
     the images it could not pull again. An image still used by a container or another tag stays."""
-    docker = ["docker", *(["-H", host] if host else [])]
     before = image_id(image, host)
     make()
     if before and image_id(image, host) != before:
-        tags = subprocess.run([*docker, "image", "inspect", "--format", "{{len .RepoTags}}", before],
+        tags = subprocess.run([*_docker(host), "image", "inspect", "--format", "{{len .RepoTags}}", before],
                               capture_output=True, text=True).stdout.strip()
         if tags == "0":  # untagged now (removing it by ID would also untag what another tag still names)
-            subprocess.run([*docker, "image", "rm", before], capture_output=True)
+            subprocess.run([*_docker(host), "image", "rm", before], capture_output=True)
 
 
 @cache

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, trial_containers
 from testbed.mongo import MongoServer
 from testbed.processes import ServerNotFound
 from testbed import base_image, replacing_image
@@ -107,10 +107,7 @@ def _remove_earlier_trial_containers() -> None:
     """Trial containers an earlier run left (a run killed, or a test that failed on a leak): the tests
     that count what a trial leaves behind would all fail on them. None of this run's exists yet: each
     test that starts one needs this run's image first. Said, not hidden."""
-    from hyperfleet.contract import ROLE_LABEL, ROLE_TRIAL
-
-    found = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}"],
-                           capture_output=True, text=True, check=True).stdout.split()
+    found = trial_containers()
     if found:
         print(f"removing {len(found)} trial container(s) an earlier run left: {' '.join(found)}")
         subprocess.run(["docker", "rm", "-f", *found], capture_output=True, check=True)

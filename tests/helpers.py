@@ -15,6 +15,7 @@ from pathlib import Path
 import pymongo
 from pymongo import monitoring
 
+from hyperfleet.contract import ROLE_LABEL, ROLE_TRIAL
 from hyperfleet.store import JOB_STATE_NEW, JOB_STATE_RUNNING
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +80,13 @@ def start_dashboard(mongo_url: str, *args: str, token: str | None = None) -> tup
         if outcome is True:
             return proc, base
     raise AssertionError(f"hyperfleet dashboard {outcome}, on each of 3 ports")
+
+
+def trial_containers(label: str = f"{ROLE_LABEL}={ROLE_TRIAL}") -> list[str]:
+    """The IDs of this machine's containers (any state) that carry ``label``: by default every trial container."""
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
 
 
 def scrape(port: int) -> dict:

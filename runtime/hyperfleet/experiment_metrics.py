@@ -22,6 +22,9 @@ label on each (an experiment with no open trial and no newly finished one for
   ``hyperfleet_experiment_trials_pruned_total{exp_key}``, a counter of those seen to finish since the
   monitor started (read with the finished trials' times: no query of their own).
 
+And, without a label, ``hyperfleet_experiment_metrics_last_refresh_timestamp_seconds``: when the last
+refresh ended (0 before the first); an alert on its age finds metrics that stopped moving.
+
 Cost, per refresh: one query per open state (``{state: 0}``, ``{state: 1}``, served by the state
 index), the ``job_ids`` counter, and one lookup by ``_id`` per trial that left the open set since the
 last refresh: O(what changed), on any server. Two cases read more: an experiment seen for the first
@@ -29,8 +32,6 @@ time is counted once with ``{state, exp_key}`` per finished state, and when tria
 that no refresh saw open (trials queued and finished between two refreshes), the finished trials from
 the lowest such id on are read per experiment (``{state, exp_key, tid >= low}``: a range of the
 ``(state, exp_key, tid)`` index on mongod; FerretDB reads every finished trial of the experiment).
-* ``hyperfleet_experiment_metrics_last_refresh_timestamp_seconds``: when the last refresh ended (0 before
-  the first): an alert on its age finds metrics that stopped moving.
 
 The histograms and the counters observe a trial once, when a refresh first finds it finished; one
 finished before the monitor's first refresh (its id handed out before it) is in the gauges only.

@@ -12,12 +12,7 @@ from hyperfleet.objectives import ContainerObjective
 from hyperfleet.objectives.contract import ContainerTrialError
 from hyperfleet.objectives.docker import run_container_trial
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
-from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, wait_for
-
-def trial_containers(label: str = "hyperfleet.role=trial") -> list[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
-                         capture_output=True, text=True, check=True).stdout
-    return out.split()
+from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, trial_containers, wait_for
 
 
 @pytest.mark.timeout(120)
