@@ -37,6 +37,7 @@ from .contract import CUDA_VISIBLE_DEVICES_ENV, NODE_NAME_ENV, NVIDIA_VISIBLE_DE
 from .evaluation import ChildDied, ObjectiveLoader, ObjectiveUnavailable, Outcome, run_job_file
 from .liveness import container_name, docker_engine, process_start_ticks
 from .objectives import remove_owned_trials
+from .objectives.abandoned import abandon
 from .pruning import TrialPruned, TrialReporter, reporting
 from .settings import WorkerSettings
 from .shutdown import watch_stop_signals
@@ -347,6 +348,7 @@ class Worker:
         while not done.wait(_WAIT_STEP_SECONDS):
             interrupted = self._interrupted(doc, heartbeat)
             if interrupted:
+                abandon(thread)  # a trial container it is creating now is then in run_trial's removal
                 return interrupted
         return box[0]
 

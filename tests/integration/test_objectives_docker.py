@@ -2,15 +2,21 @@
 
 import datetime
 import io
+import re
 import subprocess
 import tarfile
+import threading
+import types
+import uuid
 
 import pytest
 import yaml
 
 from hyperfleet.objectives import ContainerObjective
+from hyperfleet.objectives import docker as docker_objective
+from hyperfleet.objectives.abandoned import abandon
 from hyperfleet.objectives.contract import ContainerTrialError
-from hyperfleet.objectives.docker import run_container_trial
+from hyperfleet.objectives.docker import remove_owned_containers, run_container_trial
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, trial_containers, wait_for
 
@@ -139,6 +145,53 @@ def test_a_worker_stopped_mid_trial_removes_its_trial_container_and_hands_the_tr
         stop_all([worker])
         driver.kill()
         driver.wait()
+
+
+@pytest.mark.timeout(120)
+def test_a_container_created_while_its_trial_is_given_up_is_removed_and_the_thread_creates_no_other(objective_image):
+    """With --no-subprocesses the worker gives a trial up (abandon) while its thread may be creating the
+    trial container, then removes its owner's containers: that create ends first, so the removal finds
+    its container, and the abandoned thread is refused any create after."""
+    client = docker_objective.docker_client()
+    entered, release = threading.Event(), threading.Event()
+
+    def held_create(*args, **kwargs):  # the engine's own create, held until the test lets it go
+        entered.set()
+        release.wait(60)
+        return client.containers.create(*args, **kwargs)
+
+    held = types.SimpleNamespace(images=client.images, containers=types.SimpleNamespace(create=held_create))
+    owner = f"abandon:{uuid.uuid4().hex[:8]}"
+    objective = ContainerObjective(image=objective_image, env=(("SLEEP_SECONDS", "60"),), pull="never")
+    errors = []
+
+    def evaluate(engine):
+        try:
+            run_container_trial(objective, {"x": 1.0, "y": 1.0}, "abandon", 1, {}, owner=owner, client=engine)
+        except ContainerTrialError as err:
+            errors.append(str(err))
+
+    thread = threading.Thread(target=evaluate, args=(held,), daemon=True)
+    thread.start()
+    assert entered.wait(30)
+    removed = []
+    giving_up = threading.Thread(target=lambda: (abandon(thread), removed.append(remove_owned_containers(owner))))
+    giving_up.start()
+    giving_up.join(2)  # a removal that did not wait for the create would list no container now
+    release.set()
+    giving_up.join(60)
+    assert removed == [1]
+    assert trial_containers(f"hyperfleet.owner={owner}") == []
+    thread.join(60)
+    assert len(errors) == 1 and "refused trial container" in errors[0], errors  # its container went under it
+
+    later = threading.Thread(target=evaluate, args=(client,), daemon=True)
+    abandon(later)
+    later.start()
+    later.join(60)
+    assert len(errors) == 2 and re.fullmatch(r"trial container hyperfleet-trial-abandon-1-\w+ not created: "
+                                             r"the worker gave its trial up", errors[1]), errors
+    assert trial_containers(f"hyperfleet.owner={owner}") == []
 
 
 @pytest.mark.timeout(180)

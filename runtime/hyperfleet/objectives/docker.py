@@ -28,6 +28,7 @@ from typing import Any
 
 from ..contract import EXP_KEY_LABEL, GPU_LABEL, OWNER_LABEL, ROLE_LABEL, ROLE_TRIAL, TID_LABEL
 from ..pruning import TrialPruned, report
+from .abandoned import creating
 from .contract import (
     LOSS_PATH,
     MOUNT,
@@ -83,8 +84,9 @@ def run_container_trial(objective, params: Any, exp_key: str | None, tid: Any,
     if gpu:
         labels[GPU_LABEL] = gpu
         devices["device_requests"] = [gpu_request(gpu)]
-    container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
-                                         name=name, environment=env, labels=labels, detach=True, **devices)
+    with creating(name):
+        container = client.containers.create(objective.image, list(objective.command) if objective.command else None,
+                                             name=name, environment=env, labels=labels, detach=True, **devices)
     removed = False
     try:
         container.put_archive("/", _params_archive(params))

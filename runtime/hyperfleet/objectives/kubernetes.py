@@ -59,6 +59,7 @@ from ..contract import (
     RUNTIME_IMAGE_ENV,
 )
 from ..pruning import TrialPruned, report
+from .abandoned import creating
 from .contract import (
     LOSS_FILE,
     LOSS_PATH,
@@ -182,7 +183,8 @@ def run_trial_pod(objective, params: Any, exp_key: str | None, tid: Any, attachm
     manifest = pod_manifest(objective, params, exp_key, tid, owner)
     name = manifest["metadata"]["name"]
     try:
-        api.create_namespaced_pod(namespace, manifest)
+        with creating(name):
+            api.create_namespaced_pod(namespace, manifest)
     except ApiException as err:
         raise ContainerTrialError(f"the Kubernetes API refused trial pod {name}: {_reason(err)}") from None
     try:
