@@ -13,13 +13,11 @@ BENCH_IMAGE ?=
 BENCH_RESULTS := $(CURDIR)/bench/results
 
 $(STOCK_VENV)/.installed:
-	$(PYTHON) -m venv $(STOCK_VENV)
-	$(STOCK_VENV)/bin/python -m pip install --quiet '$(STOCK_HYPEROPT)' '$(STOCK_PYMONGO)'
+	$(call venv,$(STOCK_VENV),'$(STOCK_HYPEROPT)' '$(STOCK_PYMONGO)')
 	touch $@
 
 $(PEERS_VENV)/.installed: bench/bench.mk
-	$(PYTHON) -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/python -m pip install --quiet $(PEERS)
+	$(call venv,$(PEERS_VENV),$(PEERS))
 	touch $@
 
 ##@ Benchmarks (ARGS passes options; figures in bench/README.md)
