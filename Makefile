@@ -169,7 +169,7 @@ COVERAGE_VERSION := 7.17.3
 MUTATION_ARGS ?=
 .PHONY: mutation
 mutation: test-install $(MUTATION_VENV)/.installed ## Mutation testing of the core with cosmic-ray, not part of make test (hours; MUTATION_ARGS="--modules spec,store --sample 40")
-	nice $(MUTATION_VENV)/bin/python tests/mutation/run.py --python $(PY) --coverage-lib $(MUTATION_VENV)/coverage-lib $(MUTATION_ARGS)
+	HYPERFLEET_TESTS_WITHOUT=$(CORE_WITHOUT) nice $(MUTATION_VENV)/bin/python tests/mutation/run.py --python $(PY) --coverage-lib $(MUTATION_VENV)/coverage-lib $(MUTATION_ARGS)
 
 $(MUTATION_VENV)/.installed:
 	$(call venv,$(MUTATION_VENV),'cosmic-ray==$(COSMIC_RAY_VERSION)')
