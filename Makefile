@@ -82,7 +82,7 @@ UV_COMPILE := $(if $(PYTHONDONTWRITEBYTECODE),--compile-bytecode,)
 define venv
 $(PYTHON) -m venv $(1)
 $(1)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
-$(1)/bin/uv pip install --quiet --python $(1)/bin/python $(UV_COMPILE) $(2)
+$(1)/bin/uv pip install --quiet --system-certs --python $(1)/bin/python $(UV_COMPILE) $(2)
 endef
 
 # pip too: its own newer version, for scripts/build-runtime-image.sh's `pip download`
