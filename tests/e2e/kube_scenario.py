@@ -19,6 +19,7 @@ through ``kubectl port-forward`` with the credentials of the release's Secret, a
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import json
@@ -27,6 +28,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,39 @@ for p in /proc/[0-9]*; do
   fi
 done
 """
+
+
+class PortForward:
+    """One ``kubectl port-forward`` process, started and forwarding; its output is read as it comes (a
+    pipe left unread would block kubectl once full: it writes a line for each connection)."""
+
+    def __init__(self, argv: list[str]):
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = self.process.stdout.readline() or ""
+        if "Forwarding from" not in first:
+            self.stop()
+            raise AssertionError(f"kubectl port-forward did not start: {first.strip()}")
+        self._said: collections.deque[str] = collections.deque(maxlen=10)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            if not line.startswith(("Handling connection", "Forwarding from")):
+                self._said.append(line.strip())
+
+    def said(self) -> str:
+        """Its last lines other than the connection notices (once it ended)."""
+        self._reader.join(5)
+        return " | ".join(self._said) or "nothing"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @dataclass
@@ -110,18 +145,36 @@ class Scenario:
 
     @contextlib.contextmanager
     def port_forward(self, target: str, remote: str | int):
-        """``kubectl port-forward TARGET PORT:REMOTE`` on a free local port, which it yields."""
+        """``kubectl port-forward TARGET PORT:REMOTE`` on a free local port, which it yields. kubectl ends
+        the whole forward at the first error on one connection (a stream to the pod reset, seen on a loaded
+        machine: the next query was refused): it is then started again on the same port, and what it said
+        is printed."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        forward = subprocess.Popen(self.kubectl_argv("port-forward", target, f"{port}:{remote}"),
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        argv = self.kubectl_argv("port-forward", target, f"{port}:{remote}")
+        forward = [PortForward(argv)]
+        closing = threading.Event()
+
+        def restart_when_it_ends():
+            while not closing.wait(0.2):
+                if forward[0].process.poll() is None:
+                    continue
+                print(f"kubectl port-forward {target} ended (exit {forward[0].process.returncode}): "
+                      f"{forward[0].said()}; starting it again on port {port}", file=sys.stderr, flush=True)
+                try:
+                    forward[0] = PortForward(argv)
+                except AssertionError as err:  # the port not free yet, the pod going: the next round tries again
+                    print(err, file=sys.stderr, flush=True)
+
+        keeper = threading.Thread(target=restart_when_it_ends, name=f"port-forward {target}", daemon=True)
+        keeper.start()
         try:
-            assert "Forwarding from" in (forward.stdout.readline() or ""), "kubectl port-forward did not start"
             yield port
         finally:
-            forward.terminate()
-            forward.wait(10)
+            closing.set()
+            keeper.join(30)
+            forward[0].stop()
 
     def _mongo_url(self, port: int, password: str | None = None) -> str:
         """The workers' MONGO_URL, from their Deployment, pointed at the forwarded port."""
