@@ -71,6 +71,21 @@ def with_attachments(x):
     return {"loss": x**2, "status": "ok", "attachments": {"note": f"x={x}".encode()}}
 
 
+#: attachments the server cannot store, each failing its own way, and one it can
+ATTACHMENTS = {
+    "str": ("note", "text, not bytes"),  # GridFS takes bytes: TypeError
+    "surrogate": ("note-\ud800", b"x"),  # a name that is not valid UTF-8: UnicodeEncodeError, a ValueError
+    "huge": ("n" * (17 << 20), b"x"),  # a name over BSON's 16 MB: DocumentTooLarge, an InvalidDocument
+    "bytes": ("note", b"x"),
+}
+
+
+def with_attachment(kind):
+    """A result with the attachment ATTACHMENTS[kind]."""
+    name, value = ATTACHMENTS[kind]
+    return {"loss": 1.0, "status": "ok", "attachments": {name: value}}
+
+
 def logged_quadratic(params):
     """Appends its x to the file ``params['log']`` on every evaluation: a test counts evaluations."""
     time.sleep(params["sleep"])

@@ -407,8 +407,8 @@ class Worker:
         while reports.poll():
             try:
                 step, loss = reports.recv()
-            except (EOFError, OSError):  # the child exited
-                return False
+            except (EOFError, OSError):
+                return False  # the child exited (the only way its end closes): the caller sees it
             try:
                 reporter.report(step, loss)
             except TrialPruned:

@@ -1,5 +1,6 @@
 """Worker processes against the real server: fmin end to end, errors, bad objectives, bad input."""
 
+import contextlib
 import datetime
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from hyperopt import fmin, hp, rand, tpe
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
 from testbed.processes import free_port
-from tests.objectives import flaky, quadratic
+from tests.objectives import ATTACHMENTS, flaky, quadratic, with_attachment
 from tests.helpers import start_polling_workers, start_worker, stop_all, wait_for, worker_env
 
 
@@ -32,6 +33,28 @@ def test_fmin_of_50_trials_served_by_3_workers(mongo_url, tmp_path):
         assert abs(best["x"] - 3) < 2
     finally:
         assert stop_all(workers) == [0, 0, 0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["--subprocesses", "--no-subprocesses"])
+def test_an_attachment_the_server_cannot_store_makes_the_trial_an_error_and_the_worker_carries_on(mongo_url, mode):
+    """A child's attachments are stored by the worker after the objective returned (its own catch);
+    in the worker's thread hyperopt's Domain.evaluate stores them, inside the objective's evaluation."""
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    try:
+        store = hyperfleet.MongoTrials(mongo_url, exp_key="probe").store
+        for kind in ATTACHMENTS:  # one experiment each: a failed trial is not retried, the next one runs
+            trials = hyperfleet.MongoTrials(mongo_url, exp_key=kind)
+            with pytest.raises(Exception, match="no evaluation tasks") if kind != "bytes" else contextlib.nullcontext():
+                fmin(with_attachment, hp.choice("kind", [kind]), algo=rand.suggest, max_evals=1, trials=trials,
+                     show_progressbar=False)
+        errors = {d["exp_key"]: d["error"] for d in store.jobs.find({"state": JOB_STATE_ERROR})}
+        assert [errors[k][0] for k in ("str", "surrogate", "huge")] == [
+            "<class 'TypeError'>", "<class 'UnicodeEncodeError'>", "<class 'pymongo.errors.DocumentTooLarge'>"], errors
+        assert store.jobs.find_one({"exp_key": "bytes"})["state"] == JOB_STATE_DONE
+        assert worker.poll() is None
+    finally:
+        assert stop_all([worker]) == [0]
 
 
 @pytest.mark.slow
