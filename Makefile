@@ -136,11 +136,11 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 
 ##@ Develop
 
-# make test's stages (scripts/test-stages.sh): TEST_FIRST in order, then TEST_MAIN in order with TEST_BESIDE
-# beside them. By default one after another, the suite in one process (about 25 min warm on 2 cores);
-# TEST_PARALLEL=1 runs the suite on PYTEST_WORKERS workers with the other stages beside it (8-12 min), but
-# a loaded machine still finds a fault there now and then (docs/testing.md)
-TEST_PARALLEL ?=
+# make test's stages (scripts/test-stages.sh): TEST_FIRST in order, then TEST_MAIN in order with each of
+# TEST_BESIDE beside them. By default (TEST_PARALLEL=1) the suite runs on PYTEST_WORKERS workers with the
+# other stages beside it (docs/testing.md has the times); TEST_PARALLEL= runs everything one after another,
+# the suite in one process (about 25 min warm on 2 cores): slower, but a failure's log is in order
+TEST_PARALLEL ?= 1
 TEST_FIRST := provision lint
 TEST_MAIN := pytest $(if $(TEST_PARALLEL),,hyperopt-suite hyperopt-oldest bench-smoke)
 TEST_BESIDE := $(if $(TEST_PARALLEL),hyperopt-suite hyperopt-oldest bench-smoke,)
@@ -193,7 +193,7 @@ docs: install ## Regenerate docs/stack-config.md from the config models in infra
 
 .PHONY: clean
 clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HYPERFLEET_CACHE))
-	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) $(MUTATION_VENV) .mutation .pytest_cache bench/results $(STAGE_TIMES) $(STAGE_TIMES).beside.log
+	rm -rf $(VENV) $(STOCK_VENV) $(PEERS_VENV) $(OLDEST_VENV) $(MUTATION_VENV) .mutation .pytest_cache bench/results $(STAGE_TIMES) $(STAGE_TIMES).beside*.log
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 ##@ Test stages (make test runs them in order)
@@ -206,7 +206,7 @@ test-stage-provision: test-install lint-tools $(if $(call without,docker),,docke
 .PHONY: test-stage-lint
 test-stage-lint: lint ## = make lint
 
-# The suite runs on PYTEST_WORKERS pytest-xdist workers (0, in this process, by default; 4 with TEST_PARALLEL=1),
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (4 with TEST_PARALLEL=1, the default; 0, in this process, without),
 # a file at a time on a worker (module fixtures deploy stacks once), the slow files first (tests/conftest.py
 # SLOW_FIRST): most wait on deployments, KEDA and pods, so the others run beside them. tests/shared_run.py
 # builds the images and starts the cluster and the Docker hosts once for all workers.

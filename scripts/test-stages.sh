@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # make test's stages: each is `make test-stage-NAME`, timed; a failure names its stage.
 #   scripts/test-stages.sh TIMES_FILE "FIRST..." "MAIN..." "BESIDE..."
-# FIRST run in order; then MAIN in order in the foreground while BESIDE run in order beside them (the
-# pytest suite mostly waits on deployments, KEDA and pods, so the short stages fit in its gaps). The
-# beside stages' output goes to TIMES_FILE.beside.log, shown once they are done. Ends with every stage's
-# time and the wall time.
+# FIRST run in order; then MAIN in order in the foreground while each BESIDE stage runs beside them, all
+# at once (the pytest suite mostly waits on deployments, KEDA and pods, and one after another the beside
+# stages outlasted it). Each beside stage's output goes to TIMES_FILE.beside-STAGE.log, shown once all
+# are done. Ends with every stage's time and the wall time.
 set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
 : "${MAKE:=make}"
-rm -f "$times" "$times.beside.log"
+rm -f "$times" "$times".beside*.log
 started=$(date +%s)
 
 # run_stages NOTE STAGE...: each in order, its time (and NOTE) appended to $times; stops at the first that fails
@@ -30,22 +30,24 @@ run_stages() {
 # shellcheck disable=SC2086  # the stage lists are words
 run_stages "" $first || exit 1
 
-beside_status=0
+beside_status=0 beside_pids=()
+for stage in $beside; do
+  run_stages "(beside ${main// /, })" "$stage" > "$times.beside-$stage.log" 2>&1 &
+  beside_pids+=($!)
+done
 if [[ -n "${beside// /}" ]]; then
-  # shellcheck disable=SC2086
-  run_stages "(beside ${main// /, })" $beside > "$times.beside.log" 2>&1 &
-  beside_pid=$!
-  echo "== make test: beside the suite: $beside (output in $times.beside.log, shown when done)"
+  echo "== make test: beside the suite, at once: $beside (output in $times.beside-STAGE.log, shown when done)"
 fi
 # shellcheck disable=SC2086
 run_stages "" $main
 main_status=$?
-if [[ -n "${beside// /}" ]]; then
-  wait "$beside_pid"
-  beside_status=$?
-  echo "== make test: the stages run beside the suite ($beside):"
-  cat "$times.beside.log"
-fi
+for pid in "${beside_pids[@]}"; do
+  wait "$pid" || beside_status=1
+done
+for stage in $beside; do
+  echo "== make test: beside the suite: $stage"
+  cat "$times.beside-$stage.log"
+done
 if (( main_status != 0 || beside_status != 0 )); then
   exit 1
 fi
