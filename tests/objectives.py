@@ -3,6 +3,9 @@
 import os
 import time
 
+from hyperopt import pyll
+from hyperopt.fmin import fmin_pass_expr_memo_ctrl
+
 
 def quadratic(x):
     return (x - 3.0) ** 2
@@ -84,6 +87,18 @@ def with_attachment(kind):
     """A result with the attachment ATTACHMENTS[kind]."""
     name, value = ATTACHMENTS[kind]
     return {"loss": 1.0, "status": "ok", "attachments": {name: value}}
+
+
+@fmin_pass_expr_memo_ctrl
+def checkpointing(expr, memo, ctrl):
+    """Checkpoints a partial result (hyperopt's ctrl.checkpoint), then returns 1.0 once the file
+    ``params['release']`` exists: a test reads the partial result while the trial runs."""
+    params = pyll.rec_eval(expr, memo=memo)
+    ctrl.checkpoint({"status": "ok", "loss": 9.0, "partial": True})
+    deadline = time.monotonic() + 60
+    while not os.path.exists(params["release"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 1.0
 
 
 def logged_quadratic(params):

@@ -4,15 +4,16 @@ import contextlib
 import datetime
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from hyperopt import fmin, hp, rand, tpe
 
 import hyperfleet
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
 from testbed.processes import free_port
-from tests.objectives import ATTACHMENTS, flaky, quadratic, with_attachment
+from tests.objectives import ATTACHMENTS, checkpointing, flaky, quadratic, with_attachment
 from tests.helpers import start_polling_workers, start_worker, stop_all, wait_for, worker_env
 
 
@@ -53,6 +54,25 @@ def test_an_attachment_the_server_cannot_store_makes_the_trial_an_error_and_the_
             "<class 'TypeError'>", "<class 'UnicodeEncodeError'>", "<class 'pymongo.errors.DocumentTooLarge'>"], errors
         assert store.jobs.find_one({"exp_key": "bytes"})["state"] == JOB_STATE_DONE
         assert worker.poll() is None
+    finally:
+        assert stop_all([worker]) == [0]
+
+
+@pytest.mark.timeout(120)
+def test_an_objectives_checkpoint_is_the_trials_result_while_it_runs(mongo_url, tmp_path):
+    worker = start_worker(mongo_url, "--no-subprocesses", "--log-level", "warning")
+    release = tmp_path / "release"
+    try:
+        trials = hyperfleet.MongoTrials(mongo_url, exp_key="checkpoint")
+        driver = threading.Thread(target=fmin, args=(checkpointing, {"release": str(release)}), daemon=True,
+                                  kwargs={"algo": rand.suggest, "max_evals": 1, "trials": trials, "show_progressbar": False})
+        driver.start()
+        running = wait_for(lambda: trials.store.jobs.find_one({"exp_key": "checkpoint", "state": JOB_STATE_RUNNING,
+                                                               "result.partial": True}), 60)
+        assert running["result"] == {"status": "ok", "loss": 9.0, "partial": True}
+        release.touch()
+        driver.join(60)
+        assert trials.store.jobs.find_one({"exp_key": "checkpoint"})["result"] == {"status": "ok", "loss": 1.0}
     finally:
         assert stop_all([worker]) == [0]
 
