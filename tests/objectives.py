@@ -89,6 +89,20 @@ def with_attachment(kind):
     return {"loss": 1.0, "status": "ok", "attachments": {name: value}}
 
 
+#: results the server cannot store, each failing its own way (the loss itself is fine), and one it can
+RESULT_EXTRAS = {
+    "huge-int": {"count": 2**70},  # BSON has 8-byte ints: OverflowError
+    "surrogate": {"note": "\ud800"},  # not valid UTF-8: UnicodeEncodeError, a ValueError
+    "int-key": {"per_class": {1: 0.5}},  # BSON keys are strings: InvalidDocument
+    "plain": {"note": "fine"},
+}
+
+
+def with_result_extra(kind):
+    """A result with the extra fields RESULT_EXTRAS[kind]."""
+    return {"loss": 1.0, "status": "ok", **RESULT_EXTRAS[kind]}
+
+
 @fmin_pass_expr_memo_ctrl
 def checkpointing(expr, memo, ctrl):
     """Checkpoints a partial result (hyperopt's ctrl.checkpoint), then returns 1.0 once the file

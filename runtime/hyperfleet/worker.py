@@ -457,8 +457,9 @@ class Worker:
         if outcome.error is None:
             try:
                 written = self.store.finish(trial_id, self.owner, outcome.result)
-            except (InvalidDocument, OperationFailure, TypeError, ValueError) as err:
-                # a result the database refuses (not BSON, too large, a value the server rejects)
+            except (InvalidDocument, OperationFailure, OverflowError, TypeError, ValueError) as err:
+                # a result the database refuses (not BSON, too large, an int over 8 bytes, a str that is not
+                # UTF-8, a value the server rejects)
                 outcome = Outcome.from_exception(err)
             else:
                 if written:

@@ -5,6 +5,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from hyperopt import base
 
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
@@ -189,6 +190,30 @@ def test_trial_attachments(store):
     attachments["log"] = b"text"
     assert attachments["weights"] == b"\x02" and sorted(attachments) == ["log", "weights"]
     assert store.db.fs.files.count_documents({}) == 2
+    log_file = store.db.fs.files.find_one({"filename": f"{doc['_id']}_log"})["_id"]
+    del attachments["log"]  # its file goes with it, chunks too
+    assert list(attachments) == ["weights"] and store.db.fs.files.count_documents({}) == 1
+    assert store.db.fs.chunks.count_documents({"files_id": log_file}) == 0
+    with pytest.raises(KeyError):
+        del attachments["log"]
+
+
+def test_trials_inserted_again_after_a_lost_connection_stay_as_they_were(store):
+    """A retried insert (the driver's first try reached the server, its answer was lost) sends the same
+    documents, _id included: those already there are kept as they are now, and the call succeeds."""
+    tids = store.allocate_tids(2)
+    docs = [{"state": JOB_STATE_NEW, "tid": tid, "exp_key": "e1", "misc": {"tid": tid}} for tid in tids]
+    inserted = store.insert_trials(docs)
+    reserved = store.reserve("w", {}, "e1")
+    assert store.insert_trials(inserted) == inserted
+    assert store.jobs.count_documents({}) == 2
+    assert store.jobs.find_one({"_id": reserved["_id"]})["state"] == JOB_STATE_RUNNING
+
+
+def test_last_tid_counts_the_trial_ids_handed_out(store):
+    assert store.last_tid() == 0
+    store.allocate_tids(3)
+    assert store.last_tid() == 3
 
 
 def test_documents_stay_readable_by_hyperopt(store):

@@ -13,7 +13,8 @@ from hyperopt import fmin, hp, rand, tpe
 import hyperfleet
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
 from testbed.processes import free_port
-from tests.objectives import ATTACHMENTS, checkpointing, flaky, quadratic, with_attachment
+from tests.objectives import (ATTACHMENTS, RESULT_EXTRAS, checkpointing, flaky, quadratic, with_attachment,
+                              with_result_extra)
 from tests.helpers import start_polling_workers, start_worker, stop_all, wait_for, worker_env
 
 
@@ -53,6 +54,26 @@ def test_an_attachment_the_server_cannot_store_makes_the_trial_an_error_and_the_
         assert [errors[k][0] for k in ("str", "surrogate", "huge")] == [
             "<class 'TypeError'>", "<class 'UnicodeEncodeError'>", "<class 'pymongo.errors.DocumentTooLarge'>"], errors
         assert store.jobs.find_one({"exp_key": "bytes"})["state"] == JOB_STATE_DONE
+        assert worker.poll() is None
+    finally:
+        assert stop_all([worker]) == [0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["--subprocesses", "--no-subprocesses"])
+def test_a_result_the_server_cannot_store_makes_the_trial_an_error_and_the_worker_carries_on(mongo_url, mode):
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    try:
+        store = hyperfleet.MongoTrials(mongo_url, exp_key="probe").store
+        for kind in RESULT_EXTRAS:  # one experiment each: a failed trial is not retried, the next one runs
+            trials = hyperfleet.MongoTrials(mongo_url, exp_key=kind)
+            with pytest.raises(Exception, match="no evaluation tasks") if kind != "plain" else contextlib.nullcontext():
+                fmin(with_result_extra, hp.choice("kind", [kind]), algo=rand.suggest, max_evals=1, trials=trials,
+                     show_progressbar=False)
+        errors = {d["exp_key"]: d["error"] for d in store.jobs.find({"state": JOB_STATE_ERROR})}
+        assert [errors[k][0] for k in ("huge-int", "surrogate", "int-key")] == [
+            "<class 'OverflowError'>", "<class 'UnicodeEncodeError'>", "<class 'bson.errors.InvalidDocument'>"], errors
+        assert store.jobs.find_one({"exp_key": "plain"})["result"] == {"loss": 1.0, "status": "ok", "note": "fine"}
         assert worker.poll() is None
     finally:
         assert stop_all([worker]) == [0]
