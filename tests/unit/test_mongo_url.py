@@ -127,3 +127,12 @@ def test_of_several_tls_files_only_the_unreadable_one_is_named(tmp_path):
 def test_an_unescaped_scheme_separator_in_the_credentials_is_a_url_error():
     with pytest.raises(MongoUrlError):
         parse_mongo_url("mongo://user:pa://ss@h/db/jobs")
+
+
+def test_an_address_pymongo_cannot_configure_is_the_stores_error_naming_it():
+    """Refused before any connection (no server needed): SCRAM without a user."""
+    from hyperfleet.store import JobStore, StoreUnavailable
+
+    with pytest.raises(StoreUnavailable, match=r"^cannot use the MongoDB address mongodb://127\.0\.0\.1:1/db\?authMechanism="
+                                               r"SCRAM-SHA-256: SCRAM-SHA-256 requires a username$"):
+        JobStore.connect("mongodb://127.0.0.1:1/db?authMechanism=SCRAM-SHA-256", timeout_seconds=1)

@@ -51,3 +51,11 @@ def test_a_directory_the_trial_created_is_removed_only_when_asked(tmp_path):
     with shared.inside(str(existing), erase_if_created=True):
         pass
     assert kept.is_dir() and not erased.exists() and existing.is_dir()
+
+
+def test_a_created_directory_the_trial_removed_itself_is_no_error(tmp_path):
+    shared, path = SharedWorkdir(), str(tmp_path / "trial")
+    start = os.getcwd()
+    with shared.inside(path, erase_if_created=True):
+        os.rmdir(path)  # an objective that cleans up after itself
+    assert os.getcwd() == start and not os.path.exists(path)
