@@ -204,6 +204,7 @@ def test_trials_inserted_again_after_a_lost_connection_stay_as_they_were(store):
     tids = store.allocate_tids(2)
     docs = [{"state": JOB_STATE_NEW, "tid": tid, "exp_key": "e1", "misc": {"tid": tid}} for tid in tids]
     inserted = store.insert_trials(docs)
+    assert [d["version"] for d in store.jobs.find()] == [0, 0]  # a trial without one starts at hyperopt's first
     reserved = store.reserve("w", {}, "e1")
     assert store.insert_trials(inserted) == inserted
     assert store.jobs.count_documents({}) == 2
