@@ -62,8 +62,9 @@ BINARY = {"Add": "Sub", "Sub": "Add", "Mul": "Div", "Div": "Mul", "FloorDiv": "D
           "LShift": "RShift", "RShift": "LShift", "BitOr": "BitAnd", "BitAnd": "BitOr", "BitXor": "BitAnd"}
 COMPARISON = {"Eq": {"NotEq"}, "NotEq": {"Eq"}, "Lt": {"LtE", "GtE"}, "LtE": {"Lt", "Gt"}, "Gt": {"GtE", "LtE"},
               "GtE": {"Gt", "Lt"}, "Is": {"IsNot"}, "IsNot": {"Is"}, "In": {"NotIn"}, "NotIn": {"In"}}
-#: calls whose mutation changes only what is logged (the log level and message): not behaviour the tests own
-LOGGING_CALL = re.compile(r"^(log|logger)\.(debug|info|warning|error|exception|critical)$")
+#: calls whose mutation changes only what is logged (the log level and message): not behaviour the tests own;
+#: a module logger or one an object keeps (self._log)
+LOGGING_CALL = re.compile(r"^(self\._?)?(log|logger)\.(debug|info|warning|error|exception|critical)$")
 
 
 def kept_operator(name: str) -> bool:
