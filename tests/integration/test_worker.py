@@ -37,46 +37,42 @@ def test_fmin_of_50_trials_served_by_3_workers(mongo_url, tmp_path):
         assert stop_all(workers) == [0, 0, 0]
 
 
+def one_experiment_per_kind(mongo_url, mode, objective, kinds, good):
+    """Each kind as an experiment of one trial (``objective(kind)``), in turn on one worker: a failed trial
+    is not retried, the next one runs. Returns the store and each experiment's error; the worker is
+    still running after the last and stops cleanly."""
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    try:
+        for kind in kinds:
+            trials = hyperfleet.MongoTrials(mongo_url, exp_key=kind)
+            with pytest.raises(Exception, match="no evaluation tasks") if kind != good else contextlib.nullcontext():
+                fmin(objective, hp.choice("kind", [kind]), algo=rand.suggest, max_evals=1, trials=trials,
+                     show_progressbar=False)
+        assert worker.poll() is None
+    finally:
+        assert stop_all([worker]) == [0]
+    store = trials.store
+    return store, {d["exp_key"]: d["error"][0] for d in store.jobs.find({"state": JOB_STATE_ERROR})}
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", ["--subprocesses", "--no-subprocesses"])
 def test_an_attachment_the_server_cannot_store_makes_the_trial_an_error_and_the_worker_carries_on(mongo_url, mode):
     """A child's attachments are stored by the worker after the objective returned (its own catch);
     in the worker's thread hyperopt's Domain.evaluate stores them, inside the objective's evaluation."""
-    worker = start_worker(mongo_url, mode, "--log-level", "warning")
-    try:
-        store = hyperfleet.MongoTrials(mongo_url, exp_key="probe").store
-        for kind in ATTACHMENTS:  # one experiment each: a failed trial is not retried, the next one runs
-            trials = hyperfleet.MongoTrials(mongo_url, exp_key=kind)
-            with pytest.raises(Exception, match="no evaluation tasks") if kind != "bytes" else contextlib.nullcontext():
-                fmin(with_attachment, hp.choice("kind", [kind]), algo=rand.suggest, max_evals=1, trials=trials,
-                     show_progressbar=False)
-        errors = {d["exp_key"]: d["error"] for d in store.jobs.find({"state": JOB_STATE_ERROR})}
-        assert [errors[k][0] for k in ("str", "surrogate", "huge")] == [
-            "<class 'TypeError'>", "<class 'UnicodeEncodeError'>", "<class 'pymongo.errors.DocumentTooLarge'>"], errors
-        assert store.jobs.find_one({"exp_key": "bytes"})["state"] == JOB_STATE_DONE
-        assert worker.poll() is None
-    finally:
-        assert stop_all([worker]) == [0]
+    store, errors = one_experiment_per_kind(mongo_url, mode, with_attachment, ATTACHMENTS, good="bytes")
+    assert errors == {"str": "<class 'TypeError'>", "surrogate": "<class 'UnicodeEncodeError'>",
+                      "huge": "<class 'pymongo.errors.DocumentTooLarge'>"}
+    assert store.jobs.find_one({"exp_key": "bytes"})["state"] == JOB_STATE_DONE
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("mode", ["--subprocesses", "--no-subprocesses"])
 def test_a_result_the_server_cannot_store_makes_the_trial_an_error_and_the_worker_carries_on(mongo_url, mode):
-    worker = start_worker(mongo_url, mode, "--log-level", "warning")
-    try:
-        store = hyperfleet.MongoTrials(mongo_url, exp_key="probe").store
-        for kind in RESULT_EXTRAS:  # one experiment each: a failed trial is not retried, the next one runs
-            trials = hyperfleet.MongoTrials(mongo_url, exp_key=kind)
-            with pytest.raises(Exception, match="no evaluation tasks") if kind != "plain" else contextlib.nullcontext():
-                fmin(with_result_extra, hp.choice("kind", [kind]), algo=rand.suggest, max_evals=1, trials=trials,
-                     show_progressbar=False)
-        errors = {d["exp_key"]: d["error"] for d in store.jobs.find({"state": JOB_STATE_ERROR})}
-        assert [errors[k][0] for k in ("huge-int", "surrogate", "int-key")] == [
-            "<class 'OverflowError'>", "<class 'UnicodeEncodeError'>", "<class 'bson.errors.InvalidDocument'>"], errors
-        assert store.jobs.find_one({"exp_key": "plain"})["result"] == {"loss": 1.0, "status": "ok", "note": "fine"}
-        assert worker.poll() is None
-    finally:
-        assert stop_all([worker]) == [0]
+    store, errors = one_experiment_per_kind(mongo_url, mode, with_result_extra, RESULT_EXTRAS, good="plain")
+    assert errors == {"huge-int": "<class 'OverflowError'>", "surrogate": "<class 'UnicodeEncodeError'>",
+                      "int-key": "<class 'bson.errors.InvalidDocument'>"}
+    assert store.jobs.find_one({"exp_key": "plain"})["result"] == {"loss": 1.0, "status": "ok", "note": "fine"}
 
 
 @pytest.mark.timeout(120)
