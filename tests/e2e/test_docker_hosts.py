@@ -139,24 +139,27 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     address = parse_mongo_url(url.replace(MONGO_TLS_CA_FILE, str(ca)))
     jobs = pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection]
 
-    # kill a worker on each engine while it holds a Python trial it booked under a second ago
+    # kill a worker on each engine while it holds a Python trial it booked under a second ago (either of
+    # the engine's two workers: one may be busy with container trials while the Python ones go elsewhere)
     detections = {}
     for index in (1, 2, 0):
-        name = f"hyperfleet-{STACK}-worker-{index}"
+        engine = list(hosts)[index]
+        on_engine = [n for n, a in workers.items() if a == engine]
 
-        def just_booked(name=name):
+        def just_booked(on_engine=on_engine):
             now = jobs.database.command("hello")["localTime"]
-            return [d["tid"] for d in jobs.find({"state": 1, "exp_key": PYTHON_EXP, "hyperfleet.worker.container": name})
+            return [(d["hyperfleet"]["worker"]["container"], d["tid"])
+                    for d in jobs.find({"state": 1, "exp_key": PYTHON_EXP, "hyperfleet.worker.container": {"$in": on_engine}})
                     if (now - d["book_time"]).total_seconds() < 1]
         try:
-            tid = wait_for(just_booked, timeout=120, step=0.05)[0]
-        except AssertionError:  # where the trials are, and what the worker said
+            name, tid = wait_for(just_booked, timeout=120, step=0.05)[0]
+        except AssertionError:  # where the trials are, and what the workers said
             counts = list(jobs.aggregate([{"$group": {"_id": {"state": "$state", "worker": "$hyperfleet.worker.container"},
                                                       "n": {"$sum": 1}}}]))
-            logs = subprocess.run(["docker", "-H", hosts[workers[name]], "logs", "--tail", "40", name],
-                                  capture_output=True, text=True)
-            print(f"{name} booked nothing in 120 s; trials by state and worker: {counts}\n"
-                  + logs.stdout[-3000:] + logs.stderr[-6000:])
+            logs = [subprocess.run(["docker", "-H", hosts[engine], "logs", "--tail", "40", n], capture_output=True, text=True)
+                    for n in on_engine]
+            print(f"{', '.join(on_engine)} booked nothing in 120 s; trials by state and worker: {counts}\n"
+                  + "\n".join(log.stdout[-3000:] + log.stderr[-3000:] for log in logs))
             raise
         docker(hosts[workers[name]], "kill", name)
         killed = time.monotonic()
