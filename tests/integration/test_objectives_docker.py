@@ -12,6 +12,7 @@ import uuid
 import pytest
 import yaml
 
+from hyperfleet.contract import OWNER_LABEL
 from hyperfleet.objectives import ContainerObjective
 from hyperfleet.objectives import docker as docker_objective
 from hyperfleet.objectives.abandoned import abandon
@@ -135,10 +136,10 @@ def test_a_worker_stopped_mid_trial_removes_its_trial_container_and_hands_the_tr
     try:
         running = wait_for(lambda: jobs(mongo_url).find_one({"exp_key": "long", "state": JOB_STATE_RUNNING}), 60)
         owner = running["owner"][0]
-        container = wait_for(lambda: trial_containers(f"hyperfleet.owner={owner}"), 60)
+        container = wait_for(lambda: trial_containers(f"{OWNER_LABEL}={owner}"), 60)
         assert len(container) == 1, container
         assert stop_all([worker]) == [0]
-        assert trial_containers(f"hyperfleet.owner={owner}") == []
+        assert trial_containers(f"{OWNER_LABEL}={owner}") == []
         doc = jobs(mongo_url).find_one({"exp_key": "long"})
         assert doc["state"] == JOB_STATE_NEW and doc["hyperfleet"]["history"][-1]["event"] == "handed back"
     finally:
@@ -181,7 +182,7 @@ def test_a_container_created_while_its_trial_is_given_up_is_removed_and_the_thre
     release.set()
     giving_up.join(60)
     assert removed == [1]
-    assert trial_containers(f"hyperfleet.owner={owner}") == []
+    assert trial_containers(f"{OWNER_LABEL}={owner}") == []
     thread.join(60)
     assert len(errors) == 1 and "refused trial container" in errors[0], errors  # its container went under it
 
@@ -191,7 +192,7 @@ def test_a_container_created_while_its_trial_is_given_up_is_removed_and_the_thre
     later.join(60)
     assert len(errors) == 2 and re.fullmatch(r"trial container hyperfleet-trial-abandon-1-\w+ not created: "
                                              r"the worker gave its trial up", errors[1]), errors
-    assert trial_containers(f"hyperfleet.owner={owner}") == []
+    assert trial_containers(f"{OWNER_LABEL}={owner}") == []
 
 
 @pytest.mark.timeout(180)
