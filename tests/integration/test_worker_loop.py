@@ -1,0 +1,83 @@
+"""The worker's loop in this process, against the test database, with its waits recorded instead of
+slept: when idle it polls again after ``poll_min_seconds``, doubling up to ``poll_interval_seconds``,
+and from ``poll_min_seconds`` again after a trial; after a failed reservation (the server unreachable)
+it waits at least 0.5 s and at most 5 s, however its polling is set, so an outage is neither hammered
+nor waited out long after it ends; its alive file is touched at most once a second."""
+
+import os
+import time
+
+import pytest
+from pymongo.errors import AutoReconnect
+
+from hyperfleet.settings import WorkerSettings
+from hyperfleet.store import JOB_STATE_DONE
+from hyperfleet.worker import Worker
+from tests.integration.test_worker import insert_trials
+
+
+class RecordedWaits:
+    """Takes the place of the worker's stop event: each wait is recorded, not slept; the loop ends
+    after ``count`` of them."""
+
+    def __init__(self, count: int):
+        self.count, self.waits = count, []
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self.count
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.is_set()
+
+    def set(self) -> None:
+        self.count = len(self.waits)
+
+
+def loop_waits(store, count: int, **settings) -> tuple[Worker, list[float]]:
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, **settings))
+    worker._stop = RecordedWaits(count)
+    assert worker._loop() == 0
+    return worker, worker._stop.waits
+
+
+def test_idle_polling_doubles_from_its_minimum_up_to_its_interval(store):
+    _, waits = loop_waits(store, 6, poll_min_seconds=0.01, poll_interval_seconds=0.05)
+    assert waits == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05, 0.05])
+
+
+def test_polling_starts_again_from_its_minimum_after_a_trial(store):
+    insert_trials(store, "loop", ("token_load", "tests.objectives.quadratic_trial"), 1)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, poll_min_seconds=0.01, poll_interval_seconds=1))
+    worker._stop = RecordedWaits(3)
+    reserve = store.reserve
+    calls = []
+
+    def reserve_after_two_empty_polls(*args, **kwargs):
+        calls.append(None)
+        return None if len(calls) <= 2 else reserve(*args, **kwargs)
+    store.reserve = reserve_after_two_empty_polls
+    assert worker._loop() == 0
+    assert [d["state"] for d in store.jobs.find()] == [JOB_STATE_DONE] and worker.jobs_done == 1
+    assert worker._stop.waits == pytest.approx([0.01, 0.02, 0.01])  # None, None, the trial, None
+
+
+@pytest.mark.parametrize("poll_min,poll_interval,expected", [(0.01, 0.05, 0.5), (8, 10, 5.0), (2, 3, 2)])
+def test_a_failed_reservation_waits_half_a_second_at_least_and_five_at_most(store, poll_min, poll_interval, expected):
+    def unreachable(*args, **kwargs):
+        raise AutoReconnect("the server is down")
+    store.reserve = unreachable
+    _, waits = loop_waits(store, 3, poll_min_seconds=poll_min, poll_interval_seconds=poll_interval)
+    assert waits == pytest.approx([expected] * 3)
+
+
+def test_the_alive_file_is_touched_at_most_once_a_second(store, tmp_path):
+    alive = tmp_path / "alive"
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, alive_file=str(alive)))
+    worker._still_alive()
+    assert alive.exists()
+    for ago, touched in ((0.9, False), (1.2, True)):
+        os.utime(alive, (0, 0))
+        worker._touched = time.monotonic() - ago
+        worker._still_alive()
+        assert (alive.stat().st_mtime > 0) is touched, f"last touched {ago} s ago"
