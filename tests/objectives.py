@@ -188,6 +188,14 @@ def learning_curve(params):
     return loss
 
 
+@fmin_pass_expr_memo_ctrl
+def learning_curve_attached(expr, memo, ctrl):
+    """learning_curve, after attaching ``curve`` (b"level <level>") through its ctrl: a pruned trial keeps it."""
+    params = pyll.rec_eval(expr, memo=memo)
+    ctrl.attachments["curve"] = f"level {params['level']!r}".encode()
+    return learning_curve(params)
+
+
 def fails_below_zero_trial(spec, ctrl):
     """A ``token_load`` objective that raises for a negative ``x``: a run of failures on demand."""
     if spec["x"] < 0:

@@ -18,14 +18,16 @@ from tests.helpers import jobs, run_cli, start_worker, stop_all, wait_for
 MODES = ["--no-subprocesses", "--subprocesses"]
 
 
-def run_levels(mongo_url, exp_key, log, levels, rule, strides=None, retries=0, steps=6, **params):
-    """One trial per level, queued in this order (one worker runs them in turn), under ``rule``."""
+def run_levels(mongo_url, exp_key, log, levels, rule, strides=None, retries=0, steps=6, objective="learning_curve",
+               **params):
+    """One trial per level of tests.objectives' ``objective``, queued in this order (one worker runs them in turn),
+    under ``rule``."""
     space = {"level": hp.choice("level", levels), "stride": hp.choice("stride", sorted(set(strides or [1]))),
              "steps": steps, "log": str(log), **params}
     stride_index = {s: i for i, s in enumerate(sorted(set(strides or [1])))}
     points = [{"level": i, "stride": stride_index[(strides or [1] * len(levels))[i]]} for i in range(len(levels))]
     trials = hyperfleet.MongoTrials(mongo_url, exp_key=exp_key, retries=retries)
-    hyperfleet.fmin(__import__("tests.objectives").objectives.learning_curve, space, algo=rand.suggest,
+    hyperfleet.fmin(getattr(__import__("tests.objectives").objectives, objective), space, algo=rand.suggest,
                     max_evals=len(levels), trials=trials, points_to_evaluate=points, pruning=rule,
                     show_progressbar=False)
     return {doc["misc"]["vals"]["level"][0]: doc for doc in trials.store.jobs.find({"exp_key": exp_key})}
@@ -106,6 +108,24 @@ def test_asha_promotes_at_its_rungs_and_stops_the_others(mongo_url, tmp_path, mo
         doc = by_level[level]
         assert doc["state"] == JOB_STATE_DONE and doc["hyperfleet"]["pruned"]["rule"] == "asha"
         assert doc["result"] == {"status": "ok", "loss": pytest.approx(level + 1 / (step + 1)), "pruned": True}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_pruned_trial_keeps_the_attachments_its_objective_saved(mongo_url, tmp_path, mode):
+    """A trial pruned at step 0 (5.0 is worse than 1.0 there) keeps what its objective attached before it
+    reported: in a --subprocesses child, the child's outcome file brings it back to the worker."""
+    worker = start_worker(mongo_url, mode, "--log-level", "warning")
+    try:
+        docs = run_levels(mongo_url, "attached", tmp_path / "steps.log", [1.0, 5.0],
+                          {"rule": "median", "warmup_steps": 0, "min_trials": 1}, steps=3,
+                          objective="learning_curve_attached")
+    finally:
+        assert stop_all([worker]) == [0]
+    trials = hyperfleet.MongoTrials(mongo_url, exp_key="attached")
+    assert [(d["hyperfleet"].get("pruned") or {}).get("step") for d in docs.values()] == [None, 0]
+    assert {level: dict(trials.trial_attachments(d)) for level, d in docs.items()} == \
+        {0: {"curve": b"level 1.0"}, 1: {"curve": b"level 5.0"}}
 
 
 def process_gone(pid: int) -> bool:

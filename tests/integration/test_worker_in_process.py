@@ -1,8 +1,11 @@
-"""The worker's loop in this process, against the test database, with its waits recorded instead of
-slept: when idle it polls again after ``poll_min_seconds``, doubling up to ``poll_interval_seconds``,
+"""The worker in this process, against the test database.
+
+Its loop, with its waits recorded instead of slept: when idle it polls again after ``poll_min_seconds``, doubling up to ``poll_interval_seconds``,
 and from ``poll_min_seconds`` again after a trial; after a failed reservation (the server unreachable)
 it waits at least 0.5 s and at most 5 s, however its polling is set, so an outage is neither hammered
-nor waited out long after it ends; its alive file is touched at most once a second."""
+nor waited out long after it ends; its alive file is touched at most once a second.
+
+Recording a trial: attachments the server refuses make the trial an error that names the refusal."""
 
 import os
 import time
@@ -11,8 +14,9 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from hyperfleet.settings import WorkerSettings
-from hyperfleet.store import JOB_STATE_DONE
-from hyperfleet.worker import Worker
+from hyperfleet.evaluation import Outcome
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR
+from hyperfleet.worker import TrialOutcome, Worker
 from tests.integration.test_worker import insert_trials
 
 
@@ -81,3 +85,18 @@ def test_the_alive_file_is_touched_at_most_once_a_second(store, tmp_path):
         worker._touched = time.monotonic() - ago
         worker._still_alive()
         assert (alive.stat().st_mtime > 0) is touched, f"last touched {ago} s ago"
+
+
+def test_attachments_the_server_refuses_make_the_trial_an_error_naming_the_refusal(store):
+    """An attachment whose entry would take the trial's document past the server's 16 MB (a large
+    checkpointed result is there already): the server refuses the write (an OperationFailure), and the
+    trial is recorded as an error naming it, not lost. (As a --subprocesses worker stores its child's
+    attachments.)"""
+    insert_trials(store, "big", ("token_load", "tests.objectives.quadratic_trial"), 1)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri))
+    doc = store.reserve(worker.owner, worker.identity, "big")
+    store.checkpoint(doc["_id"], worker.owner, {"status": "ok", "loss": 9.0, "pad": "x" * (8 << 20)})
+    outcome = Outcome(result={"status": "ok", "loss": 1.0}, attachments={"n" * (9 << 20): b"x"})
+    assert worker._record(doc, outcome) is TrialOutcome.ERROR
+    failed = store.jobs.find_one({"_id": doc["_id"]})
+    assert (failed["state"], failed["error"][0]) == (JOB_STATE_ERROR, "<class 'pymongo.errors.WriteError'>")
