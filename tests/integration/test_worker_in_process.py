@@ -1,9 +1,10 @@
 """The worker in this process, against the test database.
 
-Its loop, with its waits recorded instead of slept: when idle it polls again after ``poll_min_seconds``, doubling up to ``poll_interval_seconds``,
-and from ``poll_min_seconds`` again after a trial; after a failed reservation (the server unreachable)
-it waits at least 0.5 s and at most 5 s, however its polling is set, so an outage is neither hammered
-nor waited out long after it ends; its alive file is touched at most once a second.
+Its loop, with its waits recorded instead of slept: when idle it polls again after
+``poll_min_seconds``, doubling up to ``poll_interval_seconds``, and from ``poll_min_seconds`` again
+after a trial; after a failed reservation (the server unreachable) it waits at least 0.5 s and at
+most 5 s, however its polling is set, so an outage is neither hammered nor waited out long after it
+ends; its alive file is touched at most once a second.
 
 Recording a trial: attachments the server refuses make the trial an error that names the refusal."""
 

@@ -36,6 +36,10 @@ from cosmic_ray.mutating import mutate_code
 from cosmic_ray.work_db import WorkDB, WorkResultStorage, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ledger  # noqa: E402 - tests/mutation/ledger.py, beside this file
+from run_selected import select  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUNTIME = "runtime/hyperfleet"
@@ -145,7 +149,7 @@ def skip(db: WorkDB, job_id: str, reason: str) -> None:
 
 
 def prepare(name: str, module: str, workdir: Path, python: str, covmap: Path, sample: int | None, seed: int,
-            rerun: bool, resume: bool = False) -> Path:
+            rerun: bool, resume: bool = False, use_ledger: bool = True) -> Path:
     """The session of ``module``: listed, filtered, its config and pristine copy written. With ``resume``,
     an earlier run's session is kept as it is: cosmic-ray runs only the mutants it has no result for."""
     pristine = workdir / f"{name}.py.orig"
@@ -216,11 +220,17 @@ name = "local"
                     WorkResultStorage.worker_outcome == WorkerOutcome.NORMAL).delete(synchronize_session=False)
             return config
         candidates = []
+        identities = Identities(source, module, json.loads(covmap.read_text()))
+        entries = ledger.load(name) if use_ledger else {}
         for item in db.pending_work_items:
             (mutation,) = item.mutations
             reason = reason_to_skip(mutation)
             if reason:
                 skip(db, item.job_id, reason)
+                continue
+            carried = identities.carried(mutation, entries.get(identities.key(mutation)))
+            if carried:
+                db.set_result(item.job_id, carried)
             else:
                 candidates.append(item.job_id)
         if sample is not None and sample < len(candidates):
@@ -230,15 +240,113 @@ name = "local"
     return config
 
 
+class Identities:
+    """Each mutant of a module as the ledger (tests/mutation/ledger.py) knows it, and what the ledger may say of it."""
+
+    def __init__(self, source: str, module: str, covmap: dict):
+        self.source, self.module, self.covmap = source, module, covmap
+        self.lines = source.splitlines()
+        self.tests = ledger.TestSources()
+        self._ranks: dict[tuple, list[int]] = {}
+        self._mutated: dict[tuple, str] = {}
+
+    def mutated(self, mutation) -> str:
+        """The module's source with the mutant applied."""
+        found = (mutation.operator_name, mutation.occurrence)
+        if found not in self._mutated:
+            operator = cosmic_ray.plugins.get_operator(mutation.operator_name)(**(mutation.operator_args or {}))
+            self._mutated[found] = mutate_code(self.source, operator, mutation.occurrence)
+        return self._mutated[found]
+
+    def key(self, mutation) -> str:
+        line = mutation.start_pos[0]
+        mutated = self.mutated(mutation).splitlines()
+        scope = ledger.scope_source(self.source, line)
+        group = (mutation.operator_name, self.lines[line - 1], mutated[line - 1] if line <= len(mutated) else "", scope)
+        # the mutant's place among those of its operator, line and scope (cosmic-ray counts occurrences in
+        # the whole module: they shift with every edit elsewhere)
+        ranks = self._ranks.setdefault(group, [])
+        if mutation.occurrence not in ranks:
+            ranks.append(mutation.occurrence)
+            ranks.sort()
+        return ledger.key(group[0], group[1], group[2], scope, ranks.index(mutation.occurrence))
+
+    def selected(self, mutation) -> list[str]:
+        return select(self.module, self.source, self.mutated(mutation), self.covmap) or []
+
+    def entry(self, mutation, result: WorkResult, commit: str) -> dict | None:
+        """The ledger's entry for a mutant that ran (None for one that timed out or could not run)."""
+        if result.worker_outcome != WorkerOutcome.NORMAL or "MUTANT-TIMEOUT" in (result.output or ""):
+            return None
+        line = mutation.start_pos[0]
+        entry = {"key": self.key(mutation), "operator": mutation.operator_name, "line_no": line,
+                 "line": self.lines[line - 1].strip(), "mutated": self.mutated(mutation).splitlines()[line - 1].strip(),
+                 "commit": commit}
+        if result.test_outcome == TestOutcome.KILLED:
+            test = ledger.killer(result.output, self.covmap)
+            if test is None or self.tests.sha(test) is None:
+                return None
+            return {**entry, "outcome": "killed", "test": test, "test_sha": self.tests.sha(test)}
+        tests = self.selected(mutation)
+        return {**entry, "outcome": "survived", "tests": len(tests), "tests_sha": self.tests.tests_sha(tests)}
+
+    def carried(self, mutation, entry: dict | None) -> WorkResult | None:
+        """The ledger's outcome, when nothing that decided it has changed."""
+        if entry is None:
+            return None
+        if entry["outcome"] == "killed":
+            if entry["test"] in self.covmap and self.tests.sha(entry["test"]) == entry["test_sha"]:
+                return WorkResult(output=f"{CARRIED} at {entry['commit'][:10]}: killed by {entry['test']}",
+                                  test_outcome=TestOutcome.KILLED, worker_outcome=WorkerOutcome.NORMAL, diff="")
+            return None
+        tests = self.selected(mutation)
+        if entry["tests_sha"] is not None and self.tests.tests_sha(tests) == entry["tests_sha"]:
+            return WorkResult(output=f"{CARRIED} at {entry['commit'][:10]}: survived {len(tests)} test(s)",
+                              test_outcome=TestOutcome.SURVIVED, worker_outcome=WorkerOutcome.NORMAL,
+                              diff=mutation_diff(self.source, self.mutated(mutation)))
+        return None
+
+
+#: how a result taken from the ledger starts its output
+CARRIED = "from the ledger"
+
+
+def mutation_diff(before: str, after: str) -> str:
+    import difflib
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), n=1))
+
+
+def record(name: str, module: str, workdir: Path, covmap: Path) -> int:
+    """Add the outcomes of this run's mutants (not those taken from the ledger) to the ledger; how many."""
+    source = (workdir / f"{name}.py.orig").read_text()
+    identities = Identities(source, module, json.loads(covmap.read_text()))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+    entries = ledger.load(name)
+    added = 0
+    with use_db(str(workdir / f"{name}.sqlite"), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if (result.output or "").startswith(CARRIED):
+                continue
+            entry = identities.entry(item.mutations[0], result, commit)
+            if entry is not None:
+                entries[entry["key"]] = entry
+                added += 1
+    ledger.save(name, entries)
+    return added
+
+
 def summarize(name: str, module: str, workdir: Path, seconds: float) -> dict:
     dump = subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "dump", str(workdir / f"{name}.sqlite")],
                           cwd=REPO, check=True, capture_output=True, text=True).stdout
-    counts = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "equivalent": 0, "skipped": 0}
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "equivalent": 0, "skipped": 0,
+              "from_ledger": 0}
     survivors = []
     for row in dump.splitlines():
         item, result = json.loads(row)
         if result is None:
             continue
+        if (result["output"] or "").startswith(CARRIED):
+            counts["from_ledger"] += 1
         if result["worker_outcome"] == "skipped":
             counts["equivalent" if result["output"].startswith("equivalent") else "skipped"] += 1
         elif result["test_outcome"] == "killed":
@@ -268,6 +376,9 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true",
                         help="go on with an interrupted run: its coverage map and results are kept, only the mutants "
                              "without a result run (a module whose run had not begun starts as usual)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every mutant, taking no outcome from the ledger (tests/mutation/ledger/); "
+                             "the outcomes still go into it")
     parser.add_argument("--workdir", default=str(REPO / ".mutation"))
     parser.add_argument("--coverage-lib", required=True, help="a folder with only coverage installed in it")
     parser.add_argument("--coverage-map", help="reuse this coverage map (of the same tests and modules, unchanged since)")
@@ -319,7 +430,7 @@ def main() -> int:
         for name in group:
             start = time.monotonic()
             config = prepare(name, modules[name], workdir, args.python, covmap, args.sample, args.seed,
-                             args.survivors, args.resume)
+                             args.survivors, args.resume, use_ledger=not args.fresh)
             try:
                 subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config),
                                 str(workdir / f"{name}.sqlite")], cwd=REPO, check=True, env=env)
@@ -327,13 +438,18 @@ def main() -> int:
                 restored = (REPO / modules[name]).read_text() == (workdir / f"{name}.py.orig").read_text()
                 if not restored:
                     sys.exit(f"mutation: {modules[name]} was not restored: `git checkout {modules[name]}`")
+                # stopped or not, what ran goes into the ledger (a run of hours spans sittings)
+                recorded = record(name, modules[name], workdir, covmap)
+                print(f"mutation: {name}: {recorded} outcome(s) recorded in {ledger.LEDGER_DIR / (name + '.jsonl')}",
+                      flush=True)
             report[name] = summarize(name, modules[name], workdir, time.monotonic() - start)
             print(f"mutation: {name}: {json.dumps(report[name])}", flush=True)
     (workdir / "report.json").write_text(json.dumps(report, indent=1))
-    print(f"\n{'module':<10} {'killed':>6} {'timeout':>7} {'survived':>8} {'equiv.':>6} {'skipped':>7} {'score':>6} {'time':>6}")
+    print(f"\n{'module':<10} {'killed':>6} {'timeout':>7} {'survived':>8} {'equiv.':>6} {'skipped':>7} {'score':>6} {'time':>6}"
+          f" {'of which from the ledger':>24}")
     for name, c in report.items():
         print(f"{name:<10} {c['killed']:>6} {c['timeout']:>7} {c['survived']:>8} {c['equivalent']:>6} {c['skipped']:>7} "
-              f"{c['score'] if c['score'] is not None else '-':>5}% {c['seconds']:>5}s")
+              f"{c['score'] if c['score'] is not None else '-':>5}% {c['seconds']:>5}s {c['from_ledger']:>24}")
     print(f"survivors' diffs: {workdir}/<module>-survivors.txt")
     return 0
 
