@@ -57,6 +57,8 @@ INVALID = [
     (spec(objective={"image": "x", "resources": {"gpus": 1}}), "objective.resources.gpus: unknown key"),
     (spec(objective={"image": "x", "resources": {"extended": {"fpga": 1}}}),
      "objective.resources.extended: extended resources are named domain/name"),
+    (spec(objective={"image": "x", "resources": {"extended": {"amd.com/gpu": 1, "example.com/fpga": -1}}}),
+     "objective.resources.extended: a count of 0 or more"),
     (spec(objective={"image": "x", "resources": {"gpu": 1, "limits": {"nvidia.com/gpu": 2}}}),
      "objective.resources: nvidia.com/gpu is in limits and in gpu/extended: write it once"),
     (spec(objective={"image": "x", "resources": {"gpu": 1, "requests": {"nvidia.com/gpu": 2}}}),
@@ -72,6 +74,12 @@ def test_invalid_specs_are_rejected_naming_the_path(data, message):
     with pytest.raises(SpecError) as caught:
         parse_spec(data)
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_an_extended_resource_may_be_asked_for_0_times():
+    """0 is a count (a trial pod that needs none, a value a template fills in); below 0 is refused (above)."""
+    parsed = parse_spec(spec(objective={"image": "x", "resources": {"extended": {"amd.com/gpu": 0}}}))
+    assert parsed.objective.resources.extended == {"amd.com/gpu": 0}
 
 
 def test_all_problems_are_reported_at_once():
