@@ -43,8 +43,9 @@ from run_selected import select  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUNTIME = "runtime/hyperfleet"
-#: the tests of make test-core: the unit tests and the integration tests that need only the test database
-#: (HYPERFLEET_TESTS_WITHOUT, set by make mutation from the Makefile's CORE_WITHOUT, opts out of the rest)
+#: the unit tests and the integration tests that need only the test database, the slow ones too (make test-core
+#: without its "not slow": the outage and the hand-back on a signal are tested only there); HYPERFLEET_TESTS_WITHOUT,
+#: set by make mutation from the Makefile's CORE_WITHOUT, opts out of the rest
 CORE_TESTS = ["tests/unit", "tests/integration"]
 #: module -> the tests run against it
 MODULES = {
@@ -127,7 +128,7 @@ def coverage_map(python: str, tests: list[str], modules: list[str], out: Path, e
     most MAX_FAILED_IN_MAP tests, which are left out of the map; returns the time and those tests."""
     start = time.monotonic()
     cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.mutation.coverage_map",
-           f"--basetemp={out.parent / 'pytest-map'}", "-m", "not slow", "--durations=0", *tests]
+           f"--basetemp={out.parent / 'pytest-map'}", "--durations=0", *tests]
     run_env = dict(env, HYPERFLEET_COVERAGE_MAP=str(out), HYPERFLEET_COVERAGE_MODULES=",".join(modules),
                    PYTHONPATH=os.pathsep.join([str(coverage_lib), str(HERE / "startup"), env["PYTHONPATH"]]))
     result = subprocess.run(cmd, cwd=REPO, env=run_env)
