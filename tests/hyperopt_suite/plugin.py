@@ -10,6 +10,7 @@ This plugin, loaded before the suite is collected:
 * where no real ``mongod`` is on PATH (none can be had here), puts ``bin/mongod`` first on PATH: the
   suite starts ``mongod --dbpath=… --noprealloc --port=22334``, and that script runs the tests' server
   (FerretDB 2 with DocumentDB, testbed/mongo.py) instead;
+* lets one run of the suite at a time go on (``SUITE_LOCK``): TempMongo's folder and port are fixed;
 * marks the tests that cannot pass on that server as expected failures, each with its reason and the
   exception it must fail with (``FERRETDB_LIMITS``: none today; FerretDB v1 failed three, for nested
   arrays and NaN); strict, so a test that starts passing is reported. With a real mongod every test
@@ -24,6 +25,7 @@ import nose (installed for them) and use ``np.NaN``, which NumPy 2 removed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
@@ -52,6 +54,22 @@ ON_FERRETDB = shutil.which("mongod") is None
 
 #: the folder of hyperopt's TempMongo (its server listens on the fixed port 22334)
 TEMP_MONGO_DIR = "/tmp/hyperopt_test"
+#: held by a run of the suite from its start to its end: two runs at once (make test runs the suite and the
+#: oldest hyperopt's beside each other) would share TempMongo's fixed folder and port, and each would stop
+#: the other's server as a leftover
+SUITE_LOCK = "/tmp/hyperopt_test.lock"
+_held = []
+
+
+def _one_run_at_a_time() -> None:
+    """Wait for another run of the suite to end (the lock goes with its process, however it ends)."""
+    lock = open(SUITE_LOCK, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"hyperopt's suite: waiting for another run of it to end ({SUITE_LOCK})", file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    _held.append(lock)  # open until this process ends
 
 
 def _stop_leftover_servers() -> None:
@@ -65,8 +83,9 @@ def _stop_leftover_servers() -> None:
 def _install() -> None:
     sys.modules["hyperopt.mongoexp"] = hyperfleet.mongoexp
     hyperopt.mongoexp = hyperfleet.mongoexp
+    _one_run_at_a_time()
     if ON_FERRETDB:
-        _stop_leftover_servers()
+        _stop_leftover_servers()  # only a dead run's: a live one holds the lock
         choose_kind()  # says what to install when the server is missing
         os.environ["HYPERFLEET_PYTHON"] = sys.executable
         os.environ["HYPERFLEET_TEST_SERVER"] = "ferretdb"  # not the stand-in `mongod` put on PATH below
