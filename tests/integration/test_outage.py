@@ -35,7 +35,15 @@ def test_an_outage_mid_run_loses_nothing_duplicates_nothing_and_is_logged_once(t
             time.sleep(OUTAGE_SECONDS)
             server.start()
             back = time.monotonic()
-            out, _ = driver.communicate(timeout=180)
+            try:
+                out, _ = driver.communicate(timeout=180)
+            except subprocess.TimeoutExpired:  # where the trials are, and what each process said
+                states = {d["_id"]: d["n"] for d in jobs(url).aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])}
+                print(f"the driver did not finish in 180 s; trials by state: {states}")
+                for name, f in logs.items():
+                    f.seek(0)
+                    print(f"--- {name}:\n{f.read()[-1500:]}")
+                raise
             recovered_in = time.monotonic() - back
             assert driver.returncode == 0, out
             assert all(w.poll() is None for w in workers) and monitor.poll() is None  # no restarts
