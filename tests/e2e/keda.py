@@ -41,10 +41,14 @@ def patch_scaled_object(scenario: Scenario, **spec) -> None:
 
 
 def show_failure(scenario: Scenario, driver: subprocess.Popen | None, cluster) -> None:
-    """A failed test's driver stopped, and what the cluster and KEDA say, printed for its report: the
+    """A failed test's driver stopped and its output, and what the cluster and KEDA say, printed for its report: the
     operator's log lines about this ScaledObject (its scalers' errors) included."""
-    if driver and driver.poll() is None:
-        driver.kill()
+    if driver:
+        if driver.poll() is None:
+            driver.kill()
+        if driver.stdout and not driver.stdout.closed:  # not read yet by the test
+            out, _ = driver.communicate(timeout=30)
+            print(f"the driver (exit {driver.returncode}), last lines:\n{(out or '')[-3000:]}")
     print(scenario.diagnostics())
     print(scenario.kubectl("get", "scaledobject,hpa", "-o", "wide", check=False).stdout)
     operator = [line for line in cluster.log_tail("keda-operator", 1_000_000).splitlines() if scenario.stack.release in line]
