@@ -202,6 +202,7 @@ class JobStore:
         first command finds out: for a reader that must start while the server is away)."""
         address = url if isinstance(url, MongoAddress) else parse_mongo_url(url)
         timeout_ms = max(1, int(timeout_seconds * 1000))
+        log.debug("connecting to MongoDB at %s (giving up after %gs)", address.redacted(), timeout_seconds)
         try:
             client = pymongo.MongoClient(
                 address.uri,
