@@ -131,8 +131,9 @@ def test_unreadable_yaml_is_a_spec_error(mongo_url, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_spec_retries_run_a_failed_trial_again(mongo_url, tmp_path):
+    """retries: 1, the boundary: the trial's one failure is retried (its first, when no failure is counted yet)."""
     spec = {"name": "retry", "objective": "tests.objectives:fail_first_time", "algo": "rand", "max_evals": 1,
-            "retries": 2, "space": {"marker": {"choice": [str(tmp_path / "marker")]}}}
+            "retries": 1, "space": {"marker": {"choice": [str(tmp_path / "marker")]}}}
     path = tmp_path / "retry.yaml"
     path.write_text(yaml.safe_dump(spec))
     workers = [start_worker(mongo_url, "--log-level", "warning")]
@@ -143,6 +144,6 @@ def test_spec_retries_run_a_failed_trial_again(mongo_url, tmp_path):
         stop_all(workers)
     assert driver.returncode == 0 and out.startswith("retry: 1 trials, 1 done, 0 failed")
     doc = jobs(mongo_url).find_one({"exp_key": "retry"})
-    assert doc["hyperfleet"]["objective_failures"] == 1 and doc["hyperfleet"]["retries"] == 2
+    assert doc["hyperfleet"]["objective_failures"] == 1 and doc["hyperfleet"]["retries"] == 1
     assert doc["hyperfleet"]["history"][0]["event"] == "retried"
     assert "first attempt fails" in doc["hyperfleet"]["history"][0]["reason"]

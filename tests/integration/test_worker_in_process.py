@@ -6,7 +6,9 @@ after a trial; after a failed reservation (the server unreachable) it waits at l
 most 5 s, however its polling is set, so an outage is neither hammered nor waited out long after it
 ends; its alive file is touched at most once a second.
 
-Recording a trial: attachments the server refuses make the trial an error that names the refusal."""
+Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
+error, not the worker's end. Recording it: attachments the server refuses make the trial an error that
+names the refusal."""
 
 import os
 import time
@@ -101,3 +103,21 @@ def test_attachments_the_server_refuses_make_the_trial_an_error_naming_the_refus
     assert worker._record(doc, outcome) is TrialOutcome.ERROR
     failed = store.jobs.find_one({"_id": doc["_id"]})
     assert (failed["state"], failed["error"][0]) == (JOB_STATE_ERROR, "<class 'pymongo.errors.WriteError'>")
+
+
+def test_a_fault_in_evaluating_a_trial_is_its_error_and_the_worker_goes_on(store):
+    """The evaluation itself fails (here: no space left for the --subprocesses child's files): the trial is
+    an error naming the fault, and the worker's loop takes the next one."""
+    insert_trials(store, "fault", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, use_subprocesses=True, max_jobs=2))
+    worker._stop = RecordedWaits(10)
+    faults = []
+
+    def evaluate_without_space(doc, heartbeat, reporter):
+        faults.append(doc["tid"])
+        raise OSError(28, "No space left on device")
+    worker._evaluate_in_child = evaluate_without_space
+    assert worker._loop() == 0 and worker.jobs_done == 2
+    errors = [(d["state"], d["error"][0], d["error"][1]) for d in store.jobs.find(sort=[("tid", 1)])]
+    assert errors == [(JOB_STATE_ERROR, "<class 'OSError'>", "[Errno 28] No space left on device")] * 2
+    assert len(faults) == 2
