@@ -6,19 +6,28 @@ after a trial; after a failed reservation (the server unreachable) it waits at l
 most 5 s, however its polling is set, so an outage is neither hammered nor waited out long after it
 ends; its alive file is touched at most once a second.
 
+The monitor's loop, the same way: while Mongo cannot be reached, its waits double from its interval up
+to 5 s (or its interval, if longer).
+
 Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
-error, not the worker's end. Recording it: attachments the server refuses make the trial an error that
-names the refusal."""
+error, not the worker's end. Recording it: while the server is unreachable the write is tried again
+every second, and given up at once on shutdown (the monitor recovers the trial); attachments the
+server refuses make the trial an error that names the refusal."""
 
 import os
+import threading
 import time
 
 import pytest
 from pymongo.errors import AutoReconnect
 
-from hyperfleet.settings import WorkerSettings
+import hyperfleet.worker
+
+from hyperfleet.monitor import OUTAGE_BACKOFF_SECONDS, run_monitor
+from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.evaluation import Outcome
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_RUNNING
+from testbed.processes import free_port
 from hyperfleet.worker import TrialOutcome, Worker
 from tests.integration.test_worker import insert_trials
 
@@ -121,3 +130,54 @@ def test_a_fault_in_evaluating_a_trial_is_its_error_and_the_worker_goes_on(store
     errors = [(d["state"], d["error"][0], d["error"][1]) for d in store.jobs.find(sort=[("tid", 1)])]
     assert errors == [(JOB_STATE_ERROR, "<class 'OSError'>", "[Errno 28] No space left on device")] * 2
     assert len(faults) == 2
+
+
+class RecordedSleeps:
+    """The worker module's ``time``, its sleeps recorded instead of slept."""
+
+    def __init__(self):
+        self.sleeps = []
+        self.monotonic = time.monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def test_a_result_is_written_again_every_second_while_the_server_is_unreachable(store, monkeypatch):
+    insert_trials(store, "retried", ("token_load", "tests.objectives.quadratic_trial"), 1)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri))
+    worker._stop = RecordedWaits(10)
+    doc = store.reserve(worker.owner, worker.identity, "retried")
+    finish, calls = store.finish, []
+
+    def unreachable_twice(*args, **kwargs):
+        calls.append(None)
+        if len(calls) <= 2:
+            raise AutoReconnect("the server is down")
+        return finish(*args, **kwargs)
+    store.finish = unreachable_twice
+    clock = RecordedSleeps()
+    monkeypatch.setattr(hyperfleet.worker, "time", clock)
+    assert worker._record(doc, Outcome(result={"status": "ok", "loss": 1.0})) is TrialOutcome.DONE
+    assert clock.sleeps == [1.0, 1.0] and store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_DONE
+    # shutting down: not tried again, the trial left RUNNING for the monitor
+    insert_trials(store, "stopping", ("token_load", "tests.objectives.quadratic_trial"), 1)
+    doc = store.reserve(worker.owner, worker.identity, "stopping")
+    calls.clear()
+    worker._stop.set()
+    assert worker._record(doc, Outcome(result={"status": "ok", "loss": 1.0})) is TrialOutcome.LOST
+    assert clock.sleeps == [1.0, 1.0] and len(calls) == 1
+    assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_RUNNING
+
+
+@pytest.mark.parametrize("interval,expected", [(0.5, [0.5, 1.0, 2.0, 4.0, OUTAGE_BACKOFF_SECONDS, OUTAGE_BACKOFF_SECONDS]),
+                                               (8.0, [8.0] * 3)])
+def test_the_monitor_backs_off_while_mongo_cannot_be_reached(interval, expected):
+    settings = MonitorSettings(mongo_url=f"mongodb://127.0.0.1:{free_port()}/db", interval_seconds=interval,
+                               connect_timeout_seconds=0.1, health_port=None)
+    stop = RecordedWaits(len(expected))
+    ended = []
+    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
+    monitor.start()  # not the main thread: no signal handlers of the test process are replaced
+    monitor.join(60)
+    assert ended == [0] and stop.waits == pytest.approx(expected)
