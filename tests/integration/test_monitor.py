@@ -197,6 +197,7 @@ def test_objective_failures_have_their_own_budget(store, mongo_url):
     assert reaper.sweep().retried == 1
     again = store.jobs.find_one({"_id": doc["_id"]})
     assert again["state"] == JOB_STATE_NEW and "error" not in again
+    assert again["hyperfleet"]["history"][-1]["reason"] == "objective failed (1 of 2 tries)"
     store.reserve("w", {}, None)
     store.fail(doc["_id"], "w", ("E", "second"), "tb")
     assert reaper.sweep().retried == 0

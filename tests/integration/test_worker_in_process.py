@@ -12,7 +12,8 @@ to 5 s (or its interval, if longer).
 Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
 error, not the worker's end. Recording it: while the server is unreachable the write is tried again
 every second, and given up at once on shutdown (the monitor recovers the trial); attachments the
-server refuses make the trial an error that names the refusal."""
+server refuses make the trial an error that names the refusal. On shutdown the trial is handed back,
+or, when the server cannot take it, left RUNNING for the monitor."""
 
 import os
 import threading
@@ -26,7 +27,7 @@ import hyperfleet.worker
 from hyperfleet.monitor import OUTAGE_BACKOFF_SECONDS, run_monitor
 from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.evaluation import Outcome
-from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_RUNNING
+from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
 from testbed.processes import free_port
 from hyperfleet.worker import TrialOutcome, Worker
 from tests.integration.test_worker import insert_trials
@@ -181,3 +182,20 @@ def test_the_monitor_backs_off_while_mongo_cannot_be_reached(interval, expected)
     monitor.start()  # not the main thread: no signal handlers of the test process are replaced
     monitor.join(60)
     assert ended == [0] and stop.waits == pytest.approx(expected)
+
+
+def test_on_shutdown_the_trial_is_handed_back_or_if_the_server_cannot_take_it_left_to_the_monitor(store):
+    insert_trials(store, "handback", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri))
+    first, second = (store.reserve(worker.owner, worker.identity, "handback") for _ in range(2))
+    heartbeat = hyperfleet.worker.Heartbeat(store, first["_id"], worker.owner, 60.0)  # never started
+    assert worker._interrupted(first, heartbeat) is None  # not stopping: the trial runs on
+    worker.request_stop("worker shutdown (SIGTERM)")
+    assert worker._interrupted(first, heartbeat) is TrialOutcome.HANDED_BACK
+    assert store.jobs.find_one({"_id": first["_id"]})["state"] == JOB_STATE_NEW
+
+    def unreachable(*args, **kwargs):
+        raise AutoReconnect("the server is down")
+    store.hand_back = unreachable
+    assert worker._interrupted(second, heartbeat) is TrialOutcome.LOST
+    assert store.jobs.find_one({"_id": second["_id"]})["state"] == JOB_STATE_RUNNING

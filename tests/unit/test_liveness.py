@@ -114,3 +114,16 @@ def test_an_unreachable_engine_is_tried_again_later(monkeypatch):
     check.refresh()
     assert FlakyApi.calls == 2 and check.enabled
     assert check.gone(worker) == "container hyperfleet-worker-1 is gone"
+
+
+def test_the_monitor_builds_the_checks_its_liveness_names_and_only_those():
+    """One docker check per engine (this machine's and each --docker-engine), none without "docker"."""
+    from hyperfleet.monitor import build_checks
+    from hyperfleet.settings import MonitorSettings
+
+    def kinds(liveness, **settings):
+        return [type(c) for c in build_checks(MonitorSettings(liveness=liveness, **settings))]
+    assert kinds(("process",), docker_engines=("ssh://a",)) == [ProcessLiveness]
+    assert kinds(()) == []
+    assert kinds(("process", "docker"), docker_engines=("ssh://a", "tcp://b:2376")) == \
+        [ProcessLiveness, DockerLiveness, DockerLiveness, DockerLiveness]
