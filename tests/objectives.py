@@ -196,6 +196,11 @@ def learning_curve_attached(expr, memo, ctrl):
     return learning_curve(params)
 
 
+def attaching_trial(spec, ctrl):
+    """A ``token_load`` objective whose result carries an attachment (no hyperopt Domain stores it for it)."""
+    return {"loss": 0.0, "status": "ok", "attachments": {"note": b"from the result"}}
+
+
 def fails_below_zero_trial(spec, ctrl):
     """A ``token_load`` objective that raises for a negative ``x``: a run of failures on demand."""
     if spec["x"] < 0:

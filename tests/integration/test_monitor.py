@@ -249,6 +249,7 @@ def test_health_and_metrics(store, mongo_url):
                                 and 'hyperfleet_monitor_trials_reaped_total{cause="heartbeat"} 1.0' in r[1] and r)
         assert status == 200
         assert "hyperfleet_monitor_trials_requeued_total 1.0" in text
+        assert "hyperfleet_monitor_mongo_up 1.0" in text
         assert "hyperfleet_monitor_sweep_duration_seconds_count" in text
         assert "hyperfleet_monitor_detection_latency_seconds_bucket" in text
         assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
@@ -275,6 +276,7 @@ def test_unreachable_mongo_is_unhealthy_not_a_crash():
         wait_for(lambda: _up(port), timeout=30)
         status, text = wait_for(lambda: (r := http_get(f"http://127.0.0.1:{port}/healthz")) and "reach" in r[1] and r)
         assert status == 503 and "cannot reach MongoDB" in text
+        assert "hyperfleet_monitor_mongo_up 0.0" in http_get(f"http://127.0.0.1:{port}/metrics")[1]
         time.sleep(2)
         assert monitor.poll() is None
         monitor.send_signal(signal.SIGTERM)

@@ -13,8 +13,10 @@ Running a trial: a fault in evaluating it (not the objective's: the machine's, o
 error, not the worker's end. Recording it: while the server is unreachable the write is tried again
 every second, and given up at once on shutdown (the monitor recovers the trial); attachments the
 server refuses make the trial an error that names the refusal. On shutdown the trial is handed back,
-or, when the server cannot take it, left RUNNING for the monitor."""
+or, when the server cannot take it, left RUNNING for the monitor. A pruned trial is recorded DONE, or
+LOST when it was taken meanwhile; a token_load objective's result may carry attachments."""
 
+import datetime
 import os
 import threading
 import time
@@ -22,6 +24,7 @@ import time
 import pytest
 from pymongo.errors import AutoReconnect
 
+import hyperfleet
 import hyperfleet.worker
 
 from hyperfleet.monitor import OUTAGE_BACKOFF_SECONDS, run_monitor
@@ -199,3 +202,29 @@ def test_on_shutdown_the_trial_is_handed_back_or_if_the_server_cannot_take_it_le
     store.hand_back = unreachable
     assert worker._interrupted(second, heartbeat) is TrialOutcome.LOST
     assert store.jobs.find_one({"_id": second["_id"]})["state"] == JOB_STATE_RUNNING
+
+
+@pytest.mark.parametrize("use_subprocesses", [False, True], ids=["in-thread", "in-a-child"])
+def test_attachments_in_a_token_load_objectives_result_are_stored(store, use_subprocesses):
+    insert_trials(store, "attaching", ("token_load", "tests.objectives.attaching_trial"), 1)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, use_subprocesses=use_subprocesses, max_jobs=1))
+    worker._stop = RecordedWaits(10)
+    assert worker._loop() == 0 and worker.jobs_done == 1
+    doc = store.jobs.find_one()
+    assert doc["state"] == JOB_STATE_DONE and "attachments" not in doc["result"]
+    assert dict(hyperfleet.MongoTrials(store.address.uri, exp_key="attaching").trial_attachments(doc)) == \
+        {"note": b"from the result"}
+
+
+def test_a_pruned_trial_is_recorded_done_or_if_it_was_taken_lost(store):
+    insert_trials(store, "pruned", ("token_load", "tests.objectives.quadratic_trial"), 2)
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri))
+    kept, taken = (store.reserve(worker.owner, worker.identity, "pruned") for _ in range(2))
+    pruned = {"step": 3, "rule": "median", "at": datetime.datetime.now(datetime.timezone.utc)}
+    outcome = Outcome(result={"status": "ok", "loss": 2.5, "pruned": True}, pruned=pruned)
+    assert worker._record(kept, outcome) is TrialOutcome.DONE
+    doc = store.jobs.find_one({"_id": kept["_id"]})
+    assert (doc["state"], doc["result"]["loss"], doc["hyperfleet"]["pruned"]["step"]) == (JOB_STATE_DONE, 2.5, 3)
+    store.jobs.update_one({"_id": taken["_id"]}, {"$set": {"owner": ["another-worker:1"]}})  # requeued, taken again
+    assert worker._record(taken, outcome) is TrialOutcome.LOST
+    assert store.jobs.find_one({"_id": taken["_id"]})["state"] == JOB_STATE_RUNNING
