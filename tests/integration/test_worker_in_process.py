@@ -26,13 +26,12 @@ from pymongo.errors import AutoReconnect
 
 import hyperfleet
 import hyperfleet.worker
-
+from hyperfleet.evaluation import Outcome
 from hyperfleet.monitor import OUTAGE_BACKOFF_SECONDS, run_monitor
 from hyperfleet.settings import MonitorSettings, WorkerSettings
-from hyperfleet.evaluation import Outcome
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
-from testbed.processes import free_port
 from hyperfleet.worker import TrialOutcome, Worker
+from testbed.processes import free_port
 from tests.integration.test_worker import insert_trials
 
 
