@@ -160,12 +160,12 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
             print(f"{', '.join(candidates)} booked nothing in 120 s; trials by state, experiment and worker: {counts}\n"
                   + "\n".join(log.stdout[-2000:] + log.stderr[-2000:] for log in logs))
             raise
-        docker(hosts[workers[name]], "kill", name)
-        killed = time.monotonic()
 
         def history(tid=tid):  # a trial requeued from an earlier kill has that event already
             return jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid}).get("hyperfleet", {}).get("history", [])
-        before = len(history())
+        before = len(history())  # read before the kill: the monitor may requeue before `docker kill` returns
+        docker(hosts[workers[name]], "kill", name)
+        killed = time.monotonic()
         try:
             events = wait_for(lambda before=before: len(history()) > before and history(), timeout=30, step=0.05)
         except AssertionError:  # what the monitor said of the engines (a liveness check that fell back, say)
