@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -72,6 +73,9 @@ _TIMES = ["tid", "exp_key", "state", "book_time", "refresh_time", "hyperfleet.qu
 
 #: how often an upsert that lost a race to create its document is tried again
 UPSERT_ATTEMPTS = 5
+#: the most a retried upsert waits before its next try, times the tries so far (a random share of it: clients
+#: that deadlocked together do not all come back at once)
+UPSERT_BACKOFF_SECONDS = 0.02
 
 
 def upsert_conflict(err: PyMongoError) -> bool:
@@ -85,13 +89,15 @@ def upsert_conflict(err: PyMongoError) -> bool:
 
 def retry_upsert(upsert: Callable[[], Any]) -> Any:
     """``upsert()``, again when it lost a race to create its document (the winner's document is there
-    then, so the next attempt updates it)."""
-    for _ in range(UPSERT_ATTEMPTS - 1):
+    then, so the next attempt updates it), after a short random wait (a deadlock between racing clients
+    recurs when they all try again at once)."""
+    for attempt in range(1, UPSERT_ATTEMPTS):
         try:
             return upsert()
         except PyMongoError as err:
             if not upsert_conflict(err):
                 raise
+        time.sleep(random.uniform(0, UPSERT_BACKOFF_SECONDS * attempt))
     return upsert()
 
 
