@@ -35,6 +35,12 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def node_source(lines: list[str], node: ast.AST) -> str:
+    """A statement's source lines, its decorators included."""
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    return "\n".join(lines[first - 1:node.end_lineno])
+
+
 def scope_source(source: str, line: int) -> str:
     """The source of the innermost function holding ``line``, or of the top-level statement holding it."""
     tree = ast.parse(source)
@@ -48,8 +54,7 @@ def scope_source(source: str, line: int) -> str:
         best = next((n for n in tree.body if n.lineno <= line <= n.end_lineno), None)
     if best is None:
         return lines[line - 1]
-    first = min([best.lineno] + [d.lineno for d in getattr(best, "decorator_list", [])])
-    return "\n".join(lines[first - 1:best.end_lineno])
+    return node_source(lines, best)
 
 
 class TestSources:
@@ -69,8 +74,7 @@ class TestSources:
                 lines = source.splitlines()
                 for node in ast.walk(ast.parse(source)):
                     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                        self._files[path][node.name] = _sha("\n".join(lines[first - 1:node.end_lineno]))
+                        self._files[path][node.name] = _sha(node_source(lines, node))
         return self._files[path].get(name)
 
     def tests_sha(self, nodeids: list[str]) -> str | None:
