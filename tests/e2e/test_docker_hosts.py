@@ -80,6 +80,20 @@ def leftovers(socket: str) -> list[str]:
             + docker(socket, "network", "ls", "-q", "--filter", LABEL).split())
 
 
+MONGO = f"hyperfleet-{STACK}-mongo"
+
+
+def mongo_restarts() -> tuple[int, str]:
+    """How often the stack's Mongo container was restarted, and what it said (its state and its log's end)."""
+    inspect = subprocess.run(["docker", "inspect", "--format", "{{.RestartCount}} {{json .State}}", MONGO],
+                             capture_output=True, text=True)
+    if inspect.returncode != 0:
+        return 0, f"no {MONGO}: {inspect.stderr.strip()}"
+    logs = subprocess.run(["docker", "logs", "--tail", "80", MONGO], capture_output=True, text=True)
+    count, state = inspect.stdout.strip().split(" ", 1)
+    return int(count), f"{MONGO} restarted {count} times; state {state}\n{logs.stdout[-4000:]}{logs.stderr[-8000:]}"
+
+
 @pytest.fixture
 def stack(tmp_path, docker_hosts, test_mongo_image):
     pulumi = pulumi_runner(REPO, STACK, engine_env(tmp_path / "state", PASSPHRASE))
@@ -90,6 +104,7 @@ def stack(tmp_path, docker_hosts, test_mongo_image):
         """pulumi ARGS with the stack's config file (config=None: a command that takes none)."""
         return pulumi(*args, *(["--config-file", config] if config else []), check=check)
     yield run
+    print(mongo_restarts()[1])  # shown when the test failed: a server that went away says why here
     run("destroy", "--yes", "--skip-preview", check=False)
     pulumi("stack", "rm", "--yes", "--force", "--preserve-config", check=False)
 
@@ -209,7 +224,7 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     export = stack("stack", "export", config=None).stdout
     assert key not in up.stdout + export and tls_key not in up.stdout + export
     # Mongo's key: in its container's file only; in no container's inspect, nor the state or outputs in clear
-    server_pem = docker(HOME, "exec", f"hyperfleet-{STACK}-mongo", "cat", "/etc/hyperfleet/mongo-server.pem")
+    server_pem = docker(HOME, "exec", MONGO, "cat", "/etc/hyperfleet/mongo-server.pem")
     mongo_key = server_pem.split("-----BEGIN PRIVATE KEY-----")[1].split("-----END")[0].split()
     assert mongo_key and "BEGIN CERTIFICATE" in server_pem
     outputs = stack("stack", "output", "--json", "--show-secrets", config=None).stdout
@@ -219,6 +234,8 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
         assert line not in up.stdout + export + outputs, "the server's key in the output or the state"
         assert [a for a, text in inspected.items() if line in text] == [], "the server's key in docker inspect"
     assert json.loads(outputs)["mongo_ca_cert"].strip() == ca.read_text().strip() != ""
+    restarts, said = mongo_restarts()
+    assert restarts == 0, said  # the workers' kills and the load leave the database alone
 
     started = time.monotonic()
     stack("destroy", "--yes", "--skip-preview")
