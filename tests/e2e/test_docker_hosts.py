@@ -94,6 +94,17 @@ def mongo_restarts() -> tuple[int, str]:
     return int(count), f"{MONGO} restarted {count} times; state {state}\n{logs.stdout[-4000:]}{logs.stderr[-8000:]}"
 
 
+def stack_jobs(address) -> tuple[pymongo.collection.Collection, float]:
+    """The stack's jobs collection, once its Mongo answers, and how long that took: the server's first start
+    (its database made, the extension created) may outlast `pulumi up` on a loaded machine, while the
+    workers' own connects retry. Each later call has 10 s."""
+    waited = time.monotonic()
+    with pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=120000) as first:
+        first.admin.command("ping")
+    waited = time.monotonic() - waited
+    return pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection], waited
+
+
 @pytest.fixture
 def stack(tmp_path, docker_hosts, test_mongo_image):
     pulumi = pulumi_runner(REPO, STACK, engine_env(tmp_path / "state", PASSPHRASE))
@@ -151,7 +162,7 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     ca = tmp_path / "mongo-ca.pem"
     ca.write_text(docker(SSH_ENGINE.socket, "exec", remote_worker, "cat", MONGO_TLS_CA_FILE) + "\n")
     address = parse_mongo_url(url.replace(MONGO_TLS_CA_FILE, str(ca)))
-    jobs = pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection]
+    jobs, mongo_wait = stack_jobs(address)
 
     # kill a worker on each engine while it holds a Python trial it booked under a second ago: the engines in the
     # order their workers book (either of an engine's two workers: one may be busy with container trials)
@@ -241,7 +252,8 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     stack("destroy", "--yes", "--skip-preview")
     destroy_seconds = time.monotonic() - started
     assert {a: leftovers(s) for a, s in hosts.items()} == {a: [] for a in hosts}
-    print(f"\n3 hosts: cold pulumi up {up_seconds:.1f} s, destroy {destroy_seconds:.1f} s; killed worker's trial "
+    print(f"\n3 hosts: cold pulumi up {up_seconds:.1f} s (then {mongo_wait:.1f} s until Mongo answered), destroy "
+          f"{destroy_seconds:.1f} s; killed worker's trial "
           f"requeued by the monitor after " + ", ".join(f"{k.split(':')[0]} {v:.2f} s" for k, v in detections.items()))
     assert all(seconds < 5 for seconds in detections.values()), detections
 
@@ -327,7 +339,7 @@ def test_gpus_on_two_docker_hosts_pin_each_worker_and_its_trial_containers_to_on
     url = next(e.split("=", 1)[1] for e in env if e.startswith("MONGO_URL="))
     (ca := tmp_path / "mongo-ca.pem").write_text(stack("stack", "output", "mongo_ca_cert", config=None).stdout)
     address = parse_mongo_url(url.replace(MONGO_TLS_CA_FILE, str(ca)))
-    jobs = pymongo.MongoClient(address.uri, serverSelectionTimeoutMS=10000)[address.database][address.collection]
+    jobs, _ = stack_jobs(address)
     wait_for(lambda: jobs.count_documents({"exp_key": CONTAINER_EXP, "state": 2}) == GPU_TRIALS, timeout=400, step=1.0)
     trials = list(jobs.find({"exp_key": CONTAINER_EXP}))
     assert [t["state"] for t in trials] == [2] * GPU_TRIALS
