@@ -7,7 +7,7 @@ most 5 s, however its polling is set, so an outage is neither hammered nor waite
 ends; its alive file is touched at most once a second.
 
 The monitor's loop, the same way: while Mongo cannot be reached, its waits double from its interval up
-to 5 s (or its interval, if longer).
+to 5 s (or its interval, if longer). Stopped, it frees its health and dashboard ports, and its dashboard stops refreshing.
 
 Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
 error, not the worker's end. Recording it: while the server is unreachable the write is tried again
@@ -18,6 +18,7 @@ LOST when it was taken meanwhile; a token_load objective's result may carry atta
 
 import datetime
 import os
+import socket
 import threading
 import time
 
@@ -32,6 +33,7 @@ from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
 from hyperfleet.worker import TrialOutcome, Worker
 from testbed.processes import free_port
+from tests.helpers import wait_for
 from tests.integration.test_worker import insert_trials
 
 
@@ -184,6 +186,34 @@ def test_the_monitor_backs_off_while_mongo_cannot_be_reached(interval, expected)
     monitor.start()  # not the main thread: no signal handlers of the test process are replaced
     monitor.join(60)
     assert ended == [0] and stop.waits == pytest.approx(expected)
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except ConnectionRefusedError:
+        return False
+
+
+def test_a_stopped_monitor_frees_its_ports_and_its_dashboard_stops_refreshing(mongo_url):
+    health, dashboard = free_port(), free_port()
+    settings = MonitorSettings(mongo_url=mongo_url, interval_seconds=0.2, health_host="127.0.0.1", health_port=health,
+                               dashboard_port=dashboard)
+    stop, ended, before = threading.Event(), [], set(threading.enumerate())
+    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
+    monitor.start()
+    wait_for(lambda: listening(health) and listening(dashboard), timeout=30, step=0.1)
+    refresh = [t for t in set(threading.enumerate()) - before if t.name == "hyperfleet-dashboard-refresh"]
+    assert len(refresh) == 1
+    stop.set()
+    monitor.join(30)
+    assert ended == [0]
+    # the dashboard's server notices its exit flag within a few of its 0.1 s ticks, and stops its cache's refresh;
+    # the health server, shut down, is closed with its last reference
+    wait_for(lambda: not listening(health) and not listening(dashboard), timeout=10, step=0.1)
+    refresh[0].join(10)
+    assert not refresh[0].is_alive()
 
 
 def test_on_shutdown_the_trial_is_handed_back_or_if_the_server_cannot_take_it_left_to_the_monitor(store):

@@ -32,6 +32,7 @@ open, so the page can ask for the token.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class ReadTokenWithoutToken(ValueError):
 def create_app(store: JobStore, token: str | None = None, refresh_seconds: float = 1.0,
                preload: bool = True, read_token: bool = False) -> Starlette:
     """The app over ``store``; its cache of the experiments is refreshed in a thread (and, with
-    ``preload``, loaded here first). ``read_token``: reads need ``token`` too."""
+    ``preload``, loaded here first) until the server serving it shuts down. ``read_token``: reads
+    need ``token`` too."""
     if read_token and not token:
         raise ReadTokenWithoutToken("reads are to need the dashboard's token, and none is configured")
     cache = data.Experiments(store, refresh_seconds=refresh_seconds).start(preload=preload)
@@ -143,7 +145,12 @@ def create_app(store: JobStore, token: str | None = None, refresh_seconds: float
         Route("/api/experiments/{key}/trials/{tid:int}/attachments/{name}", read(attachment)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        cache.stop()  # a server stopped in a process that goes on (the monitor's) leaves no refresh behind
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def serve(store: JobStore, host: str, port: int, token: str | None = None, in_thread: bool = False,
