@@ -10,7 +10,8 @@ The monitor's loop, the same way: while Mongo cannot be reached, its waits doubl
 to 5 s (or its interval, if longer). Stopped, it frees its health and dashboard ports, and its dashboard stops refreshing.
 
 Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
-error, not the worker's end. Recording it: while the server is unreachable the write is tried again
+error, not the worker's end; the objective's failure in a trial stock hyperopt queued (no retries) is
+final. Recording it: while the server is unreachable the write is tried again
 every second, and given up at once on shutdown (the monitor recovers the trial); attachments the
 server refuses make the trial an error that names the refusal. On shutdown the trial is handed back,
 or, when the server cannot take it, left RUNNING for the monitor. A pruned trial is recorded DONE, or
@@ -135,6 +136,21 @@ def test_a_fault_in_evaluating_a_trial_is_its_error_and_the_worker_goes_on(store
     errors = [(d["state"], d["error"][0], d["error"][1]) for d in store.jobs.find(sort=[("tid", 1)])]
     assert errors == [(JOB_STATE_ERROR, "<class 'OSError'>", "[Errno 28] No space left on device")] * 2
     assert len(faults) == 2
+
+
+def test_an_objective_that_raises_in_a_trial_without_retries_is_an_error_at_once(store):
+    """A trial that stock hyperopt's MongoTrials queued (straight into the collection, without the fields
+    hyperfleet's store adds) has no retries: its objective's failure is final."""
+    store.jobs.insert_one({"state": JOB_STATE_NEW, "tid": 0, "spec": None, "result": {"status": "new"}, "exp_key": "once",
+                           "misc": {"tid": 0, "cmd": ("token_load", "tests.objectives.fails_below_zero_trial"),
+                                    "workdir": None, "idxs": {"x": [0]}, "vals": {"x": [-1.0]}},
+                           "owner": None, "book_time": None, "refresh_time": None})
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, max_jobs=1))
+    worker._stop = RecordedWaits(10)
+    assert worker._loop() == 0
+    (doc,) = store.jobs.find()
+    assert (doc["state"], doc.get("error")) == (JOB_STATE_ERROR, ["<class 'ValueError'>", "x=-1.0 is negative"])
+    assert (doc["hyperfleet"]["attempts"], doc["hyperfleet"]["objective_failures"]) == (1, 1)
 
 
 class RecordedSleeps:
