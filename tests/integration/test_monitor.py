@@ -1,5 +1,6 @@
 """The monitor against the real server: recovery of killed workers, races, policies, health."""
 
+import datetime
 import os
 import random
 import signal
@@ -345,16 +346,22 @@ def test_a_zero_infrastructure_budget_marks_the_first_orphan_error(store, mongo_
 
 
 def test_each_recovery_observes_its_detection_latency_from_the_last_heartbeat(store, mongo_url):
-    enqueue_slow_trial(store)
-    enqueue_slow_trial(store)
-    store.reserve("w", {}, None)
-    store.reserve("w", {}, None)
-    reaper = Reaper(store, settings(mongo_url), checks=[RaceAfterRead(lambda: None)])
-    assert reaper.sweep().requeued == 2
+    """An hour since the last heartbeat is observed as an hour; heartbeats dated after the sweep read the
+    server's clock (one that landed between its read and its reap) as 0 s, never less."""
+    for _ in range(3):
+        enqueue_slow_trial(store)
+        store.reserve("w", {}, None)
+    now = store.server_time()
+    for tid, heartbeat in ((0, now - datetime.timedelta(hours=1)), (1, now + datetime.timedelta(hours=1)),
+                           (2, now + datetime.timedelta(minutes=1))):
+        store.jobs.update_one({"tid": tid}, {"$set": {"refresh_time": heartbeat}})
+    reaper = Reaper(store, settings(mongo_url, grace_seconds=3 * 3600), checks=[RaceAfterRead(lambda: None)])
+    assert reaper.sweep().requeued == 3
     registry = reaper.metrics.registry
-    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_count") == 2
-    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_sum") >= 0
-    assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 2
+    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_count") == 3
+    assert 3600 <= registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_sum") < 3600 + 60
+    assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_bucket", {"le": "0.5"}) == 2
+    assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 3
 
 
 def test_a_budget_of_one_requeues_a_trial_never_orphaned_before_and_errors_it_the_second_time(store, mongo_url):
