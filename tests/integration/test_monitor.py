@@ -176,6 +176,8 @@ def test_error_policy_marks_orphans_error_like_hyperkops(store, mongo_url):
     assert report.errored == 1
     final = store.jobs.find_one({"_id": doc["_id"]})
     assert final["state"] == JOB_STATE_ERROR and final["error"] == ["hyperfleet.orphaned", "gone (test)"]
+    (event,) = final["hyperfleet"]["history"]
+    assert (event["event"], event["reason"], event["owner"]) == ("errored", "gone (test)", "w")  # the worker it was lost by
 
 
 def test_infrastructure_budget_then_error(store, mongo_url):
@@ -361,6 +363,8 @@ def test_each_recovery_observes_its_detection_latency_from_the_last_heartbeat(st
     assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_count") == 3
     assert 3600 <= registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_sum") < 3600 + 60
     assert registry.get_sample_value("hyperfleet_monitor_detection_latency_seconds_bucket", {"le": "0.5"}) == 2
+    # and the sweep observes its own time: a moment, not the clock's reading
+    assert 0 < registry.get_sample_value("hyperfleet_monitor_sweep_duration_seconds_sum") < 60
     assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 3
 
 

@@ -346,6 +346,9 @@ def test_a_run_of_failures_stops_the_worker_and_a_success_resets_the_count(store
     assert _worker_limits(mongo_url, "fails", max_consecutive_failures=2) == 0
     E, D, N = JOB_STATE_ERROR, JOB_STATE_DONE, JOB_STATE_NEW
     assert _states(store, "fails") == [E, D, E, E, N, N]
+    _queue_xs(store, "first", [-1, -1, -1])  # a run from the worker's first trial on
+    assert _worker_limits(mongo_url, "first", max_consecutive_failures=2) == 0
+    assert _states(store, "first") == [E, E, N]
 
 
 def test_max_jobs_in_db_counts_every_document_and_stops_at_the_limit(store, mongo_url):

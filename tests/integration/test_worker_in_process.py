@@ -7,7 +7,8 @@ most 5 s, however its polling is set, so an outage is neither hammered nor waite
 ends; its alive file is touched at most once a second.
 
 The monitor's loop, the same way: while Mongo cannot be reached, its waits double from its interval up
-to 5 s (or its interval, if longer). Stopped, it frees its health and dashboard ports, and its dashboard stops refreshing.
+to 5 s (or its interval, if longer), with a dashboard as without. Stopped, it frees its health and
+dashboard ports, and its dashboard stops refreshing.
 
 Running a trial: a fault in evaluating it (not the objective's: the machine's, or ours) is the trial's
 error, not the worker's end; the objective's failure in a trial stock hyperopt queued (no retries) is
@@ -202,6 +203,19 @@ def test_the_monitor_backs_off_while_mongo_cannot_be_reached(interval, expected)
     monitor.start()  # not the main thread: no signal handlers of the test process are replaced
     monitor.join(60)
     assert ended == [0] and stop.waits == pytest.approx(expected)
+
+
+def test_a_monitor_with_a_dashboard_starts_while_mongo_cannot_be_reached():
+    """The dashboard's reader connects without checking the server (it must start while the server is away):
+    the monitor backs off as without a dashboard, instead of ending."""
+    settings = MonitorSettings(mongo_url=f"mongodb://127.0.0.1:{free_port()}/db", interval_seconds=0.5,
+                               connect_timeout_seconds=0.1, health_port=None, health_host="127.0.0.1",
+                               dashboard_port=free_port())
+    stop, ended = RecordedWaits(2), []
+    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
+    monitor.start()
+    monitor.join(60)
+    assert ended == [0] and stop.waits == pytest.approx([0.5, 1.0])
 
 
 def listening(port: int) -> bool:
