@@ -401,3 +401,24 @@ def test_a_bad_gpu_is_a_usage_error_naming_the_option(mongo_url):
     proc = subprocess.run([sys.executable, "-m", "hyperfleet", "worker", "--mongo", mongo_url, "--gpu", "all"],
                           env=worker_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--gpu" in proc.stderr and "'all'" in proc.stderr, proc.stderr
+
+
+HEARTBEAT_THEN_DIE = """
+import os
+from hyperfleet.store import JobStore
+from hyperfleet.worker import Heartbeat
+store = JobStore.connect(os.environ["TEST_MONGO_URL"])
+Heartbeat(store, store.jobs.find_one()["_id"], "w", 0.1).start()
+raise SystemExit("the main thread ends mid-trial")
+"""
+
+
+def test_a_worker_whose_main_thread_ends_mid_trial_is_not_kept_alive_by_its_heartbeat(store, mongo_url):
+    """The heartbeat is a daemon thread: a worker process whose main thread ends mid-trial (a fault of ours)
+    exits, and its trial's heartbeats stop, so the monitor recovers the trial. A heartbeat that kept the
+    process alive would keep the trial its own forever."""
+    insert_trials(store, "die", ("token_load", "tests.objectives.quadratic_trial"), 1)
+    store.reserve("w", {}, "die")
+    result = subprocess.run([sys.executable, "-c", HEARTBEAT_THEN_DIE], capture_output=True, text=True, timeout=60,
+                            env=worker_env(TEST_MONGO_URL=mongo_url))  # not on the command line a timeout prints
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (1, "the main thread ends mid-trial")
