@@ -117,6 +117,12 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
+def mutated_lines(entry: dict) -> list[str]:
+    """An equivalent entry's ``mutated``: one line, or a list of the lines of several mutants of its line."""
+    mutated = entry["mutated"]
+    return [m.strip() for m in ([mutated] if isinstance(mutated, str) else mutated)]
+
+
 def load_equivalents() -> list[dict]:
     """tests/mutation/equivalent.toml: each equivalent mutant by module, operator and the source line's text."""
     return tomllib.loads((HERE / "equivalent.toml").read_text()).get("equivalent", [])
@@ -196,7 +202,7 @@ name = "local"
         for e in equivalents:
             if e["operator"] == mutation.operator_name and e["line"].strip() == text and (
                     "function" not in e or e["function"] == mutation.definition_name) and (
-                    "mutated" not in e or mutated_line(mutation) == e["mutated"].strip()):
+                    "mutated" not in e or mutated_line(mutation) in mutated_lines(e)):
                 return f"equivalent (tests/mutation/equivalent.toml): {e['reason']}"
         return None
 
