@@ -145,6 +145,8 @@ def test_attachments_of_trials_and_of_the_experiment_and_delete_all(trials, serv
     trials.delete_all()
     assert len(trials) == 0 and states(trials) == {}
     assert "summary" not in trials.attachments and "FMinIter_Domain" not in trials.attachments
+    with pytest.raises(KeyError, match="summary"):  # as a dict's (hyperopt's attachments are one)
+        trials.attachments["summary"]
     other.refresh()
     assert len(other) == 2 and "FMinIter_Domain" in other.attachments
 
