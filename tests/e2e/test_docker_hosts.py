@@ -275,7 +275,7 @@ def gpu_config(tmp_path, docker_hosts) -> str:
         "hosts": [a if i not in GPUS else {"engine": a, "gpus": [int(g) for g in GPUS[i]]} for i, a in enumerate(addresses)]}
     (container,) = [e for e in config["hyperfleet:experiments"] if e["name"] == CONTAINER_EXP]
     config["hyperfleet:experiments"] = [{**container, "max_evals": GPU_TRIALS, "parallelism": 6,
-                                         "objective": {**container["objective"], "env": {"SLEEP_SECONDS": "2"}}}]
+                                         "objective": {**container["objective"], "env": {"SLEEP_SECONDS": "3"}}}]
     Path(path).write_text(yaml.safe_dump(doc))
     return path
 
@@ -310,6 +310,21 @@ def test_gpus_on_two_docker_hosts_pin_each_worker_and_its_trial_containers_to_on
     stack("up", "--yes", "--skip-preview", config=config)
     up_seconds = time.monotonic() - started
 
+    def live_trial_container():  # a trial container of a GPU host, inspected while it runs (it lives 3 s)
+        for address in addresses[1:]:
+            for cid in docker(hosts[address], "ps", "-q", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}").split():
+                found = subprocess.run(["docker", "-H", hosts[address], "inspect", cid], capture_output=True, text=True)
+                if found.returncode == 0:
+                    return address, json.loads(found.stdout)[0]
+        return None
+    # first, while the experiment (two rounds of 3 s trials on 6 slots) runs: the checks of the workers below
+    # take longer than that on a loaded machine
+    address, trial = wait_for(live_trial_container, timeout=180, step=0.1)
+    gpu = trial["Config"]["Labels"][GPU_LABEL]
+    assert gpu in GPUS[addresses.index(address)]
+    assert [(r["Count"], r["DeviceIDs"], r["Capabilities"]) for r in trial["HostConfig"]["DeviceRequests"]] == \
+        [(0, [gpu], [["gpu"]])]
+
     workers = {}
     for address, socket in hosts.items():
         for name in docker(socket, "ps", "--filter", LABEL, "--filter", f"label={ROLE_LABEL}={ROLE_WORKER}",
@@ -320,19 +335,6 @@ def test_gpus_on_two_docker_hosts_pin_each_worker_and_its_trial_containers_to_on
             workers[name] = (address, inspected["Config"]["Labels"].get(GPU_LABEL), requests)
     assert workers == {f"hyperfleet-{STACK}-worker-h{host}-gpu{gpu}-{slot}": (addresses[host], gpu, [("", 0, [gpu], [["gpu"]])])
                        for host, gpus in GPUS.items() for gpu in gpus for slot in range(TRIALS_PER_GPU)}
-
-    def live_trial_container():  # a trial container of a GPU host, inspected while it runs (it lives 2 s)
-        for address in addresses[1:]:
-            for cid in docker(hosts[address], "ps", "-q", "--filter", f"label={ROLE_LABEL}={ROLE_TRIAL}").split():
-                found = subprocess.run(["docker", "-H", hosts[address], "inspect", cid], capture_output=True, text=True)
-                if found.returncode == 0:
-                    return address, json.loads(found.stdout)[0]
-        return None
-    address, trial = wait_for(live_trial_container, timeout=180, step=0.1)
-    gpu = trial["Config"]["Labels"][GPU_LABEL]
-    assert gpu in GPUS[addresses.index(address)]
-    assert [(r["Count"], r["DeviceIDs"], r["Capabilities"]) for r in trial["HostConfig"]["DeviceRequests"]] == \
-        [(0, [gpu], [["gpu"]])]
 
     remote_worker = f"hyperfleet-{STACK}-worker-h1-gpu0-0"
     env = json.loads(docker(SSH_ENGINE.socket, "inspect", "--format", "{{json .Config.Env}}", remote_worker))
