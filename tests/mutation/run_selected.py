@@ -9,7 +9,7 @@ test executes survives at once (exit 0): no test could kill it.
 Each mutant has its own time limit, from the baseline: 3 times the selected tests' time plus a start-up
 allowance. Past it pytest gets SIGINT (so its fixtures stop the test database), then its process group
 SIGKILL; the output says MUTANT-TIMEOUT and the exit is non-zero (a timeout counts as killed, and is
-reported apart).
+reported apart). Stopped itself (SIGINT: ``make mutation`` interrupted), it stops its tests the same way.
 
     python run_selected.py MODULE PRISTINE MAP -- PYTEST_ARGS...
 """
@@ -85,17 +85,25 @@ def main(argv: list[str]) -> int:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
         print(f"{TIMEOUT_MARK}: over {timeout:.0f} s", flush=True)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        stop(proc)
         return 124
+    except KeyboardInterrupt:  # the run was stopped: its tests, in a session of their own, stop with it
+        stop(proc)
+        raise
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGINT to pytest (its fixtures stop the test database), then SIGKILL to its process group."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 if __name__ == "__main__":
