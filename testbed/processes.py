@@ -26,6 +26,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_open(host: str, port: int) -> bool:
+    """Something accepts connections on ``host``:``port`` (within a second)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout_seconds: float = 15) -> None:
     """Ask a server to stop with ``sig``; kill it if it is still there after ``timeout_seconds``."""
     if proc is None or proc.poll() is not None:

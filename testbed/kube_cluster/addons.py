@@ -11,6 +11,7 @@ import shlex
 import time
 
 from testbed import base_image
+from testbed.processes import port_open
 
 from .common import (
     CONTEXT,
@@ -27,7 +28,6 @@ from .common import (
     RUN_DIR,
     ClusterBase,
     dns_answers,
-    port_open,
 )
 
 

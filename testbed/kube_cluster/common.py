@@ -120,14 +120,6 @@ class ClusterBase:
             time.sleep(0.2)
 
 
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def dns_answers(server: str, name: str) -> bool:
     """An A query for ``name`` to ``server`` gets an answer with at least one record."""
     query = struct.pack(">HHHHHH", 0x4846, 0x0100, 1, 0, 0, 0)

@@ -4,8 +4,9 @@ adapter needs), kube-controller-manager and kube-scheduler, as host processes.""
 from __future__ import annotations
 
 from testbed.kube_server import SERVICE_CLUSTER_IP_RANGE
+from testbed.processes import port_open
 
-from .common import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, RUN_DIR, ClusterBase, port_open
+from .common import API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, RUN_DIR, ClusterBase
 
 
 class ControlPlane(ClusterBase):

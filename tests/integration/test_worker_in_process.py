@@ -20,7 +20,6 @@ LOST when it was taken meanwhile; a token_load objective's result may carry atta
 
 import datetime
 import os
-import socket
 import threading
 import time
 
@@ -34,7 +33,7 @@ from hyperfleet.monitor import OUTAGE_BACKOFF_SECONDS, run_monitor
 from hyperfleet.settings import MonitorSettings, WorkerSettings
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING
 from hyperfleet.worker import TrialOutcome, Worker
-from testbed.processes import free_port
+from testbed.processes import free_port, port_open
 from tests.helpers import wait_for
 from tests.integration.test_worker import insert_trials
 
@@ -146,9 +145,7 @@ def test_an_objective_that_raises_in_a_trial_without_retries_is_an_error_at_once
                            "misc": {"tid": 0, "cmd": ("token_load", "tests.objectives.fails_below_zero_trial"),
                                     "workdir": None, "idxs": {"x": [0]}, "vals": {"x": [-1.0]}},
                            "owner": None, "book_time": None, "refresh_time": None})
-    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, max_jobs=1))
-    worker._stop = RecordedWaits(10)
-    assert worker._loop() == 0
+    loop_waits(store, 10, max_jobs=1)
     (doc,) = store.jobs.find()
     assert (doc["state"], doc.get("error")) == (JOB_STATE_ERROR, ["<class 'ValueError'>", "x=-1.0 is negative"])
     assert (doc["hyperfleet"]["attempts"], doc["hyperfleet"]["objective_failures"]) == (1, 1)
@@ -192,15 +189,22 @@ def test_a_result_is_written_again_every_second_while_the_server_is_unreachable(
     assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_RUNNING
 
 
+def monitor_in_thread(settings: MonitorSettings, stop) -> tuple[threading.Thread, list[int]]:
+    """run_monitor started in a thread (not the main one: no signal handler of the test process is replaced),
+    and the list its exit code goes to."""
+    ended: list[int] = []
+    thread = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
+    thread.start()
+    return thread, ended
+
+
 @pytest.mark.parametrize("interval,expected", [(0.5, [0.5, 1.0, 2.0, 4.0, OUTAGE_BACKOFF_SECONDS, OUTAGE_BACKOFF_SECONDS]),
                                                (8.0, [8.0] * 3)])
 def test_the_monitor_backs_off_while_mongo_cannot_be_reached(interval, expected):
     settings = MonitorSettings(mongo_url=f"mongodb://127.0.0.1:{free_port()}/db", interval_seconds=interval,
                                connect_timeout_seconds=0.1, health_port=None)
     stop = RecordedWaits(len(expected))
-    ended = []
-    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
-    monitor.start()  # not the main thread: no signal handlers of the test process are replaced
+    monitor, ended = monitor_in_thread(settings, stop)
     monitor.join(60)
     assert ended == [0] and stop.waits == pytest.approx(expected)
 
@@ -211,29 +215,19 @@ def test_a_monitor_with_a_dashboard_starts_while_mongo_cannot_be_reached():
     settings = MonitorSettings(mongo_url=f"mongodb://127.0.0.1:{free_port()}/db", interval_seconds=0.5,
                                connect_timeout_seconds=0.1, health_port=None, health_host="127.0.0.1",
                                dashboard_port=free_port())
-    stop, ended = RecordedWaits(2), []
-    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
-    monitor.start()
+    stop = RecordedWaits(2)
+    monitor, ended = monitor_in_thread(settings, stop)
     monitor.join(60)
     assert ended == [0] and stop.waits == pytest.approx([0.5, 1.0])
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except ConnectionRefusedError:
-        return False
 
 
 def test_a_stopped_monitor_frees_its_ports_and_its_dashboard_stops_refreshing(mongo_url):
     health, dashboard = free_port(), free_port()
     settings = MonitorSettings(mongo_url=mongo_url, interval_seconds=0.2, health_host="127.0.0.1", health_port=health,
                                dashboard_port=dashboard)
-    stop, ended, before = threading.Event(), [], set(threading.enumerate())
-    monitor = threading.Thread(target=lambda: ended.append(run_monitor(settings, stop)), daemon=True)
-    monitor.start()
-    wait_for(lambda: listening(health) and listening(dashboard), timeout=30, step=0.1)
+    stop, before = threading.Event(), set(threading.enumerate())
+    monitor, ended = monitor_in_thread(settings, stop)
+    wait_for(lambda: port_open("127.0.0.1", health) and port_open("127.0.0.1", dashboard), timeout=30, step=0.1)
     refresh = [t for t in set(threading.enumerate()) - before if t.name == "hyperfleet-dashboard-refresh"]
     assert len(refresh) == 1
     stop.set()
@@ -241,7 +235,7 @@ def test_a_stopped_monitor_frees_its_ports_and_its_dashboard_stops_refreshing(mo
     assert ended == [0]
     # the dashboard's server notices its exit flag within a few of its 0.1 s ticks, and stops its cache's refresh;
     # the health server, shut down, is closed with its last reference
-    wait_for(lambda: not listening(health) and not listening(dashboard), timeout=10, step=0.1)
+    wait_for(lambda: not port_open("127.0.0.1", health) and not port_open("127.0.0.1", dashboard), timeout=10, step=0.1)
     refresh[0].join(10)
     assert not refresh[0].is_alive()
 
@@ -266,9 +260,8 @@ def test_on_shutdown_the_trial_is_handed_back_or_if_the_server_cannot_take_it_le
 @pytest.mark.parametrize("use_subprocesses", [False, True], ids=["in-thread", "in-a-child"])
 def test_attachments_in_a_token_load_objectives_result_are_stored(store, use_subprocesses):
     insert_trials(store, "attaching", ("token_load", "tests.objectives.attaching_trial"), 1)
-    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, use_subprocesses=use_subprocesses, max_jobs=1))
-    worker._stop = RecordedWaits(10)
-    assert worker._loop() == 0 and worker.jobs_done == 1
+    worker, _ = loop_waits(store, 10, use_subprocesses=use_subprocesses, max_jobs=1)
+    assert worker.jobs_done == 1
     doc = store.jobs.find_one()
     assert doc["state"] == JOB_STATE_DONE and "attachments" not in doc["result"]
     assert dict(hyperfleet.MongoTrials(store.address.uri, exp_key="attaching").trial_attachments(doc)) == \
