@@ -215,7 +215,7 @@ PYTEST_WORKERS ?= $(if $(TEST_PARALLEL),4,0)
 .PHONY: test-stage-pytest
 test-stage-pytest: ## The pytest suite (tests/) on PYTEST_WORKERS workers: PYTEST_ARGS passes options
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
-	  $(PYTEST_ARGS)
+	  --tb=short $(PYTEST_ARGS)
 
 # hyperopt's own tests of hyperopt.mongoexp, from the installed wheel, against hyperfleet.mongoexp
 HYPEROPT_SUITE := -p tests.hyperopt_suite.plugin --pyargs hyperopt.tests.integration.test_mongoexp -rxX

@@ -9,8 +9,10 @@ set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
 : "${MAKE:=make}"
-rm -f "$times" "$times".beside*.log
+rm -f "$times" "$times".beside*.log "$times.failures"
 started=$(date +%s)
+# the suite writes a few lines per failed test there (tests/conftest.py), shown last
+export HYPERFLEET_FAILURE_DIGEST="$times.failures"
 
 # run_stages NOTE STAGE...: each in order, its time (and NOTE) appended to $times; stops at the first that fails
 run_stages() {
@@ -49,6 +51,10 @@ for stage in $beside; do
   cat "$times.beside-$stage.log"
 done
 if (( main_status != 0 || beside_status != 0 )); then
+  if [[ -s $HYPERFLEET_FAILURE_DIGEST ]]; then
+    echo "== make test: the suite's failures, in short"
+    cat "$HYPERFLEET_FAILURE_DIGEST"
+  fi
   exit 1
 fi
 

@@ -55,6 +55,24 @@ def pytest_xdist_make_scheduler(config, log):
     return None
 
 
+def pytest_terminal_summary(terminalreporter):
+    """With HYPERFLEET_FAILURE_DIGEST set (make test sets it), the run's main process writes there a few lines per
+    failed test: its id, the error's message and the end of what it printed. make test shows them last, after the
+    stages that ran beside the suite, where a log cut to its beginning and its end still has them."""
+    path = os.environ.get("HYPERFLEET_FAILURE_DIGEST")
+    if not path or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    lines = []
+    for report in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", []):
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash else str(report.longrepr)
+        printed = (report.capstdout + report.capstderr).strip().splitlines()
+        lines += [f"{report.nodeid} ({report.when})", *("  " + line for line in message.splitlines()[:8]),
+                  *("  | " + line[:300] for line in printed[-6:])]
+    with open(path, "w") as digest:
+        digest.write("".join(line + "\n" for line in lines))
+
+
 def pytest_sessionfinish(session):
     """The run's main process stops the shared servers the run started, after every worker is done."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
