@@ -190,6 +190,9 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
         def history(tid=tid):  # a trial requeued from an earlier kill has that event already
             return jobs.find_one({"exp_key": PYTHON_EXP, "tid": tid}).get("hyperfleet", {}).get("history", [])
         before = len(history())  # read before the kill: the monitor may requeue before `docker kill` returns
+        # requeued within 30 s (the heartbeats' grace is 60 s), naming the exited container: the monitor listed the
+        # worker's engine. How soon is a figure the run prints (under a second idle), not a bound: a loaded machine
+        # (CI's) may take seconds
         docker(hosts[workers[name]], "kill", name)
         killed = time.monotonic()
         try:
@@ -255,7 +258,6 @@ def test_one_stack_over_a_local_an_ssh_and_a_tls_docker_host(stack, docker_hosts
     print(f"\n3 hosts: cold pulumi up {up_seconds:.1f} s (then {mongo_wait:.1f} s until Mongo answered), destroy "
           f"{destroy_seconds:.1f} s; killed worker's trial "
           f"requeued by the monitor after " + ", ".join(f"{k.split(':')[0]} {v:.2f} s" for k, v in detections.items()))
-    assert all(seconds < 5 for seconds in detections.values()), detections
 
 
 #: the GPU test's hosts: the home host without GPUs (Mongo, the monitor, the driver), GPUs 0 and 1 on the ssh host,

@@ -61,7 +61,7 @@ def check_the_dashboard_answers_on_localhost_only_and_keeps_its_token(stack, up)
             return json.loads(urllib.request.urlopen("http://127.0.0.1:8090/api/experiments", timeout=5).read())
         except OSError:
             return None
-    assert [e["exp_key"] for e in wait_for(experiments, timeout=60, step=0.5)] == ["ci-branin"]
+    assert [e["exp_key"] for e in wait_for(experiments, timeout=120, step=0.5)] == ["ci-branin"]
     for token in (None, "wrong"):
         request = urllib.request.Request("http://127.0.0.1:8090/api/experiments/ci-branin/cancel", method="POST",
                                          headers={"Authorization": f"Bearer {token}"} if token else {})
@@ -88,7 +88,7 @@ def check_the_password_is_only_where_it_must_be(stack, up) -> None:
     # the database checks it: a wrong one is refused, in one line
     wrong = url.replace(urllib.parse.quote(password, safe=""), "not-the-password")
     refused = subprocess.run(["docker", "exec", "-e", f"HYPERFLEET_STATUS_MONGO={wrong}", f"hyperfleet-{STACK}-monitor",
-                              "hyperfleet", "status", "--connect-timeout-seconds", "60"],  # Mongo may still be starting
+                              "hyperfleet", "status", "--connect-timeout-seconds", "120"],  # Mongo may be restarting
                              capture_output=True, text=True)
     assert refused.returncode == 1 and "refused the credentials" in refused.stderr, refused.stderr
     assert password not in up.stdout + up.stderr
@@ -163,7 +163,9 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     survivor = ({f"hyperfleet-{STACK}-worker-{i}" for i in (0, 1)} - {victim}).pop()
     restarts = docker("inspect", "--format", "{{.Name}} {{.RestartCount}} {{.State.Status}}",
                       f"hyperfleet-{STACK}-monitor", survivor).split("\n")
-    assert all(line.split()[1:] == ["0", "running"] for line in restarts), restarts
+    restarted = [line.split()[0].lstrip("/") for line in restarts if line.split()[1:] != ["0", "running"]]
+    assert not restarted, (restarts, {name: subprocess.run(["docker", "logs", "--tail", "15", name], capture_output=True,
+                                                           text=True).stderr[-1500:] for name in restarted})
     killed = json.loads(in_monitor(f"print(json.dumps(jobs.find_one({{'tid': {tid}}}), default=str))"))
     assert killed["state"] == 2 and "history" in killed["hyperfleet"], killed
     assert killed["hyperfleet"]["history"][0]["event"] == "requeued"
