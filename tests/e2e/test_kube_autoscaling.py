@@ -3,7 +3,8 @@ keda, min 0, max 4) on the tests' single-node cluster, where KEDA's operator and
 (testbed/kube_cluster). With nothing queued the pool parks at 0; an experiment of 40 trials started from
 outside makes it 4; lowering the ScaledObject's maximum to 2 mid-run scales down workers that hold
 trials (they hand them back on SIGTERM); when the queue drains the pool goes back to 0. Every trial
-ends DONE, exactly once: none is lost on scale-down.
+ends DONE, exactly once: none is lost on scale-down. In both tests, once what they check is seen, six
+workers on this host help the pool drain the rest (keda.drain_helpers): draining was their longest wait.
 
 The monitor, the gauge's source, stopped mid-experiment (a stack of its own): KEDA's fallback holds the
 pool (4 workers where the gauge asked for 3), trials keep finishing, and with the monitor back every
@@ -14,17 +15,17 @@ scale test once saw its metric unread for 3 minutes.
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 
 import pytest
 import yaml
 
-from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, assert_each_done_once, forwarded_mongo,
-                            patch_scaled_object, print_timings, show_failure, start_driver, worker_count)
+from tests.e2e.keda import (EXPERIMENT, MAX_WORKERS, PASSPHRASE, STACK, TRIALS, assert_each_done_once, drain_helpers,
+                            forwarded_mongo, patch_scaled_object, print_timings, show_failure, start_driver,
+                            worker_count)
 from tests.e2e.kube_scenario import Scenario, Stack
-from tests.helpers import REPO, start_worker, stop_all, wait_for
+from tests.helpers import REPO, wait_for
 from tests.pulumi_engine import kube_stack, program_stack
 
 
@@ -61,7 +62,8 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
             # scale down with work in flight: the workers that go get SIGTERM while they hold trials
             patch_scaled_object(scenario, maxReplicaCount=MAX_WORKERS // 2)
             wait_for(lambda: worker_count(scenario)[:2] == (MAX_WORKERS // 2, MAX_WORKERS // 2), timeout=120, step=0.5)
-            out, _ = driver.communicate(timeout=600)
+            with drain_helpers(url, stack.exp_key, tmp_path, jobs) as helped:  # the rest, sooner
+                out, _ = driver.communicate(timeout=600)
             assert driver.returncode == 0, out
             drained = time.monotonic()
             docs = list(jobs.find({"exp_key": stack.exp_key}))
@@ -75,6 +77,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
         wait_for(lambda: worker_count(scenario)[:2] == (0, 0), timeout=180, step=1)
         timings["drained -> 0 workers"] = time.monotonic() - drained
         timings["trials handed back on scale-down"] = len(handed_back)
+        timings["trials left run by this host's workers"] = helped["ran"]
         # the Deployment has no replicas of its own: another `pulumi up` would not fight KEDA
         pulumi("preview", "--expect-no-changes")
         pulumi("destroy", "--yes")
@@ -91,8 +94,6 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
 FALLBACK_TRIALS, FALLBACK_TRIAL_SECONDS = 120, 3
 #: 120 open trials / 40 per worker: the gauge asks for 3 workers at most; the fallback (maxReplicas) holds 4
 FALLBACK_PER_WORKER, FALLBACK_MAX = 40, 4
-#: workers on this host that help the pool drain what is left once the monitor is back
-DRAIN_HELPERS = 6
 
 
 @pytest.fixture
@@ -175,17 +176,11 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             # host beside it (through the port-forward; the monitor judges them by their heartbeats), so that
             # the tens of 3 s trials left take seconds instead of a minute on the pool alone
             patch_scaled_object(scenario, minReplicaCount=FALLBACK_MAX)
-            helpers = [start_worker(url, "--exp-key", stack.exp_key, "--heartbeat-seconds", "1",
-                                    stdout=log, stderr=subprocess.STDOUT)
-                       for log in (open(tmp_path / f"helper-{n}.log", "w") for n in range(DRAIN_HELPERS))]
-            try:
+            with drain_helpers(url, stack.exp_key, tmp_path, jobs) as helped:
                 out, _ = driver.communicate(timeout=600)
-            finally:
-                assert stop_all(helpers) == [0] * DRAIN_HELPERS
             assert driver.returncode == 0, out
-            helped = jobs.count_documents({"exp_key": stack.exp_key, "hyperfleet.worker.pod": {"$exists": False}})
-            assert helped > 0, "the workers on this host ran none of the trials left"
-            timings["trials left run by this host's workers"] = helped
+            assert helped["ran"] > 0, "the workers on this host ran none of the trials left"
+            timings["trials left run by this host's workers"] = helped["ran"]
             phase("driver done")
             patch_scaled_object(scenario, minReplicaCount=0)
             docs = list(jobs.find({"exp_key": stack.exp_key}))
