@@ -110,3 +110,27 @@ def killer(output: str, known) -> str | None:
         if found:
             return max(found, key=len)
     return None
+
+
+def merge(name: str, others: list[Path]) -> int:
+    """Take into ``name``'s ledger what other clones' copies of it (``--shard`` runs, begun from this ledger as it
+    is) hold that it does not: their new entries, and those they ran again (a changed test). How many entries
+    were added or replaced."""
+    base = load(name)
+    entries = dict(base)
+    for path in others:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if entry != base.get(entry["key"]):
+                    entries[entry["key"]] = entry
+    save(name, entries)
+    return sum(entries[k] != base.get(k) for k in entries)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 4 or sys.argv[1] != "merge":
+        sys.exit("usage: python tests/mutation/ledger.py merge MODULE LEDGER_FILE...")
+    print(f"{merge(sys.argv[2], [Path(p) for p in sys.argv[3:]])} entries added or replaced in {LEDGER_DIR / sys.argv[2]}.jsonl")

@@ -13,6 +13,7 @@ rewritten in place while it runs (it refuses to start when one has uncommitted c
 afterwards that each is back as it was).
 
     python tests/mutation/run.py --python .venv/bin/python [--modules spec,store] [--sample N] [--seed S]
+        [--shard K/N]
 """
 
 from __future__ import annotations
@@ -155,8 +156,19 @@ def skip(db: WorkDB, job_id: str, reason: str) -> None:
     db.set_result(job_id, WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
 
 
+def shard(text: str) -> tuple[int, int]:
+    """--shard K/N, 1 <= K <= N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (two whole numbers)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be from 1 to N")
+    return k, n
+
+
 def prepare(name: str, module: str, workdir: Path, python: str, covmap: Path, sample: int | None, seed: int,
-            rerun: bool, resume: bool = False, use_ledger: bool = True) -> Path:
+            rerun: bool, resume: bool = False, use_ledger: bool = True, share: tuple[int, int] | None = None) -> Path:
     """The session of ``module``: listed, filtered, its config and pristine copy written. With ``resume``,
     an earlier run's session is kept as it is: cosmic-ray runs only the mutants it has no result for."""
     pristine = workdir / f"{name}.py.orig"
@@ -235,9 +247,12 @@ name = "local"
             if reason:
                 skip(db, item.job_id, reason)
                 continue
-            carried = identities.carried(mutation, entries.get(identities.key(mutation)))
+            identity = identities.key(mutation)
+            carried = identities.carried(mutation, entries.get(identity))
             if carried:
                 db.set_result(item.job_id, carried)
+            elif share and int(identity, 16) % share[1] != share[0] - 1:  # the key: the same in every clone
+                skip(db, item.job_id, "in another shard")
             else:
                 candidates.append(item.job_id)
         if sample is not None and sample < len(candidates):
@@ -378,6 +393,9 @@ def main() -> int:
     parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, of {', '.join(MODULES)}")
     parser.add_argument("--sample", type=int, help="run at most N mutants of each module, drawn with --seed")
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument("--shard", type=shard, metavar="K/N",
+                        help="run only the K-th of N shares of the mutants left to run (K from 1), so that N clones "
+                             "share a module; their ledgers are merged with tests/mutation/ledger.py merge")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the survivors of the last run (after tests were added); the rest is kept")
     parser.add_argument("--resume", action="store_true",
@@ -437,7 +455,7 @@ def main() -> int:
         for name in group:
             start = time.monotonic()
             config = prepare(name, modules[name], workdir, args.python, covmap, args.sample, args.seed,
-                             args.survivors, args.resume, use_ledger=not args.fresh)
+                             args.survivors, args.resume, use_ledger=not args.fresh, share=args.shard)
             try:
                 subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "exec", str(config),
                                 str(workdir / f"{name}.sqlite")], cwd=REPO, check=True, env=env)
