@@ -101,10 +101,10 @@ def drain_helpers(url: str, exp_key: str, folder: Path, jobs):
                             stderr=subprocess.STDOUT) for log in logs]
     try:
         yield helped
-    finally:
+    finally:  # stopped also when the test fails meanwhile (that failure is the one reported)
         codes = stop_all(helpers)
         for log in logs:
             log.close()
-        assert codes == [0] * DRAIN_HELPERS, (codes, [(folder / f"helper-{n}.log").read_text()[-1500:]
-                                                      for n in range(DRAIN_HELPERS)])
+    assert codes == [0] * DRAIN_HELPERS, (codes, [(folder / f"helper-{n}.log").read_text()[-1500:]
+                                                  for n in range(DRAIN_HELPERS)])
     helped["ran"] = jobs.count_documents({"exp_key": exp_key, "hyperfleet.worker.pod": {"$exists": False}})

@@ -172,9 +172,8 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             timings["monitor back -> fallback off"] = time.monotonic() - stopped
             phase("fallback off")
             # what is left only has to drain (the gauge would ask for 1-2 workers, 40 trials each): the
-            # pool held at its maximum for that, then free to park again, and DRAIN_HELPERS workers on this
-            # host beside it (through the port-forward; the monitor judges them by their heartbeats), so that
-            # the tens of 3 s trials left take seconds instead of a minute on the pool alone
+            # pool held at its maximum for that, then free to park again, and six workers on this host beside
+            # it (keda.drain_helpers), so that the tens of 3 s trials left take seconds instead of a minute
             patch_scaled_object(scenario, minReplicaCount=FALLBACK_MAX)
             with drain_helpers(url, stack.exp_key, tmp_path, jobs) as helped:
                 out, _ = driver.communicate(timeout=600)
