@@ -16,7 +16,7 @@ from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB
 from testbed.processes import free_port
 from tests.objectives import (ATTACHMENTS, RESULT_EXTRAS, checkpointing, flaky, quadratic, with_attachment,
                               with_result_extra)
-from tests.helpers import start_polling_workers, start_worker, stop_all, wait_for, worker_env
+from tests.helpers import enqueue_slow_trial, start_polling_workers, start_worker, stop_all, wait_for, worker_env
 
 
 @pytest.mark.slow
@@ -422,3 +422,25 @@ def test_a_worker_whose_main_thread_ends_mid_trial_is_not_kept_alive_by_its_hear
     result = subprocess.run([sys.executable, "-c", HEARTBEAT_THEN_DIE], capture_output=True, text=True, timeout=60,
                             env=worker_env(TEST_MONGO_URL=mongo_url))  # not on the command line a timeout prints
     assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (1, "the main thread ends mid-trial")
+
+
+def test_the_heartbeat_keeps_advancing_all_through_a_trial_and_the_worker_records_it(store, mongo_url):
+    """A 2 s trial under a 0.1 s heartbeat: its refresh_time advances again and again (each beat finds the
+    trial still the worker's) and the worker records its result. A beat taken for "no longer yours" would
+    make the worker abandon the trial, left RUNNING for the monitor."""
+    tid = enqueue_slow_trial(store, "beats", sleep=2.0)
+    worker = start_worker(mongo_url, "--exp-key", "beats", "--heartbeat-seconds", "0.1", "--max-jobs", "1")
+    beats = set()
+
+    def done():
+        doc = store.jobs.find_one({"tid": tid})
+        if doc["state"] == JOB_STATE_RUNNING:
+            beats.add(doc["refresh_time"])
+        return doc["state"] == JOB_STATE_DONE and doc
+    try:
+        doc = wait_for(done, timeout=60, step=0.05)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        stop_all([worker])
+    assert doc["result"]["status"] == "ok" and "history" not in doc.get("hyperfleet", {}), doc
+    assert len(beats) >= 5, beats  # about 20 beats in 2 s; sampled every 0.05 s, loaded machine included
