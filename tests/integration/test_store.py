@@ -200,14 +200,16 @@ def test_trial_attachments(store):
 
 def test_trials_inserted_again_after_a_lost_connection_stay_as_they_were(store):
     """A retried insert (the driver's first try reached the server, its answer was lost) sends the same
-    documents, _id included: those already there are kept as they are now, and the call succeeds."""
-    tids = store.allocate_tids(2)
+    documents, _id included: those already there are kept as they are now, those the first try did not
+    get to (its connection lost part way) are inserted, and the call succeeds."""
+    tids = store.allocate_tids(3)
     docs = [{"state": JOB_STATE_NEW, "tid": tid, "exp_key": "e1", "misc": {"tid": tid}} for tid in tids]
-    inserted = store.insert_trials(docs)
+    inserted = store.insert_trials(docs[:2])
     assert [d["version"] for d in store.jobs.find()] == [0, 0]  # a trial without one starts at hyperopt's first
     reserved = store.reserve("w", {}, "e1")
-    assert store.insert_trials(inserted) == inserted
-    assert store.jobs.count_documents({}) == 2
+    retried = store.insert_trials(inserted + docs[2:])
+    assert retried[:2] == inserted and [d["tid"] for d in retried] == tids
+    assert sorted(d["tid"] for d in store.jobs.find()) == tids  # the first two already there did not stop the third
     assert store.jobs.find_one({"_id": reserved["_id"]})["state"] == JOB_STATE_RUNNING
 
 
@@ -283,6 +285,9 @@ def test_cancelling_an_experiment_withdraws_its_queue_and_is_recorded_until_it_r
     assert store.cancel_experiment("stop-me") == 2
     assert store.experiment_cancelled("stop-me") and not store.experiment_cancelled("other")
     assert store.count("stop-me", [JOB_STATE_CANCEL]) == 2 and store.count("other", [JOB_STATE_NEW]) == 2
+    # a count is of its experiment's trials only, or of every experiment's (None)
+    assert store.count("other", [JOB_STATE_NEW, JOB_STATE_RUNNING]) == 2
+    assert store.count(None, [JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_CANCEL]) == 5
     assert store.jobs.find_one({"_id": running["_id"]})["state"] == JOB_STATE_RUNNING
     store.save_experiment("stop-me", {"name": "stop-me"}, 3)
     assert not store.experiment_cancelled("stop-me")

@@ -5,7 +5,8 @@ real clients; here the count of tries is checked exactly, with the errors the se
 import pytest
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from hyperfleet.store import UPSERT_ATTEMPTS, retry_upsert, upsert_conflict
+from hyperfleet import store
+from hyperfleet.store import UPSERT_ATTEMPTS, UPSERT_BACKOFF_SECONDS, retry_upsert, upsert_conflict
 
 # what DocumentDB (FerretDB 2) answers the loser of a race, and what mongod does
 LOST_RACE = [DuplicateKeyError("E11000 duplicate key error"),
@@ -43,3 +44,14 @@ def test_other_errors_are_raised_at_once(error):
     with pytest.raises(OperationFailure):
         retry_upsert(upsert)
     assert tries == [1]
+
+
+def test_each_try_again_waits_a_random_time_up_to_a_bound_that_grows(monkeypatch):
+    """Before try k + 1 the wait is drawn from 0 to k times UPSERT_BACKOFF_SECONDS: short, and spread, so
+    that clients in a deadlock do not all try again at once."""
+    waits = []
+    monkeypatch.setattr(store.time, "sleep", waits.append)
+    upsert, tries = attempts([LOST_RACE[1]] * (UPSERT_ATTEMPTS - 1))
+    assert retry_upsert(upsert) == "upserted"
+    assert len(waits) == UPSERT_ATTEMPTS - 1
+    assert all(0 <= wait <= UPSERT_BACKOFF_SECONDS * k for k, wait in enumerate(waits, start=1)), waits
