@@ -141,10 +141,12 @@ user-toolchain: # pulumi, its Python host and the plugins of TOOLCHAIN_USER_PART
 # TEST_BESIDE beside them. By default (TEST_PARALLEL=1) the suite runs on PYTEST_WORKERS workers with the
 # other stages beside it (docs/testing.md has the times); TEST_PARALLEL= runs everything one after another,
 # the suite in one process (about 25 min warm on 2 cores): slower, but a failure's log is in order
+# hyperopt's own suite runs alone, first (20 s): its threaded test segfaulted three times in about twenty
+# runs beside the suite (docs/testing.md), never alone, and is not understood yet
 TEST_PARALLEL ?= 1
-TEST_FIRST := provision lint
-TEST_MAIN := pytest $(if $(TEST_PARALLEL),,hyperopt-suite hyperopt-oldest bench-smoke)
-TEST_BESIDE := $(if $(TEST_PARALLEL),hyperopt-suite hyperopt-oldest bench-smoke,)
+TEST_FIRST := provision lint hyperopt-suite
+TEST_MAIN := pytest $(if $(TEST_PARALLEL),,hyperopt-oldest bench-smoke)
+TEST_BESIDE := $(if $(TEST_PARALLEL),hyperopt-oldest bench-smoke,)
 STAGE_TIMES := $(CURDIR)/.test-stages
 
 .PHONY: test

@@ -9,7 +9,7 @@ set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
 : "${MAKE:=make}"
-rm -f "$times" "$times".beside*.log "$times.failures"
+rm -f "$times" "$times".beside*.log "$times.failures" "$times.failed"
 started=$(date +%s)
 # the suite writes a few lines per failed test there (tests/conftest.py), shown last
 export HYPERFLEET_FAILURE_DIGEST="$times.failures"
@@ -23,6 +23,7 @@ run_stages() {
     echo "== make test: $stage"
     if ! $MAKE --no-print-directory "test-stage-$stage"; then
       echo "make test: stage $stage failed" >&2
+      echo "$stage" >> "$times.failed"
       return 1
     fi
     echo "$stage $(( $(date +%s) - start )) $note" >> "$times"
@@ -51,10 +52,20 @@ for stage in $beside; do
   cat "$times.beside-$stage.log"
 done
 if (( main_status != 0 || beside_status != 0 )); then
+  # last, what a log cut to its beginning and its end must still show: which stage failed, and why
+  for stage in $beside; do
+    if grep -qx "$stage" "$times.failed" 2>/dev/null; then
+      echo "== make test: stage $stage (beside the suite) failed; its failure lines, then its log's last lines:"
+      grep -E -m 8 "^(FAILED|ERROR) |Fatal Python error|^Current thread|Error [0-9]+$" "$times.beside-$stage.log"
+      grep -A 4 "^Current thread" "$times.beside-$stage.log" | tail -n +2
+      tail -n 6 "$times.beside-$stage.log"
+    fi
+  done
   if [[ -s $HYPERFLEET_FAILURE_DIGEST ]]; then
     echo "== make test: the suite's failures, in short"
     cat "$HYPERFLEET_FAILURE_DIGEST"
   fi
+  echo "== make test: failed stages: $(tr '\n' ' ' < "$times.failed" 2>/dev/null)"
   exit 1
 fi
 
