@@ -8,13 +8,14 @@ import contextlib
 import datetime
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pymongo
 import yaml
 
 from tests.e2e.kube_scenario import Scenario
-from tests.helpers import run_cli, start_worker, stop_all
+from tests.helpers import run_cli, stop_all, worker_env
 
 STACK = "keda-ci"
 PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
@@ -97,8 +98,10 @@ def drain_helpers(url: str, exp_key: str, folder: Path, jobs):
     how many trials they ran ("ran")."""
     helped = {}
     logs = [open(folder / f"helper-{n}.log", "w") for n in range(DRAIN_HELPERS)]
-    helpers = [start_worker(url, "--exp-key", exp_key, "--heartbeat-seconds", "1", stdout=log,
-                            stderr=subprocess.STDOUT) for log in logs]
+    # the address (its password) in the environment, not on a command line a failure may print
+    helpers = [subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--exp-key", exp_key, "--heartbeat-seconds",
+                                 "1"], env=worker_env(HYPERFLEET_WORKER_MONGO=url), stdout=log, stderr=subprocess.STDOUT)
+               for log in logs]
     try:
         yield helped
     finally:  # stopped also when the test fails meanwhile (that failure is the one reported)
