@@ -288,6 +288,8 @@ def test_cancelling_an_experiment_withdraws_its_queue_and_is_recorded_until_it_r
     # a count is of its experiment's trials only, or of every experiment's (None)
     assert store.count("other", [JOB_STATE_NEW, JOB_STATE_RUNNING]) == 2
     assert store.count(None, [JOB_STATE_NEW, JOB_STATE_RUNNING, JOB_STATE_CANCEL]) == 5
+    # a withdrawn trial is a change like any other: its version advanced by one
+    assert {d["version"] for d in store.jobs.find({"state": JOB_STATE_CANCEL})} == {1}
     assert store.jobs.find_one({"_id": running["_id"]})["state"] == JOB_STATE_RUNNING
     store.save_experiment("stop-me", {"name": "stop-me"}, 3)
     assert not store.experiment_cancelled("stop-me")
@@ -371,3 +373,18 @@ def test_the_latest_of_several_files_of_one_name_is_the_domain_a_trial_gets(stor
     assert store.latest_attachment_id("FMinIter_Domain", "e1") == newer
     assert store.read_file(store.latest_attachment_id("FMinIter_Domain", None)) == b"newer domain"
     assert store.latest_attachment_id("FMinIter_Domain", "e2") is None
+
+
+def test_one_reported_value_per_trial_and_step_the_server_holds_to(store):
+    """The progress collection's unique index: two clients writing the same trial's value at the same step
+    (a report retried after a lost answer, racing its first try) leave one document, never two."""
+    from pymongo.errors import DuplicateKeyError
+
+    from hyperfleet.store import PROGRESS
+
+    value = {"exp_key": "e1", "tid": 0, "step": 3, "loss": 1.0}
+    store.db[PROGRESS].insert_one(dict(value))
+    with pytest.raises(DuplicateKeyError):
+        store.db[PROGRESS].insert_one({**value, "loss": 2.0})
+    store.db[PROGRESS].insert_one({**value, "step": 4})  # another step of the same trial is another value
+    assert store.db[PROGRESS].count_documents({"exp_key": "e1", "tid": 0}) == 2
