@@ -56,8 +56,8 @@ if (( main_status != 0 || beside_status != 0 )); then
   for stage in $beside; do
     if grep -qx "$stage" "$times.failed" 2>/dev/null; then
       echo "== make test: stage $stage (beside the suite) failed; its failure lines, then its log's last lines:"
-      grep -E -m 8 "^(FAILED|ERROR) |Fatal Python error|^Current thread|Error [0-9]+$" "$times.beside-$stage.log"
-      grep -A 4 "^Current thread" "$times.beside-$stage.log" | tail -n +2
+      grep -E -m 8 "^(FAILED|ERROR) |Fatal Python error|Error [0-9]+$" "$times.beside-$stage.log"
+      grep -m 1 -A 4 "^Current thread" "$times.beside-$stage.log"
       tail -n 6 "$times.beside-$stage.log"
     fi
   done
