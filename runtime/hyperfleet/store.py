@@ -63,6 +63,8 @@ STATE_NAMES = {int(s): s.name.lower() for s in TrialState}
 
 # The history of hand-backs kept on a trial is bounded so a flapping trial cannot grow without limit.
 HISTORY_LIMIT = 20
+#: a history entry's reason keeps this many characters at most (an objective's error message may be long)
+HISTORY_REASON_LIMIT = 2000
 # what `hyperfleet run` ran, by exp_key (its spec and max_evals), for status and reports
 EXPERIMENTS = "hyperfleet_experiments"
 #: the values trials report while they run (hyperfleet.report): one document per (exp_key, tid, step)
@@ -430,7 +432,7 @@ class JobStore:
         """Record an ERROR of the objective: hyperopt's ``error`` pair and the full traceback; with
         ``retry`` the trial is queued again instead, the error kept in its history."""
         if retry:
-            reason = f"objective failed, run again: {error[1]}"[:2000]
+            reason = f"objective failed, run again: {error[1]}"[:HISTORY_REASON_LIMIT]
             return self._requeue(self._owned(trial_id, owner), "retried", reason, owner,
                                  {"hyperfleet.objective_failures": 1}, unset_error=True)
         res = self.jobs.update_one(

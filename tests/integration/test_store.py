@@ -144,6 +144,20 @@ def test_hand_back_requeues_counts_and_records_the_reason(store):
     assert again["_id"] == doc["_id"] and again["hyperfleet"]["attempts"] == 2
 
 
+def test_the_history_names_an_orphans_last_holder_and_keeps_a_retried_errors_first_2000_characters(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    assert store.requeue_orphan(store.running_trials("e1")[0], "no heartbeat")
+    assert store.jobs.find_one()["hyperfleet"]["history"][-1]["owner"] == "w"
+    store.reserve("w2", {}, "e1")
+    message = "x" * 4000
+    assert store.fail(doc["_id"], "w2", ("<class 'ValueError'>", message), "tb", retry=True)
+    entry = store.jobs.find_one()["hyperfleet"]["history"][-1]
+    assert entry["owner"] == "w2" and entry["event"] == "retried"
+    assert len(entry["reason"]) == 2000  # HISTORY_REASON_LIMIT, written out: a mutant of the constant fails here
+    assert f"objective failed, run again: {message}".startswith(entry["reason"])
+
+
 def test_a_late_result_cannot_overwrite_a_handed_back_trial(store):
     new_trials(store, 1)
     doc = store.reserve("w", {}, "e1")
