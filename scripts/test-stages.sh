@@ -9,7 +9,7 @@ set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
 : "${MAKE:=make}"
-rm -f "$times" "$times".beside*.log "$times.failures" "$times.failed"
+rm -f "$times" "$times".beside*.log "$times".log-* "$times.failures" "$times.failed"
 started=$(date +%s)
 # the suite writes a few lines per failed test there (tests/conftest.py), shown last
 export HYPERFLEET_FAILURE_DIGEST="$times.failures"
@@ -21,7 +21,7 @@ run_stages() {
   for stage in "$@"; do
     start=$(date +%s)
     echo "== make test: $stage"
-    if ! $MAKE --no-print-directory "test-stage-$stage"; then
+    if ! $MAKE --no-print-directory "test-stage-$stage" 2>&1 | tee "$times.log-$stage"; then
       echo "make test: stage $stage failed" >&2
       echo "$stage" >> "$times.failed"
       return 1
@@ -30,8 +30,21 @@ run_stages() {
   done
 }
 
+# failure_lines STAGE: what a log cut to its beginning and its end must still show of a failed stage (its
+# whole output is above, and in $times.log-STAGE): its failure lines, a crashed thread, its last lines
+failure_lines() {
+  local log="$times.log-$1"
+  echo "== make test: stage $1 failed; its failure lines, then its log's last lines:"
+  grep -E -m 8 "^(FAILED|ERROR) |Fatal Python error|Error [0-9]+$" "$log"
+  grep -m 1 -A 6 "^Current thread" "$log"
+  tail -n 6 "$log"
+}
+
 # shellcheck disable=SC2086  # the stage lists are words
-run_stages "" $first || exit 1
+if ! run_stages "" $first; then
+  failure_lines "$(tail -n 1 "$times.failed")"
+  exit 1
+fi
 
 beside_status=0 beside_pids=()
 for stage in $beside; do
@@ -53,14 +66,9 @@ for stage in $beside; do
 done
 if (( main_status != 0 || beside_status != 0 )); then
   # last, what a log cut to its beginning and its end must still show: which stage failed, and why
-  for stage in $beside; do
-    if grep -qx "$stage" "$times.failed" 2>/dev/null; then
-      echo "== make test: stage $stage (beside the suite) failed; its failure lines, then its log's last lines:"
-      grep -E -m 8 "^(FAILED|ERROR) |Fatal Python error|Error [0-9]+$" "$times.beside-$stage.log"
-      grep -m 1 -A 4 "^Current thread" "$times.beside-$stage.log"
-      tail -n 6 "$times.beside-$stage.log"
-    fi
-  done
+  while read -r stage; do
+    failure_lines "$stage"
+  done < "$times.failed"
   if [[ -s $HYPERFLEET_FAILURE_DIGEST ]]; then
     echo "== make test: the suite's failures, in short"
     cat "$HYPERFLEET_FAILURE_DIGEST"
