@@ -9,10 +9,20 @@ set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
 : "${MAKE:=make}"
-rm -f "$times" "$times".beside*.log "$times".log-* "$times.failures" "$times.failed"
+rm -f "$times" "$times".beside*.log "$times".log-* "$times.failures" "$times.failed" "$times.crashes"
 started=$(date +%s)
 # the suite writes a few lines per failed test there (tests/conftest.py), shown last
 export HYPERFLEET_FAILURE_DIGEST="$times.failures"
+# a stage that ran a command once more after the interpreter crashed in it says so there, named last
+export HYPERFLEET_CRASH_LOG="$times.crashes"
+
+# crashes: the interpreter crashes that a stage met and ran again past (tests/hyperopt_suite/once-more-on-crash.sh)
+crashes() {
+  if [[ -s $HYPERFLEET_CRASH_LOG ]]; then
+    echo "== make test: interpreter crashes, each run once more (the crash's lines are in its stage's output):"
+    cat "$HYPERFLEET_CRASH_LOG"
+  fi
+}
 
 # run_stages NOTE STAGE...: each in order, its time (and NOTE) appended to $times; stops at the first that fails
 run_stages() {
@@ -73,6 +83,7 @@ if (( main_status != 0 || beside_status != 0 )); then
     echo "== make test: the suite's failures, in short"
     cat "$HYPERFLEET_FAILURE_DIGEST"
   fi
+  crashes
   echo "== make test: failed stages: $(tr '\n' ' ' < "$times.failed" 2>/dev/null)"
   exit 1
 fi
@@ -80,3 +91,4 @@ fi
 echo "== make test: passed; stage times (s):"
 awk '{ note = $3; for (i = 4; i <= NF; i++) note = note " " $i; printf "  %-16s %5d %s\n", $1, $2, note }' "$times"
 printf '  %-16s %5d\n' "wall" $(( $(date +%s) - started ))
+crashes
