@@ -24,6 +24,18 @@ def new_trials(store, count, exp_key="e1"):
     return tids
 
 
+def test_a_connect_timeout_under_a_millisecond_is_one_millisecond_not_pymongos_zero(mongo_url):
+    """pymongo reads a connect timeout of 0 as no timeout at all (and here a 0 ms server selection reached
+    the server 3 times in 20): the store gives pymongo at least 1 ms, with which it reaches a live server."""
+    store = JobStore.connect(mongo_url, timeout_seconds=0.0001)
+    try:
+        assert store.client.options.server_selection_timeout == 0.001
+        assert store.client.options.pool_options.connect_timeout == 0.001
+        assert store.client.admin.command("ping")["ok"] == 1
+    finally:
+        store.client.close()
+
+
 def test_tids_are_unique_under_concurrency(store):
     got, lock = [], threading.Lock()
 
@@ -210,6 +222,46 @@ def test_trial_attachments(store):
     assert store.db.fs.chunks.count_documents({"files_id": log_file}) == 0
     with pytest.raises(KeyError):
         del attachments["log"]
+
+
+def test_deleting_an_experiment_takes_its_trials_values_attachments_and_record_and_nothing_else(store):
+    from hyperfleet.store import EXPERIMENTS, PROGRESS
+
+    for exp_key in ("e1", "e2"):
+        new_trials(store, 2, exp_key=exp_key)
+        store.save_experiment(exp_key, {"space": {"x": ["uniform", 0, 1]}}, 2)
+        store.record_progress(exp_key, 0, 1, 0.5)
+        store.experiment_attachments(exp_key)["domain"] = exp_key.encode() * 100_000  # several chunks
+        store.trial_attachments(store.jobs.find_one({"exp_key": exp_key}))["log"] = b"text"
+    assert store.delete_experiment("e1") == 2
+    for exp_key, left in (("e1", 0), ("e2", 1)):
+        assert store.jobs.count_documents({"exp_key": exp_key}) == 2 * left
+        assert store.db[PROGRESS].count_documents({"exp_key": exp_key}) == left
+        assert store.db[EXPERIMENTS].count_documents({"_id": exp_key}) == left
+        assert list(store.experiment_attachments(exp_key)) == (["domain"] if left else [])
+    files = list(store.db.fs.files.find({}, projection={"_id": 1}))
+    assert len(files) == 2  # e2's experiment attachment and its trial's log: their chunks are all there is
+    assert store.db.fs.chunks.count_documents({"files_id": {"$nin": [f["_id"] for f in files]}}) == 0
+    assert store.experiment_attachments("e2")["domain"] == b"e2" * 100_000
+
+
+def test_an_experiment_record_holds_its_spec_as_canonical_json(store):
+    """The spec's text in the record is the same for the same spec, whatever the order of its keys."""
+    from hyperfleet.store import EXPERIMENTS
+
+    store.save_experiment("e1", {"space": {"y": 1, "x": 2}, "max_evals": 3}, 3)
+    store.save_experiment("e2", {"max_evals": 3, "space": {"x": 2, "y": 1}}, 3)
+    texts = [d["spec_json"] for d in store.db[EXPERIMENTS].find({}, sort=[("_id", 1)])]
+    assert texts[0] == texts[1]
+    assert store.experiment("e1")["spec"] == {"space": {"x": 2, "y": 1}, "max_evals": 3}
+
+
+def test_a_pruned_trials_end_advances_its_version_by_one(store):
+    new_trials(store, 1)
+    doc = store.reserve("w", {}, "e1")
+    before = store.jobs.find_one()["version"]
+    assert store.finish_pruned(doc["_id"], "w", {"loss": 1.0, "status": "ok", "pruned": True}, {"step": 3})
+    assert store.jobs.find_one()["version"] == before + 1
 
 
 def test_trials_inserted_again_after_a_lost_connection_stay_as_they_were(store):
