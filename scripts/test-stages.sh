@@ -8,6 +8,7 @@
 set -uo pipefail
 
 times=$1 first=$2 main=$3 beside=$4
+read -r main <<< "$main"  # no trailing blank: stage notes name the main stages "a, b"
 : "${MAKE:=make}"
 rm -f "$times" "$times".beside*.log "$times".log-* "$times.failures" "$times.failed" "$times.crashes"
 started=$(date +%s)

@@ -78,12 +78,20 @@ class Reaper:
         self.metrics = metrics or Metrics()
         #: after a MongoDB outage, the server time it ended: a heartbeat missed during it is not the worker's fault
         self.heartbeats_judged_from = None
+        #: the server time the last sweep began (read at its start)
+        self.last_sweep_at = None
 
     def sweep(self) -> SweepReport:
         started = time.perf_counter()
         s = self.settings
         report = SweepReport()
         now = self.store.server_time()
+        if self.last_sweep_at is not None and (now - self.last_sweep_at).total_seconds() > s.grace_seconds / 2:
+            # the monitor was not watching (a server that stalled or restarted while its calls waited for it,
+            # raising nothing, or a monitor starved of CPU): the workers may not have reached the server
+            # either, so their heartbeats are judged from now, as after an outage that raised
+            self.heartbeats_judged_from = now
+        self.last_sweep_at = now
         running = self.store.running_trials(s.exp_key)
         report.running = len(running)
         if running:
