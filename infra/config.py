@@ -291,7 +291,8 @@ class MonitorConfig(_Model):
     enabled: bool = True
     """run the monitor"""
     grace_seconds: float = Field(default=MonitorSettings.grace_seconds, gt=0)
-    """a RUNNING trial whose heartbeat is older than this is orphaned"""
+    """a RUNNING trial whose heartbeat is older than this is orphaned (counted only while the monitor could
+    watch: after an outage of MongoDB, or two sweeps more than half of this apart, from then)"""
     interval_seconds: float = Field(default=MonitorSettings.interval_seconds, gt=0)
     """time between two sweeps"""
     policy: Literal["requeue", "error"] = MonitorSettings.policy
