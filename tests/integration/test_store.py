@@ -279,6 +279,21 @@ def test_trials_inserted_again_after_a_lost_connection_stay_as_they_were(store):
     assert store.jobs.find_one({"_id": reserved["_id"]})["state"] == JOB_STATE_RUNNING
 
 
+def test_a_write_error_other_than_a_trial_already_there_fails_the_insert(store):
+    """Only duplicates (a retried insert's trials already there) are let pass: a trial the server refuses
+    for another reason (here an _id that is an array, error 2) fails the call."""
+    from pymongo.errors import BulkWriteError
+
+    tids = store.allocate_tids(2)
+    docs = [{"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"}, "misc": {"tid": tid},
+             "exp_key": "e1", "owner": None, "version": 0, "book_time": None, "refresh_time": None} for tid in tids]
+    docs[1]["_id"] = [1, 2]
+    with pytest.raises(BulkWriteError) as raised:
+        store.insert_trials(docs)
+    assert [e["code"] for e in raised.value.details["writeErrors"]] == [2]
+    assert store.jobs.count_documents({}) == 1  # unordered: the good trial went in
+
+
 def test_last_tid_counts_the_trial_ids_handed_out(store):
     assert store.last_tid() == 0
     store.allocate_tids(3)
