@@ -86,9 +86,11 @@ def test_a_timeout_stops_queueing_and_leaves_nothing_queued_or_running(trials):
     elapsed = time.monotonic() - started
     counts = states(trials)
     assert 2 <= elapsed < 8, elapsed  # the timeout, then the trials already running (0.5 s each)
-    # on the server's clock: nothing was handed out after the timeout (bar a reserve racing the cancel)
+    # on the server's clock: nothing was handed out after the timeout, bar reserves racing the cancel (the
+    # driver's loop notices the timeout, then withdraws the queue: 1.5 s of headroom, 2.55 s seen under
+    # make test's load where 0.5 s was allowed); queueing on would book trials until fmin returned (up to 8 s)
     booked = sorted(d["book_time"] for d in trials.store.jobs.find({"exp_key": trials._exp_key, "book_time": {"$ne": None}}))
-    assert (booked[-1] - booked[0]).total_seconds() < 2 + 0.5, booked
+    assert (booked[-1] - booked[0]).total_seconds() < 2 + 1.5, booked
     assert counts.get(JOB_STATE_NEW, 0) == 0 and counts.get(JOB_STATE_RUNNING, 0) == 0, counts
     assert counts[JOB_STATE_DONE] >= 4 and counts.get(JOB_STATE_CANCEL, 0) >= 1, counts
 
