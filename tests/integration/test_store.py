@@ -11,17 +11,22 @@ from hyperopt import base
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 
 
-def new_trials(store, count, exp_key="e1"):
+def trial_docs(store, count, exp_key="e1"):
+    """``count`` NEW trials of ``exp_key`` with fresh tids, as the driver makes them (not inserted)."""
     tids = store.allocate_tids(count)
-    docs = [
+    return [
         {"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
          "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.quadratic"), "workdir": None,
                   "idxs": {"x": [tid]}, "vals": {"x": [float(tid)]}},
          "exp_key": exp_key, "owner": None, "version": 0, "book_time": None, "refresh_time": None}
         for tid in tids
     ]
+
+
+def new_trials(store, count, exp_key="e1"):
+    docs = trial_docs(store, count, exp_key)
     store.insert_trials(docs)
-    return tids
+    return [d["tid"] for d in docs]
 
 
 def test_a_connect_timeout_under_a_millisecond_is_one_millisecond_not_pymongos_zero(mongo_url):
@@ -284,9 +289,7 @@ def test_a_write_error_other_than_a_trial_already_there_fails_the_insert(store):
     for another reason (here an _id that is an array, error 2) fails the call."""
     from pymongo.errors import BulkWriteError
 
-    tids = store.allocate_tids(2)
-    docs = [{"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"}, "misc": {"tid": tid},
-             "exp_key": "e1", "owner": None, "version": 0, "book_time": None, "refresh_time": None} for tid in tids]
+    docs = trial_docs(store, 2)
     docs[1]["_id"] = [1, 2]
     with pytest.raises(BulkWriteError) as raised:
         store.insert_trials(docs)

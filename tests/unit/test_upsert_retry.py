@@ -50,14 +50,12 @@ def test_each_try_again_waits_a_random_time_up_to_a_bound_that_grows(monkeypatch
     """Before try k + 1 the wait is drawn from 0 to k times UPSERT_BACKOFF_SECONDS: short, and spread, so
     that clients in a deadlock do not all try again at once."""
     waits, ranges = [], []
+    draw = store.random.uniform
     monkeypatch.setattr(store.time, "sleep", waits.append)
+    monkeypatch.setattr(store.random, "uniform", lambda low, high: ranges.append((low, high)) or draw(low, high))
     upsert, tries = attempts([LOST_RACE[1]] * (UPSERT_ATTEMPTS - 1))
     assert retry_upsert(upsert) == "upserted"
     assert len(waits) == UPSERT_ATTEMPTS - 1
     assert all(0 <= wait <= UPSERT_BACKOFF_SECONDS * k for k, wait in enumerate(waits, start=1)), waits
     # the ranges drawn from: 0 to k times the backoff, exactly
-    draw = store.random.uniform
-    monkeypatch.setattr(store.random, "uniform", lambda low, high: ranges.append((low, high)) or draw(low, high))
-    upsert, tries = attempts([LOST_RACE[1]] * (UPSERT_ATTEMPTS - 1))
-    assert retry_upsert(upsert) == "upserted"
     assert ranges == [(0, UPSERT_BACKOFF_SECONDS * k) for k in range(1, UPSERT_ATTEMPTS)], ranges
