@@ -115,6 +115,13 @@ class Reaper:
         return report
 
     def _orphaned(self, trial: dict, now) -> tuple[str | None, str]:
+        # a liveness check first: when the holder is known gone, that is the reason to give, even if the
+        # heartbeat has also run out by now (a sweep that came late, after a stall shorter than half the grace)
+        worker = (trial.get("hyperfleet") or {}).get("worker") or {}
+        for check in self.checks:
+            reason = check.gone(worker)
+            if reason:
+                return check.name, reason
         refreshed = trial.get("refresh_time") or trial.get("book_time")
         if refreshed is not None and self.heartbeats_judged_from is not None:
             refreshed = max(refreshed, self.heartbeats_judged_from)
@@ -122,11 +129,6 @@ class Reaper:
             age = (now - refreshed).total_seconds()
             if age > self.settings.grace_seconds:
                 return "heartbeat", f"no heartbeat for {age:.1f}s"
-        worker = (trial.get("hyperfleet") or {}).get("worker") or {}
-        for check in self.checks:
-            reason = check.gone(worker)
-            if reason:
-                return check.name, reason
         return None, ""
 
     def _recover(self, trial: dict, cause: str, reason: str, now, report: SweepReport) -> None:

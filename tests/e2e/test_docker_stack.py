@@ -169,7 +169,10 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     killed = json.loads(in_monitor(f"print(json.dumps(jobs.find_one({{'tid': {tid}}}), default=str))"))
     assert killed["state"] == 2 and "history" in killed["hyperfleet"], killed
     assert killed["hyperfleet"]["history"][0]["event"] == "requeued"
-    assert f"container {victim} is exited" in killed["hyperfleet"]["history"][0]["reason"]
+    monitor_log = subprocess.run(["docker", "logs", "--tail", "40", f"hyperfleet-{STACK}-monitor"],
+                                 capture_output=True, text=True)
+    monitor_log = monitor_log.stdout + monitor_log.stderr
+    assert f"container {victim} is exited" in killed["hyperfleet"]["history"][0]["reason"], monitor_log
 
     started = time.monotonic()
     again = stack("up", "--yes", "--skip-preview", "--expect-no-changes", check=False)

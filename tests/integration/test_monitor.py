@@ -147,6 +147,22 @@ def test_a_heartbeat_is_judged_only_over_time_the_monitor_watched(store, mongo_u
         assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_RUNNING
 
 
+def test_a_holder_known_gone_is_the_reason_given_even_when_its_heartbeat_ran_out_too(store, mongo_url):
+    """A sweep that comes late (after a stall under half the grace) finds a killed worker's heartbeat run out
+    and its container exited: the liveness check's reason is the one recorded, and counted under its name."""
+    enqueue_slow_trial(store)
+    doc = store.reserve("w", {}, None)
+    store.jobs.update_one({"_id": doc["_id"]},
+                          {"$set": {"refresh_time": store.server_time() - datetime.timedelta(seconds=10)}})
+    reaper = Reaper(store, settings(mongo_url, grace_seconds=5), checks=[RaceAfterRead(lambda: None)])
+    assert reaper.sweep().requeued == 1
+    history = store.jobs.find_one({"_id": doc["_id"]})["hyperfleet"]["history"]
+    assert [(h["event"], h["reason"]) for h in history] == [("requeued", "gone (test)")]
+    registry = reaper.metrics.registry
+    assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "race"}) == 1
+    assert registry.get_sample_value("hyperfleet_monitor_trials_reaped_total", {"cause": "heartbeat"}) is None
+
+
 def test_a_late_result_from_a_reaped_worker_is_dropped(store, mongo_url):
     enqueue_slow_trial(store)
     doc = store.reserve("reaped", {}, None)
