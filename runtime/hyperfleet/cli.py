@@ -21,7 +21,7 @@ from .contract import COMMAND_ENV_PREFIX, DASHBOARD_PORT, GPU_ID_PATTERN, DOCKER
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
-from .settings import DEFAULT_MONGO_URL, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
+from .settings import DEFAULT_MONGO_URL, IDLE_POLL_FRACTION, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
 from .startup import defer_scipy_stats
 from .store import StoreUnavailable
 
@@ -107,6 +107,11 @@ def _worker_options(fn):
         click.option("--poll-interval", "poll_interval_seconds", type=click.FloatRange(min=0.001),
                      default=W.poll_interval_seconds, show_default=True,
                      help="Longest wait between reservation attempts while idle (seconds)."),
+        click.option("--idle-poll-interval", "idle_poll_interval_seconds", type=click.FloatRange(min=0.001),
+                     default=W.idle_poll_interval_seconds, show_default=True,
+                     help=f"Longest wait once idle for long: the wait grows past --poll-interval up to "
+                          f"{IDLE_POLL_FRACTION:.0%} of the time idle, at most this (seconds; --poll-interval or less: "
+                          "never past it)."),
         click.option("--reserve-timeout", "reserve_timeout_seconds", type=click.FloatRange(min=0), default=None,
                      help="Exit after this many seconds without a trial to run (default: never)."),
         click.option("--last-job-timeout", "last_job_timeout_seconds", type=click.FloatRange(min=0), default=None,

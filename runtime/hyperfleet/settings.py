@@ -12,6 +12,11 @@ DEFAULT_MONGO_URL = f"mongodb://localhost:{MONGO_PORT}/hyperopt"
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
+#: an idle worker's wait between reservation attempts grows up to this share of the time it has been idle
+#: (a trial queued after 10 s of idling waits at most a second more to be picked up)
+IDLE_POLL_FRACTION = 0.1
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
     mongo_url: str = DEFAULT_MONGO_URL
@@ -19,9 +24,12 @@ class WorkerSettings:
     exp_key: str | None = None
     #: how often ``refresh_time`` of the running trial is advanced
     heartbeat_seconds: float = 2.0
-    #: idle polling starts at ``poll_min_seconds`` and doubles up to ``poll_interval_seconds``
+    #: idle polling starts at ``poll_min_seconds`` and doubles up to ``poll_interval_seconds``; a worker idle
+    #: for longer doubles on, up to IDLE_POLL_FRACTION of the time it has been idle and at most
+    #: ``idle_poll_interval_seconds`` (an idle fleet does not query the server 20 times a second per worker)
     poll_min_seconds: float = 0.002
     poll_interval_seconds: float = 0.05
+    idle_poll_interval_seconds: float = 1.0
     #: exit after this long without finding a trial to reserve (never when None)
     reserve_timeout_seconds: float | None = None
     #: do not reserve a new trial once this long has passed since start (never when None)
@@ -49,7 +57,7 @@ class WorkerSettings:
     def __post_init__(self):
         if self.gpu is not None and not re.match(GPU_ID_PATTERN, self.gpu):
             raise ValueError(f"gpu must be a GPU index (0, 1, …) or UUID (GPU-…), got {self.gpu!r}")
-        positive = ("heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds",
+        positive = ("heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds", "idle_poll_interval_seconds",
                     "shutdown_deadline_seconds", "connect_timeout_seconds")
         for name in positive:
             if getattr(self, name) <= 0:

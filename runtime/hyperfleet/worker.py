@@ -39,7 +39,7 @@ from .liveness import container_name, docker_engine, process_start_ticks
 from .objectives import remove_owned_trials
 from .objectives.abandoned import abandon
 from .pruning import TrialPruned, TrialReporter, reporting
-from .settings import WorkerSettings
+from .settings import IDLE_POLL_FRACTION, WorkerSettings
 from .shutdown import watch_stop_signals
 from .store import JobStore, OutageLog
 
@@ -184,6 +184,14 @@ class Heartbeat(threading.Thread):
         self._stopped.set()
 
 
+def next_idle_wait(wait: float, idle_seconds: float, settings: WorkerSettings) -> float:
+    """The wait after an attempt that found no trial, ``idle_seconds`` into the worker's idle spell: ``wait``
+    doubled, up to ``poll_interval_seconds``, or, once the spell is long, up to IDLE_POLL_FRACTION of it and
+    at most ``idle_poll_interval_seconds``."""
+    spell = min(idle_seconds * IDLE_POLL_FRACTION, settings.idle_poll_interval_seconds)
+    return min(wait * 2, max(settings.poll_interval_seconds, spell))
+
+
 class Worker:
     def __init__(self, store: JobStore, settings: WorkerSettings):
         self.store = store
@@ -258,7 +266,7 @@ class Worker:
                     self.reserve_timed_out = True
                     break
                 self._stop.wait(wait)
-                wait = min(wait * 2, s.poll_interval_seconds)
+                wait = next_idle_wait(wait, time.monotonic() - idle_since, s)
                 continue
             wait = s.poll_min_seconds
             outcome = self.run_trial(doc)

@@ -15,7 +15,7 @@ import pymongo
 import yaml
 
 from tests.e2e.kube_scenario import Scenario
-from tests.helpers import run_cli, stop_all, worker_env
+from tests.helpers import run_cli, stop_all, wait_for, worker_env
 
 STACK = "keda-ci"
 PASSPHRASE = "hyperfleet-keda-ci"  # the test stack's secrets protect nothing of value
@@ -98,14 +98,22 @@ def drain_helpers(url: str, exp_key: str, folder: Path, jobs):
     how many trials they ran ("ran")."""
     helped = {}
     logs = [open(folder / f"helper-{n}.log", "w") for n in range(DRAIN_HELPERS)]
+    alive = [folder / f"helper-{n}.alive" for n in range(DRAIN_HELPERS)]
     # the address (its password) in the environment, not on a command line a failure may print
     helpers = [subprocess.Popen([sys.executable, "-m", "hyperfleet", "worker", "--exp-key", exp_key, "--heartbeat-seconds",
-                                 "1"], env=worker_env(HYPERFLEET_WORKER_MONGO=url), stdout=log, stderr=subprocess.STDOUT)
-               for log in logs]
+                                 "1", "--alive-file", str(path)], env=worker_env(HYPERFLEET_WORKER_MONGO=url),
+                                stdout=log, stderr=subprocess.STDOUT)
+               for log, path in zip(logs, alive, strict=True)]
     try:
         yield helped
     finally:  # stopped also when the test fails meanwhile (that failure is the one reported)
-        codes = stop_all(helpers)
+        # the SIGTERM must find each helper's loop turning: when the pool ran the last trials first, a
+        # helper still starting up (seconds under load) would die of it, unhandled, before its code runs
+        try:
+            wait_for(lambda: all(path.exists() or proc.poll() is not None for path, proc in zip(alive, helpers, strict=True)),
+                     timeout=120, step=0.2)
+        finally:
+            codes = stop_all(helpers)
         for log in logs:
             log.close()
     assert codes == [0] * DRAIN_HELPERS, (codes, [(folder / f"helper-{n}.log").read_text()[-1500:]

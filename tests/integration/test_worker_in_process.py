@@ -68,6 +68,45 @@ def test_idle_polling_doubles_from_its_minimum_up_to_its_interval(store):
     assert waits == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05, 0.05])
 
 
+@pytest.mark.parametrize("idle_seconds,expected", [(0.0, 0.05), (0.4, 0.05), (0.5, 0.05), (3.0, 0.3), (10.0, 1.0),
+                                                   (3600.0, 1.0)])
+def test_a_long_idle_spell_lets_the_wait_grow_to_a_tenth_of_it_and_at_most_the_idle_interval(idle_seconds, expected):
+    settings = WorkerSettings(poll_interval_seconds=0.05, idle_poll_interval_seconds=1.0)
+    assert hyperfleet.worker.next_idle_wait(10.0, idle_seconds, settings) == pytest.approx(expected)
+    assert hyperfleet.worker.next_idle_wait(0.01, idle_seconds, settings) == pytest.approx(min(0.02, expected))
+    # a poll interval at or past the idle one: never past the poll interval
+    for poll, idle in ((2.0, 1.0), (1.0, 1.0)):
+        slow = WorkerSettings(poll_interval_seconds=poll, idle_poll_interval_seconds=idle)
+        assert hyperfleet.worker.next_idle_wait(10.0, idle_seconds, slow) == poll
+
+
+class SleptWaits(RecordedWaits):
+    """RecordedWaits that sleeps each wait: the loop's idle spell lasts as long as its waits add up to."""
+
+    def wait(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return super().wait(seconds)
+
+
+def test_an_idle_worker_polls_ever_less_often_up_to_its_idle_interval(store):
+    worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, poll_min_seconds=0.01, poll_interval_seconds=0.02,
+                                          idle_poll_interval_seconds=0.2))
+    worker._stop = SleptWaits(40)
+    reserve, attempts = store.reserve, []
+
+    def timed_reserve(*args, **kwargs):
+        attempts.append(time.monotonic())
+        return reserve(*args, **kwargs)
+    store.reserve = timed_reserve
+    assert worker._loop() == 0
+    waits = worker._stop.waits
+    assert waits[:2] == pytest.approx([0.01, 0.02]) and max(waits) == pytest.approx(0.2)
+    # each wait is at most a tenth of the idle time before it (past the poll interval), never shrinks
+    for attempt, wait in zip(attempts[1:], waits[1:], strict=False):
+        assert wait <= max(0.02, (attempt - attempts[0]) * 0.1 + 1e-9)
+    assert waits == sorted(waits)
+
+
 def test_polling_starts_again_from_its_minimum_after_a_trial(store):
     insert_trials(store, "loop", ("token_load", "tests.objectives.quadratic_trial"), 1)
     worker = Worker(store, WorkerSettings(mongo_url=store.address.uri, poll_min_seconds=0.01, poll_interval_seconds=1))

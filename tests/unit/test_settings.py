@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hyperfleet.settings import CONNECT_TIMEOUT_SECONDS, MonitorSettings, WorkerSettings
+from hyperfleet.settings import CONNECT_TIMEOUT_SECONDS, IDLE_POLL_FRACTION, MonitorSettings, WorkerSettings
 from tests.helpers import REPO
 
 README = (REPO / "runtime/README.md").read_text()
@@ -20,6 +20,7 @@ def readme_worker_table() -> dict[str, str]:
 
 @pytest.mark.parametrize("option,field", [("--heartbeat-seconds", "heartbeat_seconds"),
                                           ("--poll-interval", "poll_interval_seconds"),
+                                          ("--idle-poll-interval", "idle_poll_interval_seconds"),
                                           ("--shutdown-deadline-seconds", "shutdown_deadline_seconds"),
                                           ("--connect-timeout-seconds", "connect_timeout_seconds")])
 def test_the_readme_worker_table_states_the_settings_defaults(option, field):
@@ -29,6 +30,8 @@ def test_the_readme_worker_table_states_the_settings_defaults(option, field):
 def test_the_readme_states_where_idle_polling_starts_and_the_connect_timeout():
     (start_ms,) = re.findall(r"idle polling starts at (\d+) ms", README)
     assert WorkerSettings.poll_min_seconds * 1000 == float(start_ms)
+    (share,) = re.findall(r"the wait grows up to (\d+)% of the time the worker has been idle", README)
+    assert float(share) / 100 == IDLE_POLL_FRACTION
     assert float(readme_worker_table()["--connect-timeout-seconds"]) == CONNECT_TIMEOUT_SECONDS
 
 
@@ -45,7 +48,7 @@ def test_the_readme_monitor_text_states_the_settings_defaults(option, field):
 
 
 @pytest.mark.parametrize("field", ["heartbeat_seconds", "poll_min_seconds", "poll_interval_seconds",
-                                   "shutdown_deadline_seconds", "connect_timeout_seconds"])
+                                   "idle_poll_interval_seconds", "shutdown_deadline_seconds", "connect_timeout_seconds"])
 def test_worker_durations_must_be_positive(field):
     with pytest.raises(ValueError, match=rf"^{field} must be > 0, got 0$"):
         WorkerSettings(**{field: 0})
