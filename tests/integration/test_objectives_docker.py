@@ -12,7 +12,7 @@ import uuid
 import pytest
 import yaml
 
-from hyperfleet.contract import OWNER_LABEL
+from hyperfleet.contract import EXP_KEY_LABEL, OWNER_LABEL
 from hyperfleet.objectives import ContainerObjective
 from hyperfleet.objectives import docker as docker_objective
 from hyperfleet.objectives.abandoned import abandon
@@ -20,6 +20,11 @@ from hyperfleet.objectives.contract import ContainerTrialError
 from hyperfleet.objectives.docker import remove_owned_containers, run_container_trial
 from hyperfleet.store import JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 from tests.helpers import REPO, jobs, run_cli, start_worker, stop_all, trial_containers, wait_for
+
+
+def experiment_containers(exp_key: str) -> list[str]:
+    """This machine's trial containers of ``exp_key``: other files' tests run trial containers at the same time."""
+    return trial_containers(f"{EXP_KEY_LABEL}={exp_key}")
 
 
 @pytest.mark.timeout(120)
@@ -31,7 +36,7 @@ def test_one_trial_through_params_and_loss_files(objective_image):
     assert b"trial 7: params" in attachments["container.log"] and b"loss 0.39" in attachments["container.log"]
     with tarfile.open(fileobj=io.BytesIO(attachments["out.tar"])) as tar:
         assert [m.name for m in tar if m.isfile()] == ["out/curve.txt"]
-    assert trial_containers() == []
+    assert experiment_containers("unit") == []
 
 
 @pytest.mark.timeout(120)
@@ -46,7 +51,7 @@ def test_a_broken_container_is_an_error_with_its_log_tail(objective_image, mode,
     with pytest.raises(ContainerTrialError, match="(?s)" + message):
         run_container_trial(objective, {"x": 1.0, "y": 1.0}, "unit", 1, attachments)
     assert b"trial 1: params" in attachments["container.log"]
-    assert trial_containers() == []
+    assert experiment_containers("unit") == []
 
 
 @pytest.mark.timeout(60)
@@ -63,7 +68,7 @@ def test_a_gpu_trial_on_an_engine_without_the_nvidia_toolkit_is_an_error_with_th
     objective = ContainerObjective(image=objective_image, pull="never")
     with pytest.raises(ContainerTrialError, match=r"refused trial container .*could not select device driver"):
         run_container_trial(objective, {"x": 1.0, "y": 1.0}, "unit", 1, {}, gpu="1")
-    assert trial_containers() == []
+    assert experiment_containers("unit") == []
 
 
 @pytest.mark.slow
@@ -91,7 +96,7 @@ def test_a_container_experiment_end_to_end_with_2_workers(objective_image, mongo
         assert "out.tar" in attachments
         assert doc["result"]["branin_x"] == doc["misc"]["vals"]["x"][0]
     store.close()
-    assert trial_containers() == []
+    assert experiment_containers("branin-container") == []
     # reserved -> result written (the objective itself takes milliseconds): what a trial container costs,
     # the figure tests/e2e/test_kube_trial_pods.py prints for a trial pod
     overheads = sorted((d["refresh_time"] - d["book_time"]).total_seconds() for d in docs)
@@ -234,4 +239,4 @@ def test_a_pruned_trial_container_is_stopped_and_removed_within_the_bound(object
     assert b"hyperfleet-progress: {\"step\": 0" in store.trial_attachments(bad)["container.log"]
     assert b"\"step\": 19" not in store.trial_attachments(bad)["container.log"]
     store.close()
-    assert trial_containers() == []
+    assert experiment_containers("pruned") == []
