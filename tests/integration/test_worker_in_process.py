@@ -1,10 +1,11 @@
 """The worker in this process, against the test database.
 
 Its loop, with its waits recorded instead of slept: when idle it polls again after
-``poll_min_seconds``, doubling up to ``poll_interval_seconds``, and from ``poll_min_seconds`` again
-after a trial; after a failed reservation (the server unreachable) it waits at least 0.5 s and at
-most 5 s, however its polling is set, so an outage is neither hammered nor waited out long after it
-ends; its alive file is touched at most once a second.
+``poll_min_seconds``, doubling up to ``poll_interval_seconds`` (and on, after a long idle spell, up to a
+tenth of it and at most ``idle_poll_interval_seconds``), and from ``poll_min_seconds`` again after a trial;
+after a failed reservation (the server unreachable) it waits at least 0.5 s and at most 5 s, however its
+polling is set, so an outage is neither hammered nor waited out long after it ends; its alive file
+is touched at most once a second.
 
 The monitor's loop, the same way: while Mongo cannot be reached, its waits double from its interval up
 to 5 s (or its interval, if longer), with a dashboard as without. Stopped, it frees its health and
