@@ -128,15 +128,16 @@ def test_a_heartbeat_just_before_the_requeue_keeps_the_trial_with_its_worker(sto
     assert store.jobs.find_one({"_id": doc["_id"]})["state"] == JOB_STATE_RUNNING
 
 
-@pytest.mark.parametrize("sweeps_apart,requeued", [(0.1, 1), (2.0, 1), (3.0, 0), (10, 0)])
+@pytest.mark.parametrize("sweeps_apart,requeued", [(0.1, 1), (2.0, 1), (2.5, 1), (3.0, 0), (10, 0)])
 def test_a_heartbeat_is_judged_only_over_time_the_monitor_watched(store, mongo_url, sweeps_apart, requeued):
     """A server that stalls or restarts while the monitor's calls wait for it raises nothing, and the workers
     could not heartbeat either: a sweep more than half the grace after the last one judges heartbeats from
-    its own start. A trial 10 s without a heartbeat (grace 5 s) is requeued when the last sweep was 0.1 or
-    2 s before; when it was 3 or 10 s before, it is kept, then judged from that sweep on."""
+    its own start. A trial 10 s without a heartbeat (grace 5 s) is requeued when the last sweep was 0.1, 2
+    or exactly 2.5 s before; when it was 3 or 10 s before, it is kept, then judged from that sweep on."""
     enqueue_slow_trial(store)
     doc = store.reserve("w", {}, None)
     now = store.server_time()
+    store.server_time = lambda: now  # the sweeps' clock, pinned: they are exactly sweeps_apart apart
     store.jobs.update_one({"_id": doc["_id"]}, {"$set": {"refresh_time": now - datetime.timedelta(seconds=10)}})
     reaper = Reaper(store, settings(mongo_url, grace_seconds=5), checks=[])
     reaper.last_sweep_at = now - datetime.timedelta(seconds=sweeps_apart)
