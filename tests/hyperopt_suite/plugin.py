@@ -25,7 +25,9 @@ import nose (installed for them) and use ``np.NaN``, which NumPy 2 removed. One 
 start (here a PostgreSQL cluster and FerretDB, about 1.5 s). The test takes 3 to 6 s here, and took 10.8 s
 once while ``make test`` ran the suite beside it. The plugin gives nose's time limits
 ``TIME_LIMIT_FACTOR`` times their length: what the test checks (the worker gives up after its 1 s
-reserve timeout instead of waiting on) still fails it, now with headroom for a loaded machine.
+reserve timeout instead of waiting on) still fails it, now with headroom for a loaded machine. hyperopt
+0.3.0 writes the same limit as ``pytest.mark.timeout(10)``, and a CI-like run (2026-12-06) saw it run out
+while TempMongo waited for its server to stop: its pytest-timeout limits get the same factor.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ if tuple(int(part) for part in version("hyperopt").split(".")[:2]) < (0, 3):
 
 ON_FERRETDB = shutil.which("mongod") is None
 
-#: how many times longer than written hyperopt 0.2.7's ``nose.tools.timed`` limits are (the docstring says why)
+#: how many times longer than written the suite's time limits are (0.2.7's ``nose.tools.timed``, 0.3's
+#: ``pytest.mark.timeout``; the docstring says why)
 TIME_LIMIT_FACTOR = 3
 
 
@@ -119,6 +122,9 @@ _install()
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        limit = item.get_closest_marker("timeout")
+        if limit is not None and limit.args:  # hyperopt 0.3's pytest-timeout limits, as nose's above
+            item.add_marker(pytest.mark.timeout(limit.args[0] * TIME_LIMIT_FACTOR), append=False)
         known = TESTS_AT_FAULT.get(item.name) or (FERRETDB_LIMITS.get(item.name) if ON_FERRETDB else None)
         if known:
             reason, raises = known
