@@ -27,6 +27,12 @@ def docker(*args) -> str:
     return result.stdout.strip()
 
 
+def log_tail(container: str, lines: int) -> str:
+    """A container's last ``lines`` lines of output, both streams (for a failure's message)."""
+    logs = subprocess.run(["docker", "logs", "--tail", str(lines), container], capture_output=True, text=True)
+    return logs.stdout + logs.stderr
+
+
 def leftovers() -> list[str]:
     label = f"label=hyperfleet.stack={STACK}"
     return (docker("ps", "-aq", "--filter", label).split() + docker("volume", "ls", "-q", "--filter", label).split()
@@ -164,15 +170,13 @@ def test_pulumi_up_runs_the_experiment_survives_a_killed_worker_and_destroy_leav
     restarts = docker("inspect", "--format", "{{.Name}} {{.RestartCount}} {{.State.Status}}",
                       f"hyperfleet-{STACK}-monitor", survivor).split("\n")
     restarted = [line.split()[0].lstrip("/") for line in restarts if line.split()[1:] != ["0", "running"]]
-    assert not restarted, (restarts, {name: subprocess.run(["docker", "logs", "--tail", "15", name], capture_output=True,
-                                                           text=True).stderr[-1500:] for name in restarted})
+    assert not restarted, (restarts, {name: log_tail(name, 15)[-1500:] for name in restarted})
     killed = json.loads(in_monitor(f"print(json.dumps(jobs.find_one({{'tid': {tid}}}), default=str))"))
     assert killed["state"] == 2 and "history" in killed["hyperfleet"], killed
     assert killed["hyperfleet"]["history"][0]["event"] == "requeued"
-    monitor_log = subprocess.run(["docker", "logs", "--tail", "40", f"hyperfleet-{STACK}-monitor"],
-                                 capture_output=True, text=True)
-    monitor_log = monitor_log.stdout + monitor_log.stderr
-    assert f"container {victim} is exited" in killed["hyperfleet"]["history"][0]["reason"], monitor_log
+    # the monitor's log is read only when the reason is not the container's (an assert's message is lazy)
+    assert f"container {victim} is exited" in killed["hyperfleet"]["history"][0]["reason"], \
+        log_tail(f"hyperfleet-{STACK}-monitor", 40)
 
     started = time.monotonic()
     again = stack("up", "--yes", "--skip-preview", "--expect-no-changes", check=False)

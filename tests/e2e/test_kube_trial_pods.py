@@ -124,6 +124,11 @@ class PodDeletions(threading.Thread):
             self.ended = err
 
 
+def events_of(doc: dict, worker: str) -> list[str]:
+    """The events ``worker`` (a worker pod) wrote into the trial's history, or the monitor wrote for it."""
+    return [e["event"] for e in doc["hyperfleet"].get("history", []) if (e.get("owner") or "").startswith(worker + ":")]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_worker(release):
@@ -150,16 +155,14 @@ def test_trial_pods_run_the_experiment_report_each_failure_and_go_with_their_wor
             gone_seconds = time.monotonic() - started
             # the worker writes its hand-back as it stops (or the monitor its requeue): an event of this worker
             # in the trial's history (which may hold an earlier holder's already), unless it finished the trial first
-            def events_of(d, worker=worker):
-                return [e["event"] for e in d["hyperfleet"].get("history", []) if (e.get("owner") or "").startswith(worker + ":")]
             doc = wait_until(lambda tid=tid, worker=worker: (d := jobs.find_one({"exp_key": "pods-ok", "tid": tid})) and (
-                events_of(d) or (d["state"] == 2 and d["hyperfleet"]["worker"].get("pod") == worker))
+                events_of(d, worker) or (d["state"] == 2 and d["hyperfleet"]["worker"].get("pod") == worker))
                 and d, 90, f"the hand-back of trial {tid}, or its end on {worker}")
-            if events_of(doc):
+            if events_of(doc, worker):
                 break
         else:
             pytest.fail(f"each of the 3 trials ended before its worker's deletion reached it: {sorted(tried)}")
-        assert events_of(doc)[0] in ("handed back", "requeued"), doc["hyperfleet"]["history"]
+        assert events_of(doc, worker)[0] in ("handed back", "requeued"), doc["hyperfleet"]["history"]
 
         # the broken experiments' drivers exit 1 (no trial succeeded) and are retried: only pods-ok completes
         scenario.kubectl("wait", "--for=condition=complete", "job", "-l", "hyperfleet.io/exp-key=pods-ok",
