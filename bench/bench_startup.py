@@ -5,8 +5,8 @@ each in a fresh interpreter, wall time and CPU (user + system), median (min, max
 
 Variants: a bare interpreter (the floor); ``import hyperopt`` (what stock hyperopt's worker pays
 first); the worker's and the driver's modules imported as a program that imports hyperfleet does
-("eager"); and as the commands import them, scipy.stats deferred to its first use
-(``hyperfleet.startup``). Results: ``bench/results/startup.json``.
+("eager"); and as the commands import them, scipy.stats, hyperopt.tpe and networkx deferred to
+their first use (``hyperfleet.startup``). Results: ``bench/results/startup.json``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ VARIANTS = {
     "bare interpreter": "pass",
     "import hyperopt": "import hyperopt",
     "worker + driver modules, eager": MODULES,
-    "worker + driver modules, as the commands (scipy.stats deferred)":
-        f"from hyperfleet.startup import defer_scipy_stats; defer_scipy_stats(); {MODULES}",
+    "worker + driver modules, as the commands (scipy.stats, hyperopt.tpe, networkx deferred)":
+        f"from hyperfleet.startup import defer_unused_imports; defer_unused_imports(); {MODULES}",
 }
 
 

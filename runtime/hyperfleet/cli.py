@@ -22,7 +22,7 @@ from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
 from .settings import DEFAULT_MONGO_URL, IDLE_POLL_FRACTION, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
-from .startup import defer_scipy_stats
+from .startup import defer_unused_imports
 from .store import StoreUnavailable
 
 # the defaults of the options: the settings' own (one place for each)
@@ -183,7 +183,7 @@ def worker(log_level: str, log_json: bool, print_settings: bool, **options):
     """Run trials from MongoDB until stopped (SIGTERM once: hand back and exit; twice: exit now)."""
     # the worker module imports hyperopt: loaded only to run, so --help and --print-settings stay fast
     if not print_settings:
-        defer_scipy_stats()
+        defer_unused_imports()
     _serve(WorkerSettings(**options), "worker", "run_worker", print_settings, log_level, log_json)
 
 
@@ -274,7 +274,7 @@ def run(spec_path, mongo_url, check_objective, progress, connect_timeout_seconds
 
     Exit code: 0 when a trial succeeded, 1 when none did or MongoDB is unreachable, 2 for a bad spec.
     """
-    defer_scipy_stats()
+    defer_unused_imports()
     from .driver import ObjectiveImportError, load_spec, run_experiment
     from .spec import SpecError
 
