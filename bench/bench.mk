@@ -60,6 +60,10 @@ bench-monitor: test-install docker-engine kube-server ## Detection latency, live
 	BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. $(PY) bench/bench_monitor.py $(ARGS)
 
 .PHONY: bench-smoke
+# bench-smoke runs each storage of bench_peers once (each sampler once across them), and one variant of
+# bench_runtime per worker: the other variants differ only in their arguments
+BENCH_SMOKE_PEERS := --only "hyperfleet tpe" --only "optuna rdb tpe" --only "optuna rdb+heartbeat random" \
+  --only "optuna journal file tpe" --only ray
 # bench_monitor needs Docker and a Kubernetes API server, bench_dashboard a browser: left out with them
 BENCH_SMOKE_MONITOR := $(if $(call without,docker kubernetes),,1)
 BENCH_SMOKE_DASHBOARD := $(if $(call without,browser),,1)
@@ -68,7 +72,8 @@ bench-smoke: test-install $(if $(BENCH_SMOKE_MONITOR),docker-engine kube-server,
 	PYTHONPATH=. $(PY) bench/bench_ceiling.py --trials 40 --documents 100 --repeats 1 --out $(BENCH_RESULTS)/smoke-ceiling.json
 	PYTHONPATH=. $(PY) bench/bench_startup.py --repeats 1 --out $(BENCH_RESULTS)/smoke-startup.json
 	PYTHONPATH=. $(PY) bench/bench_runtime.py --stock-python $(STOCK_VENV)/bin/python --repeats 1 --samples 1 \
-	  --trials 8 --workers 2 --only hyperfleet --only "poll-interval 0" --out $(BENCH_RESULTS)/smoke-runtime.json
+	  --trials 8 --workers 2 --only "hyperfleet in-process" --only "stock --no-subprocesses --poll-interval 0" \
+	  --out $(BENCH_RESULTS)/smoke-runtime.json
 	$(if $(BENCH_SMOKE_MONITOR),,: skipped, HYPERFLEET_TESTS_WITHOUT:) BASE_IMAGE=$(TEST_BASE_IMAGE) PYTHONPATH=. \
 	  $(PY) bench/bench_monitor.py --samples 1 --documents 2000 --metrics-documents 2000 --liveness-trials 10 \
 	  $(if $(BENCH_IMAGE),--image $(BENCH_IMAGE),)
@@ -78,7 +83,7 @@ bench-smoke: test-install $(if $(BENCH_SMOKE_MONITOR),docker-engine kube-server,
 	PYTHONPATH=. $(PY) bench/bench_trial_commands.py --sizes 0 100 --trials 5 --out $(BENCH_RESULTS)/smoke-trial-commands.json
 	$(if $(BENCH_SMOKE_DASHBOARD),,: skipped, HYPERFLEET_TESTS_WITHOUT:) PYTHONPATH=. $(PY) bench/bench_dashboard.py --trials 300 --repeats 1
 	PYTHONPATH=. $(PY) bench/bench_peers.py --peers-python $(PEERS_VENV)/bin/python --trials 8 --ray-trials 4 \
-	  --repeats 1 --out $(BENCH_RESULTS)/smoke-peers.json
+	  --workers 2 --repeats 1 $(BENCH_SMOKE_PEERS) --out $(BENCH_RESULTS)/smoke-peers.json
 	PYTHONPATH=. $(PY) bench/bench_pruning.py --peers-python $(PEERS_VENV)/bin/python --trials 6 --workers 2 \
 	  --max-steps 4 --step-seconds 0 --seeds 0 --min-trials 1 --warmup-steps 1 --only median --only asha \
 	  --out $(BENCH_RESULTS)/smoke-pruning.json
