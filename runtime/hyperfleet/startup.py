@@ -3,8 +3,8 @@
 ``import hyperopt`` runs hyperopt/__init__.py, which imports every algorithm and what they need:
 hyperopt.atpe imports scipy.stats (about 0.6 s of CPU), hyperopt.tpe imports scipy.special (0.15 s),
 and hyperopt.pyll imports networkx (0.1 s), for its ``toposort``. A worker touches none of them: it
-unpickles the driver's Domain (no toposort) and never suggests. Every worker, driver, trial pod and
-``--subprocesses`` forkserver paid them at start.
+unpickles the driver's Domain (no toposort) and never suggests. Every worker, driver and trial pod
+paid them at start.
 
 ``defer_unused_imports`` puts a finder first on ``sys.meta_path`` that answers the first import of
 each module of ``DEFERRED`` with a stand-in: an empty module, made by the usual import machinery
@@ -15,9 +15,10 @@ for a submodule) and takes a copy of its namespace. ``import scipy.stats`` then 
 (``importlib.util.LazyLoader`` does not serve: on Python 3.11 an ``import`` statement of a module
 already in ``sys.modules`` reads its ``__spec__``, which loads it.)
 
-Only the commands call it (``hyperfleet worker``, ``hyperfleet run``, the worker's forkserver:
-``trial_children.py``), never ``import hyperfleet``: a program that imports hyperfleet keeps Python's
-usual imports.
+Only the commands call it (``hyperfleet worker``, ``hyperfleet run``), never ``import hyperfleet``: a
+program that imports hyperfleet keeps Python's usual imports. Nor does the ``--subprocesses``
+forkserver (a fresh interpreter): it imports hyperopt in full once, so that the trials it forks, whose
+objectives may well use scipy.stats (scikit-learn does), do not each load it.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ _WAIT_STEP_SECONDS = 0.05
 PRUNED_CHILD_GRACE_SECONDS = 2.0
 #: where --subprocesses children come from: forked by a server that has imported what they need
 _CHILDREN = multiprocessing.get_context("forkserver")
-_CHILDREN.set_forkserver_preload(["hyperfleet.trial_children"])
+_CHILDREN.set_forkserver_preload(["hyperfleet.evaluation"])
 
 
 class SharedWorkdir:
