@@ -210,11 +210,15 @@ class Scenario:
         self.check_nothing_left()
         return self.timings
 
-    def pods(self, component: str | None = None) -> list[dict]:
+    def selector(self, component: str | None = None) -> str:
+        """The label selector of the release's objects (of one component)."""
         selector = f"app.kubernetes.io/instance={self.stack.release}"
         if component:
             selector += f",app.kubernetes.io/component={component}"
-        return self.get("pods", "-l", selector)["items"]
+        return selector
+
+    def pods(self, component: str | None = None) -> list[dict]:
+        return self.get("pods", "-l", self.selector(component))["items"]
 
     def check_pods_ready_and_secure(self) -> None:
         for component in ("mongo", "worker", "monitor"):
