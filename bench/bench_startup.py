@@ -56,10 +56,11 @@ def main() -> int:
     for name, code in VARIANTS.items():
         runs = [measure(code) for _ in range(args.repeats)]
         results[name] = {"wall_s": summary([w for w, _ in runs]), "cpu_s": summary([c for _, c in runs])}
-    print(f"{'variant':<66} {'wall s':>18} {'CPU s':>18}")
+    width = max(map(len, results))
+    print(f"{'variant':<{width}} {'wall s':>18} {'CPU s':>18}")
     for name, r in results.items():
         cells = [f"{r[k]['median']:.2f} ({r[k]['min']:.2f}-{r[k]['max']:.2f})" for k in ("wall_s", "cpu_s")]
-        print(f"{name:<66} {cells[0]:>18} {cells[1]:>18}")
+        print(f"{name:<{width}} {cells[0]:>18} {cells[1]:>18}")
     print(f"median (min-max) of {args.repeats} fresh interpreters each")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"repeats": args.repeats, "results": results}, indent=1))
