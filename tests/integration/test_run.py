@@ -30,10 +30,13 @@ def test_declarative_experiment_with_2_workers(mongo_url, tmp_path):
         assert all(d["owner"] is None and d["book_time"] is None for d in withdrawn), withdrawn
         docs = [d for d in handed_out if d["state"] != JOB_STATE_CANCEL]
         assert all(d["state"] == JOB_STATE_DONE for d in docs), [(d["tid"], d["state"]) for d in docs]
-        # the first trial to reach it (on the server's clock); fmin keeps `parallelism` trials running and
-        # as many queued, so at most 2 x parallelism were handed out beyond it
+        # the first trial to reach it (on the server's clock). fmin keeps `parallelism` trials running and as
+        # many queued, and reads the losses only after its enqueue phase and a poll's sleep: a hit that lands
+        # while it enqueues gets that phase's trials beside it (more when workers take them as fast as it
+        # queues them, as on a loaded machine: 5 beyond it seen with parallelism 2). Twice that, so that a
+        # loaded machine is not mistaken for a fault; a search that ignores the threshold runs all max_evals.
         first_hit = min((d for d in docs if d["result"]["loss"] <= threshold), key=lambda d: d["refresh_time"])["tid"]
-        assert len(handed_out) <= first_hit + 1 + 2 * spec["parallelism"] < spec["max_evals"], \
+        assert len(handed_out) <= first_hit + 1 + 5 * spec["parallelism"] < spec["max_evals"], \
             [(d["tid"], d["state"], d["result"].get("loss")) for d in handed_out]
         assert len({d["hyperfleet"]["worker"]["pid"] for d in docs}) == 2
         best = min(d["result"]["loss"] for d in docs)
