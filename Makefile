@@ -160,7 +160,7 @@ test-fast: install ## Unit tests and the Pulumi program's wiring (mocks): second
 # the job protocol's tests need only the test database: everything else is left out
 CORE_WITHOUT := docker,pulumi,helm,kubernetes,root,browser
 .PHONY: test-core
-test-core: test-install ## Unit tests and the job protocol (store, worker, monitor, trials) on the test database: no Docker, Pulumi or Kubernetes
+test-core: test-install test-bytecode ## Unit tests and the job protocol (store, worker, monitor, trials) on the test database: no Docker, Pulumi or Kubernetes
 	HYPERFLEET_TESTS_WITHOUT=$(CORE_WITHOUT) PYTHONPATH=. $(PY) -m pytest tests/unit tests/integration -q -m "not slow" -n 2 $(PYTEST_ARGS)
 
 # Mutation testing (tests/mutation/run.py, docs/testing.md): cosmic-ray in a virtualenv of its own, so
@@ -201,8 +201,17 @@ clean: ## Remove virtualenvs and caches in the repo (not the build cache in $(HY
 
 ##@ Test stages (make test runs them in order)
 
+# With PYTHONDONTWRITEBYTECODE set (this machine sets it), Python writes no __pycache__, so every process the
+# suite starts (hundreds of workers, drivers, monitors and Pulumi programs) compiled the project's own
+# modules again: 0.1 s of CPU for the runtime's, 0.07 s for the Pulumi program's. Compiled once here
+# instead (a source changed since is compiled in memory as before: Python checks each file's stamp).
+BYTECODE_DIRS := runtime infra tests testbed bench examples
+.PHONY: test-bytecode
+test-bytecode:
+	$(if $(PYTHONDONTWRITEBYTECODE),$(PY) -m compileall -q -j 0 $(BYTECODE_DIRS) >/dev/null,@:)
+
 .PHONY: test-stage-provision
-test-stage-provision: test-install lint-tools $(if $(call without,docker),,docker-engine docker-hosts) \
+test-stage-provision: test-install test-bytecode lint-tools $(if $(call without,docker),,docker-engine docker-hosts) \
   $(if $(call without,pulumi),,toolchain) $(if $(call without,kubernetes),,kube-server) \
   $(if $(call without,browser),,browser) ## Install and build what the tests use (none of what HYPERFLEET_TESTS_WITHOUT names)
 
