@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 import yaml
 
-from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
+from hyperfleet.store import JOB_STATE_CANCEL, JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_NEW, JOB_STATE_RUNNING, JobStore
 from tests.helpers import jobs, run_cli, start_dashboard, start_monitor, start_worker, stop_all, wait_for, worker_env
 
 TOKEN = "dashboard-t0ken-for-tests"
@@ -172,12 +172,18 @@ def test_delete_removes_the_experiment_its_trials_and_attachments(mongo_url, tmp
 @pytest.mark.timeout(120)
 def test_cancel_withdraws_the_queue_stops_the_driver_and_the_workers_go_idle(mongo_url, tmp_path):
     workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
-    # 4 queued ahead of 2 workers: there is a queue to withdraw whenever the cancel comes
+    # 4 queued ahead of 2 workers, each trial 0.5 s: the cancel comes once 2 have ended and the driver has
+    # 3 or more queued again (a driver starved of CPU may lag), so that one is still queued when it lands
     driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=0.5, parallelism=4), stdout=subprocess.PIPE,
                      text=True)
     proc, base = start_dashboard(mongo_url, token=TOKEN)
     try:
-        wait_for(lambda: jobs(mongo_url).count_documents({"exp_key": "long", "state": {"$in": [2, 3]}}) >= 2, 60)
+        def two_ended_and_three_queued() -> bool:
+            states = [d["state"] for d in jobs(mongo_url).find({"exp_key": "long"}, {"state": 1})]
+            return sum(state in (JOB_STATE_DONE, JOB_STATE_ERROR) for state in states) >= 2 and \
+                states.count(JOB_STATE_NEW) >= 3
+
+        wait_for(two_ended_and_three_queued, 60)
         status, body = call(base, "/api/experiments/long/cancel", "POST", token=TOKEN)
         assert status == 200 and body["withdrawn"] >= 1
         out, _ = driver.communicate(timeout=30)  # the driver sees the cancel, the running trials finish
