@@ -23,8 +23,10 @@ virtualenv (``--peers-python``; ``make bench-peers`` makes ``.venv-peers``). Res
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -142,11 +144,11 @@ def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int
 
 def ray_run(python: str, trials: int, workers: int) -> tuple[float, float]:
     """(trials/s with Ray's start, trials/s after ray.init)."""
-    storage = tempfile.mkdtemp(prefix="hyperfleet-ray-")
-    started = time.monotonic()
-    out = subprocess.run([python, "-c", RAY, str(trials), str(workers), storage], check=True, capture_output=True,
-                         text=True, timeout=900).stdout.split()
-    total = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="hyperfleet-ray-", ignore_cleanup_errors=True) as storage:
+        started = time.monotonic()
+        out = subprocess.run([python, "-c", RAY, str(trials), str(workers), storage], check=True, capture_output=True,
+                             text=True, timeout=900).stdout.split()
+        total = time.monotonic() - started
     _, tuning = float(out[-2]), float(out[-1])
     return trials / total, trials / tuning
 
@@ -169,7 +171,8 @@ def main() -> int:
     has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
     rows: dict[str, dict] = {}
     journal_dir = tempfile.mkdtemp(prefix="hyperfleet-optuna-")
-    with MongoServer(kind="ferretdb") as server:
+    with MongoServer(kind="ferretdb") as server, contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, journal_dir, ignore_errors=True)
         pg_url = postgres_url(server)
         storages = {"rdb": lambda: pg_url, "rdb+heartbeat": lambda: f"heartbeat:{pg_url}",
                     "journal file": lambda: f"journal:{journal_dir}/{time.time_ns()}.log"}

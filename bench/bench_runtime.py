@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,7 @@ class Workers:
                 p.kill()
         self.store.client.drop_database(self.database)
         self.store.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def measure_pickup(workers: Workers, samples: int) -> list[float]:

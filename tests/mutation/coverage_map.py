@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -74,3 +75,4 @@ def pytest_sessionfinish(session, exitstatus):
         out[nodeid] = {"seconds": entry["seconds"], "lines": {k: sorted(v) for k, v in lines.items()},
                        **({"failed": True} if nodeid in _failed else {})}
     Path(os.environ[MAP_ENV]).write_text(json.dumps(out, indent=1))
+    shutil.rmtree(_data_dir, ignore_errors=True)
