@@ -23,10 +23,8 @@ virtualenv (``--peers-python``; ``make bench-peers`` makes ``.venv-peers``). Res
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -170,9 +168,7 @@ def main() -> int:
     args = parser.parse_args()
     has_ray = subprocess.run([args.peers_python, "-c", "import ray.tune"], capture_output=True).returncode == 0
     rows: dict[str, dict] = {}
-    journal_dir = tempfile.mkdtemp(prefix="hyperfleet-optuna-")
-    with MongoServer(kind="ferretdb") as server, contextlib.ExitStack() as cleanup:
-        cleanup.callback(shutil.rmtree, journal_dir, ignore_errors=True)
+    with MongoServer(kind="ferretdb") as server, tempfile.TemporaryDirectory(prefix="hyperfleet-optuna-") as journal_dir:
         pg_url = postgres_url(server)
         storages = {"rdb": lambda: pg_url, "rdb+heartbeat": lambda: f"heartbeat:{pg_url}",
                     "journal file": lambda: f"journal:{journal_dir}/{time.time_ns()}.log"}
