@@ -122,7 +122,7 @@ def test_up_update_preview_destroy(kube_cluster, cluster_api, tmp_path):
     assert "from $PATH" not in preview.stdout + preview.stderr
     assert gone(lambda: core.read_namespace(namespace))  # a preview touches nothing
 
-    pulumi("up", "--yes")
+    pulumi("up", "--yes", "--skip-preview")
     ns = core.read_namespace(namespace)
     assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hello"}
     assert core.read_namespaced_config_map("derived", namespace).data == {"namespaceUid": ns.metadata.uid}
@@ -144,7 +144,7 @@ def test_up_update_preview_destroy(kube_cluster, cluster_api, tmp_path):
     assert resources["web"]["outputs"]["metadata"]["uid"] == deployment.metadata.uid
 
     pulumi("config", "set", "greeting", "bonjour")
-    pulumi("up", "--yes")
+    pulumi("up", "--yes", "--skip-preview")
     assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "bonjour"}
     assert core.read_namespaced_config_map("tiny-cm", namespace).data == {"greeting": "bonjour from helm"}
     assert core.read_namespace(namespace).metadata.uid == ns.metadata.uid  # updated in place, not replaced
@@ -152,7 +152,7 @@ def test_up_update_preview_destroy(kube_cluster, cluster_api, tmp_path):
 
     pulumi("preview", "--expect-no-changes")
 
-    pulumi("destroy", "--yes")
+    pulumi("destroy", "--yes", "--skip-preview")
     assert gone(lambda: core.read_namespace(namespace))  # Delete waited for the namespace to go
     for read in (lambda: core.read_namespaced_config_map("settings", namespace),
                  lambda: core.read_namespaced_secret("creds", namespace),
@@ -175,7 +175,7 @@ def test_unknown_context_passes_the_providers_preview_and_fails_up_naming_it(kub
         "kubeconfig": kubeconfig_text, "context": "no-such-context", "namespace": "provider-bad",
         "greeting": "hello", "image": PAUSE_IMAGE}, {"password": PASSWORD}, tmp_path / "state")
     assert "+ 10 to create" in pulumi("preview").stdout
-    result = pulumi("up", "--yes", check=False)
+    result = pulumi("up", "--yes", "--skip-preview", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert 'context "no-such-context" does not exist' in output, output
