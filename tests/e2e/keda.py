@@ -29,11 +29,11 @@ EXPERIMENT = {"name": "keda-branin", "objective": "hyperfleet.demo:branin", "alg
 
 
 def worker_count(scenario: Scenario) -> tuple[int, int, int]:
-    """(the Deployment's spec.replicas, worker pods not terminating, of which Ready), read in one kubectl
-    call: the tests poll it for minutes."""
-    items = scenario.get("deployments,pods", "-l", scenario.selector("worker"))["items"]
-    deployment, = [i for i in items if i["kind"] == "Deployment" and i["metadata"]["name"] == f"{scenario.stack.release}-worker"]
-    pods = [p for p in items if p["kind"] == "Pod" and not p["metadata"].get("deletionTimestamp")]
+    """(the Deployment's spec.replicas, worker pods not terminating, of which Ready)."""
+    selector = scenario.selector("worker")
+    deployment, = [d for d in scenario.listed("deployments", selector)
+                   if d["metadata"]["name"] == f"{scenario.stack.release}-worker"]
+    pods = [p for p in scenario.listed("pods", selector) if not p["metadata"].get("deletionTimestamp")]
     ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
                                     for c in p["status"].get("conditions", []))]
     return deployment["spec"].get("replicas", 1), len(pods), len(ready)

@@ -22,6 +22,7 @@ import argparse
 import collections
 import contextlib
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -130,6 +131,23 @@ class Scenario:
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    @functools.cached_property
+    def api(self):
+        """A client of the cluster's API in this process, for what the tests poll for minutes: a kubectl
+        call costs a process start and its configuration's loading each time."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig, context=self.context)
+
+    def listed(self, kind: str, selector: str) -> list[dict]:
+        """The ``pods`` or ``deployments`` of the stack's namespace that ``selector`` selects, as kubectl's
+        JSON shows them."""
+        from kubernetes import client
+
+        read = {"pods": lambda: client.CoreV1Api(self.api).list_namespaced_pod,
+                "deployments": lambda: client.AppsV1Api(self.api).list_namespaced_deployment}[kind]()
+        return self.api.sanitize_for_serialization(read(self.stack.namespace, label_selector=selector).items)
+
     @contextlib.contextmanager
     def database(self, password: str | None = None):
         """The trials collection through ``kubectl port-forward`` to the release's Mongo Service (as the
@@ -205,7 +223,7 @@ class Scenario:
         self.pulumi("preview", "--expect-no-changes")
         self.timings["no-op preview"] = time.monotonic() - started
         started = time.monotonic()
-        self.pulumi("destroy", "--yes")
+        self.pulumi("destroy", "--yes", "--skip-preview")
         self.timings["pulumi destroy"] = time.monotonic() - started
         self.check_nothing_left()
         return self.timings
@@ -218,7 +236,7 @@ class Scenario:
         return selector
 
     def pods(self, component: str | None = None) -> list[dict]:
-        return self.get("pods", "-l", self.selector(component))["items"]
+        return self.listed("pods", self.selector(component))
 
     def check_pods_ready_and_secure(self) -> None:
         for component in ("mongo", "worker", "monitor"):

@@ -80,7 +80,7 @@ def test_keda_scales_workers_from_zero_to_max_and_back_without_losing_a_trial(pu
         timings["trials left run by this host's workers"] = helped["ran"]
         # the Deployment has no replicas of its own: another `pulumi up` would not fight KEDA
         pulumi("preview", "--expect-no-changes")
-        pulumi("destroy", "--yes")
+        pulumi("destroy", "--yes", "--skip-preview")
         scenario.check_nothing_left()
     except BaseException:
         show_failure(scenario, driver, kube_cluster)
@@ -115,7 +115,10 @@ def fallback_stack(kube_cluster, tmp_path):
 
 def fallback_condition(scenario: Scenario) -> str | None:
     """The ScaledObject's Fallback condition status ("True" while KEDA falls back), or None."""
-    scaled = scenario.get("scaledobject", f"{scenario.stack.release}-worker")
+    from kubernetes import client
+
+    scaled = client.CustomObjectsApi(scenario.api).get_namespaced_custom_object(
+        "keda.sh", "v1alpha1", scenario.stack.namespace, "scaledobjects", f"{scenario.stack.release}-worker")
     return next((c["status"] for c in scaled.get("status", {}).get("conditions", []) if c["type"] == "Fallback"), None)
 
 
@@ -202,7 +205,7 @@ def test_keda_holds_the_pool_while_the_monitor_is_down_and_no_trial_is_lost(fall
             docs = list(jobs.find({"exp_key": second["name"]}))
         assert_each_done_once(docs, second["max_evals"])
         phase("second done")
-        pulumi("destroy", "--yes")
+        pulumi("destroy", "--yes", "--skip-preview")
         scenario.check_nothing_left()
         phase("destroyed")
     except BaseException:
