@@ -1,6 +1,7 @@
 """Objectives the tests optimise; importable by worker processes through PYTHONPATH."""
 
 import os
+import sys
 import time
 
 from hyperopt import pyll
@@ -34,6 +35,12 @@ def report_pid_then_sleep(params):
 def quadratic_trial(spec, ctrl):
     """A ``token_load`` objective: hyperopt calls it with the trial's spec and a ctrl."""
     return {"loss": quadratic(spec.get("x", 0.0)), "status": "ok"}
+
+
+def scipy_stats_trial(spec, ctrl):
+    """A ``token_load`` objective that says how its process holds scipy.stats: ``module`` (loaded),
+    ``_Deferred`` (a stand-in of hyperfleet.startup) or ``NoneType`` (not imported)."""
+    return {"loss": 0.0, "status": "ok", "scipy_stats": type(sys.modules.get("scipy.stats")).__name__}
 
 
 def sleep_trial(spec, ctrl):

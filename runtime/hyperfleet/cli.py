@@ -21,7 +21,8 @@ from .contract import COMMAND_ENV_PREFIX, DASHBOARD_PORT, GPU_ID_PATTERN, DOCKER
 from .envmap import EnvMappingError, worker_args_from_env
 from .logs import configure_logging
 from .mongo_url import MongoUrlError, compose_mongo_url, parse_mongo_url, redact_url
-from .settings import DEFAULT_MONGO_URL, IDLE_POLL_FRACTION, LIVENESS_CHECKS, POLICIES, MonitorSettings, WorkerSettings
+from .settings import (DEFAULT_MONGO_URL, IDLE_POLL_FRACTION, LIVENESS_CHECKS, MODULE_NAME_PATTERN, POLICIES, MonitorSettings,
+                       WorkerSettings)
 from .startup import defer_unused_imports
 from .store import StoreUnavailable
 
@@ -55,6 +56,15 @@ def _gpu_id(_ctx, param, value):
     if value is not None and not re.match(GPU_ID_PATTERN, value):
         raise click.BadParameter(f"a GPU index (0, 1, …) or UUID (GPU-…), not {value!r}", param=param)
     return value
+
+
+def _module_names(_ctx, param, value):
+    """--preload a,b.c: the names, each checked."""
+    names = tuple(name.strip() for name in (value or "").split(",") if name.strip())
+    bad = [name for name in names if not re.fullmatch(MODULE_NAME_PATTERN, name)]
+    if bad:
+        raise click.BadParameter(f"not a module name: {', '.join(map(repr, bad))}", param=param)
+    return names
 
 
 def _mongo_option(command: str):
@@ -130,6 +140,9 @@ def _worker_options(fn):
                           "each trial, given to its trial containers, the only one its in-process objectives see."),
         click.option("--subprocesses/--no-subprocesses", "use_subprocesses", default=W.use_subprocesses, show_default=True,
                      help="Evaluate each trial in a fresh child process."),
+        click.option("--preload", default="", callback=_module_names, metavar="MODULE[,MODULE…]",
+                     help="With --subprocesses: modules imported once, before the first trial, that each trial's "
+                          "child then finds loaded (what the objectives import: scipy.stats, sklearn.ensemble)."),
         click.option("--shutdown-deadline-seconds", type=click.FloatRange(min=0.1), default=W.shutdown_deadline_seconds,
                      show_default=True,
                      help="After the first SIGTERM/SIGINT, hand the trial back and exit within this time."),

@@ -15,6 +15,8 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: an idle worker's wait between reservation attempts grows up to this share of the time it has been idle
 #: (a trial queued after 10 s of idling waits at most a second more to be picked up)
 IDLE_POLL_FRACTION = 0.1
+#: a module's dotted name (``--preload``)
+MODULE_NAME_PATTERN = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,9 @@ class WorkerSettings:
     workdir: str | None = None
     #: evaluate each trial in a fresh child process instead of in the worker
     use_subprocesses: bool = False
+    #: modules the --subprocesses forkserver imports in full before it forks the first child, so that each
+    #: trial finds them loaded (``scipy.stats``, ``sklearn.ensemble``: what the objectives import)
+    preload: tuple[str, ...] = ()
     #: after the first SIGTERM/SIGINT, hand the trial back and exit within this time
     shutdown_deadline_seconds: float = 10.0
     #: give up connecting to MongoDB after this long
@@ -70,6 +75,9 @@ class WorkerSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        for module in self.preload:
+            if not re.fullmatch(MODULE_NAME_PATTERN, module):
+                raise ValueError(f"preload: not a module name: {module!r}")
         if self.poll_min_seconds > self.poll_interval_seconds:
             object.__setattr__(self, "poll_min_seconds", self.poll_interval_seconds)
 

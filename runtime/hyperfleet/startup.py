@@ -15,10 +15,10 @@ for a submodule) and takes a copy of its namespace. ``import scipy.stats`` then 
 (``importlib.util.LazyLoader`` does not serve: on Python 3.11 an ``import`` statement of a module
 already in ``sys.modules`` reads its ``__spec__``, which loads it.)
 
-Only the commands call it (``hyperfleet worker``, ``hyperfleet run``), never ``import hyperfleet``: a
-program that imports hyperfleet keeps Python's usual imports. Nor does the ``--subprocesses``
-forkserver (a fresh interpreter): it imports hyperopt in full once, so that the trials it forks, whose
-objectives may well use scipy.stats (scikit-learn does), do not each load it.
+Only the commands call it (``hyperfleet worker``, ``hyperfleet run``) and the ``--subprocesses``
+forkserver (hyperfleet.lean), never ``import hyperfleet``: a program that imports hyperfleet keeps
+Python's usual imports. What the trials' objectives import (scipy.stats, say: scikit-learn does), the
+worker's ``--preload`` loads in full in the forkserver, once, before the stand-ins are put in place.
 """
 
 from __future__ import annotations

@@ -55,7 +55,15 @@ _WAIT_STEP_SECONDS = 0.05
 PRUNED_CHILD_GRACE_SECONDS = 2.0
 #: where --subprocesses children come from: forked by a server that has imported what they need
 _CHILDREN = multiprocessing.get_context("forkserver")
-_CHILDREN.set_forkserver_preload(["hyperfleet.evaluation"])
+
+
+def forkserver_preload(modules: tuple[str, ...]) -> list[str]:
+    """What the forkserver imports, in order: the user's modules (``--preload``) in full, then
+    hyperfleet.evaluation with the imports no trial uses deferred, as in the worker (hyperfleet.lean)."""
+    return [*modules, "hyperfleet.lean", "hyperfleet.evaluation"]
+
+
+_CHILDREN.set_forkserver_preload(forkserver_preload(()))  # Worker.run sets the worker's --preload
 
 
 class SharedWorkdir:
@@ -239,6 +247,7 @@ class Worker:
         log.info("worker %s polling %s (experiment %s)", self.owner, self.store.address.redacted(),
                  self.settings.exp_key or "any")
         if self.settings.use_subprocesses:
+            _CHILDREN.set_forkserver_preload(forkserver_preload(self.settings.preload))
             multiprocessing.forkserver.ensure_running()  # its imports now, not at the first trial
         return self._loop()
 

@@ -310,6 +310,21 @@ def test_only_a_subprocesses_worker_starts_the_forkserver_and_before_its_first_t
         assert stop_all([child_mode, in_process]) == [0, 0]
 
 
+@pytest.mark.parametrize("preload,held", [((), "_Deferred"), (("--preload", "json,scipy.stats"), "module")])
+def test_a_subprocesses_trial_finds_what_preload_names_loaded_and_scipy_stats_otherwise_deferred(store, preload, held):
+    """The forkserver imports --preload in full before hyperopt; without it, hyperopt's scipy.stats is a stand-in
+    there (the objective's first use loads it), so that a worker with children starts in a third of the CPU."""
+    (tid,) = store.allocate_tids(1)
+    store.insert_trials([{"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
+                          "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.scipy_stats_trial"), "workdir": None,
+                                   "idxs": {}, "vals": {}},
+                          "exp_key": "preload", "owner": None, "book_time": None, "refresh_time": None}])
+    worker = start_worker(store.address.uri, "--subprocesses", *preload, "--max-jobs", "1", "--log-level", "warning")
+    assert worker.wait(timeout=120) == 0
+    (doc,) = store.jobs.find({"exp_key": "preload"})
+    assert doc["state"] == JOB_STATE_DONE and doc["result"]["scipy_stats"] == held, doc["result"]
+
+
 def _queue_xs(store, exp_key, xs):
     tids = store.allocate_tids(len(xs))
     store.insert_trials([

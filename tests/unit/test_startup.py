@@ -84,16 +84,30 @@ def test_already_loaded_is_left_alone_and_a_missing_module_is_the_usual_import_e
     assert out.split() == ["hyperopt.tpe,networkx", "module", "no_such_module_here"]
 
 
-def test_the_forkserver_imports_scipy_stats_once_for_the_trials_it_forks():
-    """--subprocesses: the forkserver is a fresh interpreter that imports hyperopt without the commands'
-    stand-ins, so that children whose objective uses scipy.stats (scikit-learn does) do not each load it."""
-    out = run_fresh("""
-        import multiprocessing.forkserver, sys
-        import hyperfleet.worker  # sets the preload of the --subprocesses forkserver
-        preload = multiprocessing.forkserver._forkserver._preload_modules
-        print(*preload)
-        for name in preload:
+def test_the_forkserver_defers_what_no_trial_uses_and_loads_in_full_what_preload_names():
+    """--subprocesses: the forkserver (a fresh interpreter) imports the worker's --preload in full first,
+    then hyperopt with the commands' stand-ins; the trials it forks find both so."""
+    from hyperfleet.worker import forkserver_preload
+
+    assert forkserver_preload(()) == ["hyperfleet.lean", "hyperfleet.evaluation"]
+    out = run_fresh(f"""
+        import sys
+        for name in {forkserver_preload(("scipy.stats",))!r}:  # as the forkserver does
+            __import__(name)
+        print(type(sys.modules["scipy.stats"]).__name__, type(sys.modules["hyperopt.tpe"]).__name__)
+    """)
+    assert out.split() == ["module", "_Deferred"]
+
+
+def test_a_forkserver_without_preload_gives_its_trials_stand_ins_that_load_at_first_use():
+    from hyperfleet.worker import forkserver_preload
+
+    out = run_fresh(f"""
+        import sys
+        for name in {forkserver_preload(())!r}:
             __import__(name)
         print(type(sys.modules["scipy.stats"]).__name__)
+        from scipy.stats import norm  # a trial that uses it loads it
+        print(norm.cdf(0))
     """)
-    assert out.split() == ["hyperfleet.evaluation", "module"]
+    assert out.split() == ["_Deferred", "0.5"]
