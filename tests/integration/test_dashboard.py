@@ -172,18 +172,20 @@ def test_delete_removes_the_experiment_its_trials_and_attachments(mongo_url, tmp
 @pytest.mark.timeout(120)
 def test_cancel_withdraws_the_queue_stops_the_driver_and_the_workers_go_idle(mongo_url, tmp_path):
     workers = [start_worker(mongo_url, "--log-level", "error") for _ in range(2)]
-    # 4 queued ahead of 2 workers, each trial 0.5 s: the cancel comes once 2 have ended and the driver has
-    # 3 or more queued again (a driver starved of CPU may lag), so that one is still queued when it lands
-    driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=0.5, parallelism=4), stdout=subprocess.PIPE,
+    # 8 queued ahead of 2 workers, each trial 1 s: the cancel comes once 2 have ended and the driver has 5 or
+    # more queued again (a driver starved of CPU may lag). The workers take at most 2 a second, so one is still
+    # queued for 2 s after the check, time for the cancel to land on a loaded machine (with 3 queued and 0.5 s
+    # trials, the 0.5 s it had were once not enough)
+    driver = run_cli(mongo_url, spec_file(tmp_path, "long", 500, sleep=1.0, parallelism=8), stdout=subprocess.PIPE,
                      text=True)
     proc, base = start_dashboard(mongo_url, token=TOKEN)
     try:
-        def two_ended_and_three_queued() -> bool:
+        def two_ended_and_five_queued() -> bool:
             states = [d["state"] for d in jobs(mongo_url).find({"exp_key": "long"}, {"state": 1})]
             return sum(state in (JOB_STATE_DONE, JOB_STATE_ERROR) for state in states) >= 2 and \
-                states.count(JOB_STATE_NEW) >= 3
+                states.count(JOB_STATE_NEW) >= 5
 
-        wait_for(two_ended_and_three_queued, 60)
+        wait_for(two_ended_and_five_queued, 60)
         status, body = call(base, "/api/experiments/long/cancel", "POST", token=TOKEN)
         assert status == 200 and body["withdrawn"] >= 1
         out, _ = driver.communicate(timeout=30)  # the driver sees the cancel, the running trials finish
