@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -64,6 +65,11 @@ def _module_names(_ctx, param, value):
     bad = [name for name in names if not re.fullmatch(MODULE_NAME_PATTERN, name)]
     if bad:
         raise click.BadParameter(f"not a module name: {', '.join(map(repr, bad))}", param=param)
+    # the forkserver passes over a module it cannot import without a word: a package missing here is said now
+    # (found, not imported: sklearn.ensemble's import is the forkserver's to pay)
+    missing = [name for name in names if importlib.util.find_spec(name.partition(".")[0]) is None]
+    if missing:
+        raise click.BadParameter(f"no such module: {', '.join(map(repr, missing))}", param=param)
     return names
 
 

@@ -17,7 +17,7 @@ VALUES = {
     "alive_file": ("/tmp/env-alive", "/tmp/env-alive"),
     "use_subprocesses": ("true", True),
     "gpu": ("GPU-3a23c669-1f69", "GPU-3a23c669-1f69"),
-    "preload": ("scipy.stats, sklearn.ensemble", ["scipy.stats", "sklearn.ensemble"]),
+    "preload": ("scipy.stats, json", ["scipy.stats", "json"]),
 }
 
 
@@ -47,10 +47,11 @@ def test_every_env_var_in_the_help_sets_its_option(name, param):
     assert json.loads(result.output)[param.name] == expected, (name, result.output)
 
 
-@pytest.mark.parametrize("value", ["1bad", "scipy..stats", "os.path,-x"])
-def test_preload_refuses_what_is_not_a_module_name(value):
+@pytest.mark.parametrize("value,said", [("1bad", "not a module name"), ("scipy..stats", "not a module name"),
+                                        ("os.path,-x", "not a module name"), ("json,no_such_module_here.sub", "no such module")])
+def test_preload_refuses_what_is_not_an_importable_module_name(value, said):
     result = CliRunner().invoke(worker, ["--preload", value, "--print-settings"])
-    assert result.exit_code == 2 and "not a module name" in result.output, result.output
+    assert result.exit_code == 2 and said in result.output, result.output
 
 
 def test_the_documented_flag_names_work():
