@@ -74,7 +74,9 @@ def test_early_stop_in_a_spec_ends_the_search_with_two_workers(mongo_url, tmp_pa
         out, err = driver.communicate(timeout=90)
         assert driver.returncode == 0, err
         done = jobs(mongo_url).count_documents({"exp_key": "plateau", "state": JOB_STATE_DONE})
-        assert 5 <= done <= 9, done  # the first, 4 without improvement, and those handed out then (2 + 2)
+        # the first, 4 without improvement, and those fmin queued before it judged the stop: as with the loss
+        # threshold above, up to 5 x parallelism under load (11 seen; 2 + 2 was the bound)
+        assert 5 <= done <= 5 + 5 * spec["parallelism"] < spec["max_evals"], done
         assert jobs(mongo_url).count_documents({"exp_key": "plateau", "state": {"$in": [0, 1]}}) == 0
         assert out.startswith(f"plateau: {done} trials, {done} done, 0 failed; best loss 1"), out
     finally:
