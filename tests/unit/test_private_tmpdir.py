@@ -44,9 +44,12 @@ def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
                                start_new_session=True, preexec_fn=default_sigint)
     private = Path(wrapper.stdout.readline().strip())
     deadline = time.monotonic() + 60  # a wait, not a timing claim: generous on a loaded machine
-    while not (private / "kubeconfig1").exists() and time.monotonic() < deadline:
+    # the sleep started too: a SIGINT between the touch and the sleep's start reaches sh alone, which waits
+    # for the sleep it then starts (seen in a CI-like run: the wrapper still there 60 s later)
+    while not ((private / "kubeconfig1").exists() and "sleep 120" in group_commands(wrapper.pid)) \
+            and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert (private / "kubeconfig1").exists()
+    assert (private / "kubeconfig1").exists() and "sleep 120" in group_commands(wrapper.pid)
     os.killpg(wrapper.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
     try:
         assert wrapper.wait(60) == 130
@@ -55,6 +58,18 @@ def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
         os.killpg(wrapper.pid, signal.SIGKILL)
         raise AssertionError(f"the wrapper did not end within 60 s of SIGINT to its group:\n{state}") from None
     assert not private.exists()
+
+
+def group_commands(pgid: int) -> list[str]:
+    """The command lines of the group's processes."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if os.getpgid(int(cmdline.parent.name)) == pgid:
+                found.append(cmdline.read_bytes().replace(b"\0", b" ").decode().strip())
+        except (OSError, ProcessLookupError):
+            continue  # a process that ended meanwhile
+    return found
 
 
 def group_signal_state(pgid: int) -> str:
