@@ -46,10 +46,12 @@ def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
     deadline = time.monotonic() + 60  # a wait, not a timing claim: generous on a loaded machine
     # the sleep started too: a SIGINT between the touch and the sleep's start reaches sh alone, which waits
     # for the sleep it then starts (seen in a CI-like run: the wrapper still there 60 s later)
-    while not ((private / "kubeconfig1").exists() and "sleep 120" in group_commands(wrapper.pid)) \
-            and time.monotonic() < deadline:
+    def touched_and_sleeping() -> bool:
+        return (private / "kubeconfig1").exists() and "sleep 120" in group_commands(wrapper.pid)
+
+    while not touched_and_sleeping() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert (private / "kubeconfig1").exists() and "sleep 120" in group_commands(wrapper.pid)
+    assert touched_and_sleeping()
     os.killpg(wrapper.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
     try:
         assert wrapper.wait(60) == 130
@@ -60,30 +62,31 @@ def test_it_is_removed_when_the_command_is_interrupted(tmp_path):
     assert not private.exists()
 
 
+def group_processes(pgid: int):
+    """(/proc/PID, its command line) of each process of the group; one that ends meanwhile is left out."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(proc.name)) == pgid:
+                yield proc, (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def group_commands(pgid: int) -> list[str]:
     """The command lines of the group's processes."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if os.getpgid(int(cmdline.parent.name)) == pgid:
-                found.append(cmdline.read_bytes().replace(b"\0", b" ").decode().strip())
-        except (OSError, ProcessLookupError):
-            continue  # a process that ended meanwhile
-    return found
+    return [cmdline for _, cmdline in group_processes(pgid)]
 
 
 def group_signal_state(pgid: int) -> str:
     """Each process of the group: its command, state and signal masks (/proc/PID/status)."""
     lines = []
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for proc, cmdline in group_processes(pgid):
         try:
-            if os.getpgid(int(status.parent.name)) != pgid:
-                continue
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-            cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ProcessLookupError):
+            status = (proc / "status").read_text()
+        except OSError:
             continue
-        lines.append(f"{status.parent.name} {cmdline.strip()}: " + ", ".join(
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        lines.append(f"{proc.name} {cmdline}: " + ", ".join(
             f"{k} {fields.get(k, '?').strip()}" for k in ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
     return "\n".join(lines) or "no process left in the group"
 
