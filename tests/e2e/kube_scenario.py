@@ -144,8 +144,8 @@ class Scenario:
         JSON shows them."""
         from kubernetes import client
 
-        read = {"pods": lambda: client.CoreV1Api(self.api).list_namespaced_pod,
-                "deployments": lambda: client.AppsV1Api(self.api).list_namespaced_deployment}[kind]()
+        read = {"pods": client.CoreV1Api(self.api).list_namespaced_pod,
+                "deployments": client.AppsV1Api(self.api).list_namespaced_deployment}[kind]
         return self.api.sanitize_for_serialization(read(self.stack.namespace, label_selector=selector).items)
 
     @contextlib.contextmanager

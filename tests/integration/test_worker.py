@@ -313,12 +313,8 @@ def test_only_a_subprocesses_worker_starts_the_forkserver_and_before_its_first_t
 @pytest.mark.parametrize("preload,held", [((), "_Deferred"), (("--preload", "json,scipy.stats"), "module")])
 def test_a_subprocesses_trial_finds_what_preload_names_loaded_and_scipy_stats_otherwise_deferred(store, preload, held):
     """The forkserver imports --preload in full before hyperopt; without it, hyperopt's scipy.stats is a stand-in
-    there (the objective's first use loads it), so that a worker with children starts in a third of the CPU."""
-    (tid,) = store.allocate_tids(1)
-    store.insert_trials([{"state": JOB_STATE_NEW, "tid": tid, "spec": None, "result": {"status": "new"},
-                          "misc": {"tid": tid, "cmd": ("token_load", "tests.objectives.scipy_stats_trial"), "workdir": None,
-                                   "idxs": {}, "vals": {}},
-                          "exp_key": "preload", "owner": None, "book_time": None, "refresh_time": None}])
+    there (the objective's first use loads it), so that a worker with children starts in a quarter of the CPU."""
+    insert_trials(store, "preload", ("token_load", "tests.objectives.scipy_stats_trial"), 1)
     worker = start_worker(store.address.uri, "--subprocesses", *preload, "--max-jobs", "1", "--log-level", "warning")
     assert worker.wait(timeout=120) == 0
     (doc,) = store.jobs.find({"exp_key": "preload"})
