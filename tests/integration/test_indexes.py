@@ -121,3 +121,19 @@ def test_the_count_sees_a_query_that_no_index_serves(indexed):
     server, url = indexed
     read = DocumentsRead(server, url).during(lambda store: store.jobs.find_one({"misc.workdir": "nowhere"}))
     assert read >= HISTORY
+
+
+def test_an_index_is_built_in_its_request_and_no_background_build_job_polls(mongo_server, mongo_url):
+    """FerretDB builds an index in the createIndexes request, so the test server (testbed/mongo.py's
+    TEMPLATE_SQL) drops DocumentDB's pg_cron jobs that poll the queue of background builds every 2
+    seconds; the jobs left run once a minute, in background workers (no connection to make)."""
+    with pymongo.MongoClient(mongo_url) as client:
+        jobs = client.get_default_database().jobs
+        jobs.insert_many([{"tid": n, "exp_key": "e"} for n in range(50)])
+        jobs.create_index([("exp_key", 1), ("tid", 1)], name="by_exp")
+        assert "by_exp" in jobs.index_information()
+        assert [d["tid"] for d in jobs.find({"exp_key": "e"}, sort=[("tid", 1)]).limit(3)] == [0, 1, 2]
+    if mongo_server.kind == "ferretdb":
+        schedules = mongo_server.psql("SELECT schedule, command FROM cron.job ORDER BY jobid").splitlines()
+        assert schedules and all(line.startswith("* * * * *|") for line in schedules), schedules
+        assert mongo_server.psql("SHOW cron.use_background_workers").strip() == "on"

@@ -22,11 +22,12 @@ def test_the_package_chart_and_stacks_name_one_version():
         assert config["hyperfleet:images"]["runtime"] == f"hyperfleet/runtime:{VERSION}", stack
 
 
-def test_the_test_server_and_its_image_load_the_same_extensions():
-    from testbed.mongo import PRELOAD
+def test_the_test_server_and_its_image_load_the_same_extensions_and_drop_the_same_jobs():
+    from testbed.mongo import PRELOAD, TEMPLATE_SQL
 
     entrypoint = (REPO / "testbed" / "images" / "test-mongo" / "entrypoint.sh").read_text()
     assert f"shared_preload_libraries = '{PRELOAD}'" in entrypoint
+    assert f'-c "{TEMPLATE_SQL}"' in entrypoint
 
 
 def test_versions_env_is_plain_key_value_lines():
