@@ -47,6 +47,8 @@ PRELOAD = "pg_cron,pg_documentdb_core,pg_documentdb"
 KINDS = ("mongod", "ferretdb")
 #: the user clients log in as: mongod's root user, or the PostgreSQL cluster's superuser under FerretDB
 SUPERUSER = "hyperfleet"
+#: how many ports a server tries when the one it was given by free_port() is taken meanwhile
+PORT_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,7 @@ class MongoServer(ManagedServer):
         self.username = SUPERUSER
         self.password = secrets.token_urlsafe(18) if self.auth else None
         self.port = port or free_port()
+        self._port_chosen = port is None  # by free_port(): until the first start, another may be taken
         self._own_data_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="hyperfleet-mongo-")
         self.process: subprocess.Popen | None = None  # the wire-protocol server
@@ -121,17 +124,33 @@ class MongoServer(ManagedServer):
             return f.read()[-2000:].decode(errors="replace")
 
     def start(self, timeout_seconds: float = 60.0) -> MongoServer:
-        if self.kind == "mongod":
-            argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
-                    "--bind_ip", "127.0.0.1", "--quiet"] + (["--auth"] if self.auth else [])
-            if self.tls:
-                argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.certificate_key_file]
-        else:
+        if self.kind == "ferretdb":
             self._start_postgres()
-            argv = self._ferretdb_argv()
-        self.process = self._spawn(argv, "server")
-        self._wait_until_ready(timeout_seconds)
-        return self
+        log = os.path.join(self.data_dir, "server.log")
+        for attempt in range(PORT_ATTEMPTS):
+            logged = os.path.getsize(log) if os.path.exists(log) else 0
+            self.process = self._spawn(self._mongod_argv() if self.kind == "mongod" else self._ferretdb_argv(), "server")
+            try:
+                self._wait_until_ready(timeout_seconds)
+                self._port_chosen = False  # clients know it now: a restart keeps it
+                return self
+            except RuntimeError:
+                # the port free_port() found was bound by another process before the server could (a
+                # busy machine starts many servers and plugins): once more on another
+                with open(log, "rb") as f:
+                    f.seek(logged)
+                    port_taken = b"address already in use" in f.read().lower()
+                if not (port_taken and self._port_chosen and attempt + 1 < PORT_ATTEMPTS):
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _mongod_argv(self) -> list[str]:
+        argv = [shutil.which("mongod"), "--dbpath", self.data_dir, "--port", str(self.port),
+                "--bind_ip", "127.0.0.1", "--quiet"] + (["--auth"] if self.auth else [])
+        if self.tls:
+            argv += ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", self.tls.certificate_key_file]
+        return argv
 
     def _ferretdb_argv(self) -> list[str]:
         backend = f"postgres://{self.username}@/postgres?host={urllib.parse.quote(self.data_dir)}&port={self.postgres_port}"
