@@ -23,8 +23,13 @@ def _local_cluster():
     return LocalCluster()
 
 
+def _kube_server():
+    from testbed.kube_server import SHARED_DATA_DIR, KubeServer
+    return KubeServer(data_dir=SHARED_DATA_DIR)
+
+
 #: the servers the run's processes share, started once by whichever asks first (tests/shared_run.py)
-SHARED_SERVERS = {"docker-hosts": _docker_hosts, "kube-cluster": _local_cluster}
+SHARED_SERVERS = {"docker-hosts": _docker_hosts, "kube-cluster": _local_cluster, "kube-server": _kube_server}
 
 
 #: the slow files, longest first (as measured in a make test on 4 workers): they start first, so that on
@@ -198,14 +203,15 @@ def cluster_api(kube_cluster):
 
 @pytest.fixture(scope="session")
 def kube_server():
+    """The test API server: one for the run, started by the first process that asks (tests/shared_run.py);
+    every test makes its own namespace in it."""
     needs("kubernetes")
-    from testbed.kube_server import KubeServer
-
     try:
-        with KubeServer() as server:
-            yield server
+        server = SHARED_SERVERS["kube-server"]()
+        start_shared("kube-server", server)
     except ServerNotFound as err:
         component_missing("kubernetes", str(err))
+    return SHARED_SERVERS["kube-server"]()  # the port as the process that started it saved it
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ import urllib.error
 import urllib.request
 
 from testbed import pins
-from testbed.processes import CACHE_DIR, ManagedServer, ServerNotFound, free_port, stop_process
+from testbed.processes import CACHE_DIR, ManagedServer, ServerNotFound, alive, free_port, stop_process, terminate
 
 KUBE_VERSION = pins()["KUBE_VERSION"]
 INSTALL_SCRIPT = "testbed/install/kube-apiserver.sh"
@@ -130,7 +130,9 @@ class KubeServer(ManagedServer):
     ``url`` (the API server's address), ``ca_file``, ``client_cert``/``client_key`` (the admin's).
     """
 
-    def __init__(self, context: str = "hyperfleet-test", controller_manager: bool = True):
+    def __init__(self, context: str = "hyperfleet-test", controller_manager: bool = True, data_dir: str | None = None):
+        """``data_dir``: where a server shared by several processes lives (:meth:`up`, :meth:`running`,
+        :meth:`down`: one starts it, the others find its port there); by default a private directory."""
         if shutil.which("openssl") is None:
             raise ServerNotFound("openssl is needed to make the test cluster's certificates (apt-get install openssl)")
         self.context = context
@@ -138,10 +140,11 @@ class KubeServer(ManagedServer):
         self.etcd_bin = find_binary("etcd")
         self.apiserver_bin = find_binary("kube-apiserver")
         self.controller_manager_bin = find_binary("kube-controller-manager") if controller_manager else None
-        self.port = free_port()
-        # etcd on tmpfs where there is one: it syncs every write, and nothing here must survive
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-kube-", dir=shm)
+        if data_dir is None:
+            self.data_dir = tempfile.mkdtemp(prefix="hyperfleet-kube-", dir=_tmpfs())
+        else:
+            self.data_dir = data_dir
+        self.port = self._saved_state().get("port") or free_port()
         self.pki_dir = os.path.join(self.data_dir, "pki")
         self.kubeconfig = os.path.join(self.data_dir, "kubeconfig")
         self.ca_file = os.path.join(self.pki_dir, "ca.crt")
@@ -161,7 +164,10 @@ class KubeServer(ManagedServer):
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen:
         log = open(os.path.join(self.data_dir, f"{name}.log"), "wb")
         self._logs.append(log)
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # a session of its own: a shared server outlives the process that started it (pytest-xdist ends a
+        # worker's process group with it)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
 
     def log_tail(self, name: str, size: int = 3000) -> str:
         """The end of a component's log: ``etcd``, ``kube-apiserver`` or ``kube-controller-manager``."""
@@ -309,6 +315,57 @@ class KubeServer(ManagedServer):
             log.close()
         self._logs.clear()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # --- shared by several processes (tests/shared_run.py): the state file in data_dir ---------------
+
+    @property
+    def _state_file(self) -> str:
+        return os.path.join(self.data_dir, "state.json")
+
+    def _saved_state(self) -> dict:
+        try:
+            with open(self._state_file) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def running(self) -> bool:
+        """Its processes (as the state file names them) are there and the API server answers."""
+        state = self._saved_state()
+        self.port = state.get("port", self.port)  # another process may have started it since this object was made
+        pids = state.get("pids", [])
+        return bool(pids) and all(alive(pid) for pid in pids) and self._api_ok("/readyz")
+
+    def up(self) -> KubeServer:
+        """Start afresh in ``data_dir`` (what a crashed earlier run left is stopped and removed) and write
+        the state file that :meth:`running` and :meth:`down` read in any process."""
+        self.down()
+        os.makedirs(self.data_dir)
+        self.port = free_port()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        state = {"port": self.port, "pids": [p.pid for p in (self.kcm, self.apiserver, self.etcd) if p]}
+        with open(self._state_file, "w") as f:
+            json.dump(state, f)
+        return self
+
+    def down(self) -> None:
+        """Stop the processes the state file names (the controller manager first) and remove ``data_dir``."""
+        for pid in self._saved_state().get("pids", []):
+            terminate(pid)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _tmpfs() -> str | None:
+    """/dev/shm where there is one: etcd syncs every write, and nothing here must survive."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+#: where the server that a test run's processes share lives (tests/conftest.py)
+SHARED_DATA_DIR = os.path.join(_tmpfs() or tempfile.gettempdir(), "hyperfleet-test-kube-server")
 
 
 def find_helm() -> str | None:

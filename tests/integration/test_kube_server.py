@@ -3,6 +3,8 @@ tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -10,12 +12,25 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from testbed.kube_server import KUBE_VERSION, gone, wait_until
+from tests.helpers import REPO
 
 
 def test_server_reports_its_version(kube_api):
     info = client.VersionApi(kube_api).get_code()
     assert info.git_version == KUBE_VERSION
     assert info.major == "1" and info.minor == KUBE_VERSION.split(".")[1]
+
+
+def test_another_process_finds_the_runs_one_server_by_its_state_file(kube_server):
+    """The run's processes share one server: one starts it, the others read its port from its directory
+    (tests/shared_run.py), and so does a process that only looks."""
+    found = subprocess.run(
+        [sys.executable, "-c", "from testbed.kube_server import SHARED_DATA_DIR, KubeServer; "
+         "s = KubeServer(data_dir=SHARED_DATA_DIR); print(s.running(), s.url, s.kubeconfig)"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert found == ["True", kube_server.url, kube_server.kubeconfig]
+    commands = [open(f"/proc/{pid}/comm").read().strip() for pid in kube_server._saved_state()["pids"]]
+    assert commands == ["kube-controller", "kube-apiserver", "etcd"]
 
 
 def test_kubeconfig_has_named_context(kube_server):
