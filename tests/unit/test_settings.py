@@ -70,6 +70,13 @@ def test_worker_counts_start_at_one(field):
         WorkerSettings(**{field: 0})
 
 
+def test_preload_takes_dotted_module_names_only():
+    """The settings check them too, not only the CLI: the worker's forkserver imports each by name."""
+    assert WorkerSettings(preload=("json", "scipy.stats")).preload == ("json", "scipy.stats")
+    with pytest.raises(ValueError, match=r"^preload: not a module name: 'os; import x'$"):
+        WorkerSettings(preload=("json", "os; import x"))
+
+
 def test_idle_polling_never_starts_above_its_ceiling():
     assert WorkerSettings(poll_min_seconds=0.5, poll_interval_seconds=0.1).poll_min_seconds == 0.1
     assert WorkerSettings(poll_min_seconds=0.1, poll_interval_seconds=0.1).poll_min_seconds == 0.1
