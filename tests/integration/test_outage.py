@@ -27,7 +27,8 @@ def test_an_outage_mid_run_loses_nothing_duplicates_nothing_and_is_logged_once(t
     with MongoServer() as server:
         url = server.database_url("outage")
         workers = [start_worker(url, "--log-level", "warning", stderr=logs[f"w{i}"]) for i in range(4)]
-        monitor = start_monitor(url, "--grace-seconds", "5", "--interval-seconds", "1", stderr=logs["monitor"])
+        monitor = start_monitor(url, "--grace-seconds", "5", "--interval-seconds", "1", "--health-port", "0",
+                                stderr=logs["monitor"])
         try:
             driver = run_cli(url, tmp_path / "outage.yaml", stdout=subprocess.PIPE, stderr=logs["driver"], text=True)
             wait_for(lambda: jobs(url).count_documents({"state": JOB_STATE_DONE}) >= 25, timeout=60)
