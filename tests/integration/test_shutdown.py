@@ -68,6 +68,26 @@ def test_first_signal_hands_the_trial_back_and_another_worker_finishes_it(mongo_
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.timeout(120)
+def test_a_signal_mid_trial_ends_the_worker_without_waiting_for_its_objective(store, mongo_url):
+    """In the worker's own process (no --subprocesses) the objective runs in a thread of the worker's, which
+    cannot be stopped: the worker hands the trial back and exits, and the thread ends with the process."""
+    enqueue_slow_trial(store, sleep=60)
+    worker = start_worker(mongo_url, "--no-subprocesses", "--log-level", "warning")
+    try:
+        doc = wait_for(lambda: running_trial(store, worker.pid))
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+        # 1-3 s seen on a loaded machine; its shutdown deadline is 10 s, the objective's end 60 s away
+        assert time.monotonic() - started < 8.0
+        back = store.jobs.find_one({"_id": doc["_id"]})
+        assert back["state"] == JOB_STATE_NEW and back["owner"] is None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
 def test_kill_9_leaves_the_trial_running_with_a_heartbeat_that_goes_stale(store, mongo_url):
     enqueue_slow_trial(store, sleep=60)
     worker = start_worker(mongo_url, "--heartbeat-seconds", "0.2", "--log-level", "warning")
