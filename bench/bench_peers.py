@@ -140,13 +140,23 @@ def optuna_run(python: str, pg_url: str, sampler: str, trials: int, workers: int
                                                                for n in shares(trials, workers)])
 
 
-def ray_run(python: str, trials: int, workers: int) -> tuple[float, float]:
-    """(trials/s with Ray's start, trials/s after ray.init)."""
-    with tempfile.TemporaryDirectory(prefix="hyperfleet-ray-", ignore_cleanup_errors=True) as storage:
-        started = time.monotonic()
-        out = subprocess.run([python, "-c", RAY, str(trials), str(workers), storage], check=True, capture_output=True,
-                             text=True, timeout=900).stdout.split()
-        total = time.monotonic() - started
+def ray_run(python: str, trials: int, workers: int, attempts: int = 2) -> tuple[float, float]:
+    """(trials/s with Ray's start, trials/s after ray.init). A run whose Ray fails (its start has failed on a
+    loaded machine, Ray's own processes not up in time) is said, with the end of what it printed, and made
+    once more: the figure is of a run that worked."""
+    for attempt in range(1, attempts + 1):
+        with tempfile.TemporaryDirectory(prefix="hyperfleet-ray-", ignore_cleanup_errors=True) as storage:
+            started = time.monotonic()
+            done = subprocess.run([python, "-c", RAY, str(trials), str(workers), storage], capture_output=True,
+                                  text=True, timeout=900)
+            total = time.monotonic() - started
+        if done.returncode == 0:
+            break
+        print(f"-- ray run {attempt} of {attempts} failed (exit {done.returncode}); its last lines:\n"
+              + "\n".join((done.stdout + done.stderr).splitlines()[-15:]), flush=True)
+    else:
+        raise RuntimeError(f"ray failed in each of {attempts} runs (above)")
+    out = done.stdout.split()
     _, tuning = float(out[-2]), float(out[-1])
     return trials / total, trials / tuning
 
