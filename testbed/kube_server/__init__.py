@@ -329,12 +329,25 @@ class KubeServer(ManagedServer):
         except (FileNotFoundError, ValueError):
             return {}
 
+    def _saved_pids(self) -> list[int]:
+        """The processes the state file names that are still this server's (a pid of a server gone long
+        ago may be another process's now): alive, and ``data_dir`` in their command line."""
+        pids = []
+        for pid in self._saved_state().get("pids", []):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    ours = self.data_dir.encode() in f.read()
+            except OSError:
+                ours = False
+            if ours and alive(pid):
+                pids.append(pid)
+        return pids
+
     def running(self) -> bool:
         """Its processes (as the state file names them) are there and the API server answers."""
         state = self._saved_state()
         self.port = state.get("port", self.port)  # another process may have started it since this object was made
-        pids = state.get("pids", [])
-        return bool(pids) and all(alive(pid) for pid in pids) and self._api_ok("/readyz")
+        return bool(state) and self._saved_pids() == state["pids"] and self._api_ok("/readyz")
 
     def up(self) -> KubeServer:
         """Start afresh in ``data_dir`` (what a crashed earlier run left is stopped and removed) and write
@@ -354,7 +367,7 @@ class KubeServer(ManagedServer):
 
     def down(self) -> None:
         """Stop the processes the state file names (the controller manager first) and remove ``data_dir``."""
-        for pid in self._saved_state().get("pids", []):
+        for pid in self._saved_pids():
             terminate(pid)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -3,6 +3,7 @@ tests of Kubernetes deployments rely on. No kubelet runs, so tests play its part
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -128,3 +129,20 @@ def test_helm_installs_a_chart(helm, kube_server, kube_api, namespace, tmp_path)
     assert helm("list", "-q", *common).stdout.split() == ["r1"]
     helm("uninstall", "r1", "--wait", *common)
     assert gone(lambda: client.CoreV1Api(kube_api).read_namespaced_config_map("r1-cm", namespace))
+
+
+def test_a_stale_state_file_stops_no_process_that_is_not_the_servers(tmp_path):
+    """A crashed run's state file may name pids that other processes have since: they are left alone."""
+    from testbed.kube_server import KubeServer
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (tmp_path / "state.json").write_text(json.dumps({"port": 1, "pids": [other.pid]}))
+        server = KubeServer(data_dir=str(tmp_path))
+        assert not server.running()
+        server.down()
+        assert other.poll() is None
+        assert not tmp_path.exists()
+    finally:
+        other.kill()
+        other.wait()
