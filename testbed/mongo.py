@@ -291,7 +291,7 @@ TEMPLATE_INITDB = ("-A", "trust", "-E", "UTF8", "--wal-segsize=1")
 #: added to its postgresql.conf: DocumentDB's libraries; pg_cron's jobs in background workers (a job's
 #: connection would go to the socket and port of the template's server, long gone); no durability and no
 #: autovacuum (a test server's data is small and thrown away; an idle server's autovacuum workers and
-#: pg_cron's jobs were most of its CPU: 0.95 s a minute, now 0.1)
+#: pg_cron's jobs were most of its CPU: 0.95 s a minute, now 0.2)
 TEMPLATE_CONF = (f"shared_preload_libraries = '{PRELOAD}'\ncron.database_name = 'postgres'\n"
                  "cron.use_background_workers = on\n"
                  "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nautovacuum = off\n"
