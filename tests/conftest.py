@@ -208,10 +208,10 @@ def kube_server():
     needs("kubernetes")
     try:
         server = SHARED_SERVERS["kube-server"]()
-        start_shared("kube-server", server)
+        start_shared("kube-server", server)  # its port: as this process started it, or as running() read it
     except ServerNotFound as err:
         component_missing("kubernetes", str(err))
-    return SHARED_SERVERS["kube-server"]()  # the port as the process that started it saved it
+    return server
 
 
 @pytest.fixture(scope="session")
